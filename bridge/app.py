@@ -1,0 +1,327 @@
+"""The bridge: sessions ↔ threads.
+
+`Bridge` is the router between the three seams.  Inbound events from adapters are
+checked against access control, serialised per thread (so prompts keep their
+order) but handled concurrently across threads, and dispatched to a command handler
+(`bridge/handlers.py`) or sent to the session as a prompt.  Agent events are routed
+to the session's `TurnView` (streaming, final message) or to the permission broker.
+Everything outgoing goes through the durable outbox.
+
+On start it recovers from whatever the previous run left: turns that were running
+are marked interrupted and their threads told so, pending permission prompts are
+expired, undelivered outbox rows are delivered.  Sessions resume lazily: the next
+prompt in a thread restarts Claude Code with `resume=<claude session id>`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Mapping
+
+from adapters.base import ChatAdapter
+from agent.events import (
+    AgentEvent,
+    AgentFailed,
+    PermissionAsked,
+    SessionStarted,
+    TextDelta,
+    TextDone,
+    ToolFinished,
+    ToolStarted,
+    TurnEnded,
+    TurnStarted,
+)
+from agent.host import AgentHost
+from agent.session import AgentSession
+from bridge import render
+from bridge.access import AccessControl
+from bridge.commands import parse_command
+from bridge.config import Config
+from bridge.messages import ButtonPress, Inbound, Outbound, ThreadRef, UserMessage
+from bridge.outbox import Outbox
+from bridge.permissions import PermissionBroker
+from bridge.tasks import TaskGroup
+from bridge.turns import TurnView
+from storage.db import Database
+from storage.models import SessionRow, ThreadBinding
+
+log = logging.getLogger(__name__)
+
+MAX_PROMPT_CHARS = 100_000
+
+
+class Bridge:
+    def __init__(
+        self,
+        config: Config,
+        db: Database,
+        adapters: Mapping[str, ChatAdapter],
+        *,
+        agent_env: Mapping[str, str] | None = None,
+        stream_interval: float = 0.8,
+    ) -> None:
+        self.config = config
+        self.db = db
+        self.adapters = dict(adapters)
+        self.tasks = TaskGroup()
+        self.outbox = Outbox(db, self.adapters, thread_fallback=self._thread_fallback)
+        self.host = AgentHost(
+            self.on_agent_event,
+            env=agent_env,
+            cli_path=config.agent.cli_path or None,
+            default_model=config.agent.model,
+            default_mode=config.agent.permission_mode,
+        )
+        self.broker = PermissionBroker(db, self.outbox, self.tasks, timeout_s=config.agent.permission_timeout_s)
+        self.access = AccessControl(db, config.access.owners)
+        self.stream_interval = stream_interval
+        self.views: dict[str, TurnView] = {}
+        self._turn_rows: dict[str, int] = {}
+        self._thread_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._agent_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        from bridge.handlers import Handlers
+
+        self.handlers = Handlers(self)
+
+    # --- lifecycle ------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.recover()
+        await self.outbox.start()
+        for adapter in self.adapters.values():
+            await adapter.start(self.on_inbound)
+        log.info("bridge started with %s", ", ".join(self.adapters) or "no adapters")
+
+    async def stop(self) -> None:
+        for adapter in self.adapters.values():
+            try:
+                await adapter.stop()
+            except Exception:
+                log.exception("stopping %s adapter failed", adapter.platform)
+        for session_id, view in list(self.views.items()):
+            self._mark_interrupted(session_id, view.thread, reason="the daemon is stopping")
+        await self.host.close()
+        await self.tasks.close()
+        await self.outbox.wait_idle(timeout=5)
+        await self.outbox.stop()
+
+    def recover(self) -> None:
+        """Tidy up after a previous run that stopped abruptly."""
+        self.broker.expire_stale()
+        for turn in self.db.turns.running():
+            assert turn.id is not None
+            self.db.turns.finish(turn.id, state="interrupted")
+        for row in self.db.sessions.list(states=["running"]):
+            thread = self.thread_of(row.id)
+            if thread is not None:
+                self._mark_interrupted(row.id, thread, reason="the daemon restarted during a turn")
+
+    def _mark_interrupted(self, session_id: str, thread: ThreadRef, *, reason: str) -> None:
+        self.db.sessions.update(session_id, state="interrupted")
+        self.outbox.enqueue(
+            thread,
+            render.notice(
+                f"⚠️ Interrupted: {reason}. Send a message here to continue — the session resumes with its full context.",
+                notify=True,
+            ),
+            session_id=session_id,
+            priority=0,
+        )
+
+    # --- threads and sessions -------------------------------------------------
+
+    def thread_of(self, session_id: str) -> ThreadRef | None:
+        binding = self.db.bindings.for_session(session_id)
+        if binding is None:
+            return None
+        return ThreadRef(binding.platform, binding.chat_id, binding.thread_id)
+
+    def session_for(self, msg: Inbound) -> SessionRow | None:
+        binding = self.db.bindings.by_thread_key(msg.thread.key)
+        if binding is None and isinstance(msg, UserMessage) and msg.reply_to:
+            key = self.db.outbox.thread_key_of_message(msg.thread.platform, msg.thread.chat_id, msg.reply_to)
+            binding = self.db.bindings.by_thread_key(key) if key else None
+        return self.db.sessions.get(binding.session_id) if binding else None
+
+    async def agent_for(self, row: SessionRow) -> AgentSession:
+        """The running agent for a session, started (resumed) if needed."""
+        async with self._agent_locks[row.id]:
+            agent = self.host.get(row.id)
+            if agent is None:
+                agent = await self.host.start_session(
+                    row.id, row.cwd, resume=row.claude_session_id, model=row.model or None, mode=row.mode or None
+                )
+                if row.state in ("interrupted", "ended"):
+                    self.db.sessions.update(row.id, state="active")
+            return agent
+
+    def reply(self, thread: ThreadRef, msg: Outbound, *, session_id: str | None = None) -> list[int]:
+        return self.outbox.enqueue(thread, msg, session_id=session_id, priority=0)
+
+    async def _thread_fallback(self, thread: ThreadRef) -> ThreadRef | None:
+        """A topic became unusable: continue the session as a reply chain."""
+        binding = self.db.bindings.by_thread_key(thread.key)
+        adapter = self.adapters.get(thread.platform)
+        if binding is None or adapter is None:
+            return None
+        row = self.db.sessions.get(binding.session_id)
+        header = render.notice(f"📂 Session {binding.session_id} continues here (reply to its messages).")
+        new_thread, header_id = await adapter.open_thread(
+            thread.chat_id, row.title if row else "session", header, prefer_topic=False
+        )
+        self.db.bindings.rebind(thread.key, thread_id=new_thread.thread_id, thread_key=new_thread.key, kind="reply", header_message_id=header_id)
+        log.warning("session %s: thread %s unusable, moved to a reply chain", binding.session_id, thread.key)
+        return new_thread
+
+    def bind(self, row: SessionRow, thread: ThreadRef, header_id: str | None, kind: str) -> None:
+        self.db.sessions.add(row)
+        self.db.bindings.add(
+            ThreadBinding(
+                session_id=row.id,
+                platform=thread.platform,
+                chat_id=thread.chat_id,
+                thread_id=thread.thread_id,
+                header_message_id=header_id,
+                kind=kind,
+                thread_key=thread.key,
+            )
+        )
+
+    # --- inbound --------------------------------------------------------------
+
+    async def on_inbound(self, event: Inbound) -> None:
+        """The adapters' sink.  Never raises; never blocks other threads."""
+        try:
+            if not self.access.is_owner(event.sender):
+                self._refuse(event)
+                return
+            self.tasks.spawn(self._handle_in_order(event), name=f"inbound-{event.thread.key}")
+        except Exception:
+            log.exception("inbound event could not be handled")
+
+    def _refuse(self, event: Inbound) -> None:
+        what = "button" if isinstance(event, ButtonPress) else "message"
+        detail = event.data if isinstance(event, ButtonPress) else event.text[:200]
+        if self.access.refuse(event.sender, what, detail):
+            self.reply(event.thread, render.notice("Sorry — this bot only works for its owners."))
+
+    async def _handle_in_order(self, event: Inbound) -> None:
+        async with self._thread_locks[event.thread.key]:
+            try:
+                if isinstance(event, ButtonPress):
+                    await self.handlers.button(event)
+                else:
+                    await self._message(event)
+            except Exception as e:
+                log.exception("handling %s failed", type(event).__name__)
+                self.reply(event.thread, render.notice(f"⚠️ Something went wrong: {type(e).__name__}. The error is in the daemon's log."))
+
+    async def _message(self, msg: UserMessage) -> None:
+        adapter = self.adapters[msg.thread.platform]
+        cmd = parse_command(msg.text, bot_username=adapter.username)
+        session = self.session_for(msg)
+        if cmd is not None:
+            self.db.audit.log(platform=msg.sender.platform, user=msg.sender.key, action=f"command:{cmd.name}")
+            await self.handlers.command(cmd, msg, session)
+            return
+        if session is None:
+            self.reply(msg.thread, render.notice("Start a session with `/new PATH PROMPT` (see `/help`)."))
+            return
+        thread = self.thread_of(session.id) or msg.thread
+        if await self.broker.answer_text(thread, msg.text, msg.sender.key, msg.sender.display_name):
+            return
+        await self.prompt(session, thread, msg.text, images=[(a.mime, a.data) for a in msg.attachments if a.kind == "image"])
+
+    async def prompt(self, session: SessionRow, thread: ThreadRef, text: str, *, images: list[tuple[str, bytes]] | None = None) -> None:
+        if session.state == "ended":
+            self.reply(thread, render.notice(f"This session has ended. `resume {session.id}` reopens it."))
+            return
+        if len(text) > MAX_PROMPT_CHARS:
+            self.reply(thread, render.notice(f"That message is too long ({len(text)} characters; the limit is {MAX_PROMPT_CHARS})."))
+            return
+        agent = await self.agent_for(session)
+        queued = await agent.send(text, images or ())
+        self.db.sessions.touch(session.id)
+        if queued:
+            self.reply(thread, render.notice("📥 Queued — it runs when the current turn ends."), session_id=session.id)
+
+    # --- agent events ---------------------------------------------------------
+
+    async def on_agent_event(self, ev: AgentEvent) -> None:
+        try:
+            await self._agent_event(ev)
+        except Exception:
+            log.exception("agent event %s for %s could not be handled", type(ev).__name__, ev.session_id)
+
+    async def _agent_event(self, ev: AgentEvent) -> None:
+        sid = ev.session_id
+        if isinstance(ev, SessionStarted):
+            self.db.sessions.update(sid, claude_session_id=ev.claude_session_id)
+            return
+        thread = self.thread_of(sid)
+        if thread is None:
+            log.warning("event for unknown session %s", sid)
+            if isinstance(ev, PermissionAsked) and not ev.future.done():
+                from agent.events import PermissionDecision
+
+                ev.future.set_result(PermissionDecision(allow=False, message="no thread for this session"))
+            return
+        view = self.views.get(sid)
+        if isinstance(ev, TurnStarted):
+            row = self.db.sessions.update(sid, state="running")
+            adapter = self.adapters[thread.platform]
+            use_draft = adapter.capabilities.native_stream and adapter.supports_draft(thread)
+            view = TurnView(
+                session_id=sid,
+                turn_no=(row.turns if row else 0) + 1,
+                thread=thread,
+                cwd=row.cwd if row else "",
+                outbox=self.outbox,
+                tasks=self.tasks,
+                use_draft=use_draft,
+                min_interval=self.stream_interval,
+            )
+            self.views[sid] = view
+            self._turn_rows[sid] = self.db.turns.start(sid, ev.prompt)
+            view.begin()
+        elif isinstance(ev, TextDelta) and view:
+            view.on_delta(ev)
+        elif isinstance(ev, TextDone) and view:
+            view.on_text_done(ev)
+        elif isinstance(ev, ToolStarted) and view:
+            view.on_tool(ev)
+        elif isinstance(ev, ToolFinished):
+            pass  # the status line was shown when the tool started
+        elif isinstance(ev, PermissionAsked):
+            row = self.db.sessions.get(sid)
+            await self.broker.ask(ev, thread, row.cwd if row else "")
+        elif isinstance(ev, TurnEnded):
+            self._end_turn(sid, ev)
+        elif isinstance(ev, AgentFailed):
+            self.reply(thread, render.notice(f"⚠️ Claude Code failed: {ev.error[:500]}", notify=True), session_id=sid)
+            if view is not None:
+                self._end_turn(sid, TurnEnded(sid, "", 0.0, {}, 0, (), True, False))
+
+    def _end_turn(self, sid: str, ev: TurnEnded) -> None:
+        view = self.views.pop(sid, None)
+        if view is not None:
+            view.end(ev)
+        turn_id = self._turn_rows.pop(sid, None)
+        if turn_id is not None:
+            usage = dict(ev.usage or {})
+            self.db.turns.finish(
+                turn_id,
+                state="interrupted" if ev.interrupted else ("error" if ev.is_error else "done"),
+                cost_usd=ev.cost_usd,
+                input_tokens=int(usage.get("input_tokens", 0) or 0),
+                output_tokens=int(usage.get("output_tokens", 0) or 0),
+                duration_ms=ev.duration_ms,
+                tools=",".join(ev.tools),
+            )
+        self.db.sessions.add_cost(sid, ev.cost_usd)
+        row = self.db.sessions.get(sid)
+        if row is not None and row.state == "running":
+            self.db.sessions.update(sid, state="active")
+        self.tasks.spawn(self.broker.cancel_session(sid, "the turn ended"), name=f"cancel-permissions-{sid}")

@@ -1,0 +1,129 @@
+"""The `threadline` command line: init, run, doctor, sessions, audit.
+
+Every command takes `--config FILE` (default `$THREADLINE_CONFIG`, then
+`~/.config/threadline/config.toml`).  Errors are one line each and exit non-zero;
+no traceback for a user's mistake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bridge.config import Config, ConfigError, config_path, load_config
+
+app = typer.Typer(help="Claude Code sessions as chat threads.", no_args_is_help=True, add_completion=False)
+out = Console()
+err = Console(stderr=True)
+
+ConfigOpt = Annotated[str | None, typer.Option("--config", "-c", help="Config file (default: $THREADLINE_CONFIG, then ~/.config/threadline/config.toml)")]
+EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
+
+
+def _load(config: str | None) -> Config:
+    path = config_path(config)
+    try:
+        return load_config(path)
+    except ConfigError as e:
+        for line in e.lines:
+            err.print(f"[red]config error:[/red] {line}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def init(config: ConfigOpt = None) -> None:
+    """Write a commented config file to start from (never overwrites)."""
+    path = config_path(config)
+    if path.exists():
+        err.print(f"{path} exists already; not overwriting it.")
+        raise typer.Exit(1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(EXAMPLE.read_text(encoding="utf-8"), encoding="utf-8")
+    path.chmod(0o600)
+    out.print(f"Wrote {path}.\nNext: set your bot token and owner id in it, then run `threadline doctor`.")
+
+
+@app.command()
+def run(config: ConfigOpt = None) -> None:
+    """Run the daemon: every enabled adapter and the Claude Code host."""
+    from bridge.daemon import run as run_daemon
+
+    run_daemon(_load(config))
+
+
+@app.command()
+def doctor(config: ConfigOpt = None) -> None:
+    """Check config, database, Claude Code and each platform's credentials."""
+    from bridge.doctor import run_checks
+
+    cfg = _load(config)
+    out.print(f"[green]ok[/green]   config {config_path(config)}")
+    failures = asyncio.run(run_checks(cfg, out))
+    if failures:
+        err.print(f"{failures} problem(s) found.")
+        raise typer.Exit(1)
+    out.print("All checks passed.")
+
+
+@app.command()
+def sessions(config: ConfigOpt = None) -> None:
+    """List sessions: id, thread, directory, state, last activity, cost."""
+    from bridge.daemon import open_database
+
+    db = open_database(_load(config))
+    table = Table("id", "thread", "directory", "state", "last activity (UTC)", "cost")
+    for row in db.sessions.list():
+        binding = db.bindings.for_session(row.id)
+        where = f"{binding.platform}:{binding.chat_id}/{binding.thread_id or '-'}" if binding else "-"
+        table.add_row(row.id, where, row.cwd, row.state, row.last_activity.strftime("%Y-%m-%d %H:%M"), f"${row.cost_usd:.4f}")
+    out.print(table)
+
+
+@app.command()
+def audit(config: ConfigOpt = None, limit: Annotated[int, typer.Option(help="How many entries")] = 100) -> None:
+    """Print the audit log: who, what, when, allowed or refused."""
+    from bridge.daemon import open_database
+
+    db = open_database(_load(config))
+    table = Table("when (UTC)", "who", "what", "detail", "result")
+    for row in reversed(db.audit.recent(limit)):
+        table.add_row(row.at.strftime("%Y-%m-%d %H:%M:%S"), row.user, row.action, row.detail, "allowed" if row.allowed else "[red]refused[/red]")
+    out.print(table)
+
+
+def claude_cli_path(configured: str) -> str | None:
+    if configured:
+        return configured if Path(configured).exists() else shutil.which(configured)
+    try:
+        import claude_agent_sdk
+
+        bundled = Path(claude_agent_sdk.__file__).parent / "_bundled" / "claude"
+        if bundled.exists():
+            return str(bundled)
+    except ImportError:
+        return None
+    return shutil.which("claude")
+
+
+def claude_version(path: str) -> str | None:
+    try:
+        done = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

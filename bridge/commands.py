@@ -1,0 +1,192 @@
+"""Chat command parsing: a message's text → a `Command`, or `None` for a plain prompt.
+
+The same commands exist on every platform (SPEC §3).  A command starts with `/` or `!`,
+its name is case-insensitive, and on Telegram it may be addressed as `/cmd@botname`.
+Arguments are split shell-style (`shlex`) so a PATH can be quoted to contain spaces;
+text that does not split cleanly (an apostrophe in a prompt) falls back to whitespace
+splitting.  Commands whose arguments mix a path or cron expression with free text
+(`new`, `schedule`, `get`) are read from the raw `rest`, so a prompt keeps its own
+formatting.  `parse_command` never raises: chat text is untrusted and arbitrary.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+from typing import Final
+
+HELP: Final[list[tuple[str, str]]] = [
+    ("new [PATH] [PROMPT]", "start a session in PATH, optionally with a first prompt"),
+    ("stop", "interrupt the running turn (the session stays usable)"),
+    ("mode [MODE]", "switch permission mode: default, acceptEdits, plan, bypassPermissions"),
+    ("model [NAME]", "switch the model"),
+    ("diff", "show git diff of the session's directory"),
+    ("cost", "tokens and dollars for this session and today"),
+    ("end", "end the session and close its thread"),
+    ("resume [ID]", "reopen an ended or interrupted session"),
+    ("sessions", "list sessions with their state and threads"),
+    ("import [ID]", "list Claude Code sessions on disk, or continue one here"),
+    ("get PATH", "send a file from the session directory"),
+    ("handoff", "how to continue this session at your desk"),
+    ("schedule CRON PROMPT", 'schedule a prompt: schedule "0 9 * * 1-5" run the tests'),
+    ("schedules", "list this session's scheduled prompts"),
+    ("unschedule ID", "remove a scheduled prompt"),
+    ("pair CODE", "complete pairing with a code from threadline pair"),
+    ("help", "this list"),
+]
+
+COMMAND_NAMES: Final[frozenset[str]] = frozenset(usage.split()[0] for usage, _ in HELP)
+
+# Telegram opens a bot with "/start", and a deep link t.me/bot?start=CODE sends
+# "/start CODE" -- which is how a pairing link arrives.
+_ALIASES: Final[dict[str, str]] = {"start": "help", "h": "help"}
+
+# Telegram's bot_command grammar: a name of letters, digits and "_" (at most 32, but
+# we accept longer so a typo still gets "unknown command"), optionally "@botname".
+_HEAD = re.compile(r"[/!]([A-Za-z0-9_]+)(?:@([A-Za-z0-9_]*))?(?=\s|$)")
+_QUOTED_FIRST = re.compile(r"""(["'])(.*?)\1(?=\s|$)""", re.DOTALL)
+_CRON_ATOM = r"(?:\d+|\*|\?|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec|mon|tue|wed|thu|fri|sat|sun)"
+_CRON_FIELD = re.compile(rf"{_CRON_ATOM}(?:[-/,]{_CRON_ATOM})*", re.IGNORECASE)
+_CRON_MACROS: Final[dict[str, str]] = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A parsed command.
+
+    `name` is one of `COMMAND_NAMES`, or ``"unknown"`` (reply "unknown command, see
+    /help"; `original` holds what was typed), or ``"ignored"`` (``/cmd@otherbot``:
+    addressed to another bot in the group, drop it silently).
+    """
+
+    name: str
+    args: tuple[str, ...] = ()
+    rest: str = ""  # raw text after the name (and @botname), leading whitespace removed
+    original: str = ""  # the name as typed, lower-cased
+    prefix: str = "/"
+
+    @property
+    def arg(self) -> str | None:
+        """The first argument: MODE, NAME, ID or CODE for the one-argument commands."""
+        return self.args[0] if self.args else None
+
+    @property
+    def path(self) -> str | None:
+        """`new`: the PATH if one was given; `get`: the whole (unquoted) rest."""
+        if self.name == "new":
+            return _split_new(self.rest)[0]
+        if self.name == "get":
+            first = _first_token(self.rest)
+            if first is not None and first[1]:
+                return first[0] or None
+            return self.rest.strip() or None
+        return None
+
+    @property
+    def prompt(self) -> str:
+        """`new` and `schedule`: the prompt text, raw (newlines and quotes kept)."""
+        if self.name == "new":
+            return _split_new(self.rest)[1]
+        if self.name == "schedule":
+            return _split_schedule(self.rest)[1]
+        return ""
+
+    @property
+    def cron(self) -> str | None:
+        """`schedule`: the five cron fields, or None if the command has none."""
+        return _split_schedule(self.rest)[0] if self.name == "schedule" else None
+
+
+def parse_command(text: str, *, bot_username: str = "") -> Command | None:
+    """Parse one chat message.  `None`: not a command (send it to Claude as a prompt)."""
+    try:
+        return _parse(text, bot_username)
+    except Exception:  # pragma: no cover - belt and braces: chat input must never crash us
+        return None
+
+
+def _parse(text: str, bot_username: str) -> Command | None:
+    stripped = text.lstrip()
+    m = _HEAD.match(stripped)
+    if m is None:
+        return None
+    typed, bot = m.group(1).lower(), m.group(2)
+    rest = stripped[m.end() :].lstrip()
+    args = split_args(rest)
+    prefix = stripped[0]
+    if bot is not None and bot_username and bot.lower() != bot_username.lstrip("@").lower():
+        return Command("ignored", args, rest, typed, prefix)
+    name = _ALIASES.get(typed, typed)
+    if typed == "start" and args:
+        name = "pair"
+    if name not in COMMAND_NAMES:
+        name = "unknown"
+    return Command(name, args, rest, typed, prefix)
+
+
+def split_args(rest: str) -> tuple[str, ...]:
+    """Shell-like split; on unbalanced quotes, plain whitespace split."""
+    if not rest:
+        return ()
+    try:
+        return tuple(shlex.split(rest))
+    except ValueError:
+        return tuple(rest.split())
+
+
+def _first_token(rest: str) -> tuple[str, bool, str] | None:
+    """(token, was_quoted, raw remainder) for the first token of `rest`."""
+    rest = rest.lstrip()
+    if not rest:
+        return None
+    q = _QUOTED_FIRST.match(rest)
+    if q is not None:
+        return q.group(2), True, rest[q.end() :].lstrip()
+    parts = rest.split(None, 1)
+    return parts[0], False, parts[1] if len(parts) > 1 else ""
+
+
+def _looks_like_path(token: str, quoted: bool) -> bool:
+    if quoted:
+        return True
+    if "://" in token:  # a URL opens a prompt ("/new https://... is down, why?")
+        return False
+    return token.startswith(("~", "/", ".")) or "/" in token
+
+
+def _split_new(rest: str) -> tuple[str | None, str]:
+    """`new [PATH] [PROMPT]` → (path or None, prompt)."""
+    first = _first_token(rest)
+    if first is None:
+        return None, ""
+    token, quoted, remainder = first
+    if _looks_like_path(token, quoted):
+        return token or None, remainder.strip()
+    return None, rest.strip()
+
+
+def _split_schedule(rest: str) -> tuple[str | None, str]:
+    """`schedule "CRON" PROMPT` or `schedule m h dom mon dow PROMPT` → (cron, prompt)."""
+    first = _first_token(rest)
+    if first is None:
+        return None, ""
+    token, quoted, remainder = first
+    if quoted:
+        fields = token.split()
+        ok = len(fields) == 5 and all(_CRON_FIELD.fullmatch(f) for f in fields)
+        return (" ".join(fields), remainder.strip()) if ok else (None, remainder.strip())
+    if token.lower() in _CRON_MACROS:
+        return _CRON_MACROS[token.lower()], remainder.strip()
+    parts = rest.strip().split(None, 5)
+    if len(parts) >= 5 and all(_CRON_FIELD.fullmatch(f) for f in parts[:5]):
+        return " ".join(parts[:5]), parts[5].strip() if len(parts) > 5 else ""
+    return None, rest.strip()

@@ -1,0 +1,69 @@
+"""`threadline run`: build every part from the config and run until a signal.
+
+Order: logging (with secret redaction) → database (migrated) → adapters for the
+enabled platforms → the bridge (outbox, agent host, broker) → wait for SIGINT or
+SIGTERM → stop everything in reverse.  `build_adapters` is shared with `doctor`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+from adapters.base import ChatAdapter
+from bridge.app import Bridge
+from bridge.config import Config
+from bridge.logs import setup_logging
+from storage.crypto import BodyCipher, load_or_create_key
+from storage.db import Database
+
+log = logging.getLogger(__name__)
+
+
+def open_database(config: Config) -> Database:
+    cipher = BodyCipher(load_or_create_key(Path(config.storage.key_file)) if config.storage.encrypt else None)
+    db = Database(config.storage.url, cipher=cipher)
+    db.migrate()
+    return db
+
+
+def build_adapters(config: Config) -> dict[str, ChatAdapter]:
+    adapters: dict[str, ChatAdapter] = {}
+    if config.telegram.enabled:
+        from adapters.telegram import TelegramAdapter
+
+        adapters["telegram"] = TelegramAdapter(config.telegram, owners_hint=config.access.owners)
+    unsupported = [name for name in ("slack", "matrix") if getattr(config, name).enabled]
+    for name in unsupported:
+        log.error("[%s] is enabled but this release has no %s adapter yet; it is ignored", name, name)
+    return adapters
+
+
+async def run_daemon(config: Config, *, stop_event: asyncio.Event | None = None) -> None:
+    db = open_database(config)
+    adapters = build_adapters(config)
+    if not adapters:
+        raise SystemExit("no usable chat platform is enabled")
+    bridge = Bridge(config, db, adapters)
+    stop = stop_event or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    await bridge.start()
+    log.info("threadline is running (%s); Ctrl-C stops it", ", ".join(adapters))
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping")
+        await bridge.stop()
+        db.close()
+
+
+def run(config: Config) -> None:
+    setup_logging(config.daemon.log_level, config.secrets(), config.daemon.log_file)
+    asyncio.run(run_daemon(config))

@@ -1,0 +1,257 @@
+"""Chat command handlers and button presses.
+
+One method per command in SPEC §3 that this release implements; each validates
+its input, answers in the thread it came from, and leaves the heavy lifting to the
+bridge (sessions, outbox) and the broker (permissions).  Button data is opaque and
+short: ``p:<request>:<a|s|d>`` (permission), ``x:<session>`` (stop),
+``m:<session>:<mode index>`` (mode), ``n:<session>`` (new session in that one's
+directory).  Every press is checked against the thread it came from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bridge import render
+from bridge.access import PathRefused, resolve_session_dir
+from bridge.commands import Command
+from bridge.config import PERMISSION_MODES
+from bridge.messages import Button, ButtonPress, Code, Markdown, Outbound, ThreadRef, UserMessage
+from storage.models import SessionRow, utcnow
+
+if TYPE_CHECKING:
+    from bridge.app import Bridge
+
+log = logging.getLogger(__name__)
+
+IMPLEMENTED = ("new", "stop", "mode", "model", "diff", "cost", "end", "resume", "sessions", "handoff", "help")
+_MODE_LABELS = {"default": "Default", "acceptEdits": "Accept edits", "plan": "Plan", "bypassPermissions": "Bypass"}
+
+
+class Handlers:
+    def __init__(self, bridge: Bridge) -> None:
+        self.b = bridge
+
+    # --- dispatch -------------------------------------------------------------
+
+    async def command(self, cmd: Command, msg: UserMessage, session: SessionRow | None) -> None:
+        name = cmd.name
+        if name not in IMPLEMENTED:
+            shown = cmd.original if name == "unknown" else name
+            self.b.reply(msg.thread, render.notice(f"Unknown command `{shown}` — see `/help`."))
+            return
+        if name in ("stop", "mode", "model", "diff", "end", "handoff") and session is None:
+            self.b.reply(msg.thread, render.notice(f"`{name}` works inside a session's thread. `/sessions` lists them."))
+            return
+        await getattr(self, f"cmd_{name}")(cmd, msg, session)
+
+    async def button(self, press: ButtonPress) -> None:
+        kind, _, rest = press.data.partition(":")
+        if kind == "p":
+            request_id, _, choice = rest.rpartition(":")
+            answer = await self.b.broker.press(request_id, choice, press.thread, press.sender.key, press.sender.display_name)
+            log.info("permission press %s → %s", choice, answer)
+            return
+        session = self.b.db.sessions.get(rest.partition(":")[0])
+        thread = self.b.thread_of(session.id) if session else None
+        if session is None or thread is None or thread.key != press.thread.key:
+            log.warning("refused button %r from %s: not this thread's", press.data[:64], press.sender.key)
+            self.b.db.audit.log(platform=press.sender.platform, user=press.sender.key, action="button", detail="stale or foreign button", allowed=False)
+            return
+        if kind == "x":
+            await self._stop(session, thread)
+        elif kind == "m":
+            index = rest.partition(":")[2]
+            if index.isdigit() and int(index) < len(PERMISSION_MODES):
+                await self._set_mode(session, thread, PERMISSION_MODES[int(index)])
+        elif kind == "n":
+            await self._new_session(press.thread, press.sender.key, Path(session.cwd), "")
+
+    # --- commands -------------------------------------------------------------
+
+    async def cmd_help(self, cmd: Command, msg: UserMessage, session: SessionRow | None) -> None:
+        prefix = "/" if msg.thread.platform == "telegram" else "!"
+        self.b.reply(msg.thread, render.help_message(prefix, only=IMPLEMENTED))
+
+    async def cmd_new(self, cmd: Command, msg: UserMessage, session: SessionRow | None) -> None:
+        raw_path, prompt = cmd.path, cmd.prompt
+        if raw_path is None:
+            recent = self._recent_dirs()
+            if not recent:
+                self.b.reply(msg.thread, render.notice("Which directory? `/new ~/code/app [prompt]`"))
+                return
+            buttons = tuple((Button(Path(r.cwd).name or r.cwd, f"n:{r.id}"),) for r in recent)
+            self.b.reply(msg.thread, Outbound(blocks=(Markdown("Start a session in which directory?"),), buttons=buttons))
+            return
+        try:
+            cwd = resolve_session_dir(raw_path, self.b.config.agent.allowed_roots)
+        except PathRefused as e:
+            self.b.db.audit.log(platform=msg.sender.platform, user=msg.sender.key, action="new", detail=f"refused path {raw_path[:200]}", allowed=False)
+            self.b.reply(msg.thread, render.notice(f"🚫 {e}"))
+            return
+        await self._new_session(msg.thread, msg.sender.key, cwd, prompt or "")
+
+    async def _new_session(self, origin: ThreadRef, owner: str, cwd: Path, prompt: str) -> None:
+        b = self.b
+        if b.db.sessions.count_open() >= b.config.agent.max_concurrent_sessions:
+            b.reply(origin, render.notice(f"🚫 {b.config.agent.max_concurrent_sessions} sessions are open already; `/end` one first."))
+            return
+        adapter = b.adapters[origin.platform]
+        session_id = secrets.token_hex(3)
+        summary = " ".join(prompt.split())[:60]
+        title = f"{cwd.name}: {summary}" if summary else cwd.name
+        header = render.notice(
+            f"📂 `{cwd}` · session `{session_id}` · mode {b.config.agent.permission_mode}"
+            + (f" · model {b.config.agent.model}" if b.config.agent.model else "")
+        )
+        thread, header_id = await adapter.open_thread(adapter.default_chat(origin), title[:120], header)
+        kind = "reply" if (thread.thread_id or "").startswith("reply:") else "topic"
+        row = SessionRow(id=session_id, platform=origin.platform, cwd=str(cwd), title=title, owner=owner, mode=b.config.agent.permission_mode, model=b.config.agent.model)
+        b.bind(row, thread, header_id, kind)
+        b.db.audit.log(platform=origin.platform, user=owner, action="new", detail=f"{session_id} {cwd}")
+        if thread.key != origin.key:
+            link = adapter.thread_link(thread)
+            b.reply(origin, render.notice(f"▶️ Session `{session_id}` started in `{cwd}`" + (f": {link}" if link else ".")))
+        await b.agent_for(row)
+        if prompt:
+            await b.prompt(row, thread, prompt)
+        else:
+            b.reply(thread, render.notice("Ready. Send a message to give Claude its first prompt."), session_id=session_id)
+
+    def _recent_dirs(self) -> list[SessionRow]:
+        seen: set[str] = set()
+        out: list[SessionRow] = []
+        for row in self.b.db.sessions.list():
+            if row.cwd not in seen:
+                seen.add(row.cwd)
+                out.append(row)
+        return out[:5]
+
+    async def cmd_stop(self, cmd: Command, msg: UserMessage, session: SessionRow | None) -> None:
+        assert session is not None
+        await self._stop(session, msg.thread)
+
+    async def _stop(self, session: SessionRow, thread: ThreadRef) -> None:
+        agent = self.b.host.get(session.id)
+        if agent is None or not agent.busy:
+            self.b.reply(thread, render.notice("Nothing is running."))
+            return
+        await self.b.broker.cancel_session(session.id, "stopped")
+        await agent.interrupt()
+
+    async def cmd_mode(self, cmd: Command, msg: UserMessage, session: SessionRow | None) -> None:
+        assert session is not None
+        if not cmd.args:
+            buttons = tuple(
+                (Button(("• " if m == session.mode else "") + _MODE_LABELS[m], f"m:{session.id}:{i}"),)
+                for i, m in enumerate(PERMISSION_MODES)
+                if m != "bypassPermissions" or self.b.config.agent.allow_bypass
+            )
+            self.b.reply(msg.thread, Outbound(blocks=(Markdown(f"Permission mode: **{session.mode}**"),), buttons=buttons))
+            return
+        wanted = {m.lower(): m for m in PERMISSION_MODES}.get(cmd.args[0].lower())
+        if wanted is None:
+            self.b.reply(msg.thread, render.notice(f"Unknown mode `{cmd.args[0][:40]}`; one of: {', '.join(PERMISSION_MODES)}."))
+            return
+        await self._set_mode(session, msg.thread, wanted)
+
+    async def _set_mode(self, session: SessionRow, thread: ThreadRef, mode: str) -> None:
+        if mode == "bypassPermissions" and not self.b.config.agent.allow_bypass:
+            self.b.reply(thread, render.notice("🚫 bypassPermissions is disabled (set `allow_bypass = true` in [agent] to allow it)."))
+            return
+        agent = await self.b.agent_for(session)
+        await agent.set_mode(mode)
+        self.b.db.sessions.update(session.id, mode=mode)
+        self.b.reply(thread, render.notice(f"Permission mode: **{mode}**"), session_id=session.id)
+
+    async def cmd_model(self, cmd: Command, msg: UserMessage, session: SessionRow | None) -> None:
+        assert session is not None
+        if not cmd.args:
+            self.b.reply(msg.thread, render.notice(f"Model: **{session.model or 'Claude Code default'}**. `/model NAME` switches."))
+            return
+        name = cmd.args[0][:100]
+        agent = await self.b.agent_for(session)
+        await agent.set_model(name)
+        self.b.db.sessions.update(session.id, model=name)
+        self.b.reply(msg.thread, render.notice(f"Model: **{name}**"), session_id=session.id)
+
+    async def cmd_end(self, cmd: Command, msg: UserMessage, session: SessionRow | None) -> None:
+        assert session is not None
+        thread = self.b.thread_of(session.id) or msg.thread
+        await self.b.broker.cancel_session(session.id, "session ended")
+        await self.b.host.end_session(session.id)
+        self.b.db.sessions.update(session.id, state="ended")
+        ids = self.b.reply(thread, render.notice(f"Session `{session.id}` ended. `resume {session.id}` reopens it."), session_id=session.id)
+        try:
+            await self.b.outbox.wait_sent(ids[-1], timeout=30)
+        except TimeoutError:
+            log.warning("session %s: end notice not delivered in time; closing the thread anyway", session.id)
+        await self.b.adapters[thread.platform].close_thread(thread)
+
+    async def cmd_resume(self, cmd: Command, msg: UserMessage, session: SessionRow | None) -> None:
+        target = self.b.db.sessions.get(cmd.args[0]) if cmd.args else session
+        if target is None:
+            self.b.reply(msg.thread, render.notice("Which session? `/sessions` lists them."))
+            return
+        thread = self.b.thread_of(target.id)
+        if thread is None:
+            return
+        await self.b.agent_for(target)
+        self.b.db.sessions.update(target.id, state="active")
+        self.b.reply(thread, render.notice(f"Session `{target.id}` is open again; send a message to continue."), session_id=target.id)
+
+    async def cmd_sessions(self, cmd: Command, msg: UserMessage, session: SessionRow | None) -> None:
+        rows = []
+        for row in self.b.db.sessions.list()[:30]:
+            thread = self.b.thread_of(row.id)
+            link = self.b.adapters[thread.platform].thread_link(thread) if thread and thread.platform in self.b.adapters else None
+            rows.append(render.SessionSummary(row.id, row.title, row.cwd, row.state, row.last_activity, row.cost_usd, link))
+        self.b.reply(msg.thread, render.sessions_message(rows))
+
+    async def cmd_cost(self, cmd: Command, msg: UserMessage, session: SessionRow | None) -> None:
+        now = utcnow()
+        day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        month = day.replace(day=1)
+        lines = []
+        if session is not None:
+            cost, tin, tout = self.b.db.turns.cost_since(datetime(1970, 1, 1), session.id)
+            lines.append(f"This session: **${cost:.4f}** · {tin:,} in / {tout:,} out tokens")
+        for label, since in (("Today", day), ("This month", month)):
+            cost, tin, tout = self.b.db.turns.cost_since(since)
+            lines.append(f"{label}: **${cost:.4f}** · {tin:,} in / {tout:,} out tokens")
+        self.b.reply(msg.thread, render.notice("\n".join(lines)))
+
+    async def cmd_diff(self, cmd: Command, msg: UserMessage, session: SessionRow | None) -> None:
+        assert session is not None
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                "git", "-C", session.cwd, "diff", "--no-color", "HEAD",
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )
+            out, err = await asyncio.wait_for(proc.communicate(), timeout=30)
+        except (OSError, TimeoutError) as e:
+            self.b.reply(msg.thread, render.notice(f"`git diff` failed: {e}"))
+            return
+        if proc.returncode != 0:
+            self.b.reply(msg.thread, render.notice(f"`git diff` failed: {err.decode(errors='replace')[:300]}"))
+            return
+        diff = out.decode(errors="replace")
+        if not diff.strip():
+            self.b.reply(msg.thread, render.notice("No changes against HEAD."))
+            return
+        self.b.reply(msg.thread, render.diff_message(diff, name=f"{Path(session.cwd).name}.diff"))
+
+    async def cmd_handoff(self, cmd: Command, msg: UserMessage, session: SessionRow | None) -> None:
+        assert session is not None
+        lines = [f"cd {session.cwd}"]
+        if session.claude_session_id:
+            lines.append(f"claude --resume {session.claude_session_id}")
+        self.b.reply(msg.thread, Outbound(blocks=(Markdown("Continue at your desk:"), Code("\n".join(lines), "bash"))))
+
+
+__all__ = ["Handlers", "IMPLEMENTED"]

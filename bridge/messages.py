@@ -1,0 +1,186 @@
+"""Platform-neutral messages that cross the bridge ↔ adapter seam.
+
+Inbound: what an adapter hands the bridge after parsing a platform payload
+(`UserMessage`, `ButtonPress`) — no raw platform object gets past an adapter's
+`inbound.py`.  Outbound: what the bridge asks an adapter to show (`Outbound`, built
+from `Block`s and `Button`s), which the adapter's `render.py` turns into the
+platform's format.  Everything here is a frozen, slotted dataclass and JSON-able via
+`to_json` / `outbound_from_json`, because outbound messages are stored in the outbox
+before they are sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadRef:
+    """Where a session lives: a chat plus the platform's thread inside it.
+
+    `thread_id` is the Telegram forum topic id, the Slack thread ts, the Matrix thread
+    root event id; or ``"reply:<header message id>"`` for reply-chain threads; or
+    ``None`` for the chat itself (control chat, DM).
+    """
+
+    platform: str
+    chat_id: str
+    thread_id: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.platform}:{self.chat_id}:{self.thread_id or ''}"
+
+
+@dataclass(frozen=True, slots=True)
+class Sender:
+    platform: str
+    user_id: str
+    display_name: str = ""
+
+    @property
+    def key(self) -> str:
+        """The form used in config `[access] owners`, e.g. ``telegram:123``."""
+        return f"{self.platform}:{self.user_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    kind: Literal["image", "file"]
+    name: str
+    mime: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class UserMessage:
+    thread: ThreadRef
+    sender: Sender
+    text: str
+    message_id: str
+    reply_to: str | None = None
+    chat_type: Literal["private", "group"] = "private"
+    attachments: tuple[Attachment, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ButtonPress:
+    """A press on one of our buttons; the adapter has already acknowledged it."""
+
+    thread: ThreadRef
+    sender: Sender
+    message_id: str
+    data: str
+
+
+Inbound = UserMessage | ButtonPress
+
+
+# --- outbound -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Markdown:
+    """Markdown text (Claude's own, or ours); adapters convert it to their format."""
+
+    text: str
+    kind: Literal["markdown"] = "markdown"
+
+
+@dataclass(frozen=True, slots=True)
+class Code:
+    """A preformatted block: code, a command, a unified diff (language "diff")."""
+
+    text: str
+    language: str = ""
+    kind: Literal["code"] = "code"
+
+
+@dataclass(frozen=True, slots=True)
+class Folded:
+    """Secondary detail shown collapsed (tool output): Telegram expandable
+    blockquote, Matrix <details>, Slack context block."""
+
+    summary: str
+    body: str
+    kind: Literal["folded"] = "folded"
+
+
+Block = Markdown | Code | Folded
+
+
+@dataclass(frozen=True, slots=True)
+class Button:
+    label: str
+    data: str  # opaque, <= 64 bytes (Telegram callback_data limit)
+    style: Literal["default", "primary", "danger"] = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class FileOut:
+    """A file to attach (a long diff, a long tool output, a `get` result)."""
+
+    name: str
+    data: bytes
+    caption: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    blocks: tuple[Block, ...] = ()
+    buttons: tuple[tuple[Button, ...], ...] = ()  # rows of buttons
+    notify: bool = False  # False: sent silently (stream updates, tool lines)
+    file: FileOut | None = None
+    mention: bool = False  # Slack/Matrix: mention the owner (permission, long turn end)
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        if self.file is not None:
+            d["file"]["data"] = base64.b64encode(self.file.data).decode()
+        return json.dumps(d, ensure_ascii=False)
+
+    @property
+    def plain(self) -> str:
+        """The text content, for logs and search; no formatting."""
+        parts: list[str] = []
+        for b in self.blocks:
+            parts.append(b.text if not isinstance(b, Folded) else f"{b.summary}\n{b.body}")
+        return "\n\n".join(parts)
+
+
+def text(markdown: str, *, notify: bool = False, buttons: tuple[tuple[Button, ...], ...] = ()) -> Outbound:
+    """The common case: one markdown block."""
+    return Outbound(blocks=(Markdown(markdown),), notify=notify, buttons=buttons)
+
+
+def _block_from(d: dict[str, Any]) -> Block:
+    kind = d.get("kind")
+    if kind == "code":
+        return Code(d["text"], d.get("language", ""))
+    if kind == "folded":
+        return Folded(d["summary"], d["body"])
+    return Markdown(d["text"])
+
+
+def outbound_from_json(raw: str) -> Outbound:
+    d = json.loads(raw)
+    f = d.get("file")
+    return Outbound(
+        blocks=tuple(_block_from(b) for b in d.get("blocks", ())),
+        buttons=tuple(tuple(Button(**b) for b in row) for row in d.get("buttons", ())),
+        notify=bool(d.get("notify", False)),
+        file=FileOut(f["name"], base64.b64decode(f["data"]), f.get("caption", "")) if f else None,
+        mention=bool(d.get("mention", False)),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """One platform message, ready to send: what an adapter's `render()` returns and
+    the outbox stores (one row per platform message, so a split message is never
+    re-sent in part after a restart).  `payload` is adapter-defined and JSON-able."""
+
+    payload: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,130 @@
+"""The live view of one session's running turn in its chat thread.
+
+A `TurnView` receives the agent's events for one turn and turns them into outbox
+operations: a status message (tool lines, the text so far where there is no native
+streaming, and a Stop button), a native stream draft where the platform has one
+(Telegram `sendMessageDraft` in private chats), and at the end a final message
+with the answer and a footer.  Stream updates are debounced here (`min_interval`)
+and coalesced again by the outbox, so a fast model costs few API calls; the status
+message's last edit and the final message are priority 0 and always delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Callable
+
+from agent.events import TextDelta, TextDone, ToolStarted, TurnEnded
+from bridge import render
+from bridge.messages import ThreadRef
+from bridge.outbox import Outbox
+from bridge.tasks import TaskGroup
+
+PREVIEW_CHARS = 3000  # tail of the streamed text shown in an edited status message
+LONG_TURN_S = 60.0
+
+
+class TurnView:
+    def __init__(
+        self,
+        *,
+        session_id: str,
+        turn_no: int,
+        thread: ThreadRef,
+        cwd: str,
+        outbox: Outbox,
+        tasks: TaskGroup,
+        use_draft: bool,
+        min_interval: float = 0.8,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.session_id = session_id
+        self.thread = thread
+        self.cwd = cwd
+        self.outbox = outbox
+        self.tasks = tasks
+        self.use_draft = use_draft
+        self.min_interval = min_interval
+        self.clock = clock
+        self.started = clock()
+        self.stream_key = f"{session_id}:{turn_no}"
+        self.draft_id = (abs(hash(self.stream_key)) % 2_000_000_000) + 1
+        self.tool_lines: list[str] = []
+        self.tools_used: list[str] = []
+        self.blocks: list[str] = []  # finished text blocks of this turn
+        self.current = ""  # the text block being streamed
+        self._status_id: int | None = None
+        self._flush_task: asyncio.Task[None] | None = None
+        self._last_flush = 0.0
+        self._stop_data = f"x:{session_id}"
+
+    # --- events ---------------------------------------------------------------
+
+    def begin(self) -> None:
+        msg = render.status_message([], "", running=True, stop_data=self._stop_data, max_preview=PREVIEW_CHARS)
+        self._status_id = self.outbox.enqueue(self.thread, msg, session_id=self.session_id, priority=0)[0]
+
+    def on_delta(self, ev: TextDelta) -> None:
+        self.current += ev.text
+        self._schedule()
+
+    def on_text_done(self, ev: TextDone) -> None:
+        self.blocks.append(ev.text)
+        self.current = ""
+        self._schedule()
+
+    def on_tool(self, ev: ToolStarted) -> None:
+        self.tool_lines.append(render.tool_line(ev.name, ev.input, cwd=self.cwd))
+        self.tools_used.append(ev.name)
+        self._schedule()
+
+    def end(self, ev: TurnEnded) -> None:
+        """Final status edit (no Stop button) and the answer as a new message."""
+        if self._flush_task is not None:
+            self._flush_task.cancel()
+        self.outbox.supersede(self.stream_key)
+        self.outbox.supersede(f"{self.stream_key}:status")
+        if self.current:
+            self.blocks.append(self.current)
+            self.current = ""
+        duration = self.clock() - self.started
+        if self._status_id is not None:
+            label = "⏹ Stopped" if ev.interrupted else ("⚠️ Ended with an error" if ev.is_error else "✅ Done")
+            lines = self.tool_lines or [label]
+            status = render.status_message(lines if self.tool_lines else [], label, running=False, stop_data="", max_preview=PREVIEW_CHARS)
+            self.outbox.enqueue_edit(self.thread, self._status_id, status, priority=0)
+        answer = "\n\n".join(b for b in self.blocks if b.strip()) or ev.result or ("(stopped)" if ev.interrupted else "(no text)")
+        final = render.final_message(answer, duration_s=duration, cost_usd=ev.cost_usd, tools=self.tools_used, is_error=ev.is_error)
+        if duration >= LONG_TURN_S:
+            final = dataclasses.replace(final, mention=True)
+        self.outbox.enqueue(self.thread, final, session_id=self.session_id, priority=0)
+
+    # --- streaming ------------------------------------------------------------
+
+    def preview_text(self) -> str:
+        return "\n\n".join([*self.blocks, self.current]).strip()
+
+    def _schedule(self) -> None:
+        if self._flush_task is not None and not self._flush_task.done():
+            return
+        delay = max(0.0, self._last_flush + self.min_interval - self.clock())
+        self._flush_task = self.tasks.spawn(self._flush_after(delay), name=f"stream-{self.stream_key}")
+
+    async def _flush_after(self, delay: float) -> None:
+        if delay:
+            await asyncio.sleep(delay)
+        self._last_flush = self.clock()
+        self.flush()
+
+    def flush(self) -> None:
+        text = self.preview_text()
+        if self.use_draft and text:
+            preview = render.stream_preview(text, max_chars=PREVIEW_CHARS)
+            self.outbox.update_stream(self.thread, self.stream_key, preview, session_id=self.session_id)
+            status = render.status_message(self.tool_lines, "", running=True, stop_data=self._stop_data, max_preview=PREVIEW_CHARS)
+        else:
+            status = render.status_message(self.tool_lines, text, running=True, stop_data=self._stop_data, max_preview=PREVIEW_CHARS)
+        if self._status_id is not None:
+            self.outbox.enqueue_edit(self.thread, self._status_id, status, priority=1, stream_key=f"{self.stream_key}:status")

@@ -1,0 +1,144 @@
+"""The database tables (sqlmodel).
+
+One table per concern: sessions and their thread bindings, the durable outbox,
+permission requests and "allow for session" rules, per-turn costs, the audit log,
+and the schema version.  Only `storage/` imports sqlmodel; the rest of the code uses
+these classes through `storage.db.Database`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class SessionRow(SQLModel, table=True):
+    __tablename__ = "sessions"
+
+    id: str = Field(primary_key=True, max_length=16)
+    platform: str = Field(index=True)
+    cwd: str
+    title: str = ""
+    claude_session_id: str | None = Field(default=None, index=True)
+    # active: idle and usable; running: a turn is in progress; interrupted: the
+    # daemon stopped during a turn; ended: /end.
+    state: str = Field(default="active", index=True)
+    model: str = ""
+    mode: str = "default"
+    owner: str = ""  # Sender.key of who started it
+    created_at: datetime = Field(default_factory=utcnow)
+    last_activity: datetime = Field(default_factory=utcnow)
+    cost_usd: float = 0.0
+    turns: int = 0
+
+
+class ThreadBinding(SQLModel, table=True):
+    """Which chat thread shows which session (one thread per session)."""
+
+    __tablename__ = "thread_bindings"
+
+    id: int | None = Field(default=None, primary_key=True)
+    session_id: str = Field(index=True, foreign_key="sessions.id")
+    platform: str
+    chat_id: str
+    thread_id: str | None = None
+    header_message_id: str | None = None
+    kind: str = "topic"  # topic | reply | thread
+    thread_key: str = Field(unique=True)  # ThreadRef.key
+
+
+class OutboxRow(SQLModel, table=True):
+    """One outgoing platform operation; written before it is attempted."""
+
+    __tablename__ = "outbox"
+
+    id: int | None = Field(default=None, primary_key=True)
+    chat_key: str = Field(index=True)  # platform:chat_id — the rate-budget unit
+    thread_key: str = Field(index=True)  # ThreadRef.key — the ordering unit
+    platform: str
+    chat_id: str
+    thread_id: str | None = None
+    session_id: str | None = Field(default=None, index=True)
+    op: str = "send"  # send | edit | draft | delete
+    priority: int = 1  # 0: prompts, finals, notices; 1: stream updates
+    target_id: int | None = None  # for edit/delete: the outbox row of the message
+    stream_key: str | None = Field(default=None, index=True)  # coalescing key for updates
+    payload: str = ""  # Rendered.payload as JSON (possibly encrypted)
+    state: str = Field(default="pending", index=True)  # pending | sent | superseded | failed
+    platform_message_id: str | None = Field(default=None, index=True)
+    attempts: int = 0
+    not_before: datetime = Field(default_factory=utcnow)
+    last_error: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+    sent_at: datetime | None = None
+
+
+class PermissionRequestRow(SQLModel, table=True):
+    __tablename__ = "permission_requests"
+
+    id: str = Field(primary_key=True, max_length=24)  # random token used in button data
+    session_id: str = Field(index=True)
+    tool_use_id: str
+    tool_name: str
+    input_json: str = "{}"
+    thread_key: str = ""
+    prompt_outbox_id: int | None = None
+    # pending | allowed | allowed_session | denied | timeout | expired
+    state: str = Field(default="pending", index=True)
+    decided_by: str = ""
+    reason: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+    decided_at: datetime | None = None
+
+
+class SessionRule(SQLModel, table=True):
+    """'Allow for session': later requests matching tool (+ Bash prefix) pass."""
+
+    __tablename__ = "session_rules"
+
+    id: int | None = Field(default=None, primary_key=True)
+    session_id: str = Field(index=True)
+    tool_name: str
+    pattern: str = ""  # Bash: command prefix; empty: any input
+    created_by: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class TurnRow(SQLModel, table=True):
+    __tablename__ = "turns"
+
+    id: int | None = Field(default=None, primary_key=True)
+    session_id: str = Field(index=True)
+    prompt: str = ""
+    started_at: datetime = Field(default_factory=utcnow)
+    ended_at: datetime | None = None
+    cost_usd: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    duration_ms: int = 0
+    tools: str = ""
+    state: str = "running"  # running | done | error | interrupted
+
+
+class AuditRow(SQLModel, table=True):
+    __tablename__ = "audit_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    platform: str = ""
+    user: str = ""  # Sender.key
+    action: str = ""  # message | button | new | permission | pair | refused ...
+    detail: str = ""
+    allowed: bool = True
+
+
+class SchemaVersion(SQLModel, table=True):
+    __tablename__ = "schema_version"
+
+    id: int = Field(default=1, primary_key=True)
+    version: int = 0

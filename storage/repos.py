@@ -1,0 +1,222 @@
+"""Repositories: the queries the bridge runs, grouped by table.
+
+Each repository holds a reference to the `Database` and opens a short sqlmodel
+session per call, so callers never hold a transaction across an `await`.
+The outbox's queries live in `storage/outbox_repo.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlmodel import col, func, select
+
+from storage.models import (
+    AuditRow,
+    PermissionRequestRow,
+    SessionRow,
+    SessionRule,
+    ThreadBinding,
+    TurnRow,
+    utcnow,
+)
+
+if TYPE_CHECKING:
+    from storage.db import Database
+
+
+class _Repo:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+
+class SessionRepo(_Repo):
+    def add(self, row: SessionRow) -> SessionRow:
+        with self.db.session() as s:
+            s.add(row)
+            s.commit()
+            s.refresh(row)
+            return row
+
+    def get(self, session_id: str) -> SessionRow | None:
+        with self.db.session() as s:
+            return s.get(SessionRow, session_id)
+
+    def update(self, session_id: str, **values: object) -> SessionRow | None:
+        with self.db.session() as s:
+            row = s.get(SessionRow, session_id)
+            if row is None:
+                return None
+            for key, value in values.items():
+                setattr(row, key, value)
+            s.add(row)
+            s.commit()
+            s.refresh(row)
+            return row
+
+    def touch(self, session_id: str) -> None:
+        self.update(session_id, last_activity=utcnow())
+
+    def add_cost(self, session_id: str, cost_usd: float) -> None:
+        with self.db.session() as s:
+            row = s.get(SessionRow, session_id)
+            if row is not None:
+                row.cost_usd += cost_usd
+                row.turns += 1
+                row.last_activity = utcnow()
+                s.add(row)
+                s.commit()
+
+    def list(self, *, states: Sequence[str] | None = None) -> list[SessionRow]:
+        with self.db.session() as s:
+            q = select(SessionRow).order_by(col(SessionRow.last_activity).desc())
+            if states:
+                q = q.where(col(SessionRow.state).in_(list(states)))
+            return list(s.exec(q))
+
+    def count_open(self) -> int:
+        with self.db.session() as s:
+            q = select(func.count()).select_from(SessionRow).where(col(SessionRow.state).in_(["active", "running"]))
+            return int(s.exec(q).one())
+
+
+class BindingRepo(_Repo):
+    def add(self, row: ThreadBinding) -> ThreadBinding:
+        with self.db.session() as s:
+            s.add(row)
+            s.commit()
+            s.refresh(row)
+            return row
+
+    def by_thread_key(self, thread_key: str) -> ThreadBinding | None:
+        with self.db.session() as s:
+            return s.exec(select(ThreadBinding).where(ThreadBinding.thread_key == thread_key)).first()
+
+    def for_session(self, session_id: str) -> ThreadBinding | None:
+        with self.db.session() as s:
+            return s.exec(select(ThreadBinding).where(ThreadBinding.session_id == session_id)).first()
+
+    def rebind(self, old_key: str, *, thread_id: str | None, thread_key: str, kind: str, header_message_id: str | None) -> None:
+        with self.db.session() as s:
+            row = s.exec(select(ThreadBinding).where(ThreadBinding.thread_key == old_key)).first()
+            if row is None:
+                return
+            row.thread_id, row.thread_key, row.kind = thread_id, thread_key, kind
+            row.header_message_id = header_message_id
+            s.add(row)
+            s.commit()
+
+
+class PermissionRepo(_Repo):
+    def add(self, row: PermissionRequestRow) -> PermissionRequestRow:
+        with self.db.session() as s:
+            s.add(row)
+            s.commit()
+            s.refresh(row)
+            return row
+
+    def get(self, request_id: str) -> PermissionRequestRow | None:
+        with self.db.session() as s:
+            return s.get(PermissionRequestRow, request_id)
+
+    def set_prompt(self, request_id: str, outbox_id: int) -> None:
+        with self.db.session() as s:
+            row = s.get(PermissionRequestRow, request_id)
+            if row is not None:
+                row.prompt_outbox_id = outbox_id
+                s.add(row)
+                s.commit()
+
+    def decide(self, request_id: str, state: str, *, by: str, reason: str = "") -> bool:
+        """Move a pending request to `state`; False if it was already decided
+        (first answer wins — the check and the write are one UPDATE)."""
+        with self.db.session() as s:
+            from sqlalchemy import update
+
+            result = s.exec(  # type: ignore[call-overload]
+                update(PermissionRequestRow)
+                .where(col(PermissionRequestRow.id) == request_id)
+                .where(col(PermissionRequestRow.state) == "pending")
+                .values(state=state, decided_by=by, reason=reason, decided_at=utcnow())
+            )
+            s.commit()
+            return bool(result.rowcount)
+
+    def pending(self, session_id: str | None = None) -> list[PermissionRequestRow]:
+        with self.db.session() as s:
+            q = select(PermissionRequestRow).where(PermissionRequestRow.state == "pending")
+            if session_id is not None:
+                q = q.where(PermissionRequestRow.session_id == session_id)
+            return list(s.exec(q))
+
+    def add_rule(self, rule: SessionRule) -> None:
+        with self.db.session() as s:
+            s.add(rule)
+            s.commit()
+
+    def rules(self, session_id: str) -> list[SessionRule]:
+        with self.db.session() as s:
+            return list(s.exec(select(SessionRule).where(SessionRule.session_id == session_id)))
+
+
+class TurnRepo(_Repo):
+    def start(self, session_id: str, prompt: str) -> int:
+        with self.db.session() as s:
+            row = TurnRow(session_id=session_id, prompt=self.db.cipher.seal(prompt))
+            s.add(row)
+            s.commit()
+            s.refresh(row)
+            assert row.id is not None
+            return row.id
+
+    def finish(self, turn_id: int, **values: object) -> None:
+        with self.db.session() as s:
+            row = s.get(TurnRow, turn_id)
+            if row is None:
+                return
+            for key, value in values.items():
+                setattr(row, key, value)
+            row.ended_at = utcnow()
+            s.add(row)
+            s.commit()
+
+    def running(self) -> list[TurnRow]:
+        with self.db.session() as s:
+            return list(s.exec(select(TurnRow).where(TurnRow.state == "running")))
+
+    def cost_since(self, since: datetime, session_id: str | None = None) -> tuple[float, int, int]:
+        """(dollars, input tokens, output tokens) of turns ended since `since`."""
+        with self.db.session() as s:
+            q = select(
+                func.coalesce(func.sum(TurnRow.cost_usd), 0.0),
+                func.coalesce(func.sum(TurnRow.input_tokens), 0),
+                func.coalesce(func.sum(TurnRow.output_tokens), 0),
+            ).where(col(TurnRow.started_at) >= since)
+            if session_id is not None:
+                q = q.where(TurnRow.session_id == session_id)
+            cost, tin, tout = s.exec(q).one()
+            return float(cost), int(tin), int(tout)
+
+
+class AuditRepo(_Repo):
+    def log(self, *, platform: str, user: str, action: str, detail: str = "", allowed: bool = True) -> None:
+        with self.db.session() as s:
+            s.add(AuditRow(platform=platform, user=user, action=action, detail=detail[:500], allowed=allowed))
+            s.commit()
+
+    def recent(self, limit: int = 100) -> list[AuditRow]:
+        with self.db.session() as s:
+            return list(s.exec(select(AuditRow).order_by(col(AuditRow.id).desc()).limit(limit)))
+
+    def refused_since(self, user: str, since: timedelta) -> int:
+        with self.db.session() as s:
+            q = (
+                select(func.count())
+                .select_from(AuditRow)
+                .where(AuditRow.user == user)
+                .where(AuditRow.action == "refused-notified")
+                .where(col(AuditRow.at) >= utcnow() - since)
+            )
+            return int(s.exec(q).one())
