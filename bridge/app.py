@@ -300,9 +300,8 @@ class Bridge:
         elif isinstance(ev, TurnEnded):
             self._end_turn(sid, ev)
         elif isinstance(ev, AgentFailed):
+            # The turn's TurnEnded follows; this only tells the person what went wrong.
             self.reply(thread, render.notice(f"⚠️ Claude Code failed: {ev.error[:500]}", notify=True), session_id=sid)
-            if view is not None:
-                self._end_turn(sid, TurnEnded(sid, "", 0.0, {}, 0, (), True, False))
 
     def _end_turn(self, sid: str, ev: TurnEnded) -> None:
         view = self.views.pop(sid, None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from sqlalchemy import Index
 from sqlmodel import Field, SQLModel
 
 
@@ -56,6 +57,13 @@ class OutboxRow(SQLModel, table=True):
     """One outgoing platform operation; written before it is attempted."""
 
     __tablename__ = "outbox"
+    # The outbox's pick query filters pending rows by chat (ordered by priority, id)
+    # and looks for earlier pending rows in the same thread; without these it would
+    # scan the chat's whole sent history on every delivery.
+    __table_args__ = (
+        Index("ix_outbox_pick", "chat_key", "state", "priority", "id"),
+        Index("ix_outbox_thread_order", "thread_key", "state", "id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     chat_key: str = Field(index=True)  # platform:chat_id — the rate-budget unit

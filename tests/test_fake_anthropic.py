@@ -54,6 +54,13 @@ def test_turn_position_counts_calls_since_the_prompt() -> None:
     # After an interrupt the CLI merges the next prompt into the unanswered user message.
     merged = _user(_text("slow"), _text("[Request interrupted by user]"), _text("after"))
     assert turn_position([first, ASSISTANT, merged]) == ("after", 0)
+    # ... and after an interrupted permission prompt, into the rejected tool's result.
+    rejected = _user(
+        {"type": "tool_result", "tool_use_id": "t1", "content": "rejected", "is_error": True},
+        _text("[Request interrupted by user for tool use]"),
+        _text("next one"),
+    )
+    assert turn_position([first, ASSISTANT, rejected]) == ("next one", 0)
     system = {"role": "system", "content": "# Environment"}
     assert turn_position([first, system]) == ("hi", 0)
 

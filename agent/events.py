@@ -1,0 +1,127 @@
+"""The events an agent session reports, and the decision that answers a permission prompt.
+
+This is the whole vocabulary between ``agent/`` and its consumer (the bridge): frozen,
+slotted dataclasses in one closed union, ``AgentEvent``, each carrying the Threadline
+``session_id`` it belongs to. Per session, events arrive in the order they happened and
+every ``TurnStarted`` is followed by exactly one ``TurnEnded``; ``AgentFailed`` comes just
+before the ``TurnEnded`` of a turn that failed (model API error, CLI crash). Nothing here
+refers to a chat platform or to the SDK's own message types.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeAlias
+
+
+@dataclass(frozen=True, slots=True)
+class PermissionDecision:
+    """The answer to a ``PermissionAsked``; ``updated_input`` replaces the tool's input."""
+
+    allow: bool
+    message: str = ""
+    updated_input: Mapping[str, object] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStarted:
+    """The CLI reported its own session id (store it to resume the session later)."""
+
+    session_id: str
+    claude_session_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class TurnStarted:
+    session_id: str
+    prompt: str
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """A piece of assistant text as it streams in."""
+
+    session_id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class TextDone:
+    """The full text of one finished assistant text block."""
+
+    session_id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolStarted:
+    session_id: str
+    tool_use_id: str
+    name: str
+    input: Mapping[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolFinished:
+    session_id: str
+    tool_use_id: str
+    name: str
+    is_error: bool
+    output: str
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class PermissionAsked:
+    """The CLI wants to run a tool: resolve ``future`` to answer.
+
+    Cancelling the future denies. If the turn is interrupted (or the CLI gives up on the
+    request) the future is cancelled by the session, so a stale prompt can check
+    ``future.done()`` before showing a decision.
+    """
+
+    session_id: str
+    tool_use_id: str
+    name: str
+    input: Mapping[str, object]
+    future: asyncio.Future[PermissionDecision]
+
+
+@dataclass(frozen=True, slots=True)
+class TurnEnded:
+    """A turn is over. ``cost_usd`` is this turn's cost alone; ``tools`` has one name per
+    tool call, in order; ``interrupted`` means it was stopped by ``interrupt()``."""
+
+    session_id: str
+    result: str
+    cost_usd: float
+    usage: Mapping[str, object]
+    duration_ms: int
+    tools: tuple[str, ...]
+    is_error: bool
+    interrupted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AgentFailed:
+    """The turn failed (model API error, CLI died, CLI would not start); the session is
+    still usable and, if the CLI died, is resumed on the next prompt."""
+
+    session_id: str
+    error: str
+
+
+AgentEvent: TypeAlias = (
+    SessionStarted
+    | TurnStarted
+    | TextDelta
+    | TextDone
+    | ToolStarted
+    | ToolFinished
+    | PermissionAsked
+    | TurnEnded
+    | AgentFailed
+)
+
+EventSink: TypeAlias = Callable[[AgentEvent], Awaitable[None]]

@@ -1,0 +1,309 @@
+"""Agent events → platform-neutral `Outbound` messages (SPEC §4).
+
+Pure functions that decide *what* a session looks like in a chat: one-line tool
+summaries, permission prompts (with the unified diff of an edit, computed against the
+file on disk), their edited "decided" form, the running turn's live status message,
+the final answer with its footer, notices, help and the session list.  Adapters
+decide *how* it looks on their platform.  Text we interpolate into Markdown is
+escaped with `md_escape`; Claude's own text is passed through as Markdown.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Final, Literal
+
+from bridge.commands import HELP
+from bridge.diffs import PROMPT_DIFF_CHARS, file_diff, rel_path, shorten_diff
+from bridge.messages import Block, Button, Code, FileOut, Markdown, Outbound
+
+TOOL_LINE_CHARS: Final = 80
+MAX_CODE_CHARS: Final = 3000  # a Bash command or tool input shown in a prompt
+DECIDED_DIFF_CHARS: Final = 1200  # the decided form keeps only the start of the diff
+STATUS_TOOLS: Final = 15
+
+Decision = Literal["allowed", "allowed_session", "denied", "timeout", "expired"]
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~!&])")
+_FENCE = re.compile(r" {0,3}(`{3,}|~{3,})(.*)")
+_EDIT_TOOLS: Final = frozenset({"Edit", "MultiEdit", "Write"})
+_TELLING_KEYS: Final = (
+    "file_path", "path", "notebook_path", "command", "pattern", "url", "query",
+    "description", "prompt", "skill", "plan",
+)  # fmt: skip
+
+
+def md_escape(text: str) -> str:
+    """Escape text so Markdown shows it literally (CommonMark backslash escapes)."""
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def _one_line(text: str, limit: int = TOOL_LINE_CHARS) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+def _str(input: Mapping[str, Any], key: str) -> str:
+    value = input.get(key)
+    return "" if value is None else str(value)
+
+
+def tool_line(name: str, input: Mapping[str, Any], cwd: str = "") -> str:
+    """A compact one-liner for a tool call: ``Read src/app.py``, ``Bash: npm test``."""
+    inp: Mapping[str, Any] = input if isinstance(input, Mapping) else {}
+    path = rel_path(_str(inp, "file_path") or _str(inp, "notebook_path"), cwd)
+    where = f" in {rel_path(_str(inp, 'path'), cwd)}" if inp.get("path") else ""
+    if name in ("Read", "Write", "Edit", "MultiEdit", "NotebookEdit") and path:
+        line = f"{name} {path}"
+    elif name == "Bash":
+        line = f"Bash: {_str(inp, 'command')}"
+    elif name == "Grep":
+        line = f'Grep "{_str(inp, "pattern")}"{where}'
+    elif name == "Glob":
+        line = f"Glob {_str(inp, 'pattern')}{where}"
+    elif name == "WebSearch":
+        line = f'WebSearch "{_str(inp, "query")}"'
+    elif name in ("Task", "Agent"):
+        line = f"{name}: {_str(inp, 'description') or _str(inp, 'prompt')}"
+    elif name == "TodoWrite" and isinstance(inp.get("todos"), list):
+        todos = [t for t in inp["todos"] if isinstance(t, Mapping)]
+        done = sum(1 for t in todos if t.get("status") == "completed")
+        line = f"TodoWrite: {done}/{len(todos)} done"
+    else:
+        shown = name[5:].replace("__", ".") if name.startswith("mcp__") else name
+        value = next((_str(inp, k) for k in _TELLING_KEYS if inp.get(k)), "")
+        if not value:
+            value = next((v for v in inp.values() if isinstance(v, str) and v.strip()), "")
+        if value and ("path" in inp or "file_path" in inp) and value == _str(inp, "path"):
+            value = rel_path(value, cwd)
+        line = f"{shown} {value}" if value else shown
+    return _one_line(line)
+
+
+def _code_capped(text: str, language: str) -> list[Block]:
+    if len(text) <= MAX_CODE_CHARS:
+        return [Code(text, language)]
+    return [Code(text[:MAX_CODE_CHARS], language), Markdown(f"_… {len(text) - MAX_CODE_CHARS} more characters_")]
+
+
+def _tool_summary(
+    name: str, input: Mapping[str, Any], cwd: str, *, max_diff: int, attach: bool
+) -> tuple[list[Block], FileOut | None]:
+    """The body shared by a permission prompt and its decided form."""
+    inp: Mapping[str, Any] = input if isinstance(input, Mapping) else {}
+    if name in _EDIT_TOOLS:
+        diff = file_diff(name, inp, cwd)
+        if len(diff.text) <= max_diff:
+            blocks: list[Block] = [Code(diff.text, "diff")]
+            if diff.note:
+                blocks.append(Markdown(f"_{md_escape(diff.note)}_"))
+            return blocks, None
+        shown, omitted = shorten_diff(diff.text, max_diff)
+        note = f"… {omitted} more lines" + (" — full diff attached" if attach else "")
+        file = FileOut(f"{diff.name}.diff", diff.text.encode("utf-8", "replace")) if attach else None
+        return [Code(shown, "diff"), Markdown(f"_{md_escape(note)}_")], file
+    if name == "Bash":
+        blocks = _code_capped(_str(inp, "command"), "bash")
+        if inp.get("description"):
+            blocks.insert(0, Markdown(f"_{md_escape(_one_line(_str(inp, 'description'), 300))}_"))
+        return blocks, None
+    if name == "ExitPlanMode" and isinstance(inp.get("plan"), str):
+        return [Markdown(inp["plan"][: MAX_CODE_CHARS * 2])], None
+    raw = json.dumps(dict(inp), ensure_ascii=False, separators=(",", ":"), default=str)
+    return _code_capped(raw, "json"), None
+
+
+def permission_prompt(request_id: str, name: str, input: Mapping[str, Any], cwd: str) -> Outbound:
+    """The message asking the owner to allow a tool call, with Allow / Allow for
+    session / Deny buttons whose data is ``p:<request_id>:<a|s|d>``."""
+    data = {k: f"p:{request_id}:{k}" for k in "asd"}
+    if any(len(d.encode()) > 64 for d in data.values()):
+        raise ValueError(f"request id too long for button data: {request_id!r}")
+    body, file = _tool_summary(name, input, cwd, max_diff=PROMPT_DIFF_CHARS, attach=True)
+    header = Markdown(f"🔐 Allow **{md_escape(tool_line(name, input, cwd))}**?")
+    buttons = (
+        Button("✅ Allow", data["a"], "primary"),
+        Button("♾️ Allow for session", data["s"]),
+        Button("❌ Deny", data["d"], "danger"),
+    )
+    return Outbound((header, *body), (buttons,), notify=True, file=file, mention=True)
+
+
+def _duration(seconds: float) -> str:
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    return f"{s // 3600}h {s % 3600 // 60:02d}m"
+
+
+def permission_decided(
+    name: str,
+    input: Mapping[str, Any],
+    cwd: str,
+    decision: Decision,
+    by: str,
+    reason: str = "",
+    *,
+    timeout_s: float = 600,
+) -> Outbound:
+    """A permission prompt's edited form once decided: no buttons, who decided what."""
+    body, _ = _tool_summary(name, input, cwd, max_diff=DECIDED_DIFF_CHARS, attach=False)
+    who = f" by {md_escape(by)}" if by else ""
+    minutes = f"{timeout_s / 60:g} min" if timeout_s >= 60 else f"{timeout_s:g} s"
+    line = {
+        "allowed": f"✅ Allowed{who}",
+        "allowed_session": f"♾️ Allowed for this session{who}",
+        "denied": f"❌ Denied{who}",
+        "timeout": f"⏱ No answer in {minutes} — denied",
+        "expired": "⌛ Expired — no longer pending",
+    }.get(decision, f"❔ {md_escape(str(decision))}")
+    if reason:
+        line += f": {md_escape(_one_line(reason, 500))}"
+    header = Markdown(f"🔐 **{md_escape(tool_line(name, input, cwd))}**")
+    return Outbound((header, *body, Markdown(line)))
+
+
+def _group(lines: Sequence[str]) -> list[tuple[str, int]]:
+    groups: list[tuple[str, int]] = []
+    for line in lines:
+        if groups and groups[-1][0] == line:
+            groups[-1] = (line, groups[-1][1] + 1)
+        else:
+            groups.append((line, 1))
+    return groups
+
+
+def _open_fence(text: str) -> tuple[str, str] | None:
+    """(opening line, marker) of a fenced code block left open at the end of `text`."""
+    state: tuple[str, str] | None = None
+    for line in text.split("\n"):
+        m = _FENCE.fullmatch(line)
+        if m is None:
+            continue
+        marker, info = m.group(1), m.group(2)
+        if state is None:
+            if not (marker[0] == "`" and "`" in info):
+                state = (line.strip(), marker)
+        elif marker[0] == state[1][0] and len(marker) >= len(state[1]) and not info.strip():
+            state = None
+    return state
+
+
+def tail_markdown(text: str, max_chars: int) -> str:
+    """The last ~`max_chars` of streamed Markdown, cut at a line boundary, with a code
+    fence that was open at the cut reopened and one left open at the end closed."""
+    cut = 0
+    if len(text) > max_chars:
+        cut = max(0, len(text) - max(max_chars, 1))
+        for sep in ("\n", " "):
+            at = text.find(sep, cut, len(text) - 1)
+            if at != -1:
+                cut = at + 1
+                break
+    body = text[cut:]
+    reopened = _open_fence(text[:cut]) if cut else None
+    if reopened is not None:
+        body = f"{reopened[0]}\n{body}"
+    still_open = _open_fence(body)
+    if still_open is not None:
+        body = f"{body.rstrip(chr(10))}\n{still_open[1]}"
+    return f"…\n{body}" if cut else body
+
+
+def status_message(
+    tool_lines: Sequence[str], preview: str, *, running: bool, stop_data: str, max_preview: int
+) -> Outbound:
+    """The running turn's live message: recent tool lines and the tail of the text so far."""
+    blocks: list[Block] = []
+    groups = _group(tool_lines)
+    if groups:
+        shown = groups[-STATUS_TOOLS:]
+        hidden = sum(n for _, n in groups[: len(groups) - len(shown)])
+        lines = [f"_+{hidden} earlier_"] if hidden else []
+        lines += [f"▸ {md_escape(line)}" + (f" ×{n}" if n > 1 else "") for line, n in shown]
+        blocks.append(Markdown("\n".join(lines)))
+    if preview.strip():
+        blocks.append(Markdown(tail_markdown(preview, max_preview)))
+    elif running:
+        blocks.append(Markdown("⏳ _Working…_"))
+    if not blocks:
+        blocks.append(Markdown("⏹ _Stopped_"))
+    buttons = ((Button("⏹ Stop", stop_data, "danger"),),) if running and stop_data else ()
+    return Outbound(tuple(blocks), buttons, notify=False)
+
+
+def final_message(
+    text: str, *, duration_s: float, cost_usd: float, tools: Sequence[str], is_error: bool = False
+) -> Outbound:
+    """The turn's answer as a new message (so the phone notifies), with a footer."""
+    parts = [f"⏱ {_duration(duration_s)}", f"${cost_usd:.4f}"]
+    if tools:
+        names = list(dict.fromkeys(tools))
+        parts.append(f"{len(tools)} tool{'s' if len(tools) != 1 else ''}: " + ", ".join(names))
+    blocks: list[Block] = [Markdown("⚠️ **Error**")] if is_error else []
+    blocks.append(Markdown(text if text.strip() else "_(no text)_"))
+    blocks.append(Markdown(md_escape(" · ".join(parts))))
+    return Outbound(tuple(blocks), notify=True)
+
+
+def notice(text: str, *, notify: bool = False) -> Outbound:
+    """A short message from Threadline itself (Markdown)."""
+    return Outbound((Markdown(text),), notify=notify)
+
+
+def help_message(prefix: str) -> Outbound:
+    lines = ["**Commands**"]
+    lines += [f"`{prefix}{usage}` — {md_escape(desc)}" for usage, desc in HELP]
+    return Outbound((Markdown("\n".join(lines)),))
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSummary:
+    id: str
+    title: str
+    cwd: str
+    state: str
+    last_activity: datetime
+    cost_usd: float
+    link: str | None = None
+
+
+_STATE_ICON: Final = {"running": "🟢", "waiting": "🔐", "idle": "⚪", "interrupted": "🟠", "ended": "⚫"}
+
+
+def _ago(when: datetime, now: datetime) -> str:
+    if when.tzinfo is None and now.tzinfo is not None:
+        when = when.replace(tzinfo=timezone.utc)  # naive datetimes in storage are UTC
+    elif now.tzinfo is None and when.tzinfo is not None:
+        now = now.replace(tzinfo=timezone.utc)
+    s = int((now - when).total_seconds())
+    if s < 60:
+        return "just now"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size:
+            return f"{s // size}{unit} ago"
+    return "just now"  # pragma: no cover
+
+
+def sessions_message(rows: Sequence[SessionSummary], *, now: datetime | None = None) -> Outbound:
+    """Every session with state, directory, last activity, cost and a link to its thread."""
+    if not rows:
+        return notice("No sessions yet — start one with /new")
+    now = now or datetime.now(timezone.utc)
+    lines = [f"**Sessions** ({len(rows)})"]
+    for r in sorted(rows, key=lambda r: r.last_activity.timestamp(), reverse=True):
+        title = md_escape(_one_line(r.title or r.id, 60))
+        if r.link:
+            title = f"[{title}](<{r.link.replace('<', '%3C').replace('>', '%3E')}>)"
+        icon = _STATE_ICON.get(r.state, "•")
+        lines.append(
+            f"{icon} {title} · {md_escape(r.state)} · `{r.cwd.replace('`', '')}` · "
+            f"{_ago(r.last_activity, now)} · ${r.cost_usd:.2f} · id `{r.id.replace('`', '')}`"
+        )
+    return Outbound((Markdown("\n".join(lines)),))
