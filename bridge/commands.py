@@ -46,7 +46,9 @@ _ALIASES: Final[dict[str, str]] = {"start": "help", "h": "help"}
 # we accept longer so a typo still gets "unknown command"), optionally "@botname".
 _HEAD = re.compile(r"[/!]([A-Za-z0-9_]+)(?:@([A-Za-z0-9_]*))?(?=\s|$)")
 _QUOTED_FIRST = re.compile(r"""(["'])(.*?)\1(?=\s|$)""", re.DOTALL)
-_CRON_ATOM = r"(?:\d+|\*|\?|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec|mon|tue|wed|thu|fri|sat|sun)"
+_CRON_ATOM = (
+    r"(?:\d+|\*|\?|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec|mon|tue|wed|thu|fri|sat|sun)"
+)
 _CRON_FIELD = re.compile(rf"{_CRON_ATOM}(?:[-/,]{_CRON_ATOM})*", re.IGNORECASE)
 _CRON_MACROS: Final[dict[str, str]] = {
     "@yearly": "0 0 1 1 *",

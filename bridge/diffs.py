@@ -68,18 +68,18 @@ def unified(old: str | None, new: str, path: str) -> str:
     a, b = _lines(old or ""), _lines(new)
     # Trim common leading/trailing lines first: difflib is quadratic in the worst
     # case, and an edit touches a few lines of a possibly long file.
-    head = 0
-    while head < min(len(a), len(b)) - CONTEXT and a[head] == b[head]:
-        head += 1
-    head = max(0, head - CONTEXT)
-    tail = 0
-    while tail < min(len(a), len(b)) - head - CONTEXT and a[-1 - tail] == b[-1 - tail]:
-        tail += 1
-    tail = max(0, tail - CONTEXT)
+    n = min(len(a), len(b))
+    prefix = 0
+    while prefix < n and a[prefix] == b[prefix]:
+        prefix += 1
+    suffix = 0
+    while suffix < n - prefix and a[-1 - suffix] == b[-1 - suffix]:
+        suffix += 1
+    head, tail = max(0, prefix - CONTEXT), max(0, suffix - CONTEXT)
     a_mid, b_mid = a[head : len(a) - tail], b[head : len(b) - tail]
-    rel = os.path.isabs(path)
-    from_name = "/dev/null" if old is None else (path if rel else f"a/{path}")
-    to_name = path if rel else f"b/{path}"
+    absolute = os.path.isabs(path)
+    from_name = "/dev/null" if old is None else (path if absolute else f"a/{path}")
+    to_name = path if absolute else f"b/{path}"
     text = "".join(difflib.unified_diff(a_mid, b_mid, from_name, to_name, n=CONTEXT))
     if head:
         text = _HUNK.sub(
@@ -109,19 +109,37 @@ def file_diff(name: str, input: Mapping[str, Any], cwd: str) -> FileDiff:
         text = unified(current, str(input.get("content") or ""), shown)
         return FileDiff(text or "(no changes)", base, shown)
     edits = _edits(name, input)
-    result: str | None = current if current is not None else ("" if edits and not any(o for o, _, _ in edits) else None)
-    for old, new, replace_all in edits:
-        if result is None or (old and old not in result):
-            result = None
-            break
-        result = result.replace(old, new) if replace_all else (result.replace(old, new, 1) if old else new + result)
+    result = _apply(current, edits)
     if result is not None:
         text = unified(current, result, shown)
         return FileDiff(text or "(no changes)", base, shown)
     # The text to replace is not in the file as it is now: show the edit on its own.
     parts = [unified(old, new, shown) for old, new, _ in edits]
-    note = "file not readable" if current is None else "text to replace not found in the file on disk"
-    return FileDiff("\n".join(p for p in parts if p) or "(no changes)", base, shown, f"{note}; line numbers are relative to the edit")
+    why = (
+        "file not found or not readable"
+        if current is None
+        else "text to replace not found in the file"
+    )
+    note = f"{why}; line numbers are relative to the edit"
+    return FileDiff("\n".join(p for p in parts if p) or "(no changes)", base, shown, note)
+
+
+def _apply(current: str | None, edits: list[tuple[str, str, bool]]) -> str | None:
+    """The file's text after the edits, or None if an edit does not apply."""
+    if current is None:
+        # Claude Code creates a file with an Edit whose old_string is empty.
+        if not edits or any(old for old, _, _ in edits):
+            return None
+        current = ""
+    text = current
+    for old, new, replace_all in edits:
+        if not old:
+            text = new + text if text == "" else text
+            continue
+        if old not in text:
+            return None
+        text = text.replace(old, new) if replace_all else text.replace(old, new, 1)
+    return text
 
 
 def shorten_diff(diff: str, max_chars: int) -> tuple[str, int]:

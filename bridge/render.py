@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 from bridge.commands import HELP
@@ -87,7 +87,10 @@ def tool_line(name: str, input: Mapping[str, Any], cwd: str = "") -> str:
 def _code_capped(text: str, language: str) -> list[Block]:
     if len(text) <= MAX_CODE_CHARS:
         return [Code(text, language)]
-    return [Code(text[:MAX_CODE_CHARS], language), Markdown(f"_… {len(text) - MAX_CODE_CHARS} more characters_")]
+    return [
+        Code(text[:MAX_CODE_CHARS], language),
+        Markdown(f"_… {len(text) - MAX_CODE_CHARS} more characters_"),
+    ]
 
 
 def _tool_summary(
@@ -104,7 +107,9 @@ def _tool_summary(
             return blocks, None
         shown, omitted = shorten_diff(diff.text, max_diff)
         note = f"… {omitted} more lines" + (" — full diff attached" if attach else "")
-        file = FileOut(f"{diff.name}.diff", diff.text.encode("utf-8", "replace")) if attach else None
+        file = (
+            FileOut(f"{diff.name}.diff", diff.text.encode("utf-8", "replace")) if attach else None
+        )
         return [Code(shown, "diff"), Markdown(f"_{md_escape(note)}_")], file
     if name == "Bash":
         blocks = _code_capped(_str(inp, "command"), "bash")
@@ -257,10 +262,29 @@ def notice(text: str, *, notify: bool = False) -> Outbound:
     return Outbound((Markdown(text),), notify=notify)
 
 
-def help_message(prefix: str) -> Outbound:
+def help_message(prefix: str, *, only: Collection[str] | None = None) -> Outbound:
+    """The command list; `only` limits it to the commands with these names."""
     lines = ["**Commands**"]
-    lines += [f"`{prefix}{usage}` — {md_escape(desc)}" for usage, desc in HELP]
+    for usage, desc in HELP:
+        if only is None or usage.split()[0] in only:
+            lines.append(f"`{prefix}{usage}` — {md_escape(desc)}")
     return Outbound((Markdown("\n".join(lines)),))
+
+
+def diff_message(diff: str, *, name: str = "changes.diff") -> Outbound:
+    """A unified diff (e.g. `git diff`); a long one shows its start and is attached whole."""
+    if len(diff) <= PROMPT_DIFF_CHARS:
+        return Outbound((Code(diff.rstrip("\n"), "diff"),))
+    shown, omitted = shorten_diff(diff.rstrip("\n"), PROMPT_DIFF_CHARS)
+    note = Markdown(f"_… {omitted} more lines — full diff attached_")
+    return Outbound(
+        (Code(shown, "diff"), note), file=FileOut(name, diff.encode("utf-8", "replace"))
+    )
+
+
+def stream_preview(text: str, *, max_chars: int) -> Outbound:
+    """The streamed text so far, for a native draft/stream preview (tail only)."""
+    return Outbound((Markdown(tail_markdown(text, max_chars) or "…"),))
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,14 +298,20 @@ class SessionSummary:
     link: str | None = None
 
 
-_STATE_ICON: Final = {"running": "🟢", "waiting": "🔐", "idle": "⚪", "interrupted": "🟠", "ended": "⚫"}
+_STATE_ICON: Final = {
+    "running": "🟢",
+    "waiting": "🔐",
+    "idle": "⚪",
+    "interrupted": "🟠",
+    "ended": "⚫",
+}
 
 
 def _ago(when: datetime, now: datetime) -> str:
     if when.tzinfo is None and now.tzinfo is not None:
-        when = when.replace(tzinfo=timezone.utc)  # naive datetimes in storage are UTC
+        when = when.replace(tzinfo=UTC)  # naive datetimes in storage are UTC
     elif now.tzinfo is None and when.tzinfo is not None:
-        now = now.replace(tzinfo=timezone.utc)
+        now = now.replace(tzinfo=UTC)
     s = int((now - when).total_seconds())
     if s < 60:
         return "just now"
@@ -295,7 +325,7 @@ def sessions_message(rows: Sequence[SessionSummary], *, now: datetime | None = N
     """Every session with state, directory, last activity, cost and a link to its thread."""
     if not rows:
         return notice("No sessions yet — start one with /new")
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     lines = [f"**Sessions** ({len(rows)})"]
     for r in sorted(rows, key=lambda r: r.last_activity.timestamp(), reverse=True):
         title = md_escape(_one_line(r.title or r.id, 60))

@@ -9,26 +9,68 @@ overtake earlier priority-1 stream updates (edits/drafts) it does not conflict
 with; an edit or delete waits until its target is no longer pending; across the
 threads of a chat, priority 0 goes first, then age.  Payloads are sealed with
 `db.cipher` (encryption at rest) and opened only when a row is picked for sending.
+
+SQLAlchemy Core rather than ORM objects, and the per-delivery statements built
+once with bound parameters: they run a few times per message, and building an
+aliased ORM query cost more than executing it.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Collection, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, exists, func, not_, or_, select, update
-from sqlalchemy.orm import aliased
+from sqlalchemy import Table, and_, bindparam, exists, func, insert, not_, or_, select, update
+from sqlalchemy.engine import Connection
 
 from storage.models import OutboxRow
 
 if TYPE_CHECKING:
     from storage.db import Database
 
-T = OutboxRow.__table__.c  # type: ignore[attr-defined]
+OUTBOX: Table = OutboxRow.__table__  # type: ignore[attr-defined]
+T = OUTBOX.c
 STREAM_OPS = ("edit", "draft")  # priority-1 rows of these ops may be overtaken
+
+
+def _pick_statement() -> Any:
+    r, e, t = OUTBOX.alias("r"), OUTBOX.alias("e"), OUTBOX.alias("t")
+    # e (earlier, same thread, pending) blocks r unless r is priority 0 and e is a
+    # priority-1 stream update touching neither r's target nor r's stream.
+    overtakable = and_(
+        r.c.priority == 0,
+        e.c.priority > 0,
+        e.c.op.in_(STREAM_OPS),
+        or_(e.c.target_id.is_(None), r.c.target_id.is_(None), e.c.target_id != r.c.target_id),
+        or_(e.c.stream_key.is_(None), r.c.stream_key.is_(None), e.c.stream_key != r.c.stream_key),
+    )
+    blocked = exists().where(
+        e.c.thread_key == r.c.thread_key, e.c.state == "pending", e.c.id < r.c.id, not_(overtakable)
+    )
+    return (
+        select(r, t.c.state.label("target_state"), t.c.platform_message_id.label("target_mid"))
+        .select_from(r.outerjoin(t, t.c.id == r.c.target_id))
+        .where(r.c.chat_key == bindparam("chat_key"), r.c.state == "pending")
+        .where(r.c.not_before <= bindparam("now", type_=T.not_before.type))
+        .where(or_(r.c.target_id.is_(None), t.c.state.is_(None), t.c.state != "pending"))
+        .where(not_(blocked))
+        .order_by(r.c.priority, r.c.id)
+        .limit(1)
+    )
+
+
+_PICK = _pick_statement()
+_NEXT_DUE = select(func.min(T.not_before)).where(
+    T.chat_key == bindparam("chat_key"),
+    T.state == "pending",
+    T.not_before > bindparam("now", type_=T.not_before.type),
+)
+_SET_STATE = update(OUTBOX).where(T.id == bindparam("row_id"))
+_INSERT = insert(OUTBOX)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,28 +128,29 @@ class OutboxRepo:
         stream_key: str | None = None,
     ) -> list[int]:
         """Insert one row per payload in one transaction; returns their ids in order."""
-        rows = [
-            OutboxRow(
-                chat_key=chat_key_of(platform, chat_id),
-                thread_key=thread_key,
-                platform=platform,
-                chat_id=chat_id,
-                thread_id=thread_id,
-                session_id=session_id,
-                op=op,
-                priority=priority,
-                target_id=target_id,
-                stream_key=stream_key,
-                payload=self._seal(p),
-                not_before=not_before,
-                created_at=not_before,
-            )
-            for p in payloads
-        ]
-        with self.db.session() as s:
-            s.add_all(rows)
-            s.commit()
-            return [r.id for r in rows if r.id is not None]
+        common = {
+            "chat_key": chat_key_of(platform, chat_id),
+            "thread_key": thread_key,
+            "platform": platform,
+            "chat_id": chat_id,
+            "thread_id": thread_id,
+            "session_id": session_id,
+            "op": op,
+            "priority": priority,
+            "target_id": target_id,
+            "stream_key": stream_key,
+            "state": "pending",
+            "attempts": 0,
+            "last_error": "",
+            "not_before": not_before,
+            "created_at": not_before,
+        }
+        with self._tx() as c:
+            ids = []
+            for p in payloads:  # one by one: each insert reports its id, in order
+                result = c.execute(_INSERT, {**common, "payload": self._seal(p)})
+                ids.append(result.inserted_primary_key[0])  # type: ignore[index]
+            return [int(i) for i in ids]
 
     def coalesce(
         self,
@@ -121,90 +164,105 @@ class OutboxRepo:
     ) -> int | None:
         """Replace the content of the newest unsent row of this stream (same op and
         target) that is not in flight; returns its id, or None if there is none."""
-        q = select(T.id, T.priority).where(T.stream_key == stream_key, T.state == "pending", T.op == op)
+        q = select(T.id, T.priority).where(
+            T.stream_key == stream_key, T.state == "pending", T.op == op
+        )
         q = q.where(T.target_id.is_(None) if target_id is None else T.target_id == target_id)
         if exclude:
             q = q.where(T.id.not_in(list(exclude)))
-        with self.db.session() as s:
-            found = s.execute(q.order_by(T.id.desc()).limit(1)).first()
+        with self._tx() as c:
+            found = c.execute(q.order_by(T.id.desc()).limit(1)).first()
             if found is None:
                 return None
             row_id, old_priority = found
-            s.execute(
-                update(OutboxRow.__table__)  # type: ignore[arg-type]
-                .where(T.id == row_id)
-                .values(payload=self._seal(payload), priority=min(old_priority, priority))
-            )
-            s.commit()
+            values = {"payload": self._seal(payload), "priority": min(old_priority, priority)}
+            c.execute(_SET_STATE, {"row_id": row_id, **values})
             return int(row_id)
 
     def mark_sent(self, row_id: int, platform_message_id: str | None, at: datetime) -> None:
-        self._set(row_id, state="sent", platform_message_id=platform_message_id, sent_at=at)
+        with self._tx() as c:
+            values = {"state": "sent", "platform_message_id": platform_message_id, "sent_at": at}
+            c.execute(_SET_STATE, {"row_id": row_id, **values})
 
     def mark_failed(self, row_id: int, error: str) -> None:
-        self._set(row_id, state="failed", last_error=error[:500])
+        with self._tx() as c:
+            c.execute(_SET_STATE, {"row_id": row_id, "state": "failed", "last_error": error[:500]})
 
-    def mark_superseded(self, row_id: int) -> None:
-        self._set(row_id, state="superseded")
+    def mark_superseded(self, row_id: int) -> bool:
+        """Cancel a row if it is still pending; False if it had already settled."""
+        stmt = update(OUTBOX).where(T.id == row_id, T.state == "pending").values(state="superseded")
+        with self._tx() as c:
+            return bool(c.execute(stmt).rowcount)
 
-    def reschedule(self, row_id: int, not_before: datetime, error: str, *, count_attempt: bool) -> int:
-        """Keep the row pending until `not_before`; returns its attempt count."""
-        with self.db.session() as s:
-            values: dict[str, Any] = {"not_before": not_before, "last_error": error[:500]}
-            if count_attempt:
-                values["attempts"] = T.attempts + 1
-            s.execute(update(OutboxRow.__table__).where(T.id == row_id).values(**values))  # type: ignore[arg-type]
-            attempts = s.execute(select(T.attempts).where(T.id == row_id)).scalar()
-            s.commit()
-            return int(attempts or 0)
+    def reschedule(
+        self, row_id: int, not_before: datetime, error: str, *, count_attempt: bool
+    ) -> None:
+        """Keep the row pending until `not_before`."""
+        values: dict[str, Any] = {"not_before": not_before, "last_error": error[:500]}
+        if count_attempt:
+            values["attempts"] = T.attempts + 1
+        with self._tx() as c:
+            c.execute(update(OUTBOX).where(T.id == row_id).values(**values))
 
     def supersede(self, stream_key: str, *, exclude: Collection[int] = ()) -> list[int]:
         """Drop the unsent rows of a stream (not those in flight); returns their ids."""
-        return self._bulk_state(and_(T.stream_key == stream_key, T.id.not_in(list(exclude))), "superseded")
+        return self._bulk_state(
+            and_(T.stream_key == stream_key, T.id.not_in(list(exclude))), "superseded"
+        )
 
     def supersede_if_newer(self, row_id: int) -> bool:
         """Drop this stream row if a newer pending row of the same stream, op and
         target exists (its content replaces ours, so retrying ours is wasted)."""
-        newer = aliased(OutboxRow)
-        with self.db.session() as s:
-            me = s.get(OutboxRow, row_id)
-            if me is None or me.stream_key is None or me.state != "pending":
-                return False
-            cond = and_(
-                newer.stream_key == me.stream_key,
-                newer.op == me.op,
-                newer.state == "pending",
-                newer.id > row_id,
-                newer.target_id.is_(None) if me.target_id is None else newer.target_id == me.target_id,  # type: ignore[union-attr]
-            )
-            if s.execute(select(exists().where(cond))).scalar():
-                me.state = "superseded"
-                s.add(me)
-                s.commit()
-                return True
-            return False
+        me = OUTBOX.alias("me")
+        newer = exists().where(
+            T.stream_key == me.c.stream_key,
+            T.op == me.c.op,
+            T.state == "pending",
+            T.id > me.c.id,
+            or_(
+                and_(T.target_id.is_(None), me.c.target_id.is_(None)), T.target_id == me.c.target_id
+            ),
+        )
+        found = select(me.c.id).where(
+            me.c.id == row_id, me.c.state == "pending", me.c.stream_key.is_not(None), newer
+        )
+        stmt = update(OUTBOX).where(T.id.in_(found.scalar_subquery())).values(state="superseded")
+        with self._tx() as c:
+            return bool(c.execute(stmt).rowcount)
 
     def fail_thread(self, thread_key: str, error: str) -> list[int]:
         return self._bulk_state(T.thread_key == thread_key, "failed", last_error=error[:500])
 
-    def move_thread(self, old_thread_key: str, *, platform: str, chat_id: str, thread_id: str | None, thread_key: str) -> list[int]:
+    def move_thread(
+        self,
+        old_thread_key: str,
+        *,
+        platform: str,
+        chat_id: str,
+        thread_id: str | None,
+        thread_key: str,
+    ) -> list[int]:
         """Re-home a thread's pending rows (ThreadGone fallback); returns their ids."""
-        with self.db.session() as s:
-            ids = list(s.execute(select(T.id).where(T.thread_key == old_thread_key, T.state == "pending")).scalars())
+        with self._tx() as c:
+            ids = [
+                int(i)
+                for i in c.execute(
+                    select(T.id).where(T.thread_key == old_thread_key, T.state == "pending")
+                ).scalars()
+            ]
             if ids:
-                s.execute(
-                    update(OutboxRow.__table__)  # type: ignore[arg-type]
+                where = {
+                    "platform": platform,
+                    "chat_id": chat_id,
+                    "thread_id": thread_id,
+                    "thread_key": thread_key,
+                }
+                c.execute(
+                    update(OUTBOX)
                     .where(T.id.in_(ids))
-                    .values(
-                        platform=platform,
-                        chat_id=chat_id,
-                        chat_key=chat_key_of(platform, chat_id),
-                        thread_id=thread_id,
-                        thread_key=thread_key,
-                    )
+                    .values(chat_key=chat_key_of(platform, chat_id), **where)
                 )
-                s.commit()
-            return [int(i) for i in ids]
+            return ids
 
     def prune(self, before: datetime, *, keep_sent_messages: bool = True) -> int:
         """Delete finished rows created before `before`.  Sent `send` rows are kept by
@@ -212,64 +270,39 @@ class OutboxRepo:
         cond = and_(T.state != "pending", T.created_at < before)
         if keep_sent_messages:
             cond = and_(cond, not_(and_(T.state == "sent", T.op == "send")))
-        with self.db.session() as s:
-            n = s.execute(OutboxRow.__table__.delete().where(cond)).rowcount  # type: ignore[attr-defined]
-            s.commit()
-            return int(n or 0)
+        with self._tx() as c:
+            return int(c.execute(OUTBOX.delete().where(cond)).rowcount or 0)
 
     # --- picking --------------------------------------------------------------------
 
     def next_for_chat(self, chat_key: str, now: datetime) -> PendingItem | None:
         """The row to deliver next in this chat, or None if nothing is deliverable now."""
-        r, e, t = aliased(OutboxRow, name="r"), aliased(OutboxRow, name="e"), aliased(OutboxRow, name="t")
-        # e (earlier, same thread, pending) blocks r unless r is priority 0 and e is a
-        # priority-1 stream update touching neither r's target nor r's stream.
-        overtakable = and_(
-            r.priority == 0,
-            e.priority > 0,
-            e.op.in_(STREAM_OPS),  # type: ignore[attr-defined]
-            or_(e.target_id.is_(None), r.target_id.is_(None), e.target_id != r.target_id),  # type: ignore[union-attr]
-            or_(e.stream_key.is_(None), r.stream_key.is_(None), e.stream_key != r.stream_key),  # type: ignore[union-attr]
+        with self.db.engine.connect() as c:
+            row = c.execute(_PICK, {"chat_key": chat_key, "now": now}).mappings().first()
+        if row is None:
+            return None
+        return PendingItem(
+            id=row["id"],
+            platform=row["platform"],
+            chat_id=row["chat_id"],
+            thread_id=row["thread_id"],
+            thread_key=row["thread_key"],
+            session_id=row["session_id"],
+            op=row["op"],
+            priority=row["priority"],
+            stream_key=row["stream_key"],
+            attempts=row["attempts"],
+            payload=json.loads(self.db.cipher.open(row["payload"])),
+            target_id=row["target_id"],
+            target_state=row["target_state"],
+            target_message_id=row["target_mid"],
         )
-        blocked = exists().where(
-            e.thread_key == r.thread_key, e.state == "pending", e.id < r.id, not_(overtakable)  # type: ignore[operator]
-        )
-        q = (
-            select(r, t.state, t.platform_message_id)
-            .outerjoin(t, t.id == r.target_id)
-            .where(r.chat_key == chat_key, r.state == "pending", r.not_before <= now)
-            .where(or_(r.target_id.is_(None), t.state.is_(None), t.state != "pending"))  # type: ignore[union-attr]
-            .where(not_(blocked))
-            .order_by(r.priority, r.id)
-            .limit(1)
-        )
-        with self.db.session() as s:
-            found = s.execute(q).first()
-            if found is None:
-                return None
-            row, target_state, target_mid = found
-            return PendingItem(
-                id=row.id,
-                platform=row.platform,
-                chat_id=row.chat_id,
-                thread_id=row.thread_id,
-                thread_key=row.thread_key,
-                session_id=row.session_id,
-                op=row.op,
-                priority=row.priority,
-                stream_key=row.stream_key,
-                attempts=row.attempts,
-                payload=json.loads(self.db.cipher.open(row.payload)),
-                target_id=row.target_id,
-                target_state=target_state,
-                target_message_id=target_mid,
-            )
 
     def next_due(self, chat_key: str, now: datetime) -> datetime | None:
         """When the earliest row of this chat that is waiting for its time comes due."""
-        q = select(func.min(T.not_before)).where(T.chat_key == chat_key, T.state == "pending", T.not_before > now)
-        with self.db.session() as s:
-            return s.execute(q).scalar()
+        with self.db.engine.connect() as c:
+            due: datetime | None = c.execute(_NEXT_DUE, {"chat_key": chat_key, "now": now}).scalar()
+            return due
 
     # --- reading --------------------------------------------------------------------
 
@@ -278,65 +311,78 @@ class OutboxRepo:
             return s.get(OutboxRow, row_id)
 
     def state_of(self, row_id: int) -> tuple[str, str | None] | None:
-        with self.db.session() as s:
-            found = s.execute(select(T.state, T.platform_message_id).where(T.id == row_id)).first()
-            return None if found is None else (found[0], found[1])
+        with self.db.engine.connect() as c:
+            found = c.execute(select(T.state, T.platform_message_id).where(T.id == row_id)).first()
+        return None if found is None else (found[0], found[1])
 
     def pending_chats(self, platforms: Iterable[str] | None = None) -> list[tuple[str, str]]:
         """(platform, chat_id) of every chat with undelivered rows."""
         q = select(T.platform, T.chat_id).where(T.state == "pending").distinct()
         if platforms is not None:
             q = q.where(T.platform.in_(list(platforms)))
-        with self.db.session() as s:
-            return [(p, c) for p, c in s.execute(q)]
+        with self.db.engine.connect() as c:
+            return [(p, cid) for p, cid in c.execute(q)]
 
-    def count(self, *, state: str | None = None, chat_key: str | None = None, platforms: Iterable[str] | None = None) -> int:
-        q = select(func.count()).select_from(OutboxRow.__table__)
+    def count(
+        self,
+        *,
+        state: str | None = None,
+        chat_key: str | None = None,
+        platforms: Iterable[str] | None = None,
+    ) -> int:
+        q = select(func.count()).select_from(OUTBOX)
         if state is not None:
             q = q.where(T.state == state)
         if chat_key is not None:
             q = q.where(T.chat_key == chat_key)
         if platforms is not None:
             q = q.where(T.platform.in_(list(platforms)))
-        with self.db.session() as s:
-            return int(s.execute(q).scalar() or 0)
+        with self.db.engine.connect() as c:
+            return int(c.execute(q).scalar() or 0)
 
     def counts(self) -> dict[str, int]:
         """Rows per state, e.g. ``{"sent": 12, "pending": 1}`` (tests, benchmarks)."""
-        with self.db.session() as s:
-            return {st: int(n) for st, n in s.execute(select(T.state, func.count()).group_by(T.state))}
+        with self.db.engine.connect() as c:
+            return {
+                st: int(n) for st, n in c.execute(select(T.state, func.count()).group_by(T.state))
+            }
 
-    def origin_of_message(self, platform: str, chat_id: str, message_id: str) -> MessageOrigin | None:
+    def origin_of_message(
+        self, platform: str, chat_id: str, message_id: str
+    ) -> MessageOrigin | None:
         """The thread and session of a platform message we sent in this chat."""
         q = (
             select(T.thread_key, T.thread_id, T.session_id)
-            .where(T.chat_key == chat_key_of(platform, chat_id), T.platform_message_id == message_id)
+            .where(
+                T.chat_key == chat_key_of(platform, chat_id), T.platform_message_id == message_id
+            )
             .where(T.op == "send", T.state == "sent")
             .order_by(T.id.desc())
             .limit(1)
         )
-        with self.db.session() as s:
-            found = s.execute(q).first()
-            return None if found is None else MessageOrigin(found[0], found[1], found[2])
+        with self.db.engine.connect() as c:
+            found = c.execute(q).first()
+        return None if found is None else MessageOrigin(found[0], found[1], found[2])
 
     def thread_key_of_message(self, platform: str, chat_id: str, message_id: str) -> str | None:
+        """For reply-chain routing: the thread of a message we sent, if any."""
         origin = self.origin_of_message(platform, chat_id, message_id)
         return origin.thread_key if origin else None
 
     # --- helpers --------------------------------------------------------------------
 
+    def _tx(self) -> AbstractContextManager[Connection]:
+        """One short transaction, committed on exit."""
+        return self.db.engine.begin()
+
     def _seal(self, payload: dict[str, Any]) -> str:
         return self.db.cipher.seal(json.dumps(payload, ensure_ascii=False, separators=(",", ":")))
 
-    def _set(self, row_id: int, **values: Any) -> None:
-        with self.db.session() as s:
-            s.execute(update(OutboxRow.__table__).where(T.id == row_id).values(**values))  # type: ignore[arg-type]
-            s.commit()
-
     def _bulk_state(self, cond: Any, state: str, **values: Any) -> list[int]:
-        with self.db.session() as s:
-            ids = list(s.execute(select(T.id).where(cond, T.state == "pending")).scalars())
+        with self._tx() as c:
+            ids = [
+                int(i) for i in c.execute(select(T.id).where(cond, T.state == "pending")).scalars()
+            ]
             if ids:
-                s.execute(update(OutboxRow.__table__).where(T.id.in_(ids)).values(state=state, **values))  # type: ignore[arg-type]
-                s.commit()
-            return [int(i) for i in ids]
+                c.execute(update(OUTBOX).where(T.id.in_(ids)).values(state=state, **values))
+            return ids

@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "claude-opus-5-5"
 _REMINDER = re.compile(r"<system-reminder>.*?</system-reminder>", re.DOTALL)
+# Text blocks the CLI adds to a user message that are not the user's words.
+_CLI_NOTE = re.compile(r"^\[(Request interrupted by user|Image[^\]]*: source: )")
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,7 @@ def _prompt_of(message: Mapping[str, Any]) -> str:
             prompt = ""
         elif block.get("type") == "text":
             text = _REMINDER.sub("", block.get("text", "")).strip()
-            if text and not text.startswith("[Request interrupted by user"):
+            if text and not _CLI_NOTE.match(text):
                 prompt = text
     return prompt
 
@@ -169,9 +171,7 @@ class FakeAnthropic:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        server = site._server
-        assert server is not None and server.sockets
-        port = server.sockets[0].getsockname()[1]
+        port = self._runner.addresses[0][1]
         self.base_url = f"http://127.0.0.1:{port}"
         return self.base_url
 

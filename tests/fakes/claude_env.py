@@ -47,6 +47,8 @@ def claude_env(home: Path, base_url: str, **extra: str) -> dict[str, str]:
     """
     config = home / ".claude"
     config.mkdir(parents=True, exist_ok=True)
+    tmp = home / "tmp"  # else the CLI's scratch files (images, tool output) go to /tmp/claude-UID
+    tmp.mkdir(mode=0o700, exist_ok=True)
     env = dict.fromkeys(_BLANKED, "")
     env.update(
         ANTHROPIC_BASE_URL=base_url,
@@ -58,6 +60,7 @@ def claude_env(home: Path, base_url: str, **extra: str) -> dict[str, str]:
         CLAUDE_CODE_MAX_RETRIES="0",
         HOME=str(home),
         CLAUDE_CONFIG_DIR=str(config),
+        CLAUDE_CODE_TMPDIR=str(tmp),
         NO_PROXY="127.0.0.1,localhost",
         no_proxy="127.0.0.1,localhost",
     )

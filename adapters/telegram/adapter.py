@@ -1,0 +1,404 @@
+"""The Telegram `ChatAdapter`: python-telegram-bot 22 wired to the bridge's seam.
+
+Owns the PTB `Application` (long polling by default, a webhook server with a
+verified secret token in webhook mode), hands parsed inbound events to the bridge's
+sink (answering every callback query first), and delivers rendered outbox rows with
+sendMessage / sendDocument / editMessageText / sendMessageDraft.  Sessions live in
+forum topics where the chat allows them and in reply chains where it does not (or
+where Telegram refuses topics at runtime — see TESTING.md on the Bot API 10.0
+regressions).  Every PTB error is translated into the outbox's vocabulary
+(`RateLimited`, `TransientError`, `PermanentError`, `NotModified`, `ThreadGone`) by
+`adapters.telegram.errors`; the bot token never appears in our messages or logs.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import logging
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+from urllib.parse import urlparse
+
+from telegram import (
+    InlineKeyboardMarkup,
+    InputFile,
+    LinkPreviewOptions,
+    ReplyParameters,
+    Update,
+)
+from telegram.error import TelegramError
+from telegram.ext import Application, ContextTypes, TypeHandler
+
+from adapters.base import (
+    ChatAdapter,
+    InboundSink,
+    PermanentError,
+    ThreadGone,
+)
+from adapters.telegram import client, inbound, limits
+from adapters.telegram import render as tg_render
+from adapters.telegram.errors import TelegramErrors
+from bridge.config import TelegramConfig
+from bridge.messages import Attachment, Inbound, Outbound, Rendered, ThreadRef
+
+log = logging.getLogger(__name__)
+
+TOPIC_RETRY_S = 3600.0  # after createForumTopic failed in a chat, use reply chains this long
+
+
+def _markup(payload: dict[str, Any]) -> InlineKeyboardMarkup | None:
+    raw = payload.get("reply_markup")
+    return InlineKeyboardMarkup.de_json(raw, None) if raw else None
+
+
+class TelegramAdapter(ChatAdapter):
+    platform = "telegram"
+
+    def __init__(self, config: TelegramConfig, *, owners_hint: Sequence[str] = ()) -> None:
+        self.config = config
+        self.owners_hint = tuple(o for o in owners_hint if o.startswith("telegram:"))
+        self.capabilities = replace(limits.CAPABILITIES, native_stream=config.use_drafts)
+        self.username = ""
+        self.has_topics_enabled = False
+        self.errors = TelegramErrors(config.token)
+        self._app: Application[Any, Any, Any, Any, Any, Any] | None = None
+        self._sink: InboundSink | None = None
+        self._no_topics: dict[str, float] = {}  # chat → monotonic time topics failed
+        self._no_drafts: set[str] = set()  # chats where sendMessageDraft was refused
+        self._forum: dict[str, bool] = {}  # supergroup → is_forum
+        self._half_open: dict[tuple[str, str], ThreadRef] = {}  # topic made, header not yet sent
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    @property
+    def app(self) -> Application[Any, Any, Any, Any, Any, Any]:
+        if self._app is None:
+            raise RuntimeError("TelegramAdapter is not started")
+        return self._app
+
+    async def start(self, sink: InboundSink) -> None:
+        self._sink = sink
+        self._app = app = client.build_application(self.config)
+        app.add_handler(TypeHandler(Update, self._on_update))
+        app.add_error_handler(self._on_error)
+        try:
+            await self.errors.call(app.initialize)  # getMe
+            me = app.bot.bot
+            self.username = me.username or ""
+            self.has_topics_enabled = bool(me.has_topics_enabled)
+            try:
+                await app.bot.set_my_commands(client.menu())
+            except TelegramError as e:
+                log.warning("setMyCommands failed: %s", self.errors.redact(str(e)))
+            await app.start()
+            await self.errors.call(self._start_updates)
+        except BaseException:
+            await self._shutdown()
+            raise
+        log.info(
+            "Telegram bot @%s up (%s, topics %s)%s",
+            self.username,
+            self.config.mode,
+            "on" if self.has_topics_enabled else "off",
+            "" if self.owners_hint else "; no Telegram owner configured yet: use `threadline pair`",
+        )
+
+    async def _start_updates(self) -> None:
+        updater = self.app.updater
+        assert updater is not None
+        if self.config.mode == "webhook":
+            url_path = urlparse(self.config.webhook_url).path.strip("/") or "telegram"
+            # Telegram sends the secret back in a header that PTB checks; with none
+            # configured we still register a random one so no stranger can post updates.
+            secret = self.config.webhook_secret or secrets.token_urlsafe(32)
+            await updater.start_webhook(
+                listen=self.config.webhook_listen,
+                port=self.config.webhook_port,
+                url_path=url_path,
+                webhook_url=self.config.webhook_url or None,
+                secret_token=secret,
+                allowed_updates=list(client.ALLOWED_UPDATES),
+                drop_pending_updates=False,
+            )
+        else:
+            await updater.start_polling(
+                timeout=client.POLL_TIMEOUT_S,
+                allowed_updates=list(client.ALLOWED_UPDATES),
+                drop_pending_updates=False,
+                error_callback=self._on_poll_error,
+            )
+
+    async def stop(self) -> None:
+        await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        app, self._app = self._app, None
+        if app is None:
+            return
+        try:
+            if app.updater is not None and app.updater.running:
+                await app.updater.stop()
+            if app.running:
+                await app.stop()
+            await app.shutdown()
+        except Exception as e:  # stopping must not fail the daemon's shutdown
+            log.warning("stopping Telegram cleanly failed: %s", self.errors.redact(repr(e)))
+
+    # --- inbound ----------------------------------------------------------------------
+
+    async def _on_update(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        try:
+            if update.callback_query is not None:
+                query = update.callback_query
+                try:  # always, first: the person's client spins until it is answered
+                    await query.answer()
+                except TelegramError as e:
+                    log.debug("answerCallbackQuery failed: %s", self.errors.redact(str(e)))
+                press = inbound.parse_callback(query)
+                if press is None:
+                    log.debug("dropping callback query %s without a usable message", query.id)
+                    return
+                await self._deliver(press)
+                return
+            parsed = inbound.parse_message(update)
+            if parsed is None:
+                log.debug("ignoring update %s (not a person's new message)", update.update_id)
+                return
+            msg = parsed.message
+            if parsed.files:
+                attachments, notes = await self._download(parsed.files)
+                text = "\n".join([msg.text, *notes]).strip() if notes else msg.text
+                msg = replace(msg, attachments=attachments, text=text)
+            await self._deliver(msg)
+        except Exception:
+            log.exception("dropping malformed update %s", getattr(update, "update_id", "?"))
+
+    async def _deliver(self, event: Inbound) -> None:
+        if self._sink is None:
+            return
+        try:
+            await self._sink(event)
+        except Exception:
+            log.exception("the bridge failed on an inbound Telegram event")
+
+    async def _download(
+        self, files: Sequence[inbound.FileRef]
+    ) -> tuple[tuple[Attachment, ...], list[str]]:
+        out: list[Attachment] = []
+        notes: list[str] = []
+        for ref in files:
+            if ref.too_big:
+                notes.append(f"[{ref.name} not attached: over {ref.limit // 2**20} MB]")
+                continue
+            try:
+                tg_file = await self.app.bot.get_file(ref.file_id)
+                data = bytes(await tg_file.download_as_bytearray())
+            except (TelegramError, OSError) as e:
+                log.warning("downloading %s failed: %s", ref.name, self.errors.redact(str(e)))
+                notes.append(f"[{ref.name} could not be downloaded]")
+                continue
+            if len(data) > ref.limit:
+                notes.append(f"[{ref.name} not attached: over {ref.limit // 2**20} MB]")
+                continue
+            out.append(Attachment(kind=ref.kind, name=ref.name, mime=ref.mime, data=data))
+        return tuple(out), notes
+
+    async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        log.error("Telegram handler error: %s", self.errors.redact(repr(context.error)))
+
+    def _on_poll_error(self, error: TelegramError) -> None:
+        log.warning("Telegram polling: %s", self.errors.redact(str(error)))
+
+    # --- threads ----------------------------------------------------------------------
+
+    async def _topics_usable(self, chat_id: str) -> bool:
+        failed_at = self._no_topics.get(chat_id)
+        if failed_at is not None and time.monotonic() - failed_at < TOPIC_RETRY_S:
+            return False
+        if not self.is_group(chat_id):
+            return self.has_topics_enabled
+        if chat_id not in self._forum:
+            try:
+                chat = await self.errors.call(lambda: self.app.bot.get_chat(int(chat_id)))
+                self._forum[chat_id] = bool(chat.is_forum)
+            except PermanentError:
+                self._forum[chat_id] = False
+        return self._forum[chat_id]
+
+    async def open_thread(
+        self, chat_id: str, title: str, header: Outbound, *, prefer_topic: bool = True
+    ) -> tuple[ThreadRef, str | None]:
+        parts = self.render(header)
+        name = " ".join(title.split())[: limits.MAX_TOPIC_NAME] or "session"
+        if prefer_topic and await self._topics_usable(chat_id):
+            key = (chat_id, name)
+            thread = self._half_open.pop(key, None)
+            try:
+                if thread is None:
+                    topic = await self.errors.call(
+                        lambda: self.app.bot.create_forum_topic(int(chat_id), name)
+                    )
+                    thread = ThreadRef(self.platform, chat_id, str(topic.message_thread_id))
+                self._half_open[key] = thread  # a retry after a 429 reuses the topic
+                header_id = await self._send_all(thread, parts)
+                del self._half_open[key]
+                return thread, header_id
+            except (PermanentError, ThreadGone) as e:
+                self._half_open.pop(key, None)
+                self._no_topics[chat_id] = time.monotonic()
+                log.warning("topics unusable in chat %s (%s); using reply chains", chat_id, e)
+        # Reply chain: the header (titled) is the root every session message replies to.
+        first, rest = parts[0], parts[1:]
+        if "text" in first.payload:
+            titled = f"<b>{html.escape(name, quote=False)}</b>\n{first.payload['text']}"
+            if limits.utf16_len(tg_render.visible_text(titled)) <= limits.MAX_TEXT:
+                first = Rendered({**first.payload, "text": titled})
+        header_id = await self.send(ThreadRef(self.platform, chat_id), first)
+        thread = ThreadRef(self.platform, chat_id, f"reply:{header_id}")
+        await self._send_all(thread, rest)
+        return thread, header_id
+
+    async def _send_all(self, thread: ThreadRef, parts: Sequence[Rendered]) -> str | None:
+        first: str | None = None
+        for part in parts:
+            mid = await self.send(thread, part)
+            first = first or mid
+        return first
+
+    async def close_thread(self, thread: ThreadRef) -> None:
+        if not thread.thread_id or thread.thread_id.startswith("reply:"):
+            return
+        try:
+            await self.errors.call(
+                lambda: self.app.bot.close_forum_topic(
+                    int(thread.chat_id), int(thread.thread_id or 0)
+                )
+            )
+        except Exception as e:  # already closed, deleted, no rights: nothing to undo
+            log.info("closing topic %s failed: %s", thread.key, e)
+
+    def thread_link(self, thread: ThreadRef) -> str | None:
+        if not thread.chat_id.startswith("-100") or not thread.thread_id:
+            return None  # private chats and basic groups have no public message links
+        target = thread.thread_id.removeprefix("reply:")
+        return f"https://t.me/c/{thread.chat_id[4:]}/{target}"
+
+    def default_chat(self, origin: ThreadRef) -> str:
+        return str(self.config.chat_id) if self.config.chat_id else origin.chat_id
+
+    def is_group(self, chat_id: str) -> bool:
+        return chat_id.startswith("-")
+
+    def supports_draft(self, thread: ThreadRef) -> bool:
+        return (
+            self.config.use_drafts
+            and not self.is_group(thread.chat_id)
+            and thread.chat_id not in self._no_drafts
+        )
+
+    # --- outgoing ---------------------------------------------------------------------
+
+    def render(self, msg: Outbound) -> list[Rendered]:
+        return tg_render.render(msg)
+
+    def render_edit(self, msg: Outbound) -> Rendered:
+        return tg_render.render_edit(msg)
+
+    def _where(self, thread: ThreadRef) -> dict[str, Any]:
+        kw: dict[str, Any] = {"chat_id": int(thread.chat_id)}
+        tid = thread.thread_id
+        if tid and tid.startswith("reply:"):
+            kw["reply_parameters"] = ReplyParameters(
+                message_id=int(tid[6:]), allow_sending_without_reply=True
+            )
+        elif tid:
+            kw["message_thread_id"] = int(tid)
+        return kw
+
+    async def send(self, thread: ThreadRef, msg: Rendered) -> str:
+        try:
+            return await self._send(thread, msg.payload)
+        except ThreadGone as e:
+            # We close a session's topic on /end; /resume then posts into it again.
+            if "topic_closed" not in str(e).lower() or not await self._reopen(thread):
+                raise
+            return await self._send(thread, msg.payload)
+
+    async def _send(self, thread: ThreadRef, p: dict[str, Any]) -> str:
+        bot = self.app.bot
+        kw = {**self._where(thread), "disable_notification": bool(p.get("disable_notification"))}
+        if (markup := _markup(p)) is not None:
+            kw["reply_markup"] = markup
+        if "document" in p:
+            doc = p["document"]
+            data = base64.b64decode(doc["data_b64"])
+            kw["document"] = InputFile(data, filename=doc.get("name") or "file")
+            kw.update(caption=doc.get("caption") or None, parse_mode=p.get("parse_mode"))
+            sent = await self.errors.call_html(bot.send_document, kw, "caption")
+        else:
+            kw.update(
+                text=p["text"],
+                parse_mode=p.get("parse_mode", "HTML"),
+                link_preview_options=LinkPreviewOptions(is_disabled=not p.get("link_preview")),
+            )
+            sent = await self.errors.call_html(bot.send_message, kw, "text")
+        return str(sent.message_id)
+
+    async def _reopen(self, thread: ThreadRef) -> bool:
+        try:
+            await self.errors.call(
+                lambda: self.app.bot.reopen_forum_topic(
+                    int(thread.chat_id), int(thread.thread_id or 0)
+                )
+            )
+        except (PermanentError, ThreadGone):
+            return False
+        log.info("reopened topic %s to post into it", thread.key)
+        return True
+
+    async def edit(self, thread: ThreadRef, message_id: str, msg: Rendered) -> None:
+        p = msg.payload
+        # An absent markup is an empty one: buttons disappear once a prompt is decided.
+        kw: dict[str, Any] = {
+            "chat_id": int(thread.chat_id),
+            "message_id": int(message_id),
+            "reply_markup": _markup(p) or InlineKeyboardMarkup(()),
+            "parse_mode": p.get("parse_mode", "HTML"),
+        }
+        if "document" in p:
+            kw["caption"] = p["document"].get("caption") or ""
+            await self.errors.call_html(self.app.bot.edit_message_caption, kw, "caption")
+            return
+        kw["text"] = p["text"]
+        kw["link_preview_options"] = LinkPreviewOptions(is_disabled=not p.get("link_preview"))
+        await self.errors.call_html(self.app.bot.edit_message_text, kw, "text")
+
+    async def draft(self, thread: ThreadRef, draft_id: int, msg: Rendered) -> None:
+        p = msg.payload
+        kw: dict[str, Any] = {
+            "chat_id": int(thread.chat_id),
+            "draft_id": draft_id or 1,  # 0 is refused by Telegram
+            "text": p.get("text") or "…",
+            "parse_mode": p.get("parse_mode", "HTML"),
+        }
+        if thread.thread_id and not thread.thread_id.startswith("reply:"):
+            kw["message_thread_id"] = int(thread.thread_id)
+        try:
+            await self.errors.call_html(self.app.bot.send_message_draft, kw, "text")
+        except PermanentError:
+            # e.g. TEXTDRAFT_PEER_INVALID or "only for bots with topic mode": stream by
+            # editing in this chat from the next turn on.
+            self._no_drafts.add(thread.chat_id)
+            raise
+
+    async def delete(self, thread: ThreadRef, message_id: str) -> None:
+        try:
+            await self.errors.call(
+                lambda: self.app.bot.delete_message(int(thread.chat_id), int(message_id))
+            )
+        except PermanentError as e:
+            log.info("deleting %s/%s failed: %s", thread.chat_id, message_id, e)

@@ -1,0 +1,132 @@
+"""Building the python-telegram-bot `Application` the adapter runs on.
+
+One place for the transport choices: the Bot API base URL (a self-hosted or fake
+server), HTTP timeouts sized for long polling and 50 MB uploads, no PTB rate limiter
+(the bridge's outbox paces every chat itself), and the "/" command menu.  It also
+hardens long polling: PTB parses a `getUpdates` batch as a whole, so a single update
+it cannot parse would make it fetch the same batch forever; `TolerantBot` drops just
+that update and lets the offset move on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from telegram import BotCommand, Update
+from telegram.error import TelegramError
+from telegram.ext import Application, ExtBot
+from telegram.request import HTTPXRequest
+
+from adapters.telegram import limits
+from bridge.config import TelegramConfig
+
+log = logging.getLogger(__name__)
+
+ALLOWED_UPDATES = ("message", "callback_query")
+# The bridge's commands that belong in Telegram's "/" menu, in menu order.
+MENU_COMMANDS = (
+    "new",
+    "stop",
+    "mode",
+    "model",
+    "diff",
+    "cost",
+    "end",
+    "resume",
+    "sessions",
+    "handoff",
+    "help",
+)
+_STATIC_MENU = {
+    "new": "start a session: /new PATH PROMPT",
+    "stop": "interrupt the running turn",
+    "mode": "switch permission mode",
+    "model": "switch the model",
+    "diff": "git diff of the session's directory",
+    "cost": "tokens and dollars",
+    "end": "end the session and close its thread",
+    "resume": "reopen an ended session",
+    "sessions": "list sessions",
+    "handoff": "continue this session at your desk",
+    "help": "all commands",
+}
+POLL_TIMEOUT_S = 20  # long-poll hold; stop() cancels a poll in flight
+
+
+def menu() -> list[BotCommand]:
+    """setMyCommands entries, described from the bridge's own help table when present."""
+    try:
+        from bridge.commands import HELP
+    except ImportError:  # the adapter does not need the bridge's command parser
+        return [BotCommand(name, desc) for name, desc in _STATIC_MENU.items()]
+    described = {usage.split()[0]: (usage, desc) for usage, desc in HELP}
+    out: list[BotCommand] = []
+    for name in MENU_COMMANDS:
+        usage, desc = described.get(name, (name, _STATIC_MENU[name]))
+        args = usage.partition(" ")[2]
+        text = f"{args} — {desc}" if args else desc
+        out.append(BotCommand(name, text[: limits.MAX_COMMAND_DESCRIPTION]))
+    return out
+
+
+def file_url(base_url: str) -> str:
+    """``http://host:8081/bot`` → ``http://host:8081/file/bot`` (the Bot API layout)."""
+    head, sep, _ = base_url.rstrip("/").rpartition("/bot")
+    return f"{head}/file/bot" if sep else base_url.rstrip("/") + "/file/bot"
+
+
+class TolerantBot(ExtBot[None]):
+    """An `ExtBot` whose `get_updates` survives an update PTB can't parse."""
+
+    async def get_updates(
+        self,
+        offset: int | None = None,
+        limit: int | None = None,
+        timeout: Any = None,  # noqa: ASYNC109 - PTB's signature
+        allowed_updates: Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> tuple[Update, ...]:
+        try:
+            return await super().get_updates(offset, limit, timeout, allowed_updates, **kwargs)
+        except TelegramError:
+            raise
+        except Exception:
+            pass  # PTB logged the batch; refetch it raw (not yet confirmed) and parse one by one
+        data = {"offset": offset, "limit": limit, "timeout": 0, "allowed_updates": allowed_updates}
+        raw = await self._post("getUpdates", {k: v for k, v in data.items() if v is not None})
+        out: list[Update] = []
+        for item in raw if isinstance(raw, list) else ():
+            update_id = item.get("update_id") if isinstance(item, dict) else None
+            if not isinstance(update_id, int):
+                continue
+            try:
+                update = Update.de_json(item, self)
+            except Exception:
+                log.warning("dropping Telegram update %s that could not be parsed", update_id)
+                update = Update(update_id=update_id)  # empty: moves the offset past it
+            out.append(update)
+        return tuple(out)
+
+
+def build_application(config: TelegramConfig) -> Application[Any, Any, Any, Any, Any, Any]:
+    urls: dict[str, str] = {}
+    if config.base_url:
+        urls = {"base_url": config.base_url, "base_file_url": file_url(config.base_url)}
+    bot = TolerantBot(
+        config.token,
+        request=HTTPXRequest(
+            connection_pool_size=32,
+            connect_timeout=10,
+            read_timeout=30,
+            write_timeout=30,
+            pool_timeout=10,
+            media_write_timeout=120,
+        ),
+        get_updates_request=HTTPXRequest(
+            connection_pool_size=2, connect_timeout=10, read_timeout=10, pool_timeout=10
+        ),
+        **urls,  # type: ignore[arg-type]
+    )
+    return Application.builder().bot(bot).build()

@@ -1,0 +1,252 @@
+"""One chat's delivery worker: the loop that takes outbox rows to the platform.
+
+A `ChatWorker` owns one chat (`platform:chat_id`) and runs as one task.  Each step
+asks the repository for the next deliverable row; if there is none it sleeps until
+woken (a new row) or until the earliest retry comes due; if the chat's rate budget
+has no room it sleeps exactly that long and picks again (so the row it finally
+sends carries the newest coalesced content); otherwise it takes from the budget,
+makes the one platform call and records the outcome at once.  Outcomes map the
+adapter errors: `RateLimited` pauses the chat's budget, `TransientError` and
+anything unexpected reschedule the row with capped exponential backoff and jitter,
+`PermanentError` fails it, `NotModified` counts as sent, `ThreadGone` is handed to
+the outbox (it owns thread fallbacks, which may span chats).
+
+At-least-once window: the row is marked sent in the same event-loop step in which
+the platform call returns, with no `await` in between; only a process killed inside
+that step (after the platform accepted, before the commit) sends the row again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import zlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from adapters.base import (
+    AdapterError,
+    ChatAdapter,
+    NotModified,
+    PermanentError,
+    RateLimited,
+    ThreadGone,
+)
+from bridge.messages import Rendered, ThreadRef
+from bridge.ratelimit import RateBudget
+from storage.outbox_repo import OutboxRepo, PendingItem, chat_key_of
+
+log = logging.getLogger("bridge.outbox")
+
+Settle = Callable[[list[int], str, str | None], None]
+ThreadGoneHandler = Callable[[ThreadRef, PendingItem], Awaitable[None]]
+EPHEMERAL_OPS = ("draft", "delete")  # retried a few times only: losing one is harmless
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Backoff for transient failures: `initial` · 2^(n-1), capped at `maximum`,
+    times a random factor in [0.5, 1] so that many rows do not retry in lockstep.
+
+    (Not tenacity: its wait strategies want a live `RetryCallState`, while an
+    outbox retry is a persisted `not_before` that survives restarts.)"""
+
+    initial: float = 1.0
+    maximum: float = 60.0
+    ephemeral_attempts: int = 5
+
+    def delay(self, attempts: int) -> float:
+        base = min(self.maximum, self.initial * 2 ** min(attempts - 1, 32))
+        return base * random.uniform(0.5, 1.0)
+
+
+def draft_id_for(stream_key: str) -> int:
+    """A stable, non-zero 31-bit draft id per stream (the same after a restart)."""
+    return zlib.crc32(stream_key.encode()) & 0x7FFFFFFF or 1
+
+
+def describe(exc: BaseException) -> str:
+    """An error for logs and `last_error`, without payload text: adapter errors
+    carry the platform's short description; anything else only its type and place
+    (a database error's message would quote the SQL parameters, i.e. the payload)."""
+    if isinstance(exc, AdapterError):
+        return f"{type(exc).__name__}: {str(exc)[:200]}"
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = f" at {tb.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno}" if tb else ""
+    return f"{type(exc).__name__}{where}"
+
+
+def to_datetime(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+async def wait_event(event: asyncio.Event, seconds: float | None) -> None:
+    """Until `event` is set or `seconds` pass (None: no limit)."""
+    try:
+        await asyncio.wait_for(event.wait(), seconds)
+    except TimeoutError:
+        pass
+
+
+class ChatWorker:
+    def __init__(
+        self,
+        platform: str,
+        chat_id: str,
+        *,
+        repo: OutboxRepo,
+        adapter: ChatAdapter,
+        budget: RateBudget,
+        clock: Callable[[], float],
+        policy: RetryPolicy,
+        settle: Settle,
+        thread_gone: ThreadGoneHandler,
+    ) -> None:
+        self.platform, self.chat_id = platform, chat_id
+        self.key = chat_key_of(platform, chat_id)
+        self.in_flight: int | None = None  # the row whose platform call is under way
+        self._repo, self._adapter, self._budget = repo, adapter, budget
+        self._clock, self._policy = clock, policy
+        self._settle, self._thread_gone = settle, thread_gone
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._stopping = False
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name=f"outbox-{self.key}"
+            )
+
+    async def stop(self, grace: float) -> None:
+        """Cancel at once if idle; a platform call under way gets `grace` seconds to
+        return so its outcome is recorded (cancelling it would resend on restart)."""
+        task, self._task = self._task, None
+        if task is None or task.done():
+            return
+        self._stopping = True
+        if self.in_flight is None:
+            task.cancel()
+        self._wake.set()
+        _done, late = await asyncio.wait([task], timeout=grace)
+        for t in late:
+            t.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                await self._step()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a database hiccup must not end deliveries
+                log.error("outbox worker for %s: %s; retrying in 1 s", self.key, describe(exc))
+                await asyncio.sleep(1.0)
+
+    async def _step(self) -> None:
+        self._wake.clear()
+        now = self._clock()
+        item = self._repo.next_for_chat(self.key, to_datetime(now))
+        if item is None:
+            due = self._repo.next_due(self.key, to_datetime(now))
+            await wait_event(self._wake, None if due is None else max(0.0, due.timestamp() - now))
+            return
+        if item.target_id is not None and item.target_state != "sent":
+            self._doom(item)
+            return
+        kind = "draft" if item.op == "draft" else "message"
+        delay = self._budget.delay(self.chat_id, kind)
+        if delay > 0:
+            # Not woken by new rows: nothing can go before the budget allows, and by
+            # then the pick sees the newest content and any priority-0 arrival.
+            await asyncio.sleep(delay)
+            return
+        self._budget.take(self.chat_id, kind)
+        await self._deliver(item)
+
+    async def _deliver(self, item: PendingItem) -> None:
+        thread = ThreadRef(item.platform, item.chat_id, item.thread_id)
+        self.in_flight = item.id
+        try:
+            message_id = await self._call(thread, item)
+        except NotModified:
+            message_id = item.target_message_id
+        except RateLimited as exc:
+            self._budget.pause(self.chat_id, exc.retry_after)
+            self._warn(item, f"rate limited, chat paused {exc.retry_after:.2f} s")
+            self._drop_if_newer(item)
+            return
+        except ThreadGone:
+            self.in_flight = None
+            await self._thread_gone(thread, item)
+            return
+        except PermanentError as exc:
+            self._fail(item, describe(exc))
+            return
+        except Exception as exc:  # TransientError, timeouts, adapter bugs: retry
+            self._retry(item, exc)
+            return
+        finally:
+            self.in_flight = None
+        # The at-least-once window ends here: no await since the platform answered.
+        self._repo.mark_sent(item.id, message_id, to_datetime(self._clock()))
+        self._settle([item.id], "sent", message_id)
+
+    async def _call(self, thread: ThreadRef, item: PendingItem) -> str | None:
+        rendered, target = Rendered(item.payload), item.target_message_id
+        if item.op == "send":
+            return await self._adapter.send(thread, rendered)
+        if item.op == "edit" and target is not None:
+            await self._adapter.edit(thread, target, rendered)
+            return target
+        if item.op == "draft":
+            await self._adapter.draft(
+                thread, draft_id_for(item.stream_key or str(item.id)), rendered
+            )
+            return None
+        if item.op == "delete" and target is not None:
+            await self._adapter.delete(thread, target)
+            return target
+        raise PermanentError(f"cannot deliver op {item.op!r}")
+
+    def _retry(self, item: PendingItem, exc: Exception) -> None:
+        attempts = item.attempts + 1
+        if item.op in EPHEMERAL_OPS and attempts >= self._policy.ephemeral_attempts:
+            self._fail(item, f"{describe(exc)}; gave up after {attempts} attempts")
+            return
+        if self._drop_if_newer(item):
+            return
+        delay = self._policy.delay(attempts)
+        not_before = to_datetime(self._clock() + delay)
+        self._repo.reschedule(item.id, not_before, describe(exc), count_attempt=True)
+        self._warn(item, f"{describe(exc)}; attempt {attempts}, retry in {delay:.2f} s")
+
+    def _fail(self, item: PendingItem, error: str) -> None:
+        self._repo.mark_failed(item.id, error)
+        self._warn(item, f"failed: {error}")
+        self._settle([item.id], "failed", None)
+
+    def _doom(self, item: PendingItem) -> None:
+        """An edit or delete whose target will never be sent."""
+        if item.target_state == "superseded" and self._repo.mark_superseded(item.id):
+            self._settle([item.id], "superseded", None)
+        else:
+            self._fail(item, f"target row {item.target_id} not delivered")
+
+    def _drop_if_newer(self, item: PendingItem) -> bool:
+        """A failed stream update that a newer one replaces is not retried."""
+        if item.stream_key is not None and self._repo.supersede_if_newer(item.id):
+            self._settle([item.id], "superseded", None)
+            return True
+        return False
+
+    def _warn(self, item: PendingItem, what: str) -> None:
+        log.warning("outbox row %d (%s) in %s: %s", item.id, item.op, self.key, what)

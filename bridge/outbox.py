@@ -1,0 +1,368 @@
+"""The durable outbox: every outgoing chat operation is stored, then delivered.
+
+`enqueue*` / `update_stream` render through the adapter and write rows before
+anything is sent; one `ChatWorker` per chat (`bridge/delivery.py`) then delivers
+them, woken by an `asyncio.Event` when rows arrive and by a timer when a retried row
+comes due — no polling.  What goes next is decided by `OutboxRepo.next_for_chat`:
+in order per thread, priority 0 (prompts, finals, notices) ahead of priority-1
+stream updates across all threads of the chat, an edit only after its target was
+sent.  How fast is decided by the platform's `RateBudget`, one budget per chat
+shared by every session in it.  Stream updates are coalesced in the row store
+(`stream_key`), so a fast producer costs at most as many calls as the budget
+allows and the last content always goes out.
+
+This class is the producers' face and the owner of state that spans chats: the
+workers, thread fallbacks (`ThreadGone` → `thread_fallback` → the thread's pending
+rows move, and later rows for the gone thread follow), `wait_sent` / `wait_idle`.
+
+Delivery is at least once with a window of one call: a row is marked sent in the
+event-loop step in which the platform call returns, so only a kill -9 between the
+platform accepting a message and that commit resends it after a restart; a row
+marked sent is never sent again, and every pending row is delivered after `start()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from adapters.base import ChatAdapter
+from bridge.delivery import ChatWorker, RetryPolicy, describe, to_datetime, wait_event
+from bridge.messages import Outbound, ThreadRef
+from bridge.ratelimit import RateBudget
+from storage.db import Database
+from storage.outbox_repo import PendingItem, chat_key_of
+
+log = logging.getLogger(__name__)
+
+ThreadFallback = Callable[[ThreadRef], Awaitable[ThreadRef | None]]
+
+
+class DeliveryFailed(Exception):
+    """`wait_sent` on a row that ended failed or superseded."""
+
+    def __init__(self, row_id: int, state: str) -> None:
+        super().__init__(f"outbox row {row_id} was {state}")
+        self.row_id = row_id
+        self.state = state
+
+
+class Outbox:
+    def __init__(
+        self,
+        db: Database,
+        adapters: Mapping[str, ChatAdapter],
+        *,
+        thread_fallback: ThreadFallback | None = None,
+        clock: Callable[[], float] = time.time,
+        retry_initial: float = 1.0,
+        retry_max: float = 60.0,
+        ephemeral_attempts: int = 5,
+        rate_margin: float = 0.01,
+    ) -> None:
+        self.db = db
+        self._repo = db.outbox
+        self._adapters = dict(adapters)
+        self._thread_fallback = thread_fallback
+        self._clock = clock
+        self._policy = RetryPolicy(retry_initial, retry_max, ephemeral_attempts)
+        self._budgets = {
+            name: RateBudget(a.capabilities, is_group=a.is_group, clock=clock, margin=rate_margin)
+            for name, a in self._adapters.items()
+        }
+        self._workers: dict[str, ChatWorker] = {}
+        self._redirects: dict[str, ThreadRef] = {}  # gone thread key → its fallback
+        self._waiters: dict[int, list[asyncio.Future[str]]] = {}
+        self._progress: set[asyncio.Event] = set()
+        self._started = False
+
+    # --- producing ----------------------------------------------------------------
+
+    def enqueue(
+        self, thread: ThreadRef, msg: Outbound, *, session_id: str | None = None, priority: int = 0
+    ) -> list[int]:
+        """Store `msg` as one row per platform message; the first id is "the message"."""
+        thread = self._resolve(thread)
+        payloads = [r.payload for r in self._adapter(thread).render(msg)]
+        ids = self._add(thread, "send", payloads, priority, session_id=session_id)
+        self._wake(thread.platform, thread.chat_id)
+        return ids
+
+    def enqueue_edit(
+        self,
+        thread: ThreadRef,
+        target_id: int,
+        msg: Outbound,
+        *,
+        priority: int = 0,
+        stream_key: str | None = None,
+    ) -> int:
+        """Edit the message of row `target_id` once it is sent.  With `stream_key`, an
+        unsent earlier edit of the same target and key is replaced instead."""
+        thread = self._resolve(thread)
+        target = self._repo.get(target_id)
+        if target is None or target.op != "send":
+            raise ValueError(f"outbox row {target_id} is not a sent-message row")
+        if (target.platform, target.chat_id) != (thread.platform, thread.chat_id):
+            raise ValueError("an edit must go to the chat of the message it edits")
+        payload = self._adapter(thread).render_edit(msg).payload
+        row_id = None
+        if stream_key is not None:
+            row_id = self._repo.coalesce(
+                stream_key=stream_key,
+                op="edit",
+                target_id=target_id,
+                payload=payload,
+                priority=priority,
+                exclude=self._in_flight(),
+            )
+        if row_id is None:
+            [row_id] = self._add(
+                thread,
+                "edit",
+                [payload],
+                priority,
+                session_id=target.session_id,
+                target_id=target_id,
+                stream_key=stream_key,
+            )
+        self._wake(thread.platform, thread.chat_id)
+        return row_id
+
+    def update_stream(
+        self, thread: ThreadRef, stream_key: str, msg: Outbound, *, session_id: str | None = None
+    ) -> None:
+        """A native stream draft (priority 1); only the latest unsent content is kept.
+        Dropped where the adapter cannot draft in this thread: a draft is a preview,
+        the final message carries the text."""
+        thread = self._resolve(thread)
+        adapter = self._adapter(thread)
+        if not (adapter.capabilities.native_stream and adapter.supports_draft(thread)):
+            log.debug("outbox: no native stream in %s; draft dropped", thread.key)
+            return
+        payload = adapter.render_edit(msg).payload
+        if (
+            self._repo.coalesce(
+                stream_key=stream_key,
+                op="draft",
+                target_id=None,
+                payload=payload,
+                priority=1,
+                exclude=self._in_flight(),
+            )
+            is None
+        ):
+            self._add(thread, "draft", [payload], 1, session_id=session_id, stream_key=stream_key)
+        self._wake(thread.platform, thread.chat_id)
+
+    def supersede(self, stream_key: str) -> None:
+        """Drop the unsent updates of a stream (its final message replaces them)."""
+        self._settle(
+            self._repo.supersede(stream_key, exclude=self._in_flight()), "superseded", None
+        )
+
+    def enqueue_delete(self, thread: ThreadRef, target_id: int) -> int | None:
+        """Delete the message of row `target_id`.  If it was never sent it is simply
+        cancelled and None is returned."""
+        thread = self._resolve(thread)
+        target = self._repo.get(target_id)
+        if target is None or target.op != "send":
+            raise ValueError(f"outbox row {target_id} is not a sent-message row")
+        if target.state in ("failed", "superseded"):
+            return None
+        if target.state == "pending" and target_id not in self._in_flight():
+            if self._repo.mark_superseded(target_id):
+                self._settle([target_id], "superseded", None)
+            return None
+        [row_id] = self._add(
+            thread, "delete", [{}], 0, session_id=target.session_id, target_id=target_id
+        )
+        self._wake(thread.platform, thread.chat_id)
+        return row_id
+
+    # --- observing ----------------------------------------------------------------
+
+    def platform_message_id(self, row_id: int) -> str | None:
+        found = self._repo.state_of(row_id)
+        return found[1] if found and found[0] == "sent" else None
+
+    async def wait_sent(self, row_id: int, timeout: float | None = None) -> str:  # noqa: ASYNC109 - the contract
+        """The platform message id once row `row_id` is sent ("" for drafts).
+        Raises `DeliveryFailed`, `TimeoutError`, or `LookupError` for an unknown id."""
+        found = self._repo.state_of(row_id)
+        if found is None:
+            raise LookupError(f"no outbox row {row_id}")
+        if found[0] == "sent":
+            return found[1] or ""
+        if found[0] != "pending":
+            raise DeliveryFailed(row_id, found[0])
+        fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(row_id, []).append(fut)
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        finally:
+            waiting = self._waiters.get(row_id, [])
+            if fut in waiting:
+                waiting.remove(fut)
+            if not waiting:
+                self._waiters.pop(row_id, None)
+
+    async def wait_idle(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109 - the contract
+        """Wait until no row is pending (all delivered or failed); False on timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        progress = asyncio.Event()
+        self._progress.add(progress)
+        try:
+            while True:
+                progress.clear()
+                if self._repo.count(state="pending", platforms=self._adapters) == 0:
+                    return True
+                remaining = None if deadline is None else deadline - loop.time()
+                if remaining is not None and remaining <= 0:
+                    return False
+                await wait_event(progress, remaining)
+        finally:
+            self._progress.discard(progress)
+
+    def budget(self, platform: str) -> RateBudget:
+        """The platform's rate budget, for calls made outside the outbox."""
+        return self._budgets[platform]
+
+    # --- lifecycle ----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start a worker for every chat with undelivered rows (after a crash too)."""
+        if self._started:
+            return
+        self._started = True
+        for platform, chat_id in self._repo.pending_chats(self._adapters):
+            self._wake(platform, chat_id)
+        for worker in self._workers.values():
+            worker.start()
+        orphans = self._repo.count(state="pending") - self._repo.count(
+            state="pending", platforms=self._adapters
+        )
+        if orphans:
+            log.warning("outbox: %d pending rows for platforms without an adapter kept", orphans)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop every worker: idle ones at once; a platform call under way gets
+        `grace` seconds to return and be recorded.  Rows stay for the next start."""
+        self._started = False
+        await asyncio.gather(*(w.stop(grace) for w in self._workers.values()))
+
+    # --- thread fallback ------------------------------------------------------------
+
+    async def _on_thread_gone(self, thread: ThreadRef, item: PendingItem) -> None:
+        """The thread cannot take messages: move its pending rows to the fallback
+        thread (once per thread: later rows for it are redirected at enqueue)."""
+        new = self._redirects.get(thread.key)
+        if new is None and self._thread_fallback is not None:
+            try:
+                new = await self._thread_fallback(thread)
+            except Exception as exc:
+                log.error("outbox: thread fallback for %s failed: %s", thread.key, describe(exc))
+        if new is None or new.key == thread.key:
+            ids = self._repo.fail_thread(thread.key, "ThreadGone: no fallback thread")
+            log.warning(
+                "outbox row %d (%s): thread %s gone, no fallback; %d rows failed",
+                *(item.id, item.op, thread.key, len(ids)),
+            )
+            self._settle(ids, "failed", None)
+            return
+        self._redirects[thread.key] = new
+        ids = self._repo.move_thread(
+            thread.key,
+            platform=new.platform,
+            chat_id=new.chat_id,
+            thread_id=new.thread_id,
+            thread_key=new.key,
+        )
+        log.warning(
+            "outbox row %d (%s): thread %s gone; %d rows moved to %s",
+            *(item.id, item.op, thread.key, len(ids), new.key),
+        )
+        self._wake(new.platform, new.chat_id)
+
+    # --- helpers ------------------------------------------------------------------
+
+    def _settle(self, ids: list[int], state: str, message_id: str | None) -> None:
+        """Rows reached a final state: answer `wait_sent`, nudge `wait_idle`."""
+        for row_id in ids:
+            for fut in self._waiters.pop(row_id, []):
+                if fut.done():
+                    continue
+                if state == "sent":
+                    fut.set_result(message_id or "")
+                else:
+                    fut.set_exception(DeliveryFailed(row_id, state))
+        for event in self._progress:
+            event.set()
+
+    def _wake(self, platform: str, chat_id: str) -> None:
+        adapter = self._adapters.get(platform)
+        if adapter is None:
+            return
+        key = chat_key_of(platform, chat_id)
+        worker = self._workers.get(key)
+        if worker is None:
+            worker = self._workers[key] = ChatWorker(
+                platform,
+                chat_id,
+                repo=self._repo,
+                adapter=adapter,
+                budget=self._budgets[platform],
+                clock=self._clock,
+                policy=self._policy,
+                settle=self._settle,
+                thread_gone=self._on_thread_gone,
+            )
+        if self._started:
+            worker.start()
+        worker.wake()
+
+    def _resolve(self, thread: ThreadRef) -> ThreadRef:
+        for _ in range(8):  # follow fallbacks of fallbacks, never loop forever
+            nxt = self._redirects.get(thread.key)
+            if nxt is None:
+                break
+            thread = nxt
+        return thread
+
+    def _adapter(self, thread: ThreadRef) -> ChatAdapter:
+        try:
+            return self._adapters[thread.platform]
+        except KeyError:
+            raise ValueError(f"no adapter for platform {thread.platform!r}") from None
+
+    def _in_flight(self) -> set[int]:
+        return {w.in_flight for w in self._workers.values() if w.in_flight is not None}
+
+    def _add(
+        self,
+        thread: ThreadRef,
+        op: str,
+        payloads: list[dict[str, Any]],
+        priority: int,
+        *,
+        session_id: str | None,
+        target_id: int | None = None,
+        stream_key: str | None = None,
+    ) -> list[int]:
+        return self._repo.add(
+            platform=thread.platform,
+            chat_id=thread.chat_id,
+            thread_id=thread.thread_id,
+            thread_key=thread.key,
+            op=op,
+            payloads=payloads,
+            priority=priority,
+            not_before=to_datetime(self._clock()),
+            session_id=session_id,
+            target_id=target_id,
+            stream_key=stream_key,
+        )

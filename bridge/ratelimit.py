@@ -1,0 +1,205 @@
+"""The rate budget: how many API calls the bridge may make, per chat and overall.
+
+One `RateBudget` per platform holds, from that adapter's `Capabilities`:
+
+- per chat, a token bucket of `per_chat_rate` calls/s with a burst of
+  `per_chat_burst` for sends, edits and deletes (Telegram counts edits too);
+- per chat, a separate bucket of `draft_rate` calls/s for native stream drafts;
+- per group chat (`is_group(chat_id)`), a sliding window of `group_per_minute`
+  calls in any 60 s;
+- per platform, a token bucket of `global_rate` calls/s.
+
+A 429's `retry_after` pauses one chat's whole budget until then.  The outbox asks
+`delay()` (how long until a call is allowed) without blocking, so that it can pick
+*what* to send at the moment capacity appears — the newest coalesced stream content,
+or a permission prompt that arrived meanwhile — and then `take()`s atomically from
+every budget involved.
+
+Why not aiolimiter: its `AsyncLimiter` only offers a blocking `acquire()` on a
+single limiter, reads the event loop's clock (not injectable), and has no way to
+pause for a `retry_after`.  Acquiring three limiters in turn would hold capacity in
+one while waiting for another, and a waiting `acquire()` commits the caller before
+it knows which row it will send.  A GCRA bucket (below) is a few lines, exact, and
+needs nothing but a clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from adapters.base import Capabilities
+
+Kind = Literal["message", "draft"]
+Clock = Callable[[], float]
+
+
+class TokenBucket:
+    """A token bucket as GCRA ("theoretical arrival time"): `rate` calls/s, bursts
+    of up to `burst` calls.
+
+    `margin` covers the gap between taking a token here and the platform counting
+    the call: the recorded arrival is pushed `margin` later, which costs capacity
+    only when the bucket is full and makes our view never more generous than a
+    platform that counts the same calls with the same rate and burst."""
+
+    __slots__ = ("interval", "burst", "margin", "_tat")
+
+    def __init__(self, rate: float, burst: int = 1, *, margin: float = 0.0) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("rate must be > 0 and burst >= 1")
+        self.interval = 1.0 / rate
+        self.burst = burst
+        self.margin = margin
+        self._tat = float("-inf")  # theoretical arrival time of the next call
+
+    def delay(self, now: float) -> float:
+        return max(0.0, self._tat - (self.burst - 1) * self.interval - now)
+
+    def take(self, now: float) -> None:
+        self._tat = max(self._tat, now + self.margin) + self.interval
+
+    def drain(self, until: float) -> None:
+        """Leave exactly one call available at `until`, then refill at the rate
+        (after a 429 we no longer know the platform's view, so restart gently)."""
+        self._tat = max(self._tat, until + (self.burst - 1) * self.interval)
+
+    def shift(self, by: float) -> None:
+        self._tat += by
+
+
+class SlidingWindow:
+    """At most `limit` calls in any `period` seconds (Telegram: 20 per minute per group)."""
+
+    __slots__ = ("limit", "period", "margin", "_times")
+
+    def __init__(self, limit: int, period: float = 60.0, *, margin: float = 0.0) -> None:
+        if limit < 1 or period <= 0:
+            raise ValueError("limit must be >= 1 and period > 0")
+        self.limit = limit
+        self.period = period
+        self.margin = margin
+        self._times: deque[float] = deque()
+
+    def delay(self, now: float) -> float:
+        while self._times and self._times[0] <= now - self.period:
+            self._times.popleft()
+        if len(self._times) < self.limit:
+            return 0.0
+        return self._times[0] + self.period - now
+
+    def take(self, now: float) -> None:
+        self._times.append(now + self.margin)
+
+    def shift(self, by: float) -> None:
+        self._times = deque(t + by for t in self._times)
+
+
+@dataclass(slots=True)
+class _ChatBudget:
+    messages: TokenBucket
+    drafts: TokenBucket
+    group: SlidingWindow | None
+    paused_until: float = field(default=float("-inf"))
+
+
+class RateBudget:
+    """All rate budgets of one platform.  Not thread-safe; one event loop owns it."""
+
+    def __init__(
+        self,
+        caps: Capabilities,
+        *,
+        is_group: Callable[[str], bool] = lambda _chat_id: False,
+        clock: Clock = time.monotonic,
+        margin: float = 0.01,
+    ) -> None:
+        self.caps = caps
+        self._is_group = is_group
+        self._clock = clock
+        self._margin = margin
+        self._global = TokenBucket(caps.global_rate, max(1, int(caps.global_rate)), margin=margin)
+        self._chats: dict[str, _ChatBudget] = {}
+        self._last = clock()
+
+    def _now(self) -> float:
+        """The clock, with backward jumps (a wall clock set back) absorbed by moving
+        every recorded time back too, so the budget neither stalls nor bursts."""
+        now = self._clock()
+        if now < self._last:
+            by = now - self._last
+            self._global.shift(by)
+            for b in self._chats.values():
+                b.messages.shift(by)
+                b.drafts.shift(by)
+                b.paused_until += by
+                if b.group is not None:
+                    b.group.shift(by)
+        self._last = now
+        return now
+
+    def _chat(self, chat_id: str) -> _ChatBudget:
+        budget = self._chats.get(chat_id)
+        if budget is None:
+            c, m = self.caps, self._margin
+            group = (
+                SlidingWindow(c.group_per_minute, 60.0, margin=m)
+                if c.group_per_minute > 0 and self._is_group(chat_id)
+                else None
+            )
+            budget = _ChatBudget(
+                messages=TokenBucket(c.per_chat_rate, max(1, c.per_chat_burst), margin=m),
+                drafts=TokenBucket(c.draft_rate, 1, margin=m),
+                group=group,
+            )
+            self._chats[chat_id] = budget
+        return budget
+
+    def delay(self, chat_id: str, kind: Kind = "message") -> float:
+        """Seconds until one call of `kind` in this chat fits every budget (0: now)."""
+        now = self._now()
+        b = self._chat(chat_id)
+        waits = [b.paused_until - now, self._global.delay(now)]
+        if kind == "draft":
+            waits.append(b.drafts.delay(now))
+        else:
+            waits.append(b.messages.delay(now))
+            if b.group is not None:
+                waits.append(b.group.delay(now))
+        return max(0.0, *waits)
+
+    def take(self, chat_id: str, kind: Kind = "message") -> None:
+        """Record one call; call only when `delay()` is 0 (it does not check)."""
+        now = self._now()
+        b = self._chat(chat_id)
+        self._global.take(now)
+        if kind == "draft":
+            b.drafts.take(now)
+        else:
+            b.messages.take(now)
+            if b.group is not None:
+                b.group.take(now)
+
+    async def acquire(self, chat_id: str, kind: Kind = "message") -> None:
+        """Wait until a call fits, then take it (for calls made outside the outbox,
+        e.g. `open_thread`)."""
+        while (wait := self.delay(chat_id, kind)) > 0:  # noqa: ASYNC110 - a computed time, no event
+            await asyncio.sleep(wait)
+        self.take(chat_id, kind)
+
+    def pause(self, chat_id: str, retry_after: float) -> float:
+        """A 429: nothing goes to this chat for `retry_after` seconds.  Returns the
+        clock time the pause ends."""
+        until = self._now() + max(0.0, retry_after)
+        b = self._chat(chat_id)
+        b.paused_until = max(b.paused_until, until)
+        b.messages.drain(until)
+        b.drafts.drain(until)
+        return b.paused_until
+
+    def paused_until(self, chat_id: str) -> float:
+        return self._chat(chat_id).paused_until
