@@ -23,7 +23,8 @@ from agent.events import (
     TurnStarted,
 )
 from agent.host import AgentHost
-from agent.session import MODES, AgentSession
+from agent.permissions import MODES
+from agent.session import AgentSession
 
 __all__ = [
     "MODES",

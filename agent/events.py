@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +22,7 @@ class PermissionDecision:
 
     allow: bool
     message: str = ""
-    updated_input: Mapping[str, object] | None = None
+    updated_input: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +60,7 @@ class ToolStarted:
     session_id: str
     tool_use_id: str
     name: str
-    input: Mapping[str, object]
+    input: Mapping[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +84,7 @@ class PermissionAsked:
     session_id: str
     tool_use_id: str
     name: str
-    input: Mapping[str, object]
+    input: Mapping[str, Any]
     future: asyncio.Future[PermissionDecision]
 
 
@@ -96,7 +96,7 @@ class TurnEnded:
     session_id: str
     result: str
     cost_usd: float
-    usage: Mapping[str, object]
+    usage: Mapping[str, Any]
     duration_ms: int
     tools: tuple[str, ...]
     is_error: bool

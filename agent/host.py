@@ -16,7 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from agent.events import EventSink
-from agent.session import AgentSession, check_mode
+from agent.permissions import check_mode
+from agent.session import AgentSession
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Turns the SDK's ``can_use_tool`` callback into ``PermissionAsked`` events with futures.
+"""Permission prompts and modes: ``can_use_tool`` as ``PermissionAsked`` events with futures.
 
 The SDK runs each permission request in its own task, so the callback may wait as long as
 the consumer needs (the CLI was seen to wait over five minutes) without blocking the SDK's
@@ -6,6 +6,7 @@ reader. The gate publishes a ``PermissionAsked`` carrying a fresh future and wai
 a ``PermissionDecision`` allows or denies; a cancelled or failed future denies. When the
 CLI withdraws the request (an interrupt makes it cancel the callback) or the session
 interrupts or closes, the gate cancels the future so the consumer can retire its prompt.
+``check_mode`` validates the permission modes Claude Code knows (``MODES``).
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import logging
 import uuid
 from collections.abc import Callable
 from types import MappingProxyType
-from typing import Any
+from typing import Any, get_args
 
 from claude_agent_sdk import (
+    PermissionMode,
     PermissionResult,
     PermissionResultAllow,
     PermissionResultDeny,
@@ -30,6 +32,15 @@ log = logging.getLogger(__name__)
 
 DENIED = "The user denied this tool use."
 UNANSWERED = "The permission request was withdrawn before the user answered."
+
+MODES: frozenset[str] = frozenset(get_args(PermissionMode))
+
+
+def check_mode(mode: str) -> PermissionMode:
+    """``mode`` if Claude Code knows it, else ValueError."""
+    if mode not in MODES:
+        raise ValueError(f"unknown permission mode {mode!r}; expected one of {sorted(MODES)}")
+    return mode  # type: ignore[return-value]  # narrowed by the membership test
 
 
 class PermissionGate:

@@ -12,11 +12,12 @@ the conversation by its Claude session id. Costs are reported per turn: the SDK'
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Coroutine, Mapping, Sequence
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 from claude_agent_sdk import (
     ClaudeAgentOptions,
@@ -36,20 +37,13 @@ from agent.events import (
     SessionStarted,
     TurnStarted,
 )
-from agent.permissions import PermissionGate
+from agent.permissions import PermissionGate, check_mode
 from agent.turn import Prompt, Turn, as_query
 
 log = logging.getLogger(__name__)
 
 _SINK_DRAIN_SECONDS = 5.0
-MODES: frozenset[str] = frozenset(get_args(PermissionMode))
-
-
-def check_mode(mode: str) -> PermissionMode:
-    """``mode`` if Claude Code knows it, else ValueError."""
-    if mode not in MODES:
-        raise ValueError(f"unknown permission mode {mode!r}; expected one of {sorted(MODES)}")
-    return mode  # type: ignore[return-value]  # narrowed by the membership test
+_INTERRUPT_SECONDS = 3.0
 
 
 class AgentSession:
@@ -76,13 +70,16 @@ class AgentSession:
         self._model, self._mode = model, mode
         self._applied: tuple[str, PermissionMode] | None = None  # what the live CLI uses
         self._client: ClaudeSDKClient | None = None
-        self._cost_base = 0.0
+        self._cost_base = 0.0  # total_cost_usd of the live CLI so far
+        self._announced: str | None = None  # Claude session id reported by the live CLI
         self._turn: Turn | None = None
         self._outstanding = 0
         self._closed = False
         self._stderr: deque[str] = deque(maxlen=5)
         self._prompts: asyncio.Queue[Prompt] = asyncio.Queue()
         self._events: asyncio.Queue[AgentEvent | None] = asyncio.Queue()
+        self._idle = asyncio.Event()  # no turn is running
+        self._idle.set()
         self._gate = PermissionGate(session_id, self._emit)
         self._tasks: set[asyncio.Task[None]] = set()
         self._worker = self._spawn(self._work(), "worker")
@@ -127,13 +124,25 @@ class AgentSession:
         await self._apply()
 
     async def close(self) -> None:
-        """Stop the CLI and the session's tasks; events already queued are still delivered."""
+        """Stop the CLI and the session's tasks. A running turn is interrupted (its
+        TurnEnded still comes), queued prompts are dropped, queued events delivered."""
         if self._closed:
             return
         self._closed = True
+        turn = self._turn
+        if turn is not None:
+            # A CLI busy with a turn ignores the end of its input, and the SDK waits 5 s
+            # before it terminates it; once interrupted it exits at once.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_INTERRUPT_SECONDS):
+                    await self.interrupt()
+                    await self._idle.wait()
         self._gate.cancel_all()
         self._worker.cancel()
         await asyncio.gather(self._worker, return_exceptions=True)
+        self._outstanding = 0  # queued prompts are dropped
+        if turn is not None and not turn.ended:
+            self._emit(turn.end("", is_error=False, interrupted=True))
         await self._disconnect()
         self._events.put_nowait(None)
         me = asyncio.current_task()
@@ -152,8 +161,13 @@ class AgentSession:
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro, name=f"agent:{self.session_id}:{name}")
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
         return task
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("[%s] task %s died", self.session_id, task.get_name(), exc_info=exc)
 
     def _emit(self, event: AgentEvent) -> None:
         self._events.put_nowait(event)
@@ -166,8 +180,11 @@ class AgentSession:
                 log.exception("[%s] event sink failed on %s", self.session_id, type(event).__name__)
 
     async def _work(self) -> None:
-        while True:
+        while not self._closed:
             prompt = await self._prompts.get()
+            if self._closed:
+                return
+            self._idle.clear()
             turn = self._turn = Turn(self.session_id, prompt)
             try:
                 self._emit(TurnStarted(self.session_id, prompt.text))
@@ -178,6 +195,7 @@ class AgentSession:
             finally:
                 self._turn = None
                 self._outstanding -= 1
+                self._idle.set()
 
     # -- one turn ---------------------------------------------------------------------------
 
@@ -235,8 +253,9 @@ class AgentSession:
                 self._emit(event)
 
     def _note_session_id(self, claude_session_id: object) -> None:
-        if isinstance(claude_session_id, str) and claude_session_id != self.claude_session_id:
-            self.claude_session_id = claude_session_id
+        """Report the id once per CLI process (a resumed session keeps its id)."""
+        if isinstance(claude_session_id, str) and claude_session_id != self._announced:
+            self.claude_session_id = self._announced = claude_session_id
             self._emit(SessionStarted(self.session_id, claude_session_id))
 
     # -- the CLI process --------------------------------------------------------------------
@@ -260,20 +279,22 @@ class AgentSession:
             client = ClaudeSDKClient(options)
             await client.connect()
             self._client, self._applied, self._cost_base = client, applied, 0.0
+            self._announced = None
         await self._apply()
         return client
 
     async def _apply(self) -> None:
         """Bring the live CLI's model and permission mode in line with the wanted ones."""
-        client, applied = self._client, self._applied
-        if client is None or applied is None:
+        client, applied, wanted = self._client, self._applied, (self._model, self._mode)
+        if client is None or applied is None or applied == wanted:
             return  # the next CLI starts with the wanted values
         try:
-            if applied[0] != self._model:
-                await client.set_model(self._model or None)
-            if applied[1] != self._mode:
-                await client.set_permission_mode(self._mode)
-            self._applied = (self._model, self._mode)
+            if applied[0] != wanted[0]:
+                await client.set_model(wanted[0] or None)
+            if applied[1] != wanted[1]:
+                await client.set_permission_mode(wanted[1])
+            if self._client is client:
+                self._applied = wanted
         except Exception as exc:  # a dead CLI; the next one starts with the wanted values
             log.warning("[%s] could not switch model/mode: %r", self.session_id, exc)
 

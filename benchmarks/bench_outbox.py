@@ -40,12 +40,11 @@ class BenchAdapter(ChatAdapter):
     platform = "bench"
 
     def __init__(self, rate: float | None = None, burst: int = 3) -> None:
-        unlimited = rate is None
         self.capabilities = Capabilities(
-            max_text=4096,
-            per_chat_rate=1e9 if unlimited else rate,
-            per_chat_burst=1_000_000 if unlimited else burst,
-            global_rate=1e9 if unlimited else 300.0,
+            max_text=40_000,
+            per_chat_rate=1e9 if rate is None else rate,
+            per_chat_burst=1_000_000 if rate is None else burst,
+            global_rate=1e9 if rate is None else 300.0,
         )
         self._rate, self._burst = rate, burst
         self._tat: dict[str, float] = {}
@@ -79,7 +78,7 @@ class BenchAdapter(ChatAdapter):
         return [Rendered({"text": msg.plain})]
 
     def render_edit(self, msg: Outbound) -> Rendered:
-        return Rendered({"text": msg.plain[-4096:]})
+        return Rendered({"text": msg.plain})
 
     async def start(self, sink: InboundSink) -> None:
         return None
@@ -88,7 +87,7 @@ class BenchAdapter(ChatAdapter):
         return None
 
     async def open_thread(
-        self, chat_id: str, title: str, header: Outbound
+        self, chat_id: str, title: str, header: Outbound, *, prefer_topic: bool = True
     ) -> tuple[ThreadRef, str | None]:
         return ThreadRef(self.platform, chat_id, title), None
 

@@ -18,9 +18,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TypeVar
 
-from adapters.base import ChatAdapter
+from adapters.base import ChatAdapter, RateLimited, TransientError
 from agent.events import (
     AgentEvent,
     AgentFailed,
@@ -50,6 +51,7 @@ from storage.models import SessionRow, ThreadBinding
 log = logging.getLogger(__name__)
 
 MAX_PROMPT_CHARS = 100_000
+T = TypeVar("T")
 
 
 class Bridge:
@@ -157,6 +159,23 @@ class Bridge:
                     self.db.sessions.update(row.id, state="active")
             return agent
 
+    async def platform_call(self, platform: str, chat_id: str, call: Callable[[], Awaitable[T]], *, calls: int = 1) -> T:
+        """A platform call made outside the outbox (opening or closing a thread): paced
+        by the chat's rate budget like everything else, retried on 429 and 5xx."""
+        for attempt in range(1, 6):
+            await self.outbox.acquire(platform, chat_id, calls)
+            try:
+                return await call()
+            except RateLimited as e:
+                self.outbox.budget(platform).pause(chat_id, e.retry_after)
+                if attempt == 5:
+                    raise
+            except TransientError:
+                if attempt == 5:
+                    raise
+                await asyncio.sleep(min(30.0, 0.5 * 2**attempt))
+        raise AssertionError("unreachable")
+
     def reply(self, thread: ThreadRef, msg: Outbound, *, session_id: str | None = None) -> list[int]:
         return self.outbox.enqueue(thread, msg, session_id=session_id, priority=0)
 
@@ -168,8 +187,10 @@ class Bridge:
             return None
         row = self.db.sessions.get(binding.session_id)
         header = render.notice(f"📂 Session {binding.session_id} continues here (reply to its messages).")
-        new_thread, header_id = await adapter.open_thread(
-            thread.chat_id, row.title if row else "session", header, prefer_topic=False
+        new_thread, header_id = await self.platform_call(
+            thread.platform,
+            thread.chat_id,
+            lambda: adapter.open_thread(thread.chat_id, row.title if row else "session", header, prefer_topic=False),
         )
         self.db.bindings.rebind(thread.key, thread_id=new_thread.thread_id, thread_key=new_thread.key, kind="reply", header_message_id=header_id)
         log.warning("session %s: thread %s unusable, moved to a reply chain", binding.session_id, thread.key)

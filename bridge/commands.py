@@ -45,6 +45,9 @@ _ALIASES: Final[dict[str, str]] = {"start": "help", "h": "help"}
 # Telegram's bot_command grammar: a name of letters, digits and "_" (at most 32, but
 # we accept longer so a typo still gets "unknown command"), optionally "@botname".
 _HEAD = re.compile(r"[/!]([A-Za-z0-9_]+)(?:@([A-Za-z0-9_]*))?(?=\s|$)")
+# shlex builds tokens by repeated string concatenation (quadratic in a token's length);
+# arguments are short, so long text (a prompt) is split on whitespace instead.
+_SHLEX_MAX: Final = 4096
 _QUOTED_FIRST = re.compile(r"""(["'])(.*?)\1(?=\s|$)""", re.DOTALL)
 _CRON_ATOM = (
     r"(?:\d+|\*|\?|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec|mon|tue|wed|thu|fri|sat|sun)"
@@ -139,6 +142,8 @@ def split_args(rest: str) -> tuple[str, ...]:
     """Shell-like split; on unbalanced quotes, plain whitespace split."""
     if not rest:
         return ()
+    if len(rest) > _SHLEX_MAX:
+        return tuple(rest.split())
     try:
         return tuple(shlex.split(rest))
     except ValueError:

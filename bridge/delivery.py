@@ -13,7 +13,9 @@ the outbox (it owns thread fallbacks, which may span chats).
 
 At-least-once window: the row is marked sent in the same event-loop step in which
 the platform call returns, with no `await` in between; only a process killed inside
-that step (after the platform accepted, before the commit) sends the row again.
+that step (after the platform accepted, before the commit) — or a commit that fails
+— sends the row again.  One process per database: two daemons on one file would
+each deliver the same rows.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from adapters.base import (
     ThreadGone,
 )
 from bridge.messages import Rendered, ThreadRef
-from bridge.ratelimit import RateBudget
+from bridge.ratelimit import Kind, RateBudget
 from storage.outbox_repo import OutboxRepo, PendingItem, chat_key_of
 
 log = logging.getLogger("bridge.outbox")
@@ -58,7 +60,7 @@ class RetryPolicy:
     ephemeral_attempts: int = 5
 
     def delay(self, attempts: int) -> float:
-        base = min(self.maximum, self.initial * 2 ** min(attempts - 1, 32))
+        base = min(self.maximum, self.initial * 2.0 ** min(attempts - 1, 32))
         return base * random.uniform(0.5, 1.0)
 
 
@@ -153,6 +155,14 @@ class ChatWorker:
 
     async def _step(self) -> None:
         self._wake.clear()
+        # No room for any kind of call: sleep without asking the database (many
+        # chats waiting on the global budget must not turn into a query storm).
+        room = min(
+            self._budget.delay(self.chat_id, "message"), self._budget.delay(self.chat_id, "draft")
+        )
+        if room > 0:
+            await asyncio.sleep(room)
+            return
         now = self._clock()
         item = self._repo.next_for_chat(self.key, to_datetime(now))
         if item is None:
@@ -162,7 +172,7 @@ class ChatWorker:
         if item.target_id is not None and item.target_state != "sent":
             self._doom(item)
             return
-        kind = "draft" if item.op == "draft" else "message"
+        kind: Kind = "draft" if item.op == "draft" else "message"
         delay = self._budget.delay(self.chat_id, kind)
         if delay > 0:
             # Not woken by new rows: nothing can go before the budget allows, and by

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,6 +41,8 @@ class Handlers:
 
     async def command(self, cmd: Command, msg: UserMessage, session: SessionRow | None) -> None:
         name = cmd.name
+        if name == "ignored":  # `/cmd@otherbot` in a group: not for us
+            return
         if name not in IMPLEMENTED:
             shown = cmd.original if name == "unknown" else name
             self.b.reply(msg.thread, render.notice(f"Unknown command `{shown}` — see `/help`."))
@@ -109,7 +111,8 @@ class Handlers:
             f"📂 `{cwd}` · session `{session_id}` · mode {b.config.agent.permission_mode}"
             + (f" · model {b.config.agent.model}" if b.config.agent.model else "")
         )
-        thread, header_id = await adapter.open_thread(adapter.default_chat(origin), title[:120], header)
+        chat = adapter.default_chat(origin)
+        thread, header_id = await b.platform_call(origin.platform, chat, lambda: adapter.open_thread(chat, title[:120], header), calls=2)
         kind = "reply" if (thread.thread_id or "").startswith("reply:") else "topic"
         row = SessionRow(id=session_id, platform=origin.platform, cwd=str(cwd), title=title, owner=owner, mode=b.config.agent.permission_mode, model=b.config.agent.model)
         b.bind(row, thread, header_id, kind)
@@ -191,7 +194,8 @@ class Handlers:
             await self.b.outbox.wait_sent(ids[-1], timeout=30)
         except TimeoutError:
             log.warning("session %s: end notice not delivered in time; closing the thread anyway", session.id)
-        await self.b.adapters[thread.platform].close_thread(thread)
+        adapter = self.b.adapters[thread.platform]
+        await self.b.platform_call(thread.platform, thread.chat_id, lambda: adapter.close_thread(thread))
 
     async def cmd_resume(self, cmd: Command, msg: UserMessage, session: SessionRow | None) -> None:
         target = self.b.db.sessions.get(cmd.args[0]) if cmd.args else session
@@ -219,7 +223,7 @@ class Handlers:
         month = day.replace(day=1)
         lines = []
         if session is not None:
-            cost, tin, tout = self.b.db.turns.cost_since(datetime(1970, 1, 1), session.id)
+            cost, tin, tout = self.b.db.turns.cost_since(datetime(1970, 1, 1, tzinfo=UTC), session.id)
             lines.append(f"This session: **${cost:.4f}** · {tin:,} in / {tout:,} out tokens")
         for label, since in (("Today", day), ("This month", month)):
             cost, tin, tout = self.b.db.turns.cost_since(since)

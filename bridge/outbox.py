@@ -61,7 +61,7 @@ class Outbox:
         retry_initial: float = 1.0,
         retry_max: float = 60.0,
         ephemeral_attempts: int = 5,
-        rate_margin: float = 0.01,
+        rate_margin: float = 0.2,
     ) -> None:
         self.db = db
         self._repo = db.outbox
@@ -229,8 +229,14 @@ class Outbox:
             self._progress.discard(progress)
 
     def budget(self, platform: str) -> RateBudget:
-        """The platform's rate budget, for calls made outside the outbox."""
+        """The platform's rate budget (shared with every chat's worker)."""
         return self._budgets[platform]
+
+    async def acquire(self, platform: str, chat_id: str, calls: int = 1) -> None:
+        """Take `calls` from a chat's budget for calls made outside the outbox (e.g.
+        `open_thread` posting a header), so the outbox's pacing accounts for them."""
+        for _ in range(calls):
+            await self._budgets[platform].acquire(chat_id)
 
     # --- lifecycle ----------------------------------------------------------------
 

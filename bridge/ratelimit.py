@@ -43,9 +43,11 @@ class TokenBucket:
     of up to `burst` calls.
 
     `margin` covers the gap between taking a token here and the platform counting
-    the call: the recorded arrival is pushed `margin` later, which costs capacity
-    only when the bucket is full and makes our view never more generous than a
-    platform that counts the same calls with the same rate and burst."""
+    the call (request latency, and its jitter): the recorded arrival is pushed
+    `margin` later.  While the bucket is drained that costs nothing; after an idle
+    spell it costs margin·rate tokens of the burst.  In exchange our view is never
+    more generous than a platform counting the same calls with the same rate and
+    burst, as long as each call reaches it within `margin` of our `take()`."""
 
     __slots__ = ("interval", "burst", "margin", "_tat")
 
@@ -54,7 +56,9 @@ class TokenBucket:
             raise ValueError("rate must be > 0 and burst >= 1")
         self.interval = 1.0 / rate
         self.burst = burst
-        self.margin = margin
+        # Capped at half an interval: a margin costs margin·rate tokens of burst, and a
+        # very fast bucket (an unlimited platform) must keep its burst.
+        self.margin = min(margin, self.interval / 2)
         self._tat = float("-inf")  # theoretical arrival time of the next call
 
     def delay(self, now: float) -> float:
@@ -116,7 +120,7 @@ class RateBudget:
         *,
         is_group: Callable[[str], bool] = lambda _chat_id: False,
         clock: Clock = time.monotonic,
-        margin: float = 0.01,
+        margin: float = 0.2,
     ) -> None:
         self.caps = caps
         self._is_group = is_group

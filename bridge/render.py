@@ -78,7 +78,7 @@ def tool_line(name: str, input: Mapping[str, Any], cwd: str = "") -> str:
         value = next((_str(inp, k) for k in _TELLING_KEYS if inp.get(k)), "")
         if not value:
             value = next((v for v in inp.values() if isinstance(v, str) and v.strip()), "")
-        if value and ("path" in inp or "file_path" in inp) and value == _str(inp, "path"):
+        if value and value in (_str(inp, "path"), _str(inp, "file_path")):
             value = rel_path(value, cwd)
         line = f"{shown} {value}" if value else shown
     return _one_line(line)

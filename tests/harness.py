@@ -126,7 +126,7 @@ async def start_harness(
     db.migrate()
     home = tmp_path / "claude-home"
     env = claude_env(home, model.base_url)
-    adapter = TelegramAdapter(config.telegram)
+    adapter = TelegramAdapter(config.telegram, owners_hint=config.access.owners)
     bridge = Bridge(config, db, {"telegram": adapter}, agent_env=env, stream_interval=stream_interval)
     await bridge.start()
     return Harness(tg=tg, model=model, bridge=bridge, db=db, config=config, root=root, chat_id=chat_id, home=home, env=env)

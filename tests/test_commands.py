@@ -155,3 +155,13 @@ def test_huge_and_control_input() -> None:
     assert cmd is not None and cmd.path == "~/app" and len(cmd.prompt) > 500_000
     assert parse_command("/" + "a" * 1_000_000).name == "unknown"  # type: ignore[union-attr]
     assert parse_command('/schedule "' + "x" * 200_000).cron is None  # type: ignore[union-attr]
+
+
+def test_long_single_token_is_fast() -> None:
+    import time
+
+    start = time.perf_counter()
+    cmd = parse_command("/new ~/a " + "x" * 5_000_000)
+    assert cmd is not None and cmd.path == "~/a" and len(cmd.args) == 2
+    assert parse_command('/new "' + "x" * 5_000_000).path is None  # type: ignore[union-attr]
+    assert time.perf_counter() - start < 5

@@ -2,7 +2,9 @@
 
 Each CLI test starts the bundled CLI with ``ClaudeSDKClient`` (streaming mode, partial
 messages, a ``can_use_tool`` callback) in a temp directory; the fake plays the model.
-The first block tests the stateless turn matching on its own.
+The first block tests the stateless turn matching on its own. What the CLI was seen to
+send and how it behaves (endpoints, timing, quirks) is written up in the docstring of
+``tests/fakes/anthropic.py``.
 """
 
 from __future__ import annotations

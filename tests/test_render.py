@@ -19,6 +19,12 @@ def codes(msg: Outbound) -> list[Code]:
     return [b for b in msg.blocks if isinstance(b, Code)]
 
 
+def md(msg: Outbound, index: int = 0) -> str:
+    block = msg.blocks[index]
+    assert isinstance(block, Markdown)
+    return block.text
+
+
 # --- tool lines -----------------------------------------------------------------
 
 
@@ -92,7 +98,7 @@ def test_edit_prompt_shows_diff_with_line_numbers(tmp_path: Path) -> None:
         "@@ -47,7 +47,8 @@",
     ]
     assert "-line 50\n+LINE 50\n+new\n line 51" in diff.text
-    assert "Edit" in msg.blocks[0].text and "src/app.py" in msg.blocks[0].text  # type: ignore[union-attr]
+    assert "Edit" in md(msg) and "src/app.py" in md(msg)
     assert msg.notify and msg.mention and msg.file is None
     [row] = msg.buttons
     assert [(b.label, b.data, b.style) for b in row] == [
@@ -213,7 +219,9 @@ def test_other_tool_prompt_is_compact_json() -> None:
         ("expired", "", "", "⌛ Expired — no longer pending"),
     ],
 )
-def test_permission_decided(tmp_path: Path, decision: str, by: str, reason: str, line: str) -> None:
+def test_permission_decided(
+    tmp_path: Path, decision: render.Decision, by: str, reason: str, line: str
+) -> None:
     content = numbered(3000)
     msg = render.permission_decided(
         "Write",
@@ -222,7 +230,7 @@ def test_permission_decided(tmp_path: Path, decision: str, by: str, reason: str,
         decision,
         by,
         reason,
-    )  # type: ignore[arg-type]
+    )
     assert msg.blocks[-1] == Markdown(line)
     assert msg.buttons == () and msg.file is None
     assert len(codes(msg)[0].text) <= 1200
@@ -234,14 +242,14 @@ def test_permission_decided(tmp_path: Path, decision: str, by: str, reason: str,
 def test_status_groups_tools_and_shows_earlier_count() -> None:
     lines = ["Read a.py", "Read a.py", "Bash: ls"] + [f"Read f{i}.py" for i in range(20)]
     msg = render.status_message(lines, "", running=True, stop_data="x:s1", max_preview=500)
-    tools = msg.blocks[0].text  # type: ignore[union-attr]
+    tools = md(msg)
     assert tools.startswith("_+8 earlier_\n")
     assert tools.count("▸") == 15 and "f19" in tools
     assert msg.buttons[0][0].data == "x:s1" and not msg.notify
     short = render.status_message(
         ["Read a.py", "Read a.py"], "", running=True, stop_data="x", max_preview=9
     )
-    assert "▸ Read a.py ×2" in short.blocks[0].text  # type: ignore[union-attr]
+    assert "▸ Read a.py ×2" in md(short)
 
 
 def test_status_without_stop_when_finished() -> None:
@@ -251,9 +259,7 @@ def test_status_without_stop_when_finished() -> None:
 
 def test_status_preview_closes_and_reopens_fences() -> None:
     text = "intro\n\n```python\n" + "\n".join(f"x = {i}" for i in range(200))
-    preview = (
-        render.status_message([], text, running=True, stop_data="x", max_preview=200).blocks[0].text
-    )  # type: ignore[union-attr]
+    preview = md(render.status_message([], text, running=True, stop_data="x", max_preview=200))
     assert preview.startswith("…\n```python\nx = ")
     assert preview.endswith("\n```") and "intro" not in preview
     assert len(preview) < 260
@@ -295,9 +301,9 @@ def test_final_message() -> None:
 
 
 def test_help_message() -> None:
-    text = render.help_message("!").blocks[0].text  # type: ignore[union-attr]
+    text = md(render.help_message("!"))
     assert "`!new [PATH] [PROMPT]`" in text and "`!help`" in text
-    only = render.help_message("/", only={"new", "help"}).blocks[0].text  # type: ignore[union-attr]
+    only = md(render.help_message("/", only={"new", "help"}))
     assert "`/stop`" not in only and "`/new [PATH] [PROMPT]`" in only
 
 
@@ -317,7 +323,7 @@ def test_sessions_message() -> None:
             "b2", "api_v2", "/w/api", "running", now - timedelta(minutes=5), 1.25, None
         ),
     ]
-    text = render.sessions_message(rows, now=now).blocks[0].text  # type: ignore[union-attr]
+    text = md(render.sessions_message(rows, now=now))
     first, second = text.split("\n")[1:]
     assert first.startswith("🟢 api\\_v2 · running") and "5m ago" in first and "$1.25" in first
     assert (
@@ -325,7 +331,7 @@ def test_sessions_message() -> None:
         and "3h ago" in second
         and "`a1`" in second
     )
-    assert "No sessions" in render.sessions_message([]).blocks[0].text  # type: ignore[union-attr]
+    assert "No sessions" in md(render.sessions_message([]))
 
 
 def test_diff_message_attaches_long_diffs() -> None:

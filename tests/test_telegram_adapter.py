@@ -4,12 +4,14 @@ over real HTTP, so transport, parsing, error mapping and fallbacks are all exerc
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import pytest
+from telegram import Update
 from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter, TimedOut
 
 from adapters.base import (
@@ -19,7 +21,7 @@ from adapters.base import (
     ThreadGone,
     TransientError,
 )
-from adapters.telegram import TelegramAdapter
+from adapters.telegram import TelegramAdapter, inbound
 from adapters.telegram.errors import TelegramErrors
 from bridge.config import TelegramConfig
 from bridge.messages import (
@@ -86,7 +88,7 @@ async def started() -> AsyncIterator[Started]:
 
 
 async def _next(queue: asyncio.Queue[Inbound]) -> Inbound:
-    return await asyncio.wait_for(queue.get(), 5)
+    return await asyncio.wait_for(queue.get(), 10)
 
 
 def _payload(html: str, **extra: Any) -> Rendered:
@@ -186,6 +188,37 @@ async def test_bots_and_service_updates_are_ignored(started: Started) -> None:
     msg = await _next(queue)
     assert isinstance(msg, UserMessage) and msg.text == "still alive"
     assert queue.empty()
+
+
+def test_topic_root_is_not_a_reply() -> None:
+    chat = {"id": GROUP, "type": "supergroup", "is_forum": True, "title": "Work"}
+    root = {
+        "message_id": 5,
+        "date": 1,
+        "chat": chat,
+        "message_thread_id": 5,
+        "forum_topic_created": {"name": "t", "icon_color": 7322096},
+    }
+    user = {"id": OWNER, "is_bot": False, "first_name": "Ada", "username": "ada"}
+    raw = {
+        "message_id": 9,
+        "date": 1,
+        "chat": chat,
+        "from": user,
+        "text": "hi",
+        "message_thread_id": 5,
+        "is_topic_message": True,
+        "reply_to_message": root,
+    }
+    parsed = inbound.parse_message(Update.de_json({"update_id": 1, "message": raw}, None))
+    assert parsed is not None
+    assert parsed.message.thread == ThreadRef("telegram", str(GROUP), "5")
+    assert parsed.message.reply_to is None and parsed.message.chat_type == "group"
+    raw["reply_to_message"] = {**root, "forum_topic_created": None, "message_id": 7, "text": "x"}
+    parsed = inbound.parse_message(Update.de_json({"update_id": 2, "message": raw}, None))
+    assert parsed is not None and parsed.message.reply_to == "7"
+    channel = {**raw, "chat": {"id": -100777, "type": "channel", "title": "News"}}
+    assert inbound.parse_message(Update.de_json({"update_id": 3, "message": channel}, None)) is None
 
 
 async def test_photo_and_document_become_attachments(started: Started) -> None:
@@ -293,6 +326,19 @@ async def test_topic_created_but_unusable_falls_back(started: Started) -> None:
     )
     thread, _ = await adapter.open_thread(str(OWNER), "t", text("header"))
     assert thread.thread_id and thread.thread_id.startswith("reply:")
+    assert not fake.topics(OWNER)  # the unusable topic was removed again
+
+
+async def test_reply_chains_without_topic_mode_or_when_asked(started: Started) -> None:
+    fake, adapter, _ = await started()  # the bot has no topic mode
+    thread, header_id = await adapter.open_thread(str(OWNER), "t", text("header"))
+    assert thread.thread_id == f"reply:{header_id}"
+    thread, header_id = await adapter.open_thread(
+        str(GROUP), "t", text("header"), prefer_topic=False
+    )
+    assert thread.thread_id == f"reply:{header_id}" and not fake.topics(GROUP)
+    assert adapter.thread_link(thread) == f"https://t.me/c/1234567890/{header_id}"
+    assert fake.calls["createForumTopic"] == 0
 
 
 async def test_open_thread_rate_limited_then_retried_reuses_topic(started: Started) -> None:
@@ -350,6 +396,7 @@ async def test_edit_not_modified_and_button_removal(started: Started) -> None:
 async def test_unparseable_html_is_resent_as_plain_text(
     started: Started, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG, logger="adapters")
     fake, adapter, _ = await started()
     thread = ThreadRef("telegram", str(OWNER))
     mid = await adapter.send(thread, _payload("<b>bold &amp; <i>broken</b>"))
@@ -358,6 +405,7 @@ async def test_unparseable_html_is_resent_as_plain_text(
     assert "plain text" in caplog.text
     await adapter.edit(thread, mid, _payload("<u>also broken &amp; edited"))
     assert fake.message(OWNER, int(mid)).visible_text == "also broken & edited"
+    assert fake.token not in caplog.text
 
 
 async def test_document_payload(started: Started) -> None:

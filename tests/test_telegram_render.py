@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from adapters.telegram.limits import MAX_CALLBACK_DATA, MAX_TEXT, utf16_len
 from adapters.telegram.markdown import markdown_to_html
 from adapters.telegram.render import render, render_edit, split_html, visible_text
-from bridge.messages import Button, Code, FileOut, Folded, Markdown, Outbound, text
+from bridge.messages import Block, Button, Code, FileOut, Folded, Markdown, Outbound, Rendered, text
 
 _TAGS: dict[str, set[str]] = {
     "b": set(), "strong": set(), "i": set(), "em": set(), "u": set(), "ins": set(),
@@ -103,7 +103,7 @@ def check(markup: str) -> str:
     return "".join(parser.visible)
 
 
-def texts(rendered: list) -> list[str]:
+def texts(rendered: list[Rendered]) -> list[str]:
     return [r.payload["text"] for r in rendered if "text" in r.payload]
 
 
@@ -255,9 +255,9 @@ def test_split_never_inside_entity_or_tag() -> None:
 
 
 def long_answer() -> str:
-    paras = []
+    paras: list[str] = []
     i = 0
-    while sum(map(len, paras)) < 10_000:
+    while sum(len(p) for p in paras) < 10_000:
         i += 1
         paras.append(
             f"Paragraph {i}: **bold** text with `code` & <angles>, " + "lorem ipsum dolor " * 12
@@ -394,7 +394,7 @@ _blocks = st.lists(
 
 @settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
 @given(_blocks, st.booleans())
-def test_any_outbound_renders_valid_messages(blocks: list, notify: bool) -> None:
+def test_any_outbound_renders_valid_messages(blocks: list[Block], notify: bool) -> None:
     rendered = render(Outbound(tuple(blocks), notify=notify))
     assert rendered
     for chunk in texts(rendered):

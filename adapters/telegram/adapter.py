@@ -30,7 +30,7 @@ from telegram import (
     ReplyParameters,
     Update,
 )
-from telegram.error import TelegramError
+from telegram.error import Conflict, TelegramError
 from telegram.ext import Application, ContextTypes, TypeHandler
 
 from adapters.base import (
@@ -43,7 +43,7 @@ from adapters.telegram import client, inbound, limits
 from adapters.telegram import render as tg_render
 from adapters.telegram.errors import TelegramErrors
 from bridge.config import TelegramConfig
-from bridge.messages import Attachment, Inbound, Outbound, Rendered, ThreadRef
+from bridge.messages import Inbound, Outbound, Rendered, ThreadRef
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,9 @@ class TelegramAdapter(ChatAdapter):
                 return
             msg = parsed.message
             if parsed.files:
-                attachments, notes = await self._download(parsed.files)
+                attachments, notes = await client.download(
+                    self.app.bot, parsed.files, self.errors.redact
+                )
                 text = "\n".join([msg.text, *notes]).strip() if notes else msg.text
                 msg = replace(msg, attachments=attachments, text=text)
             await self._deliver(msg)
@@ -185,33 +187,14 @@ class TelegramAdapter(ChatAdapter):
         except Exception:
             log.exception("the bridge failed on an inbound Telegram event")
 
-    async def _download(
-        self, files: Sequence[inbound.FileRef]
-    ) -> tuple[tuple[Attachment, ...], list[str]]:
-        out: list[Attachment] = []
-        notes: list[str] = []
-        for ref in files:
-            if ref.too_big:
-                notes.append(f"[{ref.name} not attached: over {ref.limit // 2**20} MB]")
-                continue
-            try:
-                tg_file = await self.app.bot.get_file(ref.file_id)
-                data = bytes(await tg_file.download_as_bytearray())
-            except (TelegramError, OSError) as e:
-                log.warning("downloading %s failed: %s", ref.name, self.errors.redact(str(e)))
-                notes.append(f"[{ref.name} could not be downloaded]")
-                continue
-            if len(data) > ref.limit:
-                notes.append(f"[{ref.name} not attached: over {ref.limit // 2**20} MB]")
-                continue
-            out.append(Attachment(kind=ref.kind, name=ref.name, mime=ref.mime, data=data))
-        return tuple(out), notes
-
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("Telegram handler error: %s", self.errors.redact(repr(context.error)))
 
     def _on_poll_error(self, error: TelegramError) -> None:
-        log.warning("Telegram polling: %s", self.errors.redact(str(error)))
+        if isinstance(error, Conflict):
+            log.error("another process is polling this bot token (or a webhook is set); stop it")
+        else:
+            log.warning("Telegram polling: %s", self.errors.redact(str(error)))
 
     # --- threads ----------------------------------------------------------------------
 
@@ -251,6 +234,8 @@ class TelegramAdapter(ChatAdapter):
                 self._half_open.pop(key, None)
                 self._no_topics[chat_id] = time.monotonic()
                 log.warning("topics unusable in chat %s (%s); using reply chains", chat_id, e)
+                if thread is not None:  # created but unusable: don't leave an empty topic
+                    await self._delete_topic(thread)
         # Reply chain: the header (titled) is the root every session message replies to.
         first, rest = parts[0], parts[1:]
         if "text" in first.payload:
@@ -261,6 +246,12 @@ class TelegramAdapter(ChatAdapter):
         thread = ThreadRef(self.platform, chat_id, f"reply:{header_id}")
         await self._send_all(thread, rest)
         return thread, header_id
+
+    async def _delete_topic(self, thread: ThreadRef) -> None:
+        try:
+            await self.app.bot.delete_forum_topic(int(thread.chat_id), int(thread.thread_id or 0))
+        except TelegramError as e:
+            log.debug("deleting unusable topic %s failed: %s", thread.key, e)
 
     async def _send_all(self, thread: ThreadRef, parts: Sequence[Rendered]) -> str | None:
         first: str | None = None

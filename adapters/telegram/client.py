@@ -2,7 +2,8 @@
 
 One place for the transport choices: the Bot API base URL (a self-hosted or fake
 server), HTTP timeouts sized for long polling and 50 MB uploads, no PTB rate limiter
-(the bridge's outbox paces every chat itself), and the "/" command menu.  It also
+(the bridge's outbox paces every chat itself), the "/" command menu, and downloading
+inbound attachments within their size caps.  It also
 hardens long polling: PTB parses a `getUpdates` batch as a whole, so a single update
 it cannot parse would make it fetch the same batch forever; `TolerantBot` drops just
 that update and lets the offset move on.
@@ -11,16 +12,18 @@ that update and lets the offset move on.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from telegram import BotCommand, Update
+from telegram import Bot, BotCommand, Update
 from telegram.error import TelegramError
 from telegram.ext import Application, ExtBot
 from telegram.request import HTTPXRequest
 
 from adapters.telegram import limits
+from adapters.telegram.inbound import FileRef
 from bridge.config import TelegramConfig
+from bridge.messages import Attachment
 
 log = logging.getLogger(__name__)
 
@@ -111,11 +114,11 @@ class TolerantBot(ExtBot[None]):
 
 
 def build_application(config: TelegramConfig) -> Application[Any, Any, Any, Any, Any, Any]:
-    urls: dict[str, str] = {}
-    if config.base_url:
-        urls = {"base_url": config.base_url, "base_file_url": file_url(config.base_url)}
+    base_url = config.base_url or "https://api.telegram.org/bot"
     bot = TolerantBot(
         config.token,
+        base_url=base_url,
+        base_file_url=file_url(base_url),
         request=HTTPXRequest(
             connection_pool_size=32,
             connect_timeout=10,
@@ -127,6 +130,33 @@ def build_application(config: TelegramConfig) -> Application[Any, Any, Any, Any,
         get_updates_request=HTTPXRequest(
             connection_pool_size=2, connect_timeout=10, read_timeout=10, pool_timeout=10
         ),
-        **urls,  # type: ignore[arg-type]
     )
     return Application.builder().bot(bot).build()
+
+
+async def download(
+    bot: Bot, files: Sequence[FileRef], redact: Callable[[str], str]
+) -> tuple[tuple[Attachment, ...], list[str]]:
+    """Fetch a message's attachments (getFile + the file URL), each within its cap.
+
+    Returns the attachments and one note per file left out, for the message text, so
+    the person and Claude know something was sent but not attached."""
+    out: list[Attachment] = []
+    notes: list[str] = []
+    for ref in files:
+        too_big = f"[{ref.name} not attached: over {ref.limit // 2**20} MB]"
+        if ref.too_big:
+            notes.append(too_big)
+            continue
+        try:
+            tg_file = await bot.get_file(ref.file_id)
+            data = bytes(await tg_file.download_as_bytearray())
+        except (TelegramError, OSError) as e:
+            log.warning("downloading %s failed: %s", ref.name, redact(str(e)))
+            notes.append(f"[{ref.name} could not be downloaded]")
+            continue
+        if len(data) > ref.limit:
+            notes.append(too_big)
+            continue
+        out.append(Attachment(kind=ref.kind, name=ref.name, mime=ref.mime, data=data))
+    return tuple(out), notes

@@ -1,36 +1,46 @@
 """A local fake of the Anthropic Messages API that the real Claude Code CLI talks to.
 
-Tests point the CLI at it with ``ANTHROPIC_BASE_URL`` (see ``tests/fakes/claude_env.py``)
-and script the model per prompt: ``fake.on("write a file", ToolUse("Write", {...}),
+Tests point the CLI at it with ``ANTHROPIC_BASE_URL`` (``tests/fakes/claude_env.py``) and
+script the model per prompt: ``fake.on("write a file", ToolUse("Write", {...}),
 Text("done"))`` answers the first model call of a turn whose prompt contains
-"write a file" with a ``tool_use`` block, and the call that carries the tool_result with
-the text. Everything the CLI sent to ``/v1/messages`` is kept in ``fake.requests``.
+"write a file" with a ``tool_use`` block, and the call that carries its tool_result with
+the text. Every body sent to ``/v1/messages`` is kept in ``fake.requests``.
 
-How a call is matched to its script (stateless, so many CLI processes may share one
-fake): in the request's ``messages``, the latest user message with text and no
-``tool_result`` block starts the turn; its text (with ``<system-reminder>`` sections
-removed) is matched against the registered strings, the latest registration first; the
-number of assistant messages after it is the index of the step to play. Unmatched turns
-and exhausted scripts answer "OK.".
+Matching is stateless, so any number of CLI processes can share one fake: in the request's
+``messages``, the latest user message carrying a prompt starts the turn (a prompt is the
+last text block after the last ``tool_result``, ignoring ``<system-reminder>`` sections and
+the CLI's own "[Request interrupted…]" and "[Image: source: …]" notes); the latest
+registration whose string it contains wins; the number of assistant messages after it
+picks the step. Unmatched turns and exhausted scripts answer "OK.".
 
-What the CLI (2.1.330, bundled with claude-agent-sdk 0.2.187) was seen to do against it:
+What the bundled CLI (2.1.330, claude-agent-sdk 0.2.187) was seen to do against it:
 
 - With ``CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1`` it calls nothing but
-  ``POST /v1/messages?beta=true`` (streaming, ``"stream": true``): no count_tokens, no
-  ``/api/...`` health, title or quota calls. Other paths are answered ``{}`` and logged.
-- The default model is ``claude-opus-5-5``; it prices tokens from the usage numbers in
-  ``message_start`` / ``message_delta`` (100 input + 5 output tokens ≈ $0.0005), so those
-  numbers must be present or the cost is 0.
-- The first user message of a session carries ``<system-reminder>`` text blocks before the
-  prompt; ``messages`` may contain ``{"role": "system"}`` entries (environment info).
-- Timing on 2 cores: spawning the CLI and the SDK's initialize ≈ 0.5 s; a plain text turn
-  ≈ 0.1–0.2 s after that; a tool round-trip adds ≈ 0.1 s plus the tool itself.
-- An interrupt during a stream aborts the HTTP request (the fake sees the connection
-  close); the CLI records the partial answer and a "[Request interrupted by user]" user
-  message, which becomes the start of a new (unscripted) turn for matching purposes only
-  if the next prompt is not merged into it.
-- HTTP 500/529 are retried ``CLAUDE_CODE_MAX_RETRIES`` times with a back-off of about
-  0.5 s, 1 s, … before the turn ends with ``is_error`` and "API Error: …" as result text.
+  ``POST /v1/messages?beta=true`` with ``"stream": true`` (no count_tokens, no title or
+  summary calls, no DNS lookups, checked with strace). Without it, it also sends
+  ``HEAD /api/hello`` to the base URL and telemetry to the internet. Other paths are
+  answered ``{}`` and logged.
+- Bodies: model ``claude-opus-5-5`` unless set, ``max_tokens`` 128000, adaptive thinking,
+  ``tools`` (Agent, Bash, Edit, Read, Write, ...), ``metadata.user_id`` (a JSON string
+  holding the session id), and ``{"role": "system"}`` entries inside ``messages``. The
+  first user message starts with ``<system-reminder>`` blocks; an image prompt is sent as
+  [image, text, "[Image: source: <file the CLI saved it to>]"].
+- The CLI prices the usage numbers of ``message_start`` / ``message_delta`` (omit them and
+  the cost is 0). ``total_cost_usd`` is cumulative per CLI process; a resumed process
+  starts again from 0 and keeps the session id.
+- The SDK yields one ``AssistantMessage`` per content block (same message id).
+- An interrupt aborts the HTTP request; the turn's result is ``error_during_execution``
+  with ``terminal_reason`` ``aborted_streaming`` (or ``aborted_tools`` when it came during
+  a permission prompt: the CLI then cancels the ``can_use_tool`` call). The unanswered
+  user message gets "[Request interrupted by user]" and the next prompt merged into it.
+- HTTP 500/529: ``CLAUDE_CODE_MAX_RETRIES`` retries, ~0.5 s back-off each, then an
+  ``AssistantMessage`` with ``error`` set and "API Error: 500 …" text, and a result with
+  ``is_error`` (subtype "success"). The process lives on; the failed prompt stays in the
+  conversation and the next one is merged into it.
+- A dropped stream (``Cut``) is retried, then repeated as a non-streaming call, which the
+  fake answers with the whole step: the turn succeeds with the full text.
+- Timing on 2 cores: CLI start and SDK initialize ≈ 0.5 s (1–2 s on a loaded machine); a
+  turn ≈ 50–200 ms plus scripted delays; a tool round-trip adds ≈ 50 ms plus the tool.
 """
 
 from __future__ import annotations
