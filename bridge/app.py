@@ -76,7 +76,9 @@ class Bridge:
             default_model=config.agent.model,
             default_mode=config.agent.permission_mode,
         )
-        self.broker = PermissionBroker(db, self.outbox, self.tasks, timeout_s=config.agent.permission_timeout_s)
+        self.broker = PermissionBroker(
+            db, self.outbox, self.tasks, timeout_s=config.agent.permission_timeout_s
+        )
         self.access = AccessControl(db, config.access.owners)
         self.stream_interval = stream_interval
         self.views: dict[str, TurnView] = {}
@@ -143,7 +145,9 @@ class Bridge:
     def session_for(self, msg: Inbound) -> SessionRow | None:
         binding = self.db.bindings.by_thread_key(msg.thread.key)
         if binding is None and isinstance(msg, UserMessage) and msg.reply_to:
-            key = self.db.outbox.thread_key_of_message(msg.thread.platform, msg.thread.chat_id, msg.reply_to)
+            key = self.db.outbox.thread_key_of_message(
+                msg.thread.platform, msg.thread.chat_id, msg.reply_to
+            )
             binding = self.db.bindings.by_thread_key(key) if key else None
         return self.db.sessions.get(binding.session_id) if binding else None
 
@@ -153,13 +157,19 @@ class Bridge:
             agent = self.host.get(row.id)
             if agent is None:
                 agent = await self.host.start_session(
-                    row.id, row.cwd, resume=row.claude_session_id, model=row.model or None, mode=row.mode or None
+                    row.id,
+                    row.cwd,
+                    resume=row.claude_session_id,
+                    model=row.model or None,
+                    mode=row.mode or None,
                 )
                 if row.state in ("interrupted", "ended"):
                     self.db.sessions.update(row.id, state="active")
             return agent
 
-    async def platform_call(self, platform: str, chat_id: str, call: Callable[[], Awaitable[T]], *, calls: int = 1) -> T:
+    async def platform_call(
+        self, platform: str, chat_id: str, call: Callable[[], Awaitable[T]], *, calls: int = 1
+    ) -> T:
         """A platform call made outside the outbox (opening or closing a thread): paced
         by the chat's rate budget like everything else, retried on 429 and 5xx."""
         for attempt in range(1, 6):
@@ -176,7 +186,9 @@ class Bridge:
                 await asyncio.sleep(min(30.0, 0.5 * 2**attempt))
         raise AssertionError("unreachable")
 
-    def reply(self, thread: ThreadRef, msg: Outbound, *, session_id: str | None = None) -> list[int]:
+    def reply(
+        self, thread: ThreadRef, msg: Outbound, *, session_id: str | None = None
+    ) -> list[int]:
         return self.outbox.enqueue(thread, msg, session_id=session_id, priority=0)
 
     async def _thread_fallback(self, thread: ThreadRef) -> ThreadRef | None:
@@ -186,14 +198,26 @@ class Bridge:
         if binding is None or adapter is None:
             return None
         row = self.db.sessions.get(binding.session_id)
-        header = render.notice(f"📂 Session {binding.session_id} continues here (reply to its messages).")
+        header = render.notice(
+            f"📂 Session {binding.session_id} continues here (reply to its messages)."
+        )
         new_thread, header_id = await self.platform_call(
             thread.platform,
             thread.chat_id,
-            lambda: adapter.open_thread(thread.chat_id, row.title if row else "session", header, prefer_topic=False),
+            lambda: adapter.open_thread(
+                thread.chat_id, row.title if row else "session", header, prefer_topic=False
+            ),
         )
-        self.db.bindings.rebind(thread.key, thread_id=new_thread.thread_id, thread_key=new_thread.key, kind="reply", header_message_id=header_id)
-        log.warning("session %s: thread %s unusable, moved to a reply chain", binding.session_id, thread.key)
+        self.db.bindings.rebind(
+            thread.key,
+            thread_id=new_thread.thread_id,
+            thread_key=new_thread.key,
+            kind="reply",
+            header_message_id=header_id,
+        )
+        log.warning(
+            "session %s: thread %s unusable, moved to a reply chain", binding.session_id, thread.key
+        )
         return new_thread
 
     def bind(self, row: SessionRow, thread: ThreadRef, header_id: str | None, kind: str) -> None:
@@ -237,36 +261,68 @@ class Bridge:
                     await self._message(event)
             except Exception as e:
                 log.exception("handling %s failed", type(event).__name__)
-                self.reply(event.thread, render.notice(f"⚠️ Something went wrong: {type(e).__name__}. The error is in the daemon's log."))
+                self.reply(
+                    event.thread,
+                    render.notice(
+                        f"⚠️ Something went wrong: {type(e).__name__}. The error is in the daemon's log."
+                    ),
+                )
 
     async def _message(self, msg: UserMessage) -> None:
         adapter = self.adapters[msg.thread.platform]
         cmd = parse_command(msg.text, bot_username=adapter.username)
         session = self.session_for(msg)
         if cmd is not None:
-            self.db.audit.log(platform=msg.sender.platform, user=msg.sender.key, action=f"command:{cmd.name}")
+            self.db.audit.log(
+                platform=msg.sender.platform, user=msg.sender.key, action=f"command:{cmd.name}"
+            )
             await self.handlers.command(cmd, msg, session)
             return
         if session is None:
-            self.reply(msg.thread, render.notice("Start a session with `/new PATH PROMPT` (see `/help`)."))
+            self.reply(
+                msg.thread, render.notice("Start a session with `/new PATH PROMPT` (see `/help`).")
+            )
             return
         thread = self.thread_of(session.id) or msg.thread
         if await self.broker.answer_text(thread, msg.text, msg.sender.key, msg.sender.display_name):
             return
-        await self.prompt(session, thread, msg.text, images=[(a.mime, a.data) for a in msg.attachments if a.kind == "image"])
+        await self.prompt(
+            session,
+            thread,
+            msg.text,
+            images=[(a.mime, a.data) for a in msg.attachments if a.kind == "image"],
+        )
 
-    async def prompt(self, session: SessionRow, thread: ThreadRef, text: str, *, images: list[tuple[str, bytes]] | None = None) -> None:
+    async def prompt(
+        self,
+        session: SessionRow,
+        thread: ThreadRef,
+        text: str,
+        *,
+        images: list[tuple[str, bytes]] | None = None,
+    ) -> None:
         if session.state == "ended":
-            self.reply(thread, render.notice(f"This session has ended. `resume {session.id}` reopens it."))
+            self.reply(
+                thread, render.notice(f"This session has ended. `resume {session.id}` reopens it.")
+            )
             return
         if len(text) > MAX_PROMPT_CHARS:
-            self.reply(thread, render.notice(f"That message is too long ({len(text)} characters; the limit is {MAX_PROMPT_CHARS})."))
+            self.reply(
+                thread,
+                render.notice(
+                    f"That message is too long ({len(text)} characters; the limit is {MAX_PROMPT_CHARS})."
+                ),
+            )
             return
         agent = await self.agent_for(session)
         queued = await agent.send(text, images or ())
         self.db.sessions.touch(session.id)
         if queued:
-            self.reply(thread, render.notice("📥 Queued — it runs when the current turn ends."), session_id=session.id)
+            self.reply(
+                thread,
+                render.notice("📥 Queued — it runs when the current turn ends."),
+                session_id=session.id,
+            )
 
     # --- agent events ---------------------------------------------------------
 
@@ -274,7 +330,9 @@ class Bridge:
         try:
             await self._agent_event(ev)
         except Exception:
-            log.exception("agent event %s for %s could not be handled", type(ev).__name__, ev.session_id)
+            log.exception(
+                "agent event %s for %s could not be handled", type(ev).__name__, ev.session_id
+            )
 
     async def _agent_event(self, ev: AgentEvent) -> None:
         sid = ev.session_id
@@ -287,7 +345,9 @@ class Bridge:
             if isinstance(ev, PermissionAsked) and not ev.future.done():
                 from agent.events import PermissionDecision
 
-                ev.future.set_result(PermissionDecision(allow=False, message="no thread for this session"))
+                ev.future.set_result(
+                    PermissionDecision(allow=False, message="no thread for this session")
+                )
             return
         view = self.views.get(sid)
         if isinstance(ev, TurnStarted):
@@ -322,7 +382,11 @@ class Bridge:
             self._end_turn(sid, ev)
         elif isinstance(ev, AgentFailed):
             # The turn's TurnEnded follows; this only tells the person what went wrong.
-            self.reply(thread, render.notice(f"⚠️ Claude Code failed: {ev.error[:500]}", notify=True), session_id=sid)
+            self.reply(
+                thread,
+                render.notice(f"⚠️ Claude Code failed: {ev.error[:500]}", notify=True),
+                session_id=sid,
+            )
 
     def _end_turn(self, sid: str, ev: TurnEnded) -> None:
         view = self.views.pop(sid, None)
@@ -344,4 +408,6 @@ class Bridge:
         row = self.db.sessions.get(sid)
         if row is not None and row.state == "running":
             self.db.sessions.update(sid, state="active")
-        self.tasks.spawn(self.broker.cancel_session(sid, "the turn ended"), name=f"cancel-permissions-{sid}")
+        self.tasks.spawn(
+            self.broker.cancel_session(sid, "the turn ended"), name=f"cancel-permissions-{sid}"
+        )

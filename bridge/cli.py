@@ -7,7 +7,6 @@ no traceback for a user's mistake.
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import subprocess
 import sys
@@ -20,11 +19,21 @@ from rich.table import Table
 
 from bridge.config import Config, ConfigError, config_path, load_config
 
-app = typer.Typer(help="Claude Code sessions as chat threads.", no_args_is_help=True, add_completion=False)
-out = Console()
-err = Console(stderr=True)
+app = typer.Typer(
+    help="Claude Code sessions as chat threads.", no_args_is_help=True, add_completion=False
+)
+# Piped output (scripts, tests) gets wide lines instead of a table squeezed to 80 columns.
+out = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
-ConfigOpt = Annotated[str | None, typer.Option("--config", "-c", help="Config file (default: $THREADLINE_CONFIG, then ~/.config/threadline/config.toml)")]
+ConfigOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="Config file (default: $THREADLINE_CONFIG, then ~/.config/threadline/config.toml)",
+    ),
+]
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
 
 
@@ -48,7 +57,9 @@ def init(config: ConfigOpt = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(EXAMPLE.read_text(encoding="utf-8"), encoding="utf-8")
     path.chmod(0o600)
-    out.print(f"Wrote {path}.\nNext: set your bot token and owner id in it, then run `threadline doctor`.")
+    out.print(
+        f"Wrote {path}.\nNext: set your bot token and owner id in it, then run `threadline doctor`."
+    )
 
 
 @app.command()
@@ -66,7 +77,7 @@ def doctor(config: ConfigOpt = None) -> None:
 
     cfg = _load(config)
     out.print(f"[green]ok[/green]   config {config_path(config)}")
-    failures = asyncio.run(run_checks(cfg, out))
+    failures = run_checks(cfg, out)
     if failures:
         err.print(f"{failures} problem(s) found.")
         raise typer.Exit(1)
@@ -82,20 +93,37 @@ def sessions(config: ConfigOpt = None) -> None:
     table = Table("id", "thread", "directory", "state", "last activity (UTC)", "cost")
     for row in db.sessions.list():
         binding = db.bindings.for_session(row.id)
-        where = f"{binding.platform}:{binding.chat_id}/{binding.thread_id or '-'}" if binding else "-"
-        table.add_row(row.id, where, row.cwd, row.state, row.last_activity.strftime("%Y-%m-%d %H:%M"), f"${row.cost_usd:.4f}")
+        where = (
+            f"{binding.platform}:{binding.chat_id}/{binding.thread_id or '-'}" if binding else "-"
+        )
+        table.add_row(
+            row.id,
+            where,
+            row.cwd,
+            row.state,
+            row.last_activity.strftime("%Y-%m-%d %H:%M"),
+            f"${row.cost_usd:.4f}",
+        )
     out.print(table)
 
 
 @app.command()
-def audit(config: ConfigOpt = None, limit: Annotated[int, typer.Option(help="How many entries")] = 100) -> None:
+def audit(
+    config: ConfigOpt = None, limit: Annotated[int, typer.Option(help="How many entries")] = 100
+) -> None:
     """Print the audit log: who, what, when, allowed or refused."""
     from bridge.daemon import open_database
 
     db = open_database(_load(config))
     table = Table("when (UTC)", "who", "what", "detail", "result")
     for row in reversed(db.audit.recent(limit)):
-        table.add_row(row.at.strftime("%Y-%m-%d %H:%M:%S"), row.user, row.action, row.detail, "allowed" if row.allowed else "[red]refused[/red]")
+        table.add_row(
+            row.at.strftime("%Y-%m-%d %H:%M:%S"),
+            row.user,
+            row.action,
+            row.detail,
+            "allowed" if row.allowed else "[red]refused[/red]",
+        )
     out.print(table)
 
 
@@ -115,7 +143,9 @@ def claude_cli_path(configured: str) -> str | None:
 
 def claude_version(path: str) -> str | None:
     try:
-        done = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30, check=False)
+        done = subprocess.run(
+            [path, "--version"], capture_output=True, text=True, timeout=30, check=False
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout.strip() if done.returncode == 0 else None

@@ -154,7 +154,11 @@ def _substitute(value: Any, path: str, errors: list[str]) -> Any:
 
 
 def _enabled_sections(raw: dict[str, Any]) -> set[str]:
-    return {name for name in ("telegram", "slack", "matrix") if isinstance(raw.get(name), dict) and raw[name].get("enabled")}
+    return {
+        name
+        for name in ("telegram", "slack", "matrix")
+        if isinstance(raw.get(name), dict) and raw[name].get("enabled")
+    }
 
 
 def parse_config(text: str, *, source: str = "config") -> Config:
@@ -190,13 +194,19 @@ def _semantic_errors(cfg: Config) -> list[str]:
         errors.append("agent.permission_mode: bypassPermissions needs agent.allow_bypass = true")
     if cfg.telegram.enabled:
         if not re.fullmatch(r"\d+:[A-Za-z0-9_-]{20,}", cfg.telegram.token):
-            errors.append("telegram.token: not a bot token (expected '123456:ABC…' from @BotFather)")
+            errors.append(
+                "telegram.token: not a bot token (expected '123456:ABC…' from @BotFather)"
+            )
         if cfg.telegram.mode == "webhook" and not cfg.telegram.webhook_url:
             errors.append("telegram.webhook_url: needed when telegram.mode = 'webhook'")
     if not cfg.access.owners:
-        errors.append("access.owners: no owners — nobody could use the bot (add e.g. 'telegram:123456789' or run `threadline pair`)")
+        errors.append(
+            "access.owners: no owners — nobody could use the bot (add e.g. 'telegram:123456789' or run `threadline pair`)"
+        )
     if not (cfg.telegram.enabled or cfg.slack.enabled or cfg.matrix.enabled):
-        errors.append("no chat platform enabled: set enabled = true in [telegram], [slack] or [matrix]")
+        errors.append(
+            "no chat platform enabled: set enabled = true in [telegram], [slack] or [matrix]"
+        )
     return errors
 
 

@@ -23,7 +23,9 @@ log = logging.getLogger(__name__)
 
 
 def open_database(config: Config) -> Database:
-    cipher = BodyCipher(load_or_create_key(Path(config.storage.key_file)) if config.storage.encrypt else None)
+    cipher = BodyCipher(
+        load_or_create_key(Path(config.storage.key_file)) if config.storage.encrypt else None
+    )
     db = Database(config.storage.url, cipher=cipher)
     db.migrate()
     return db
@@ -37,7 +39,9 @@ def build_adapters(config: Config) -> dict[str, ChatAdapter]:
         adapters["telegram"] = TelegramAdapter(config.telegram, owners_hint=config.access.owners)
     unsupported = [name for name in ("slack", "matrix") if getattr(config, name).enabled]
     for name in unsupported:
-        log.error("[%s] is enabled but this release has no %s adapter yet; it is ignored", name, name)
+        log.error(
+            "[%s] is enabled but this release has no %s adapter yet; it is ignored", name, name
+        )
     return adapters
 
 

@@ -3,6 +3,7 @@ what is wrong.  Returns the number of failed checks (the CLI exits 1 if any)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -23,7 +24,7 @@ def _warn(out: Console, what: str, fix: str) -> None:
     out.print(f"[yellow]warn[/yellow] {what}\n     → {fix}", highlight=False)
 
 
-async def run_checks(cfg: Config, out: Console) -> int:
+def run_checks(cfg: Config, out: Console) -> int:
     from bridge.cli import claude_cli_path, claude_version
     from bridge.daemon import open_database
 
@@ -35,7 +36,11 @@ async def run_checks(cfg: Config, out: Console) -> int:
         db.close()
     except Exception as e:  # any driver error is a failed check, not a crash
         failures += 1
-        _fail(out, f"database: {type(e).__name__}: {str(e)[:200]}", "check [storage] url and that its directory is writable")
+        _fail(
+            out,
+            f"database: {type(e).__name__}: {str(e)[:200]}",
+            "check [storage] url and that its directory is writable",
+        )
 
     for root in cfg.agent.allowed_roots:
         path = Path(os.path.expanduser(root))
@@ -43,7 +48,11 @@ async def run_checks(cfg: Config, out: Console) -> int:
             _ok(out, f"allowed root {path}")
         else:
             failures += 1
-            _fail(out, f"allowed root {root} does not exist", f"create it (mkdir -p {root}) or fix [agent] allowed_roots")
+            _fail(
+                out,
+                f"allowed root {root} does not exist",
+                f"create it (mkdir -p {root}) or fix [agent] allowed_roots",
+            )
 
     cli = claude_cli_path(cfg.agent.cli_path)
     version = claude_version(cli) if cli else None
@@ -51,12 +60,24 @@ async def run_checks(cfg: Config, out: Console) -> int:
         _ok(out, f"Claude Code CLI {version} ({cli})")
     else:
         failures += 1
-        _fail(out, "Claude Code CLI not found or not runnable", "reinstall claude-agent-sdk (it bundles the CLI) or set [agent] cli_path")
-    if not (os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("CLAUDE_CODE_OAUTH_TOKEN") or Path("~/.claude").expanduser().exists()):
-        _warn(out, "no ANTHROPIC_API_KEY and no Claude Code login found", "export ANTHROPIC_API_KEY, or run `claude` once and log in")
+        _fail(
+            out,
+            "Claude Code CLI not found or not runnable",
+            "reinstall claude-agent-sdk (it bundles the CLI) or set [agent] cli_path",
+        )
+    if not (
+        os.environ.get("ANTHROPIC_API_KEY")
+        or os.environ.get("CLAUDE_CODE_OAUTH_TOKEN")
+        or Path("~/.claude").expanduser().exists()
+    ):
+        _warn(
+            out,
+            "no ANTHROPIC_API_KEY and no Claude Code login found",
+            "export ANTHROPIC_API_KEY, or run `claude` once and log in",
+        )
 
     if cfg.telegram.enabled:
-        failures += await _check_telegram(cfg, out)
+        failures += asyncio.run(_check_telegram(cfg, out))
     return failures
 
 
@@ -69,21 +90,38 @@ async def _check_telegram(cfg: Config, out: Console) -> int:
     try:
         async with bot:
             me = await bot.get_me()
-            topics = bool(getattr(me, "has_topics_enabled", False) or (me.api_kwargs or {}).get("has_topics_enabled"))
+            topics = bool(
+                getattr(me, "has_topics_enabled", False)
+                or (me.api_kwargs or {}).get("has_topics_enabled")
+            )
     except InvalidToken:
-        _fail(out, "Telegram: the bot token was rejected", "copy the token from @BotFather into [telegram] token (or $TELEGRAM_BOT_TOKEN)")
+        _fail(
+            out,
+            "Telegram: the bot token was rejected",
+            "copy the token from @BotFather into [telegram] token (or $TELEGRAM_BOT_TOKEN)",
+        )
         return 1
     except TelegramError as e:
-        _fail(out, f"Telegram: getMe failed: {type(e).__name__}", "check the network and [telegram] base_url")
+        _fail(
+            out,
+            f"Telegram: getMe failed: {type(e).__name__}",
+            "check the network and [telegram] base_url",
+        )
         return 1
     _ok(out, f"Telegram bot @{me.username}")
     if not any(o.startswith("telegram:") for o in cfg.access.owners):
-        _fail(out, "Telegram: no telegram owner in [access] owners", "add 'telegram:<your user id>' to [access] owners")
+        _fail(
+            out,
+            "Telegram: no telegram owner in [access] owners",
+            "add 'telegram:<your user id>' to [access] owners",
+        )
         return 1
     if cfg.telegram.chat_id:
         _ok(out, f"Telegram: sessions open as topics in chat {cfg.telegram.chat_id}")
     elif topics:
-        _ok(out, "Telegram: topic mode is on — each session gets its own topic in your private chat")
+        _ok(
+            out, "Telegram: topic mode is on — each session gets its own topic in your private chat"
+        )
     else:
         _warn(
             out,

@@ -29,8 +29,25 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-IMPLEMENTED = ("new", "stop", "mode", "model", "diff", "cost", "end", "resume", "sessions", "handoff", "help")
-_MODE_LABELS = {"default": "Default", "acceptEdits": "Accept edits", "plan": "Plan", "bypassPermissions": "Bypass"}
+IMPLEMENTED = (
+    "new",
+    "stop",
+    "mode",
+    "model",
+    "diff",
+    "cost",
+    "end",
+    "resume",
+    "sessions",
+    "handoff",
+    "help",
+)
+_MODE_LABELS = {
+    "default": "Default",
+    "acceptEdits": "Accept edits",
+    "plan": "Plan",
+    "bypassPermissions": "Bypass",
+}
 
 
 class Handlers:
@@ -48,7 +65,10 @@ class Handlers:
             self.b.reply(msg.thread, render.notice(f"Unknown command `{shown}` — see `/help`."))
             return
         if name in ("stop", "mode", "model", "diff", "end", "handoff") and session is None:
-            self.b.reply(msg.thread, render.notice(f"`{name}` works inside a session's thread. `/sessions` lists them."))
+            self.b.reply(
+                msg.thread,
+                render.notice(f"`{name}` works inside a session's thread. `/sessions` lists them."),
+            )
             return
         await getattr(self, f"cmd_{name}")(cmd, msg, session)
 
@@ -56,14 +76,24 @@ class Handlers:
         kind, _, rest = press.data.partition(":")
         if kind == "p":
             request_id, _, choice = rest.rpartition(":")
-            answer = await self.b.broker.press(request_id, choice, press.thread, press.sender.key, press.sender.display_name)
+            answer = await self.b.broker.press(
+                request_id, choice, press.thread, press.sender.key, press.sender.display_name
+            )
             log.info("permission press %s → %s", choice, answer)
             return
         session = self.b.db.sessions.get(rest.partition(":")[0])
         thread = self.b.thread_of(session.id) if session else None
         if session is None or thread is None or thread.key != press.thread.key:
-            log.warning("refused button %r from %s: not this thread's", press.data[:64], press.sender.key)
-            self.b.db.audit.log(platform=press.sender.platform, user=press.sender.key, action="button", detail="stale or foreign button", allowed=False)
+            log.warning(
+                "refused button %r from %s: not this thread's", press.data[:64], press.sender.key
+            )
+            self.b.db.audit.log(
+                platform=press.sender.platform,
+                user=press.sender.key,
+                action="button",
+                detail="stale or foreign button",
+                allowed=False,
+            )
             return
         if kind == "x":
             await self._stop(session, thread)
@@ -85,15 +115,28 @@ class Handlers:
         if raw_path is None:
             recent = self._recent_dirs()
             if not recent:
-                self.b.reply(msg.thread, render.notice("Which directory? `/new ~/code/app [prompt]`"))
+                self.b.reply(
+                    msg.thread, render.notice("Which directory? `/new ~/code/app [prompt]`")
+                )
                 return
             buttons = tuple((Button(Path(r.cwd).name or r.cwd, f"n:{r.id}"),) for r in recent)
-            self.b.reply(msg.thread, Outbound(blocks=(Markdown("Start a session in which directory?"),), buttons=buttons))
+            self.b.reply(
+                msg.thread,
+                Outbound(
+                    blocks=(Markdown("Start a session in which directory?"),), buttons=buttons
+                ),
+            )
             return
         try:
             cwd = resolve_session_dir(raw_path, self.b.config.agent.allowed_roots)
         except PathRefused as e:
-            self.b.db.audit.log(platform=msg.sender.platform, user=msg.sender.key, action="new", detail=f"refused path {raw_path[:200]}", allowed=False)
+            self.b.db.audit.log(
+                platform=msg.sender.platform,
+                user=msg.sender.key,
+                action="new",
+                detail=f"refused path {raw_path[:200]}",
+                allowed=False,
+            )
             self.b.reply(msg.thread, render.notice(f"🚫 {e}"))
             return
         await self._new_session(msg.thread, msg.sender.key, cwd, prompt or "")
@@ -101,7 +144,12 @@ class Handlers:
     async def _new_session(self, origin: ThreadRef, owner: str, cwd: Path, prompt: str) -> None:
         b = self.b
         if b.db.sessions.count_open() >= b.config.agent.max_concurrent_sessions:
-            b.reply(origin, render.notice(f"🚫 {b.config.agent.max_concurrent_sessions} sessions are open already; `/end` one first."))
+            b.reply(
+                origin,
+                render.notice(
+                    f"🚫 {b.config.agent.max_concurrent_sessions} sessions are open already; `/end` one first."
+                ),
+            )
             return
         adapter = b.adapters[origin.platform]
         session_id = secrets.token_hex(3)
@@ -112,19 +160,40 @@ class Handlers:
             + (f" · model {b.config.agent.model}" if b.config.agent.model else "")
         )
         chat = adapter.default_chat(origin)
-        thread, header_id = await b.platform_call(origin.platform, chat, lambda: adapter.open_thread(chat, title[:120], header), calls=2)
+        thread, header_id = await b.platform_call(
+            origin.platform, chat, lambda: adapter.open_thread(chat, title[:120], header), calls=2
+        )
         kind = "reply" if (thread.thread_id or "").startswith("reply:") else "topic"
-        row = SessionRow(id=session_id, platform=origin.platform, cwd=str(cwd), title=title, owner=owner, mode=b.config.agent.permission_mode, model=b.config.agent.model)
+        row = SessionRow(
+            id=session_id,
+            platform=origin.platform,
+            cwd=str(cwd),
+            title=title,
+            owner=owner,
+            mode=b.config.agent.permission_mode,
+            model=b.config.agent.model,
+        )
         b.bind(row, thread, header_id, kind)
-        b.db.audit.log(platform=origin.platform, user=owner, action="new", detail=f"{session_id} {cwd}")
+        b.db.audit.log(
+            platform=origin.platform, user=owner, action="new", detail=f"{session_id} {cwd}"
+        )
         if thread.key != origin.key:
             link = adapter.thread_link(thread)
-            b.reply(origin, render.notice(f"▶️ Session `{session_id}` started in `{cwd}`" + (f": {link}" if link else ".")))
+            b.reply(
+                origin,
+                render.notice(
+                    f"▶️ Session `{session_id}` started in `{cwd}`" + (f": {link}" if link else ".")
+                ),
+            )
         await b.agent_for(row)
         if prompt:
             await b.prompt(row, thread, prompt)
         else:
-            b.reply(thread, render.notice("Ready. Send a message to give Claude its first prompt."), session_id=session_id)
+            b.reply(
+                thread,
+                render.notice("Ready. Send a message to give Claude its first prompt."),
+                session_id=session_id,
+            )
 
     def _recent_dirs(self) -> list[SessionRow]:
         seen: set[str] = set()
@@ -151,21 +220,40 @@ class Handlers:
         assert session is not None
         if not cmd.args:
             buttons = tuple(
-                (Button(("• " if m == session.mode else "") + _MODE_LABELS[m], f"m:{session.id}:{i}"),)
+                (
+                    Button(
+                        ("• " if m == session.mode else "") + _MODE_LABELS[m], f"m:{session.id}:{i}"
+                    ),
+                )
                 for i, m in enumerate(PERMISSION_MODES)
                 if m != "bypassPermissions" or self.b.config.agent.allow_bypass
             )
-            self.b.reply(msg.thread, Outbound(blocks=(Markdown(f"Permission mode: **{session.mode}**"),), buttons=buttons))
+            self.b.reply(
+                msg.thread,
+                Outbound(
+                    blocks=(Markdown(f"Permission mode: **{session.mode}**"),), buttons=buttons
+                ),
+            )
             return
         wanted = {m.lower(): m for m in PERMISSION_MODES}.get(cmd.args[0].lower())
         if wanted is None:
-            self.b.reply(msg.thread, render.notice(f"Unknown mode `{cmd.args[0][:40]}`; one of: {', '.join(PERMISSION_MODES)}."))
+            self.b.reply(
+                msg.thread,
+                render.notice(
+                    f"Unknown mode `{cmd.args[0][:40]}`; one of: {', '.join(PERMISSION_MODES)}."
+                ),
+            )
             return
         await self._set_mode(session, msg.thread, wanted)
 
     async def _set_mode(self, session: SessionRow, thread: ThreadRef, mode: str) -> None:
         if mode == "bypassPermissions" and not self.b.config.agent.allow_bypass:
-            self.b.reply(thread, render.notice("🚫 bypassPermissions is disabled (set `allow_bypass = true` in [agent] to allow it)."))
+            self.b.reply(
+                thread,
+                render.notice(
+                    "🚫 bypassPermissions is disabled (set `allow_bypass = true` in [agent] to allow it)."
+                ),
+            )
             return
         agent = await self.b.agent_for(session)
         await agent.set_mode(mode)
@@ -175,7 +263,12 @@ class Handlers:
     async def cmd_model(self, cmd: Command, msg: UserMessage, session: SessionRow | None) -> None:
         assert session is not None
         if not cmd.args:
-            self.b.reply(msg.thread, render.notice(f"Model: **{session.model or 'Claude Code default'}**. `/model NAME` switches."))
+            self.b.reply(
+                msg.thread,
+                render.notice(
+                    f"Model: **{session.model or 'Claude Code default'}**. `/model NAME` switches."
+                ),
+            )
             return
         name = cmd.args[0][:100]
         agent = await self.b.agent_for(session)
@@ -189,13 +282,22 @@ class Handlers:
         await self.b.broker.cancel_session(session.id, "session ended")
         await self.b.host.end_session(session.id)
         self.b.db.sessions.update(session.id, state="ended")
-        ids = self.b.reply(thread, render.notice(f"Session `{session.id}` ended. `resume {session.id}` reopens it."), session_id=session.id)
+        ids = self.b.reply(
+            thread,
+            render.notice(f"Session `{session.id}` ended. `resume {session.id}` reopens it."),
+            session_id=session.id,
+        )
         try:
             await self.b.outbox.wait_sent(ids[-1], timeout=30)
         except TimeoutError:
-            log.warning("session %s: end notice not delivered in time; closing the thread anyway", session.id)
+            log.warning(
+                "session %s: end notice not delivered in time; closing the thread anyway",
+                session.id,
+            )
         adapter = self.b.adapters[thread.platform]
-        await self.b.platform_call(thread.platform, thread.chat_id, lambda: adapter.close_thread(thread))
+        await self.b.platform_call(
+            thread.platform, thread.chat_id, lambda: adapter.close_thread(thread)
+        )
 
     async def cmd_resume(self, cmd: Command, msg: UserMessage, session: SessionRow | None) -> None:
         target = self.b.db.sessions.get(cmd.args[0]) if cmd.args else session
@@ -207,14 +309,28 @@ class Handlers:
             return
         await self.b.agent_for(target)
         self.b.db.sessions.update(target.id, state="active")
-        self.b.reply(thread, render.notice(f"Session `{target.id}` is open again; send a message to continue."), session_id=target.id)
+        self.b.reply(
+            thread,
+            render.notice(f"Session `{target.id}` is open again; send a message to continue."),
+            session_id=target.id,
+        )
 
-    async def cmd_sessions(self, cmd: Command, msg: UserMessage, session: SessionRow | None) -> None:
+    async def cmd_sessions(
+        self, cmd: Command, msg: UserMessage, session: SessionRow | None
+    ) -> None:
         rows = []
         for row in self.b.db.sessions.list()[:30]:
             thread = self.b.thread_of(row.id)
-            link = self.b.adapters[thread.platform].thread_link(thread) if thread and thread.platform in self.b.adapters else None
-            rows.append(render.SessionSummary(row.id, row.title, row.cwd, row.state, row.last_activity, row.cost_usd, link))
+            link = (
+                self.b.adapters[thread.platform].thread_link(thread)
+                if thread and thread.platform in self.b.adapters
+                else None
+            )
+            rows.append(
+                render.SessionSummary(
+                    row.id, row.title, row.cwd, row.state, row.last_activity, row.cost_usd, link
+                )
+            )
         self.b.reply(msg.thread, render.sessions_message(rows))
 
     async def cmd_cost(self, cmd: Command, msg: UserMessage, session: SessionRow | None) -> None:
@@ -223,7 +339,9 @@ class Handlers:
         month = day.replace(day=1)
         lines = []
         if session is not None:
-            cost, tin, tout = self.b.db.turns.cost_since(datetime(1970, 1, 1, tzinfo=UTC), session.id)
+            cost, tin, tout = self.b.db.turns.cost_since(
+                datetime(1970, 1, 1, tzinfo=UTC), session.id
+            )
             lines.append(f"This session: **${cost:.4f}** · {tin:,} in / {tout:,} out tokens")
         for label, since in (("Today", day), ("This month", month)):
             cost, tin, tout = self.b.db.turns.cost_since(since)
@@ -234,15 +352,24 @@ class Handlers:
         assert session is not None
         try:
             proc = await asyncio.create_subprocess_exec(
-                "git", "-C", session.cwd, "diff", "--no-color", "HEAD",
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                "git",
+                "-C",
+                session.cwd,
+                "diff",
+                "--no-color",
+                "HEAD",
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
             )
             out, err = await asyncio.wait_for(proc.communicate(), timeout=30)
         except (OSError, TimeoutError) as e:
             self.b.reply(msg.thread, render.notice(f"`git diff` failed: {e}"))
             return
         if proc.returncode != 0:
-            self.b.reply(msg.thread, render.notice(f"`git diff` failed: {err.decode(errors='replace')[:300]}"))
+            self.b.reply(
+                msg.thread,
+                render.notice(f"`git diff` failed: {err.decode(errors='replace')[:300]}"),
+            )
             return
         diff = out.decode(errors="replace")
         if not diff.strip():
@@ -255,7 +382,10 @@ class Handlers:
         lines = [f"cd {session.cwd}"]
         if session.claude_session_id:
             lines.append(f"claude --resume {session.claude_session_id}")
-        self.b.reply(msg.thread, Outbound(blocks=(Markdown("Continue at your desk:"), Code("\n".join(lines), "bash"))))
+        self.b.reply(
+            msg.thread,
+            Outbound(blocks=(Markdown("Continue at your desk:"), Code("\n".join(lines), "bash"))),
+        )
 
 
 __all__ = ["Handlers", "IMPLEMENTED"]

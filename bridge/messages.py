@@ -151,7 +151,9 @@ class Outbound:
         return "\n\n".join(parts)
 
 
-def text(markdown: str, *, notify: bool = False, buttons: tuple[tuple[Button, ...], ...] = ()) -> Outbound:
+def text(
+    markdown: str, *, notify: bool = False, buttons: tuple[tuple[Button, ...], ...] = ()
+) -> Outbound:
     """The common case: one markdown block."""
     return Outbound(blocks=(Markdown(markdown),), notify=notify, buttons=buttons)
 

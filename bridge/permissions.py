@@ -46,7 +46,11 @@ def bash_prefix(command: str) -> str:
         words = command.split()
     if not words:
         return ""
-    if len(words) > 1 and words[1].replace("-", "").replace("_", "").isalnum() and not words[1].startswith("-"):
+    if (
+        len(words) > 1
+        and words[1].replace("-", "").replace("_", "").isalnum()
+        and not words[1].startswith("-")
+    ):
         return f"{words[0]} {words[1]}"
     return words[0]
 
@@ -103,11 +107,15 @@ class PermissionBroker:
         prompt = render.permission_prompt(request_id, event.name, event.input, cwd)
         ids = self.outbox.enqueue(thread, prompt, session_id=event.session_id, priority=0)
         self.db.permissions.set_prompt(request_id, ids[0])
-        pending.timer = self.tasks.spawn(self._expire_later(request_id), name=f"permission-timeout-{request_id}")
+        pending.timer = self.tasks.spawn(
+            self._expire_later(request_id), name=f"permission-timeout-{request_id}"
+        )
         if event.future.done():  # the turn was interrupted meanwhile
             await self._finish(request_id, "expired", by="", reason="turn ended")
 
-    async def press(self, request_id: str, choice: str, thread: ThreadRef, by_key: str, by_name: str) -> str:
+    async def press(
+        self, request_id: str, choice: str, thread: ThreadRef, by_key: str, by_name: str
+    ) -> str:
         """Apply a button press; returns a short answer for the presser."""
         row = self.db.permissions.get(request_id)
         if row is None or choice not in _CHOICE_STATE:
@@ -121,13 +129,29 @@ class PermissionBroker:
         state = _CHOICE_STATE[choice]
         if not await self._finish(request_id, state, by=by_name or by_key):
             return "Already decided."
-        self.db.audit.log(platform=thread.platform, user=by_key, action="permission", detail=f"{row.tool_name} {state}")
+        self.db.audit.log(
+            platform=thread.platform,
+            user=by_key,
+            action="permission",
+            detail=f"{row.tool_name} {state}",
+        )
         if state == "allowed_session":
-            command = json.loads(row.input_json).get("command", "") if row.tool_name == "Bash" else ""
-            self.db.permissions.add_rule(
-                SessionRule(session_id=row.session_id, tool_name=row.tool_name, pattern=bash_prefix(str(command)), created_by=by_key)
+            command = (
+                json.loads(row.input_json).get("command", "") if row.tool_name == "Bash" else ""
             )
-        return {"allowed": "Allowed.", "allowed_session": "Allowed for this session.", "denied": "Denied."}[state]
+            self.db.permissions.add_rule(
+                SessionRule(
+                    session_id=row.session_id,
+                    tool_name=row.tool_name,
+                    pattern=bash_prefix(str(command)),
+                    created_by=by_key,
+                )
+            )
+        return {
+            "allowed": "Allowed.",
+            "allowed_session": "Allowed for this session.",
+            "denied": "Denied.",
+        }[state]
 
     async def answer_text(self, thread: ThreadRef, text: str, by_key: str, by_name: str) -> bool:
         """A text answer (`allow`, `always`, `deny [reason]`) to the newest pending prompt
@@ -139,7 +163,9 @@ class PermissionBroker:
             return False
         await self.press(candidates[-1].request_id, choice, thread, by_key, by_name)
         if choice == "d" and reason:
-            self.db.permissions.decide(candidates[-1].request_id, "denied", by=by_name, reason=reason)
+            self.db.permissions.decide(
+                candidates[-1].request_id, "denied", by=by_name, reason=reason
+            )
         return True
 
     async def cancel_session(self, session_id: str, reason: str) -> None:
@@ -166,7 +192,10 @@ class PermissionBroker:
             shown = f"{minutes:g} min" if self.timeout_s >= 60 else f"{self.timeout_s:g} s"
             self.outbox.enqueue(
                 pending.thread,
-                render.notice(f"⏱ No answer to the {pending.event.name} request within {shown}: denied.", notify=True),
+                render.notice(
+                    f"⏱ No answer to the {pending.event.name} request within {shown}: denied.",
+                    notify=True,
+                ),
                 session_id=pending.event.session_id,
                 priority=0,
             )
@@ -194,7 +223,9 @@ class PermissionBroker:
         if binding is None or session is None:
             return
         thread = ThreadRef(binding.platform, binding.chat_id, binding.thread_id)
-        decided = render.permission_decided(row.tool_name, json.loads(row.input_json), session.cwd, state, by, row.reason)  # type: ignore[arg-type]
+        decided = render.permission_decided(
+            row.tool_name, json.loads(row.input_json), session.cwd, state, by, row.reason
+        )  # type: ignore[arg-type]
         self.outbox.enqueue_edit(thread, row.prompt_outbox_id, decided, priority=0)
 
     @staticmethod

@@ -63,8 +63,12 @@ class TurnView:
     # --- events ---------------------------------------------------------------
 
     def begin(self) -> None:
-        msg = render.status_message([], "", running=True, stop_data=self._stop_data, max_preview=PREVIEW_CHARS)
-        self._status_id = self.outbox.enqueue(self.thread, msg, session_id=self.session_id, priority=0)[0]
+        msg = render.status_message(
+            [], "", running=True, stop_data=self._stop_data, max_preview=PREVIEW_CHARS
+        )
+        self._status_id = self.outbox.enqueue(
+            self.thread, msg, session_id=self.session_id, priority=0
+        )[0]
 
     def on_delta(self, ev: TextDelta) -> None:
         self.current += ev.text
@@ -91,12 +95,32 @@ class TurnView:
             self.current = ""
         duration = self.clock() - self.started
         if self._status_id is not None:
-            label = "⏹ Stopped" if ev.interrupted else ("⚠️ Ended with an error" if ev.is_error else "✅ Done")
+            label = (
+                "⏹ Stopped"
+                if ev.interrupted
+                else ("⚠️ Ended with an error" if ev.is_error else "✅ Done")
+            )
             lines = self.tool_lines or [label]
-            status = render.status_message(lines if self.tool_lines else [], label, running=False, stop_data="", max_preview=PREVIEW_CHARS)
+            status = render.status_message(
+                lines if self.tool_lines else [],
+                label,
+                running=False,
+                stop_data="",
+                max_preview=PREVIEW_CHARS,
+            )
             self.outbox.enqueue_edit(self.thread, self._status_id, status, priority=0)
-        answer = "\n\n".join(b for b in self.blocks if b.strip()) or ev.result or ("(stopped)" if ev.interrupted else "(no text)")
-        final = render.final_message(answer, duration_s=duration, cost_usd=ev.cost_usd, tools=self.tools_used, is_error=ev.is_error)
+        answer = (
+            "\n\n".join(b for b in self.blocks if b.strip())
+            or ev.result
+            or ("(stopped)" if ev.interrupted else "(no text)")
+        )
+        final = render.final_message(
+            answer,
+            duration_s=duration,
+            cost_usd=ev.cost_usd,
+            tools=self.tools_used,
+            is_error=ev.is_error,
+        )
         if duration >= LONG_TURN_S:
             final = dataclasses.replace(final, mention=True)
         self.outbox.enqueue(self.thread, final, session_id=self.session_id, priority=0)
@@ -110,7 +134,9 @@ class TurnView:
         if self._flush_task is not None and not self._flush_task.done():
             return
         delay = max(0.0, self._last_flush + self.min_interval - self.clock())
-        self._flush_task = self.tasks.spawn(self._flush_after(delay), name=f"stream-{self.stream_key}")
+        self._flush_task = self.tasks.spawn(
+            self._flush_after(delay), name=f"stream-{self.stream_key}"
+        )
 
     async def _flush_after(self, delay: float) -> None:
         if delay:
@@ -122,9 +148,29 @@ class TurnView:
         text = self.preview_text()
         if self.use_draft and text:
             preview = render.stream_preview(text, max_chars=PREVIEW_CHARS)
-            self.outbox.update_stream(self.thread, self.stream_key, preview, session_id=self.session_id)
-            status = render.status_message(self.tool_lines, "", running=True, stop_data=self._stop_data, max_preview=PREVIEW_CHARS)
+            self.outbox.update_stream(
+                self.thread, self.stream_key, preview, session_id=self.session_id
+            )
+            status = render.status_message(
+                self.tool_lines,
+                "",
+                running=True,
+                stop_data=self._stop_data,
+                max_preview=PREVIEW_CHARS,
+            )
         else:
-            status = render.status_message(self.tool_lines, text, running=True, stop_data=self._stop_data, max_preview=PREVIEW_CHARS)
+            status = render.status_message(
+                self.tool_lines,
+                text,
+                running=True,
+                stop_data=self._stop_data,
+                max_preview=PREVIEW_CHARS,
+            )
         if self._status_id is not None:
-            self.outbox.enqueue_edit(self.thread, self._status_id, status, priority=1, stream_key=f"{self.stream_key}:status")
+            self.outbox.enqueue_edit(
+                self.thread,
+                self._status_id,
+                status,
+                priority=1,
+                stream_key=f"{self.stream_key}:status",
+            )

@@ -78,7 +78,11 @@ class SessionRepo(_Repo):
 
     def count_open(self) -> int:
         with self.db.session() as s:
-            q = select(func.count()).select_from(SessionRow).where(col(SessionRow.state).in_(["active", "running"]))
+            q = (
+                select(func.count())
+                .select_from(SessionRow)
+                .where(col(SessionRow.state).in_(["active", "running"]))
+            )
             return int(s.exec(q).one())
 
 
@@ -92,13 +96,25 @@ class BindingRepo(_Repo):
 
     def by_thread_key(self, thread_key: str) -> ThreadBinding | None:
         with self.db.session() as s:
-            return s.exec(select(ThreadBinding).where(ThreadBinding.thread_key == thread_key)).first()
+            return s.exec(
+                select(ThreadBinding).where(ThreadBinding.thread_key == thread_key)
+            ).first()
 
     def for_session(self, session_id: str) -> ThreadBinding | None:
         with self.db.session() as s:
-            return s.exec(select(ThreadBinding).where(ThreadBinding.session_id == session_id)).first()
+            return s.exec(
+                select(ThreadBinding).where(ThreadBinding.session_id == session_id)
+            ).first()
 
-    def rebind(self, old_key: str, *, thread_id: str | None, thread_key: str, kind: str, header_message_id: str | None) -> None:
+    def rebind(
+        self,
+        old_key: str,
+        *,
+        thread_id: str | None,
+        thread_key: str,
+        kind: str,
+        header_message_id: str | None,
+    ) -> None:
         with self.db.session() as s:
             row = s.exec(select(ThreadBinding).where(ThreadBinding.thread_key == old_key)).first()
             if row is None:
@@ -201,9 +217,19 @@ class TurnRepo(_Repo):
 
 
 class AuditRepo(_Repo):
-    def log(self, *, platform: str, user: str, action: str, detail: str = "", allowed: bool = True) -> None:
+    def log(
+        self, *, platform: str, user: str, action: str, detail: str = "", allowed: bool = True
+    ) -> None:
         with self.db.session() as s:
-            s.add(AuditRow(platform=platform, user=user, action=action, detail=detail[:500], allowed=allowed))
+            s.add(
+                AuditRow(
+                    platform=platform,
+                    user=user,
+                    action=action,
+                    detail=detail[:500],
+                    allowed=allowed,
+                )
+            )
             s.commit()
 
     def recent(self, limit: int = 100) -> list[AuditRow]:

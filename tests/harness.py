@@ -43,38 +43,77 @@ class Harness:
 
     # --- acting as the person -------------------------------------------------
 
-    def say(self, text: str, *, thread_id: int | None = None, user: int = OWNER, reply_to: int | None = None) -> dict[str, Any]:
-        user_obj = {"id": user, "is_bot": False, "first_name": OWNER_NAME if user == OWNER else "Mallory"}
-        return self.tg.user_message(self.chat_id, user_obj, text, message_thread_id=thread_id, reply_to=reply_to)
+    def say(
+        self,
+        text: str,
+        *,
+        thread_id: int | None = None,
+        user: int = OWNER,
+        reply_to: int | None = None,
+    ) -> dict[str, Any]:
+        user_obj = {
+            "id": user,
+            "is_bot": False,
+            "first_name": OWNER_NAME if user == OWNER else "Mallory",
+        }
+        return self.tg.user_message(
+            self.chat_id, user_obj, text, message_thread_id=thread_id, reply_to=reply_to
+        )
 
     def press(self, msg: FakeMessage, label: str, *, user: int = OWNER) -> str:
-        user_obj = {"id": user, "is_bot": False, "first_name": OWNER_NAME if user == OWNER else "Mallory"}
-        return self.tg.press_button(self.chat_id, msg.message_id, msg.callback_data(label), user_obj)
+        user_obj = {
+            "id": user,
+            "is_bot": False,
+            "first_name": OWNER_NAME if user == OWNER else "Mallory",
+        }
+        return self.tg.press_button(
+            self.chat_id, msg.message_id, msg.callback_data(label), user_obj
+        )
 
     # --- reading the transcript -------------------------------------------------
 
     def bot_messages(self, thread_id: int | None = None) -> list[FakeMessage]:
         return self.tg.messages(self.chat_id, thread_id)
 
-    async def wait_msg(self, pred: Callable[[FakeMessage], bool], timeout: float = 30.0, thread_id: int | None = None) -> FakeMessage:
-        return await self.tg.wait_for(pred, timeout=timeout, chat_id=self.chat_id, thread_id=thread_id)
+    async def wait_msg(
+        self,
+        pred: Callable[[FakeMessage], bool],
+        timeout: float = 30.0,
+        thread_id: int | None = None,
+    ) -> FakeMessage:
+        return await self.tg.wait_for(
+            pred, timeout=timeout, chat_id=self.chat_id, thread_id=thread_id
+        )
 
-    async def wait_text(self, needle: str, timeout: float = 30.0, thread_id: int | None = None) -> FakeMessage:
-        return await self.wait_msg(lambda m: needle in m.visible_text, timeout=timeout, thread_id=thread_id)
+    async def wait_text(
+        self, needle: str, timeout: float = 30.0, thread_id: int | None = None
+    ) -> FakeMessage:
+        return await self.wait_msg(
+            lambda m: needle in m.visible_text, timeout=timeout, thread_id=thread_id
+        )
 
-    async def new_session(self, path: str, prompt: str = "", timeout: float = 30.0) -> tuple[int, str]:
+    async def new_session(
+        self, path: str, prompt: str = "", timeout: float = 30.0
+    ) -> tuple[int, str]:
         """`/new PATH PROMPT` and wait for the topic; returns (thread id, session id)."""
         before = set(self.tg.topics(self.chat_id))
         self.say(f"/new {path} {prompt}".strip())
-        topic_id = await self.tg.wait_until(lambda: next(iter(set(self.tg.topics(self.chat_id)) - before), None), timeout=timeout)
-        binding = await self.tg.wait_until(lambda: self.db.bindings.by_thread_key(f"telegram:{self.chat_id}:{topic_id}"), timeout=timeout)
+        topic_id = await self.tg.wait_until(
+            lambda: next(iter(set(self.tg.topics(self.chat_id)) - before), None), timeout=timeout
+        )
+        binding = await self.tg.wait_until(
+            lambda: self.db.bindings.by_thread_key(f"telegram:{self.chat_id}:{topic_id}"),
+            timeout=timeout,
+        )
         return topic_id, binding.session_id
 
     def model_saw(self, needle: str) -> bool:
         return any(needle in json.dumps(r) for r in self.model.requests)
 
 
-def make_config(*, tg: FakeTelegram, root: Path, db_url: str, chat_id: int, extra: str = "") -> Config:
+def make_config(
+    *, tg: FakeTelegram, root: Path, db_url: str, chat_id: int, extra: str = ""
+) -> Config:
     return parse_config(
         f"""
 [storage]
@@ -119,7 +158,13 @@ async def start_harness(
     else:
         tg.add_chat(OWNER, "private", first_name=OWNER_NAME)
     tg.add_chat(STRANGER, "private", first_name="Mallory")
-    config = make_config(tg=tg, root=root, db_url=f"sqlite:///{tmp_path}/threadline.db", chat_id=chat_id, extra=telegram_extra)
+    config = make_config(
+        tg=tg,
+        root=root,
+        db_url=f"sqlite:///{tmp_path}/threadline.db",
+        chat_id=chat_id,
+        extra=telegram_extra,
+    )
     for key, value in (agent_extra or {}).items():
         setattr(config.agent, key, value)
     db = Database(config.storage.url)
@@ -127,9 +172,21 @@ async def start_harness(
     home = tmp_path / "claude-home"
     env = claude_env(home, model.base_url)
     adapter = TelegramAdapter(config.telegram, owners_hint=config.access.owners)
-    bridge = Bridge(config, db, {"telegram": adapter}, agent_env=env, stream_interval=stream_interval)
+    bridge = Bridge(
+        config, db, {"telegram": adapter}, agent_env=env, stream_interval=stream_interval
+    )
     await bridge.start()
-    return Harness(tg=tg, model=model, bridge=bridge, db=db, config=config, root=root, chat_id=chat_id, home=home, env=env)
+    return Harness(
+        tg=tg,
+        model=model,
+        bridge=bridge,
+        db=db,
+        config=config,
+        root=root,
+        chat_id=chat_id,
+        home=home,
+        env=env,
+    )
 
 
 async def stop_harness(h: Harness, *, keep_fakes: bool = False) -> None:

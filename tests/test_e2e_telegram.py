@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from datetime import UTC, datetime
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -34,11 +34,15 @@ def has_buttons(m: object, *labels: str) -> bool:
 
 
 async def prompt_in(h: Harness, topic: int, timeout: float = 30.0):  # noqa: ANN201
-    return await h.wait_msg(lambda m: has_buttons(m, "Allow", "Deny"), timeout=timeout, thread_id=topic)
+    return await h.wait_msg(
+        lambda m: has_buttons(m, "Allow", "Deny"), timeout=timeout, thread_id=topic
+    )
 
 
 async def test_new_session_streams_into_a_topic_and_ends_with_a_footer(h: Harness) -> None:
-    answer = "\n\n".join(f"Paragraph {i}: the test failed because add() subtracted." for i in range(12))
+    answer = "\n\n".join(
+        f"Paragraph {i}: the test failed because add() subtracted." for i in range(12)
+    )
     h.model.on("fix the failing test", Text(answer, chunk=25, delay=0.03))
     topic, sid = await h.new_session(str(h.root / "app"), "fix the failing test")
     assert h.tg.topic(h.chat_id, topic).name.startswith("app: fix the failing test")
@@ -49,8 +53,14 @@ async def test_new_session_streams_into_a_topic_and_ends_with_a_footer(h: Harnes
     drafts = h.tg.drafts(chat_id=h.chat_id, thread_id=topic)
     assert drafts, "the answer streamed as native drafts in the private chat"
     assert all(d.visible_text.strip() and d.visible_text.strip()[:30] in answer for d in drafts)
-    status = [m for m in h.bot_messages(topic) if any(b.get("callback_data", "").startswith("x:") for v in m.history for b in _buttons(v))]
-    assert status and not status[0].buttons, "the status message had a Stop button while running, none after"
+    status = [
+        m
+        for m in h.bot_messages(topic)
+        if any(b.get("callback_data", "").startswith("x:") for v in m.history for b in _buttons(v))
+    ]
+    assert status and not status[0].buttons, (
+        "the status message had a Stop button while running, none after"
+    )
     row = h.db.sessions.get(sid)
     assert row is not None and row.cost_usd > 0 and row.claude_session_id
     assert h.tg.count_429 == 0
@@ -72,7 +82,9 @@ async def test_write_allowed_changes_the_file_and_prompt_shows_the_decision(h: H
     topic, _ = await h.new_session(str(h.root / "app"), "greet the world")
     prompt = await prompt_in(h, topic)
     assert "hello.py" in prompt.visible_text
-    assert "-print('hello')" in prompt.visible_text and "+print('hello, world')" in prompt.visible_text
+    assert (
+        "-print('hello')" in prompt.visible_text and "+print('hello, world')" in prompt.visible_text
+    )
     assert "@@" in prompt.visible_text
     assert prompt.disable_notification is False
     assert all(len(b["callback_data"].encode()) <= 64 for b in prompt.buttons)
@@ -86,7 +98,11 @@ async def test_write_allowed_changes_the_file_and_prompt_shows_the_decision(h: H
 
 async def test_write_denied_leaves_the_file_alone(h: Harness) -> None:
     target = h.root / "app" / "secret.txt"
-    h.model.on("make a secret", ToolUse("Write", {"file_path": str(target), "content": "x"}), Text("Fine, I won't."))
+    h.model.on(
+        "make a secret",
+        ToolUse("Write", {"file_path": str(target), "content": "x"}),
+        Text("Fine, I won't."),
+    )
     topic, _ = await h.new_session(str(h.root / "app"), "make a secret")
     prompt = await prompt_in(h, topic)
     h.press(prompt, "Deny")
@@ -101,7 +117,11 @@ async def test_allow_for_session_lets_matching_requests_pass(h: Harness) -> None
     app = h.root / "app"
     h.model.on("first file", ToolUse("Bash", {"command": f"touch {app}/one"}), Text("one done"))
     h.model.on("second file", ToolUse("Bash", {"command": f"touch {app}/two"}), Text("two done"))
-    h.model.on("third file", ToolUse("Bash", {"command": f"rm -f {app}/one && touch {app}/three"}), Text("three done"))
+    h.model.on(
+        "third file",
+        ToolUse("Bash", {"command": f"rm -f {app}/one && touch {app}/three"}),
+        Text("three done"),
+    )
     topic, _ = await h.new_session(str(app), "first file")
     prompt = await prompt_in(h, topic)
     assert f"touch {app}/one" in prompt.visible_text, "a Bash prompt shows the command"
@@ -110,11 +130,19 @@ async def test_allow_for_session_lets_matching_requests_pass(h: Harness) -> None
     h.say("second file", thread_id=topic)
     await h.wait_text("two done", thread_id=topic)
     assert (app / "two").exists()
-    prompts = [m for m in h.bot_messages(topic) if "Allowed for this session" in (m.visible_text or "") or m.buttons and "Allow" in m.button_labels]
+    prompts = [
+        m
+        for m in h.bot_messages(topic)
+        if "Allowed for this session" in (m.visible_text or "")
+        or m.buttons
+        and "Allow" in m.button_labels
+    ]
     assert len(prompts) == 1, "the second touch matched the session rule and was not asked"
     # a chained command does not ride on the rule
     h.say("third file", thread_id=topic)
-    third = await h.wait_msg(lambda m: has_buttons(m, "Allow") and "three" in (m.visible_text or ""), thread_id=topic)
+    third = await h.wait_msg(
+        lambda m: has_buttons(m, "Allow") and "three" in (m.visible_text or ""), thread_id=topic
+    )
     h.press(third, "Deny")
     await h.wait_text("three done", thread_id=topic)
     assert (app / "one").exists() and not (app / "three").exists()
@@ -124,7 +152,11 @@ async def test_unanswered_permission_is_denied_after_the_timeout(tmp_path: Path)
     h = await start_harness(tmp_path, agent_extra={"permission_timeout_s": 2})
     try:
         target = h.root / "app" / "late.txt"
-        h.model.on("write late", ToolUse("Write", {"file_path": str(target), "content": "x"}), Text("Gave up on it."))
+        h.model.on(
+            "write late",
+            ToolUse("Write", {"file_path": str(target), "content": "x"}),
+            Text("Gave up on it."),
+        )
         topic, _ = await h.new_session(str(h.root / "app"), "write late")
         prompt = await prompt_in(h, topic)
         notice = await h.wait_text("No answer", thread_id=topic, timeout=20)
@@ -143,17 +175,26 @@ async def test_stop_button_and_command_interrupt_and_the_session_stays_usable(h:
     h.model.on("are you there", Text("Still here."))
     topic, sid = await h.new_session(str(h.root / "app"), "count slowly")
     status = await h.wait_msg(lambda m: has_buttons(m, "Stop"), thread_id=topic)
-    await h.tg.wait_until(lambda: h.tg.drafts(chat_id=h.chat_id, thread_id=topic) or None, timeout=20)
+    await h.tg.wait_until(
+        lambda: h.tg.drafts(chat_id=h.chat_id, thread_id=topic) or None, timeout=20
+    )
     h.press(status, "⏹ Stop")
     final = await h.wait_text("⏱", thread_id=topic, timeout=20)
     assert "word word" not in final.visible_text or len(final.visible_text) < 2000
     await h.tg.wait_until(lambda: not h.tg.message(h.chat_id, status.message_id).buttons or None)
     # /stop as a command
     h.say("count again", thread_id=topic)
-    await h.wait_msg(lambda m: has_buttons(m, "Stop") and m.message_id != status.message_id, thread_id=topic)
+    await h.wait_msg(
+        lambda m: has_buttons(m, "Stop") and m.message_id != status.message_id, thread_id=topic
+    )
     await asyncio.sleep(0.5)
     h.say("/stop", thread_id=topic)
-    await h.tg.wait_until(lambda: len([m for m in h.bot_messages(topic) if "⏱" in (m.visible_text or "")]) >= 2 or None, timeout=20)
+    await h.tg.wait_until(
+        lambda: (
+            len([m for m in h.bot_messages(topic) if "⏱" in (m.visible_text or "")]) >= 2 or None
+        ),
+        timeout=20,
+    )
     h.say("are you there", thread_id=topic)
     await h.wait_text("Still here.", thread_id=topic)
     turns = h.db.turns.cost_since(datetime(1970, 1, 1, tzinfo=UTC), sid)
@@ -184,7 +225,11 @@ async def test_mode_model_sessions_help_end(h: Harness) -> None:
     h.press(picker, "Accept edits")
     await h.wait_text("Permission mode: acceptEdits", thread_id=topic)
     # in acceptEdits, an edit runs without asking
-    h.model.on("auto edit", ToolUse("Write", {"file_path": str(app / "auto.txt"), "content": "auto"}), Text("Auto-edited."))
+    h.model.on(
+        "auto edit",
+        ToolUse("Write", {"file_path": str(app / "auto.txt"), "content": "auto"}),
+        Text("Auto-edited."),
+    )
     h.say("auto edit", thread_id=topic)
     await h.wait_text("Auto-edited.", thread_id=topic)
     assert (app / "auto.txt").read_text() == "auto"
@@ -192,7 +237,10 @@ async def test_mode_model_sessions_help_end(h: Harness) -> None:
     h.say("/model claude-test-model", thread_id=topic)
     await h.wait_text("Model: claude-test-model", thread_id=topic)
     h.say("which model", thread_id=topic)
-    await h.tg.wait_until(lambda: any(r.get("model") == "claude-test-model" for r in h.model.requests) or None, timeout=30)
+    await h.tg.wait_until(
+        lambda: any(r.get("model") == "claude-test-model" for r in h.model.requests) or None,
+        timeout=30,
+    )
     h.say("/sessions")
     listing = await h.wait_text(sid)
     assert "app" in listing.visible_text
@@ -219,8 +267,13 @@ async def test_two_sessions_run_at_the_same_time(h: Harness) -> None:
     await h.wait_text("⏱", thread_id=t2, timeout=40)
     rows = {r.session_id: r for r in _turns(h)}
     a, b = rows[s1], rows[s2]
-    assert a.started_at < b.ended_at and b.started_at < a.ended_at, "the two turns overlapped in time"
-    assert "alpha" in h.bot_messages(t1)[-1].visible_text and "beta" in h.bot_messages(t2)[-1].visible_text
+    assert a.started_at < b.ended_at and b.started_at < a.ended_at, (
+        "the two turns overlapped in time"
+    )
+    assert (
+        "alpha" in h.bot_messages(t1)[-1].visible_text
+        and "beta" in h.bot_messages(t2)[-1].visible_text
+    )
 
 
 def _turns(h: Harness) -> list:
@@ -234,14 +287,20 @@ def _turns(h: Harness) -> list:
 
 async def test_strangers_get_one_refusal_and_nothing_reaches_claude(h: Harness) -> None:
     target = h.root / "app" / "x.txt"
-    h.model.on("owner asks", ToolUse("Write", {"file_path": str(target), "content": "x"}), Text("Owner done."))
+    h.model.on(
+        "owner asks",
+        ToolUse("Write", {"file_path": str(target), "content": "x"}),
+        Text("Owner done."),
+    )
     topic, _ = await h.new_session(str(h.root / "app"), "owner asks")
     prompt = await prompt_in(h, topic)
     # a stranger in their own chat with the bot
     stranger = {"id": STRANGER, "is_bot": False, "first_name": "Mallory"}
     h.tg.user_message(STRANGER, stranger, f"/new {h.root / 'app'} steal the keys")
     h.tg.user_message(STRANGER, stranger, "please run rm -rf")
-    refusal = await h.tg.wait_for(lambda m: "only works for its owners" in m.visible_text, chat_id=STRANGER)
+    refusal = await h.tg.wait_for(
+        lambda m: "only works for its owners" in m.visible_text, chat_id=STRANGER
+    )
     assert refusal
     # the stranger presses the owner's Allow button (forged into the owner chat)
     query = h.tg.press_button(h.chat_id, prompt.message_id, prompt.callback_data("Allow"), stranger)
@@ -261,10 +320,19 @@ async def test_paths_outside_the_roots_are_refused(h: Harness, tmp_path: Path) -
     outside = tmp_path / "outside"
     outside.mkdir()
     (h.root / "link").symlink_to(outside)
-    cases = (("/etc", "outside"), (f"{h.root}/../outside", "`..`"), (str(h.root / "link"), "outside"), (str(outside), "outside"))
+    cases = (
+        ("/etc", "outside"),
+        (f"{h.root}/../outside", "`..`"),
+        (str(h.root / "link"), "outside"),
+        (str(outside), "outside"),
+    )
     for n, (path, why) in enumerate(cases, start=1):
         h.say(f"/new {path} hi")
-        await h.tg.wait_until(lambda n=n: len([m for m in h.bot_messages() if "🚫" in (m.visible_text or "")]) >= n or None)
+        await h.tg.wait_until(
+            lambda n=n: (
+                len([m for m in h.bot_messages() if "🚫" in (m.visible_text or "")]) >= n or None
+            )
+        )
         refusal = [m for m in h.bot_messages() if "🚫" in (m.visible_text or "")][-1]
         assert why.strip("`") in refusal.visible_text
     assert not h.tg.topics(h.chat_id)
@@ -273,14 +341,20 @@ async def test_paths_outside_the_roots_are_refused(h: Harness, tmp_path: Path) -
 
 
 async def test_a_10000_character_answer_is_split_on_boundaries(h: Harness) -> None:
-    paras = [f"Section {i}. " + ("Lorem <ipsum> & dolor sit amet, consectetur. " * 6) for i in range(30)]
+    paras = [
+        f"Section {i}. " + ("Lorem <ipsum> & dolor sit amet, consectetur. " * 6) for i in range(30)
+    ]
     code = "```python\n" + "\n".join(f"print({i})  # a < b && c > d" for i in range(80)) + "\n```"
     answer = "\n\n".join(paras[:15] + [code] + paras[15:])
     assert len(answer) > 10_000
     h.model.on("write an essay", Text(answer, chunk=400))
     topic, _ = await h.new_session(str(h.root / "app"), "write an essay")
     await h.wait_text("⏱", thread_id=topic, timeout=40)
-    finals = [m for m in h.bot_messages(topic) if m.disable_notification is False or "Section" in (m.visible_text or "")]
+    finals = [
+        m
+        for m in h.bot_messages(topic)
+        if m.disable_notification is False or "Section" in (m.visible_text or "")
+    ]
     parts = [m for m in finals if "Section" in m.visible_text or "print(" in m.visible_text]
     assert len(parts) >= 3
     assert all(len(m.visible_text.encode("utf-16-le")) // 2 <= 4096 for m in parts)
@@ -290,7 +364,9 @@ async def test_a_10000_character_answer_is_split_on_boundaries(h: Harness) -> No
     assert joined.count("Lorem <ipsum> & dolor") == 30 * 6, "escaped text arrives intact"
     assert joined.count("# a < b && c > d") == 80
     code_parts = [m for m in parts if "print(" in m.visible_text]
-    assert all(any(e["type"] == "pre" for e in m.entities) for m in code_parts), "a split code block stays a code block"
+    assert all(any(e["type"] == "pre" for e in m.entities) for m in code_parts), (
+        "a split code block stays a code block"
+    )
 
 
 async def test_group_streaming_with_three_sessions_causes_no_429(tmp_path: Path) -> None:
@@ -337,7 +413,9 @@ async def test_without_topics_sessions_are_reply_chains(tmp_path: Path) -> None:
 async def test_topic_errors_fall_back_to_reply_chains(tmp_path: Path) -> None:
     h = await start_harness(tmp_path)
     try:
-        h.tg.fail_next("createForumTopic", error_description="Bad Request: BOT_FORUM_CREATE_FORBIDDEN")
+        h.tg.fail_next(
+            "createForumTopic", error_description="Bad Request: BOT_FORUM_CREATE_FORBIDDEN"
+        )
         h.model.on("fallback please", Text("Answered without a topic."))
         h.say(f"/new {h.root / 'app'} fallback please")
         final = await h.wait_text("Answered without a topic.")
@@ -351,8 +429,18 @@ async def test_thread_not_found_moves_the_session_to_a_reply_chain(h: Harness) -
     h.model.on("second turn", Text("Rescued answer."))
     topic, sid = await h.new_session(str(h.root / "app"), "first turn")
     await h.wait_text("Topic answer.", thread_id=topic)
-    h.tg.fail_next("sendMessage", error_description="Bad Request: message thread not found", times=None, match=lambda p: bool(p.get("message_thread_id")))
-    h.tg.fail_next("sendMessageDraft", error_description="Bad Request: message thread not found", times=None, match=lambda p: bool(p.get("message_thread_id")))
+    h.tg.fail_next(
+        "sendMessage",
+        error_description="Bad Request: message thread not found",
+        times=None,
+        match=lambda p: bool(p.get("message_thread_id")),
+    )
+    h.tg.fail_next(
+        "sendMessageDraft",
+        error_description="Bad Request: message thread not found",
+        times=None,
+        match=lambda p: bool(p.get("message_thread_id")),
+    )
     h.say("second turn", thread_id=topic)
     rescued = await h.wait_text("Rescued answer.", timeout=40)
     assert rescued.thread_id is None and rescued.reply_to is not None
@@ -372,13 +460,17 @@ async def test_restart_resumes_the_session_and_sends_nothing_twice(tmp_path: Pat
     h2 = await start_harness(tmp_path, tg=h.tg, model=h.model)
     try:
         await asyncio.sleep(1.0)
-        assert [(m.message_id, m.visible_text) for m in h2.bot_messages(topic)][: len(before)] == before
+        assert [(m.message_id, m.visible_text) for m in h2.bot_messages(topic)][
+            : len(before)
+        ] == before
         assert len(h2.bot_messages(topic)) == len(before), "nothing re-sent after the restart"
         n_requests = len(h.model.requests)
         h2.say("what number", thread_id=topic)
         await h2.wait_text("It was 42.", thread_id=topic)
         later = h.model.requests[n_requests:]
-        assert any("remember the number 42" in str(r.get("messages")) for r in later), "resumed with its context"
+        assert any("remember the number 42" in str(r.get("messages")) for r in later), (
+            "resumed with its context"
+        )
         assert h2.db.sessions.get(sid).claude_session_id
     finally:
         await stop_harness(h2)
@@ -387,7 +479,11 @@ async def test_restart_resumes_the_session_and_sends_nothing_twice(tmp_path: Pat
 @pytest.mark.skipif(os.environ.get("THREADLINE_SKIP_SLOW") == "1", reason="slow")
 async def test_an_approval_after_more_than_60_seconds_still_counts(h: Harness) -> None:
     target = h.root / "app" / "patient.txt"
-    h.model.on("be patient", ToolUse("Write", {"file_path": str(target), "content": "waited"}), Text("Written after the wait."))
+    h.model.on(
+        "be patient",
+        ToolUse("Write", {"file_path": str(target), "content": "waited"}),
+        Text("Written after the wait."),
+    )
     topic, _ = await h.new_session(str(h.root / "app"), "be patient")
     prompt = await prompt_in(h, topic)
     await asyncio.sleep(65)
