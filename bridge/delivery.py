@@ -42,6 +42,8 @@ from storage.outbox_repo import OutboxRepo, PendingItem, chat_key_of
 
 log = logging.getLogger("bridge.outbox")
 
+KINDS: tuple[Kind, ...] = ("message", "draft")
+OPS_OF: dict[Kind, tuple[str, ...]] = {"message": ("send", "edit", "delete"), "draft": ("draft",)}
 Settle = Callable[[list[int], str, str | None], None]
 ThreadGoneHandler = Callable[[ThreadRef, PendingItem], Awaitable[None]]
 EPHEMERAL_OPS = ("draft", "delete")  # retried a few times only: losing one is harmless
@@ -82,6 +84,11 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}{where}"
 
 
+def kind_of(op: str) -> Kind:
+    """Which budget an operation spends."""
+    return "draft" if op == "draft" else "message"
+
+
 def to_datetime(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
@@ -115,10 +122,13 @@ class ChatWorker:
         self._clock, self._policy = clock, policy
         self._settle, self._thread_gone = settle, thread_gone
         self._wake = asyncio.Event()
+        self._woken: set[Kind] = set()  # kinds of rows that arrived since the last pick
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
 
-    def wake(self) -> None:
+    def wake(self, *kinds: Kind) -> None:
+        """New or changed rows of these kinds (default: both)."""
+        self._woken.update(kinds or KINDS)
         self._wake.set()
 
     def start(self) -> None:
@@ -154,33 +164,43 @@ class ChatWorker:
                 await asyncio.sleep(1.0)
 
     async def _step(self) -> None:
-        self._wake.clear()
-        # No room for any kind of call: sleep without asking the database (many
-        # chats waiting on the global budget must not turn into a query storm).
-        room = min(
-            self._budget.delay(self.chat_id, "message"), self._budget.delay(self.chat_id, "draft")
-        )
-        if room > 0:
-            await asyncio.sleep(room)
+        # Sends/edits/deletes and drafts have separate budgets: pick only among the
+        # kinds that have room, so drafts don't wait for a spent message budget.
+        waits = {kind: self._budget.delay(self.chat_id, kind) for kind in KINDS}
+        ready = tuple(kind for kind in KINDS if waits[kind] <= 0)
+        if not ready:
+            # Not woken by new rows: nothing can go before the budget allows, and by
+            # then the pick sees the newest coalesced content and any priority-0 row.
+            # (No database query either, however many chats wait on the global budget.)
+            await asyncio.sleep(min(waits.values()))
             return
+        self._woken.difference_update(ready)
         now = self._clock()
-        item = self._repo.next_for_chat(self.key, to_datetime(now))
+        ops = [op for kind in ready for op in OPS_OF[kind]]
+        item = self._repo.next_for_chat(self.key, to_datetime(now), ops)
         if item is None:
             due = self._repo.next_due(self.key, to_datetime(now))
-            await wait_event(self._wake, None if due is None else max(0.0, due.timestamp() - now))
+            limits = [waits[kind] for kind in KINDS if kind not in ready]
+            if due is not None:
+                limits.append(max(0.0, due.timestamp() - now))
+            await self._sleep(ready, min(limits, default=None))
             return
         if item.target_id is not None and item.target_state != "sent":
             self._doom(item)
             return
-        kind: Kind = "draft" if item.op == "draft" else "message"
-        delay = self._budget.delay(self.chat_id, kind)
-        if delay > 0:
-            # Not woken by new rows: nothing can go before the budget allows, and by
-            # then the pick sees the newest content and any priority-0 arrival.
-            await asyncio.sleep(delay)
-            return
-        self._budget.take(self.chat_id, kind)
+        self._budget.take(self.chat_id, kind_of(item.op))
         await self._deliver(item)
+
+    async def _sleep(self, kinds: tuple[Kind, ...], seconds: float | None) -> None:
+        """Until a row of one of `kinds` arrives, or `seconds` pass (None: no limit)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if seconds is None else loop.time() + seconds
+        while self._woken.isdisjoint(kinds) and not self._stopping:
+            self._wake.clear()
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                return
+            await wait_event(self._wake, remaining)
 
     async def _deliver(self, item: PendingItem) -> None:
         thread = ThreadRef(item.platform, item.chat_id, item.thread_id)

@@ -32,7 +32,7 @@ from typing import Any
 from adapters.base import ChatAdapter
 from bridge.delivery import ChatWorker, RetryPolicy, describe, to_datetime, wait_event
 from bridge.messages import Outbound, ThreadRef
-from bridge.ratelimit import RateBudget
+from bridge.ratelimit import Kind, RateBudget
 from storage.db import Database
 from storage.outbox_repo import PendingItem, chat_key_of
 
@@ -88,7 +88,7 @@ class Outbox:
         thread = self._resolve(thread)
         payloads = [r.payload for r in self._adapter(thread).render(msg)]
         ids = self._add(thread, "send", payloads, priority, session_id=session_id)
-        self._wake(thread.platform, thread.chat_id)
+        self._wake(thread.platform, thread.chat_id, "message")
         return ids
 
     def enqueue_edit(
@@ -129,7 +129,7 @@ class Outbox:
                 target_id=target_id,
                 stream_key=stream_key,
             )
-        self._wake(thread.platform, thread.chat_id)
+        self._wake(thread.platform, thread.chat_id, "message")
         return row_id
 
     def update_stream(
@@ -156,7 +156,7 @@ class Outbox:
             is None
         ):
             self._add(thread, "draft", [payload], 1, session_id=session_id, stream_key=stream_key)
-        self._wake(thread.platform, thread.chat_id)
+        self._wake(thread.platform, thread.chat_id, "draft")
 
     def supersede(self, stream_key: str) -> None:
         """Drop the unsent updates of a stream (its final message replaces them)."""
@@ -180,7 +180,7 @@ class Outbox:
         [row_id] = self._add(
             thread, "delete", [{}], 0, session_id=target.session_id, target_id=target_id
         )
-        self._wake(thread.platform, thread.chat_id)
+        self._wake(thread.platform, thread.chat_id, "message")
         return row_id
 
     # --- observing ----------------------------------------------------------------
@@ -309,7 +309,7 @@ class Outbox:
         for event in self._progress:
             event.set()
 
-    def _wake(self, platform: str, chat_id: str) -> None:
+    def _wake(self, platform: str, chat_id: str, *kinds: Kind) -> None:
         adapter = self._adapters.get(platform)
         if adapter is None:
             return
@@ -329,7 +329,7 @@ class Outbox:
             )
         if self._started:
             worker.start()
-        worker.wake()
+        worker.wake(*kinds)
 
     def _resolve(self, thread: ThreadRef) -> ThreadRef:
         for _ in range(8):  # follow fallbacks of fallbacks, never loop forever

@@ -6,8 +6,9 @@ is written before it is attempted, then moves once from ``pending`` to ``sent``,
 ``failed`` or ``superseded``.  The pick query (`next_for_chat`) encodes the
 delivery order: per thread first-in first-out, except that a priority-0 row may
 overtake earlier priority-1 stream updates (edits/drafts) it does not conflict
-with; an edit or delete waits until its target is no longer pending; across the
-threads of a chat, priority 0 goes first, then age.  Payloads are sealed with
+with, and a draft (an ephemeral preview) waits for nothing but its own stream; an
+edit or delete waits until its target is no longer pending; across the threads of
+a chat, priority 0 goes first, then age.  Payloads are sealed with
 `db.cipher` (encryption at rest) and opened only when a row is picked for sending.
 
 SQLAlchemy Core rather than ORM objects, and the per-delivery statements built
@@ -35,18 +36,26 @@ if TYPE_CHECKING:
 OUTBOX: Table = OutboxRow.__table__  # type: ignore[attr-defined]
 T = OUTBOX.c
 STREAM_OPS = ("edit", "draft")  # priority-1 rows of these ops may be overtaken
+ALL_OPS = ("send", "edit", "draft", "delete")
 
 
 def _pick_statement() -> Any:
     r, e, t = OUTBOX.alias("r"), OUTBOX.alias("e"), OUTBOX.alias("t")
     # e (earlier, same thread, pending) blocks r unless r is priority 0 and e is a
-    # priority-1 stream update touching neither r's target nor r's stream.
-    overtakable = and_(
-        r.c.priority == 0,
-        e.c.priority > 0,
-        e.c.op.in_(STREAM_OPS),
-        or_(e.c.target_id.is_(None), r.c.target_id.is_(None), e.c.target_id != r.c.target_id),
-        or_(e.c.stream_key.is_(None), r.c.stream_key.is_(None), e.c.stream_key != r.c.stream_key),
+    # priority-1 stream update touching neither r's target nor r's stream; or r is a
+    # draft (an ephemeral preview, not a message in the history: only an earlier
+    # draft of its own stream holds it back).
+    overtakable = or_(
+        and_(
+            r.c.priority == 0,
+            e.c.priority > 0,
+            e.c.op.in_(STREAM_OPS),
+            or_(e.c.target_id.is_(None), r.c.target_id.is_(None), e.c.target_id != r.c.target_id),
+            or_(
+                e.c.stream_key.is_(None), r.c.stream_key.is_(None), e.c.stream_key != r.c.stream_key
+            ),
+        ),
+        and_(r.c.op == "draft", or_(e.c.stream_key.is_(None), e.c.stream_key != r.c.stream_key)),
     )
     blocked = exists().where(
         e.c.thread_key == r.c.thread_key, e.c.state == "pending", e.c.id < r.c.id, not_(overtakable)
@@ -55,6 +64,7 @@ def _pick_statement() -> Any:
         select(r, t.c.state.label("target_state"), t.c.platform_message_id.label("target_mid"))
         .select_from(r.outerjoin(t, t.c.id == r.c.target_id))
         .where(r.c.chat_key == bindparam("chat_key"), r.c.state == "pending")
+        .where(r.c.op.in_(bindparam("ops", expanding=True)))
         .where(r.c.not_before <= bindparam("now", type_=T.not_before.type))
         .where(or_(r.c.target_id.is_(None), t.c.state.is_(None), t.c.state != "pending"))
         .where(not_(blocked))
@@ -275,10 +285,15 @@ class OutboxRepo:
 
     # --- picking --------------------------------------------------------------------
 
-    def next_for_chat(self, chat_key: str, now: datetime) -> PendingItem | None:
-        """The row to deliver next in this chat, or None if nothing is deliverable now."""
+    def next_for_chat(
+        self, chat_key: str, now: datetime, ops: Collection[str] = ALL_OPS
+    ) -> PendingItem | None:
+        """The row to deliver next in this chat, or None if nothing is deliverable now.
+        `ops` narrows the choice (e.g. to drafts while the message budget is spent);
+        rows of other ops still hold back later rows of their thread."""
+        params = {"chat_key": chat_key, "now": now, "ops": list(ops)}
         with self.db.engine.connect() as c:
-            row = c.execute(_PICK, {"chat_key": chat_key, "now": now}).mappings().first()
+            row = c.execute(_PICK, params).mappings().first()
         if row is None:
             return None
         return PendingItem(

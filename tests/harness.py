@@ -89,7 +89,7 @@ class Harness:
         self, needle: str, timeout: float = 30.0, thread_id: int | None = None
     ) -> FakeMessage:
         return await self.wait_msg(
-            lambda m: needle in m.visible_text, timeout=timeout, thread_id=thread_id
+            lambda m: needle in (m.visible_text or ""), timeout=timeout, thread_id=thread_id
         )
 
     async def new_session(

@@ -33,7 +33,9 @@ async def threadline(*args: str, env: dict[str, str] | None = None) -> tuple[int
     return proc.returncode or 0, out.decode()
 
 
-def write_config(path: Path, tmp: Path, *, token: str, base_url: str, owners: str = '["telegram:1001"]') -> None:
+def write_config(
+    path: Path, tmp: Path, *, token: str, base_url: str, owners: str = '["telegram:1001"]'
+) -> None:
     (tmp / "code").mkdir(exist_ok=True)
     path.write_text(
         f"""
@@ -75,7 +77,9 @@ async def test_config_errors_are_one_line_each(tmp_path: Path) -> None:
     await threadline("init", "--config", str(target))
     env = {"TELEGRAM_BOT_TOKEN": ""}
     os.environ.pop("TELEGRAM_BOT_TOKEN", None)
-    code, out = await threadline("doctor", "--config", str(target), env={k: v for k, v in env.items() if v})
+    code, out = await threadline(
+        "doctor", "--config", str(target), env={k: v for k, v in env.items() if v}
+    )
     assert code == 2
     assert "telegram.token: environment variable TELEGRAM_BOT_TOKEN is not set" in out
     assert "Traceback" not in out
@@ -122,9 +126,27 @@ async def test_sessions_and_audit_list_the_database(tmp_path: Path) -> None:
     write_config(cfg, tmp_path, token="123456:ABCDEFGHIJKLMNOPQRSTUVWXYZ", base_url="")
     db = Database(f"sqlite:///{tmp_path}/t.db")
     db.migrate()
-    db.sessions.add(SessionRow(id="abc123", platform="telegram", cwd="/home/me/code/app", title="app: x", cost_usd=0.25))
-    db.bindings.add(ThreadBinding(session_id="abc123", platform="telegram", chat_id="1001", thread_id="7", thread_key="telegram:1001:7"))
-    db.audit.log(platform="telegram", user="telegram:666", action="refused", detail="message: hi", allowed=False)
+    db.sessions.add(
+        SessionRow(
+            id="abc123", platform="telegram", cwd="/home/me/code/app", title="app: x", cost_usd=0.25
+        )
+    )
+    db.bindings.add(
+        ThreadBinding(
+            session_id="abc123",
+            platform="telegram",
+            chat_id="1001",
+            thread_id="7",
+            thread_key="telegram:1001:7",
+        )
+    )
+    db.audit.log(
+        platform="telegram",
+        user="telegram:666",
+        action="refused",
+        detail="message: hi",
+        allowed=False,
+    )
     db.close()
     code, out = await threadline("sessions", "--config", str(cfg))
     assert code == 0, out
@@ -137,3 +159,48 @@ async def test_sessions_and_audit_list_the_database(tmp_path: Path) -> None:
 async def test_missing_config_file(tmp_path: Path, missing: str) -> None:
     code, out = await threadline("sessions", "--config", str(tmp_path / missing))
     assert code == 2 and "threadline init" in out
+
+
+async def test_run_serves_a_session_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    """`threadline run` as a user runs it: a real daemon process, a real Claude Code turn."""
+    import signal
+
+    from tests.fakes.anthropic import FakeAnthropic, Text
+    from tests.fakes.claude_env import claude_env
+
+    model = FakeAnthropic()
+    await model.start()
+    try:
+        async with FakeTelegram(has_topics_enabled=True) as tg:
+            tg.add_chat(1001, "private", first_name="Ada")
+            model.on("hello daemon", Text("Hello from the daemon."))
+            cfg = tmp_path / "config.toml"
+            write_config(cfg, tmp_path, token=tg.token, base_url=tg.base_url)
+            log_file = tmp_path / "daemon.log"
+            cfg.write_text(
+                cfg.read_text() + f'\n[daemon]\nlog_file = "{log_file}"\nlog_level = "DEBUG"\n'
+            )
+            env = {**os.environ, **claude_env(tmp_path / "home", model.base_url)}
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bridge.cli", "run", "--config", str(cfg), cwd=ROOT, env=env
+            )
+            try:
+                await tg.wait_until(lambda: tg.calls["getUpdates"] > 0 or None, timeout=60)
+                tg.user_message(
+                    1001,
+                    {"id": 1001, "is_bot": False, "first_name": "Ada"},
+                    f"/new {tmp_path}/code hello daemon",
+                )
+                final = await tg.wait_for(
+                    lambda m: "Hello from the daemon." in (m.visible_text or ""), timeout=60
+                )
+                assert final.thread_id is not None
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                rc = await asyncio.wait_for(proc.wait(), timeout=30)
+            assert rc == 0, "SIGTERM is a clean stop"
+            log = log_file.read_text()
+            assert "threadline is running" in log and "stopping" in log
+            assert tg.token not in log
+    finally:
+        await model.stop()

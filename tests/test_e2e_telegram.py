@@ -476,6 +476,69 @@ async def test_restart_resumes_the_session_and_sends_nothing_twice(tmp_path: Pat
         await stop_harness(h2)
 
 
+async def test_forged_and_replayed_button_data_is_refused(h: Harness) -> None:
+    app = h.root / "app"
+    (h.root / "other").mkdir()
+    h.model.on(
+        "alpha writes",
+        ToolUse("Write", {"file_path": str(app / "a.txt"), "content": "a"}),
+        Text("alpha finished"),
+    )
+    h.model.on(
+        "beta writes",
+        ToolUse("Write", {"file_path": str(h.root / "other" / "b.txt"), "content": "b"}),
+        Text("beta finished"),
+    )
+    t1, _ = await h.new_session(str(app), "alpha writes")
+    t2, _ = await h.new_session(str(h.root / "other"), "beta writes")
+    p1 = await prompt_in(h, t1)
+    p2 = await prompt_in(h, t2)
+    owner = {"id": OWNER, "is_bot": False, "first_name": "Ada"}
+    # session A's Allow pressed on session B's message (a crafted callback), and made-up data
+    h.tg.press_button(h.chat_id, p2.message_id, p1.callback_data("Allow"), owner, strict=False)
+    h.tg.press_button(h.chat_id, p2.message_id, "p:notarealrequest:a", owner, strict=False)
+    h.tg.press_button(h.chat_id, p2.message_id, "x" * 64, owner, strict=False)
+    await asyncio.sleep(1.5)
+    assert not (app / "a.txt").exists() and not (h.root / "other" / "b.txt").exists()
+    assert (
+        h.tg.message(h.chat_id, p1.message_id).buttons
+        and h.tg.message(h.chat_id, p2.message_id).buttons
+    )
+    # first answer wins: Allow and Deny pressed back to back
+    allow, deny = p1.callback_data("Allow"), p1.callback_data("Deny")
+    q1 = h.tg.press_button(h.chat_id, p1.message_id, allow, owner)
+    q2 = h.tg.press_button(h.chat_id, p1.message_id, deny, owner, strict=False)
+    await h.wait_text("alpha finished", thread_id=t1)
+    assert (app / "a.txt").read_text() == "a"
+    assert "Allowed by Ada" in h.tg.message(h.chat_id, p1.message_id).visible_text
+    assert h.tg.callback_answer(q1) is not None and h.tg.callback_answer(q2) is not None
+    # replaying the decided prompt's data does nothing
+    h.tg.press_button(h.chat_id, p1.message_id, deny, owner, strict=False)
+    h.press(p2, "Deny")
+    await h.wait_text("beta finished", thread_id=t2)
+    assert "Allowed by Ada" in h.tg.message(h.chat_id, p1.message_id).visible_text
+    assert not (h.root / "other" / "b.txt").exists()
+
+
+async def test_a_long_diff_arrives_as_a_file(h: Harness) -> None:
+    target = h.root / "app" / "big.py"
+    content = "".join(f"value_{i} = {i} * 2  # generated line\n" for i in range(400))
+    h.model.on(
+        "write a big file",
+        ToolUse("Write", {"file_path": str(target), "content": content}),
+        Text("Big file written."),
+    )
+    topic, _ = await h.new_session(str(h.root / "app"), "write a big file")
+    prompt = await prompt_in(h, topic)
+    doc = await h.wait_msg(lambda m: m.kind == "document", thread_id=topic)
+    assert doc.file is not None and (doc.file.file_name or "").endswith(".diff")
+    assert b"+value_399 = 399 * 2" in doc.file.data
+    assert len(prompt.visible_text) <= 4096
+    h.press(prompt, "Allow")
+    await h.wait_text("Big file written.", thread_id=topic)
+    assert target.read_text() == content
+
+
 @pytest.mark.skipif(os.environ.get("THREADLINE_SKIP_SLOW") == "1", reason="slow")
 async def test_an_approval_after_more_than_60_seconds_still_counts(h: Harness) -> None:
     target = h.root / "app" / "patient.txt"

@@ -18,11 +18,23 @@ def test_filter_redacts_message_args_and_tracebacks() -> None:
     except RuntimeError:
         import sys
 
-        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "url %s", ("https://h/bots3cr3t-token-value/x",), sys.exc_info())
+        record = logging.LogRecord(
+            "x",
+            logging.ERROR,
+            __file__,
+            1,
+            "url %s",
+            ("https://h/bots3cr3t-token-value/x",),
+            sys.exc_info(),
+        )
     assert f.filter(record)
     assert "s3cr3t-token-value" not in record.getMessage()
     assert "[redacted]" in record.getMessage()
-    assert record.exc_text and "s3cr3t-token-value" not in record.exc_text and "RuntimeError" in record.exc_text
+    assert (
+        record.exc_text
+        and "s3cr3t-token-value" not in record.exc_text
+        and "RuntimeError" in record.exc_text
+    )
 
 
 async def test_a_whole_session_logged_at_debug_contains_no_token(tmp_path: Path) -> None:

@@ -350,6 +350,18 @@ async def test_native_stream_drafts_coalesce_and_supersede(make_outbox: Any) -> 
     assert "stale" not in [c.text for c in fake.calls]
 
 
+async def test_drafts_do_not_wait_for_a_spent_message_budget(make_outbox: Any) -> None:
+    fake = FakePlatform(rate=4, burst=1, native_stream=True, draft_rate=100)
+    outbox = make_outbox(fake)
+    await outbox.start()
+    for i in range(3):
+        outbox.enqueue(A, text(f"tool {i}"))  # 0.5 s of message budget
+    outbox.update_stream(B, "turn3", text("preview"))
+    assert await outbox.wait_idle(timeout=5)
+    assert [c.text for c in fake.calls] == ["tool 0", "preview", "tool 1", "tool 2"]
+    assert fake.rate_limited == 0
+
+
 async def test_update_stream_without_native_streaming_is_dropped(
     make_outbox: Any, db: Database
 ) -> None:
