@@ -373,8 +373,8 @@ class Bridge:
             view.on_text_done(ev)
         elif isinstance(ev, ToolStarted) and view:
             view.on_tool(ev)
-        elif isinstance(ev, ToolFinished):
-            pass  # the status line was shown when the tool started
+        elif isinstance(ev, ToolFinished) and view:
+            view.on_tool_done(ev)
         elif isinstance(ev, PermissionAsked):
             row = self.db.sessions.get(sid)
             await self.broker.ask(ev, thread, row.cwd if row else "")

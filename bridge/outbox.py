@@ -235,8 +235,7 @@ class Outbox:
     async def acquire(self, platform: str, chat_id: str, calls: int = 1) -> None:
         """Take `calls` from a chat's budget for calls made outside the outbox (e.g.
         `open_thread` posting a header), so the outbox's pacing accounts for them."""
-        for _ in range(calls):
-            await self._budgets[platform].acquire(chat_id)
+        await self._budgets[platform].acquire(chat_id, calls=calls)
 
     # --- lifecycle ----------------------------------------------------------------
 

@@ -177,23 +177,32 @@ class RateBudget:
         return max(0.0, *waits)
 
     def take(self, chat_id: str, kind: Kind = "message") -> None:
-        """Record one call; call only when `delay()` is 0 (it does not check)."""
-        now = self._now()
-        b = self._chat(chat_id)
-        self._global.take(now)
-        if kind == "draft":
-            b.drafts.take(now)
-        else:
-            b.messages.take(now)
-            if b.group is not None:
-                b.group.take(now)
+        """Record one call now; call only when `delay()` is 0 (it does not check)."""
+        self._take_at(chat_id, kind, self._now())
 
-    async def acquire(self, chat_id: str, kind: Kind = "message") -> None:
-        """Wait until a call fits, then take it (for calls made outside the outbox,
-        e.g. `open_thread`)."""
-        while (wait := self.delay(chat_id, kind)) > 0:  # noqa: ASYNC110 - a computed time, no event
+    def reserve(self, chat_id: str, kind: Kind = "message") -> float:
+        """Book the next free slot for one call and return the seconds until it.  The
+        booking counts at once, so the outbox's workers cannot take the slot first."""
+        wait = self.delay(chat_id, kind)
+        self._take_at(chat_id, kind, self._now() + wait)
+        return wait
+
+    async def acquire(self, chat_id: str, kind: Kind = "message", calls: int = 1) -> None:
+        """Book `calls` slots and wait for the last (for calls made outside the
+        outbox, e.g. `open_thread` creating a topic and posting its header)."""
+        wait = max(self.reserve(chat_id, kind) for _ in range(max(1, calls)))
+        if wait > 0:
             await asyncio.sleep(wait)
-        self.take(chat_id, kind)
+
+    def _take_at(self, chat_id: str, kind: Kind, at: float) -> None:
+        b = self._chat(chat_id)
+        self._global.take(at)
+        if kind == "draft":
+            b.drafts.take(at)
+        else:
+            b.messages.take(at)
+            if b.group is not None:
+                b.group.take(at)
 
     def pause(self, chat_id: str, retry_after: float) -> float:
         """A 429: nothing goes to this chat for `retry_after` seconds.  Returns the

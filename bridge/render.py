@@ -19,7 +19,7 @@ from typing import Any, Final, Literal
 
 from bridge.commands import HELP
 from bridge.diffs import PROMPT_DIFF_CHARS, file_diff, rel_path, shorten_diff
-from bridge.messages import Block, Button, Code, FileOut, Markdown, Outbound
+from bridge.messages import Block, Button, Code, FileOut, Folded, Markdown, Outbound
 
 TOOL_LINE_CHARS: Final = 80
 MAX_CODE_CHARS: Final = 3000  # a Bash command or tool input shown in a prompt
@@ -221,10 +221,20 @@ def tail_markdown(text: str, max_chars: int) -> str:
     return f"…\n{body}" if cut else body
 
 
+TOOL_OUTPUT_CHARS = 800
+
+
 def status_message(
-    tool_lines: Sequence[str], preview: str, *, running: bool, stop_data: str, max_preview: int
+    tool_lines: Sequence[str],
+    preview: str,
+    *,
+    running: bool,
+    stop_data: str,
+    max_preview: int,
+    last_output: tuple[str, str] | None = None,
 ) -> Outbound:
-    """The running turn's live message: recent tool lines and the tail of the text so far."""
+    """The running turn's live message: recent tool lines, the latest tool's output
+    folded (its tail), and the tail of the text so far."""
     blocks: list[Block] = []
     groups = _group(tool_lines)
     if groups:
@@ -233,6 +243,12 @@ def status_message(
         lines = [f"_+{hidden} earlier_"] if hidden else []
         lines += [f"▸ {md_escape(line)}" + (f" ×{n}" if n > 1 else "") for line, n in shown]
         blocks.append(Markdown("\n".join(lines)))
+    if last_output is not None and last_output[1].strip():
+        line, output = last_output
+        body = output.strip()
+        if len(body) > TOOL_OUTPUT_CHARS:
+            body = "…" + body[-TOOL_OUTPUT_CHARS:]
+        blocks.append(Folded(f"Output: {line}", body))
     if preview.strip():
         blocks.append(Markdown(tail_markdown(preview, max_preview)))
     elif running:

@@ -16,7 +16,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 
-from agent.events import TextDelta, TextDone, ToolStarted, TurnEnded
+from agent.events import TextDelta, TextDone, ToolFinished, ToolStarted, TurnEnded
 from bridge import render
 from bridge.messages import ThreadRef
 from bridge.outbox import Outbox
@@ -55,6 +55,8 @@ class TurnView:
         self.tools_used: list[str] = []
         self.blocks: list[str] = []  # finished text blocks of this turn
         self.current = ""  # the text block being streamed
+        self._lines_by_id: dict[str, str] = {}
+        self.last_output: tuple[str, str] | None = None  # (tool line, output), shown folded
         self._status_id: int | None = None
         self._flush_task: asyncio.Task[None] | None = None
         self._last_flush = 0.0
@@ -80,9 +82,17 @@ class TurnView:
         self._schedule()
 
     def on_tool(self, ev: ToolStarted) -> None:
-        self.tool_lines.append(render.tool_line(ev.name, ev.input, cwd=self.cwd))
+        line = render.tool_line(ev.name, ev.input, cwd=self.cwd)
+        self._lines_by_id[ev.tool_use_id] = line
+        self.tool_lines.append(line)
         self.tools_used.append(ev.name)
         self._schedule()
+
+    def on_tool_done(self, ev: ToolFinished) -> None:
+        if ev.output.strip():
+            line = self._lines_by_id.get(ev.tool_use_id, ev.name)
+            self.last_output = (("⚠️ " if ev.is_error else "") + line, ev.output)
+            self._schedule()
 
     def end(self, ev: TurnEnded) -> None:
         """Final status edit (no Stop button) and the answer as a new message."""
@@ -151,21 +161,15 @@ class TurnView:
             self.outbox.update_stream(
                 self.thread, self.stream_key, preview, session_id=self.session_id
             )
-            status = render.status_message(
-                self.tool_lines,
-                "",
-                running=True,
-                stop_data=self._stop_data,
-                max_preview=PREVIEW_CHARS,
-            )
-        else:
-            status = render.status_message(
-                self.tool_lines,
-                text,
-                running=True,
-                stop_data=self._stop_data,
-                max_preview=PREVIEW_CHARS,
-            )
+            text = ""  # the draft shows the text; the status message keeps the tools
+        status = render.status_message(
+            self.tool_lines,
+            text,
+            running=True,
+            stop_data=self._stop_data,
+            max_preview=PREVIEW_CHARS,
+            last_output=self.last_output,
+        )
         if self._status_id is not None:
             self.outbox.enqueue_edit(
                 self.thread,

@@ -556,3 +556,25 @@ async def test_an_approval_after_more_than_60_seconds_still_counts(h: Harness) -
 
 
 __all__ = ["OWNER"]
+
+
+async def test_tool_output_is_shown_folded_while_the_turn_runs(h: Harness) -> None:
+    h.model.on(
+        "show output",
+        ToolUse("Bash", {"command": "echo folded-output-marker"}),
+        Text("All done after the echo, taking a moment to say so.", chunk=4, delay=0.4),
+    )
+    topic, _ = await h.new_session(str(h.root / "app"), "show output")
+    prompt_or_final = await h.wait_msg(lambda m: has_buttons(m, "Allow") or "⏱" in (m.visible_text or ""), thread_id=topic)
+    if has_buttons(prompt_or_final, "Allow"):
+        h.press(prompt_or_final, "Allow")
+    await h.wait_text("⏱", thread_id=topic)
+    status = next(m for m in h.bot_messages(topic) if any("Bash: echo" in (v.visible_text or "") for v in m.history))
+    folded = [
+        v
+        for v in status.history
+        if any(e["type"] == "expandable_blockquote" for e in v.entities or []) and "folded-output-marker" in v.visible_text
+    ]
+    assert folded, "the Bash output appeared folded in the status message"
+    final_entities = status.entities or []
+    assert not any(e["type"] == "expandable_blockquote" for e in final_entities), "the finished status is compact again"

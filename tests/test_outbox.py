@@ -356,7 +356,7 @@ async def test_drafts_do_not_wait_for_a_spent_message_budget(make_outbox: Any) -
     await outbox.start()
     for i in range(3):
         outbox.enqueue(A, text(f"tool {i}"))  # 0.5 s of message budget
-    outbox.update_stream(B, "turn3", text("preview"))
+    outbox.update_stream(A, "turn3", text("preview"))  # a preview, not history: no wait
     assert await outbox.wait_idle(timeout=5)
     assert [c.text for c in fake.calls] == ["tool 0", "preview", "tool 1", "tool 2"]
     assert fake.rate_limited == 0
@@ -427,6 +427,18 @@ async def test_group_chat_per_minute_budget() -> None:
     assert budget.delay("private") == 0  # not a group: no per-minute window
     now[0] += 60.0
     assert budget.delay("-g") == 0
+
+
+async def test_acquire_books_a_slot_the_outbox_then_respects(make_outbox: Any) -> None:
+    fake = FakePlatform(rate=10, burst=1)
+    outbox = make_outbox(fake)
+    await outbox.start()
+    outbox.enqueue(A, text("queued"))
+    await outbox.acquire(P, "chat1")  # e.g. open_thread about to post a header
+    # Our own call, counted by the platform like any other.
+    fake._admit("send", "chat1", B)
+    assert await outbox.wait_idle(timeout=5)
+    assert fake.rate_limited == 0
 
 
 def test_budget_pause_and_global_rate() -> None:
