@@ -19,7 +19,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from bridge.messages import Inbound, Outbound, Rendered, ThreadRef
+from bridge.messages import ButtonPress, Inbound, Outbound, Rendered, ThreadRef
 
 InboundSink = Callable[[Inbound], Awaitable[None]]
 
@@ -132,6 +132,11 @@ class ChatAdapter(ABC):
     def is_group(self, chat_id: str) -> bool:
         """Whether the chat is a group (shared, stricter rate budget)."""
         return False
+
+    async def answer_press(self, press: ButtonPress, text: str) -> None:  # noqa: B027
+        """Tell only the presser how their press went ("Already decided by Ada"), where
+        the platform can (Slack ephemeral message).  No-op by default: Telegram has
+        already answered the callback query before forwarding."""
 
     async def delete(self, thread: ThreadRef, message_id: str) -> None:  # noqa: B027
         """Delete a message we sent.  No-op where unsupported."""

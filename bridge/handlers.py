@@ -80,6 +80,8 @@ class Handlers:
                 request_id, choice, press.thread, press.sender.key, press.sender.display_name
             )
             log.info("permission press %s → %s", choice, answer)
+            if not answer.startswith(("Allowed", "Denied")):
+                await self.b.adapters[press.thread.platform].answer_press(press, answer)
             return
         session = self.b.db.sessions.get(rest.partition(":")[0])
         thread = self.b.thread_of(session.id) if session else None
