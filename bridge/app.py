@@ -81,6 +81,7 @@ class Bridge:
         )
         self.access = AccessControl(db, config.access.owners)
         self.stream_interval = stream_interval
+        self._stopping = False
         self.views: dict[str, TurnView] = {}
         self._turn_rows: dict[str, int] = {}
         self._thread_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -99,16 +100,21 @@ class Bridge:
         log.info("bridge started with %s", ", ".join(self.adapters) or "no adapters")
 
     async def stop(self) -> None:
+        """Stop taking input, interrupt running turns (their threads are told), give the
+        outbox a few seconds to deliver, then disconnect.  Whatever is still undelivered
+        stays in the database for the next start."""
+        self._stopping = True
+        for session_id, view in list(self.views.items()):
+            self._mark_interrupted(session_id, view.thread, reason="the daemon is stopping")
+        await self.host.close()
+        await self.tasks.close()
+        if not await self.outbox.wait_idle(timeout=5):
+            log.warning("some messages are still undelivered; they are sent on the next start")
         for adapter in self.adapters.values():
             try:
                 await adapter.stop()
             except Exception:
                 log.exception("stopping %s adapter failed", adapter.platform)
-        for session_id, view in list(self.views.items()):
-            self._mark_interrupted(session_id, view.thread, reason="the daemon is stopping")
-        await self.host.close()
-        await self.tasks.close()
-        await self.outbox.wait_idle(timeout=5)
         await self.outbox.stop()
 
     def recover(self) -> None:
@@ -239,6 +245,9 @@ class Bridge:
     async def on_inbound(self, event: Inbound) -> None:
         """The adapters' sink.  Never raises; never blocks other threads."""
         try:
+            if self._stopping:
+                log.info("ignoring inbound %s: shutting down", type(event).__name__)
+                return
             if not self.access.is_owner(event.sender):
                 self._refuse(event)
                 return

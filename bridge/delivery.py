@@ -1,11 +1,13 @@
 """One chat's delivery worker: the loop that takes outbox rows to the platform.
 
 A `ChatWorker` owns one chat (`platform:chat_id`) and runs as one task.  Each step
-asks the repository for the next deliverable row; if there is none it sleeps until
-woken (a new row) or until the earliest retry comes due; if the chat's rate budget
-has no room it sleeps exactly that long and picks again (so the row it finally
-sends carries the newest coalesced content); otherwise it takes from the budget,
-makes the one platform call and records the outcome at once.  Outcomes map the
+first looks at the chat's rate budget — messages (send/edit/delete) and native
+drafts have separate ones — and, if neither has room, sleeps exactly until one has;
+then it asks the repository for the next deliverable row among the kinds with room
+(so the row it finally sends carries the newest coalesced content).  With nothing
+deliverable it sleeps until a row of such a kind arrives, a retry comes due, or the
+other budget refills.  Otherwise it takes from the budget, makes the one platform
+call and records the outcome at once.  Outcomes map the
 adapter errors: `RateLimited` pauses the chat's budget, `TransientError` and
 anything unexpected reschedule the row with capped exponential backoff and jitter,
 `PermanentError` fails it, `NotModified` counts as sent, `ThreadGone` is handed to

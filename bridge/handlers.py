@@ -22,6 +22,7 @@ from bridge.access import PathRefused, resolve_session_dir
 from bridge.commands import Command
 from bridge.config import PERMISSION_MODES
 from bridge.messages import Button, ButtonPress, Code, Markdown, Outbound, ThreadRef, UserMessage
+from bridge.outbox import DeliveryFailed
 from storage.models import SessionRow, utcnow
 
 if TYPE_CHECKING:
@@ -291,7 +292,7 @@ class Handlers:
         )
         try:
             await self.b.outbox.wait_sent(ids[-1], timeout=30)
-        except TimeoutError:
+        except (TimeoutError, DeliveryFailed):
             log.warning(
                 "session %s: end notice not delivered in time; closing the thread anyway",
                 session.id,

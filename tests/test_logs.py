@@ -40,6 +40,7 @@ def test_filter_redacts_message_args_and_tracebacks() -> None:
 async def test_a_whole_session_logged_at_debug_contains_no_token(tmp_path: Path) -> None:
     root = logging.getLogger()
     saved = root.handlers[:], root.level
+    httpx_level = logging.getLogger("httpx").level
     log_file = tmp_path / "daemon.log"
     h = await start_harness(tmp_path)
     try:
@@ -52,6 +53,8 @@ async def test_a_whole_session_logged_at_debug_contains_no_token(tmp_path: Path)
         await stop_harness(h)
         root.handlers[:], level = saved
         root.setLevel(level)
+        logging.getLogger("httpx").setLevel(httpx_level)
+        logging.getLogger("apscheduler").setLevel(logging.NOTSET)
     text = log_file.read_text()
     assert "sendMessage" in text, "the log did capture the Bot API traffic"
     assert h.tg.token not in text

@@ -1,0 +1,229 @@
+"""The inbound side of the Matrix adapter: what arrives with each sync.
+
+After nio has applied a sync response (state, decryption of `m.room.encrypted`
+events, to-device room keys), `Receiver.handle` does the rest in order: key
+housekeeping and TOFU trust for the owners' devices, invites (an owner's is
+accepted, anyone else's declined), then every room's new timeline events.  Events
+from before the bot started are ignored (a new device sees history it could never
+decrypt, and old commands must not run again); so are our own.  A message in an
+unencrypted room while `encryption = "required"` is not handed on: the room is told
+why instead (at most every `REFUSAL_INTERVAL_S`).  An event that could not be
+decrypted yet (its room key is still on the way) is kept and retried after later
+syncs for `UNDECRYPTED_KEEP_S`.  Reactions become `ButtonPress`es through the
+`ButtonMap`; messages become `UserMessage`s via `inbound.py`, attachments downloaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+from nio import AsyncClient, InviteMemberEvent, MatrixRoom, MegolmEvent, SyncResponse
+
+from adapters.base import AdapterError
+from adapters.matrix import client as mx_client
+from adapters.matrix import inbound
+from adapters.matrix.buttons import ButtonMap
+from adapters.matrix.errors import MatrixErrors
+from bridge.messages import Attachment, ButtonPress, Inbound, ThreadRef
+
+log = logging.getLogger(__name__)
+
+REFUSAL_INTERVAL_S = 600.0
+UNDECRYPTED_KEEP_S = 300.0
+CLOCK_SLACK_MS = 2_000  # the homeserver's clock may run a little behind ours
+
+Deliver = Callable[[Inbound], Awaitable[None]]
+Notify = Callable[[str, str], None]  # (room id, plain text) → send a notice, in background
+
+
+class Receiver:
+    def __init__(
+        self,
+        client: AsyncClient,
+        *,
+        owners: Sequence[str],
+        encryption: str,
+        buttons: ButtonMap,
+        errors: MatrixErrors,
+        deliver: Deliver,
+        notify: Notify,
+    ) -> None:
+        self.client = client
+        self.owners = tuple(owners)
+        self.encryption = encryption
+        self.buttons = buttons
+        self.errors = errors
+        self.deliver = deliver
+        self.notify = notify
+        self.started_ms = int(time.time() * 1000) - CLOCK_SLACK_MS
+        self._invites_seen: set[str] = set()
+        self._refused: dict[str, float] = {}
+        self._undecrypted: list[tuple[str, MegolmEvent, float]] = []
+
+    async def handle(self, resp: SyncResponse) -> None:
+        await mx_client.housekeeping(self.client)
+        mx_client.trust_owners(self.client, self.owners)
+        for room_id, info in resp.rooms.invite.items():
+            await self._invite(room_id, info.invite_state)
+        for room_id, info in resp.rooms.join.items():
+            room = self.client.rooms.get(room_id)
+            if room is None:
+                continue
+            for event in info.timeline.events:
+                try:
+                    await self._event(room, event)
+                except Exception:
+                    log.exception("Matrix: dropping event %s", getattr(event, "event_id", "?"))
+        await self._retry_undecrypted()
+
+    # --- invites --------------------------------------------------------------------
+
+    async def _invite(self, room_id: str, state: Sequence[Any]) -> None:
+        if room_id in self._invites_seen:
+            return
+        inviter = next(
+            (
+                e.sender
+                for e in state
+                if isinstance(e, InviteMemberEvent)
+                and e.state_key == self.client.user_id
+                and e.membership == "invite"
+            ),
+            None,
+        )
+        if inviter is None:
+            return
+        self._invites_seen.add(room_id)
+        if inviter in self.owners:
+            log.info("Matrix: accepting %s's invite to %s", inviter, room_id)
+            call = self.client.join(room_id)
+        else:
+            log.warning("Matrix: declining an invite to %s from non-owner %s", room_id, inviter)
+            call = self.client.room_leave(room_id)
+        try:
+            self.errors.check(await call)
+        except Exception as e:
+            self._invites_seen.discard(room_id)  # try again after the next sync
+            log.warning("Matrix: answering the invite to %s failed: %s", room_id, e)
+
+    # --- timeline events --------------------------------------------------------------
+
+    async def _event(self, room: MatrixRoom, event: Any) -> None:
+        if getattr(event, "server_timestamp", 0) < self.started_ms:
+            return
+        if event.sender == self.client.user_id:
+            return
+        if isinstance(event, MegolmEvent):
+            log.warning(
+                "Matrix: cannot decrypt %s from %s yet (session %s); waiting for its key",
+                event.event_id,
+                event.sender,
+                event.session_id,
+            )
+            self._undecrypted.append((room.room_id, event, time.monotonic()))
+            try:
+                await self.client.request_room_key(event)
+            except Exception as e:  # a duplicate request, or no connection: not fatal
+                log.debug("Matrix: room key request failed: %s", e)
+            return
+        source: dict[str, Any] = getattr(event, "source", {}) or {}
+        kind = source.get("type")
+        if kind == "m.reaction":
+            await self._reaction(room, source)
+        elif kind == "m.room.message":
+            if self.encryption == "required" and not room.encrypted:
+                self._refuse(room.room_id)
+                return
+            await self._message(room, source)
+
+    async def _reaction(self, room: MatrixRoom, source: dict[str, Any]) -> None:
+        reaction = inbound.parse_reaction(room.room_id, source, own_user=self.client.user_id)
+        if reaction is None:
+            return
+        found = self.buttons.lookup(room.room_id, reaction.target, reaction.key)
+        if found is None:
+            log.debug("Matrix: reaction %r on %s is not a button", reaction.key, reaction.target)
+            return
+        entry, data = found
+        name = room.user_name(reaction.sender) or ""
+        await self.deliver(
+            ButtonPress(
+                thread=ThreadRef(inbound.PLATFORM, room.room_id, entry.thread_id),
+                sender=inbound.sender_of(reaction.sender, name),
+                message_id=reaction.target,
+                data=data,
+            )
+        )
+
+    async def _message(self, room: MatrixRoom, source: dict[str, Any]) -> None:
+        sender = str(source.get("sender", ""))
+        parsed = inbound.parse_message(
+            room.room_id,
+            source,
+            own_user=self.client.user_id,
+            display_name=room.user_name(sender) or "",
+            member_count=room.member_count,
+        )
+        if parsed is None:
+            return
+        msg = parsed.message
+        if parsed.files:
+            attachments, notes = await self._download(parsed.files)
+            text = "\n".join([msg.text, *notes]).strip() if notes else msg.text
+            msg = replace(msg, attachments=attachments, text=text)
+        await self.deliver(msg)
+
+    async def _download(
+        self, files: Sequence[inbound.FileRef]
+    ) -> tuple[tuple[Attachment, ...], list[str]]:
+        out: list[Attachment] = []
+        notes: list[str] = []
+        for ref in files:
+            too_big = f"[{ref.name} not attached: over {ref.limit // 2**20} MB]"
+            if ref.too_big:
+                notes.append(too_big)
+                continue
+            try:
+                data = await mx_client.download(self.client, ref, self.errors)
+            except AdapterError as e:
+                log.warning("Matrix: downloading %s failed: %s", ref.name, e)
+                notes.append(f"[{ref.name} could not be downloaded]")
+                continue
+            if len(data) > ref.limit:
+                notes.append(too_big)
+                continue
+            out.append(Attachment(kind=ref.kind, name=ref.name, mime=ref.mime, data=data))
+        return tuple(out), notes
+
+    def _refuse(self, room_id: str) -> None:
+        now = time.monotonic()
+        if now - self._refused.get(room_id, -REFUSAL_INTERVAL_S) < REFUSAL_INTERVAL_S:
+            return
+        self._refused[room_id] = now
+        log.warning("Matrix: refusing to work in unencrypted room %s", room_id)
+        self.notify(
+            room_id,
+            "🔒 This room is not end-to-end encrypted, so Threadline will not work here "
+            '(encryption = "required"). Turn on encryption in the room settings, or start '
+            "an encrypted room or direct message with me and invite me there.",
+        )
+
+    async def _retry_undecrypted(self) -> None:
+        keep: list[tuple[str, MegolmEvent, float]] = []
+        for room_id, event, since in self._undecrypted:
+            room = self.client.rooms.get(room_id)
+            try:
+                decrypted = self.client.decrypt_event(event)
+            except Exception:
+                if time.monotonic() - since < UNDECRYPTED_KEEP_S:
+                    keep.append((room_id, event, since))
+                else:
+                    log.error("Matrix: gave up decrypting %s from %s", event.event_id, event.sender)
+                continue
+            if room is not None and not isinstance(decrypted, MegolmEvent):
+                await self._event(room, decrypted)
+        self._undecrypted = keep

@@ -1,0 +1,178 @@
+"""Building and running the slack-bolt app the adapter sits on.
+
+One place for the transport: the `AsyncWebClient` (the configured Web API base URL,
+one shared aiohttp session, no automatic 429 retries — the outbox owns pacing),
+the Bolt `AsyncApp` (signature verification on in HTTP mode), the two ways events
+arrive — Socket Mode (`AsyncSocketModeHandler`; the app token is checked with
+``apps.connections.open`` before connecting, so a bad token fails `start()` instead
+of retrying forever) and HTTP mode (Bolt's aiohttp adapter at ``/slack/events`` on
+127.0.0.1) — downloading files people share (``url_private_download`` with the bot
+token), and reading the bot scopes out of ``manifest.yaml`` for `threadline doctor`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack.errors import SlackErrors
+from adapters.slack.inbound import FileRef
+from bridge.config import SlackConfig
+from bridge.messages import Attachment
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://slack.com/api/"
+EVENTS_PATH = "/slack/events"
+MANIFEST = Path(__file__).with_name("manifest.yaml")
+CONNECT_TIMEOUT_S = 30.0
+ANY = re.compile(".*")  # Bolt listener constraint that matches everything
+
+
+def web_client(config: SlackConfig, session: aiohttp.ClientSession) -> AsyncWebClient:
+    base = config.base_url or DEFAULT_BASE_URL
+    return AsyncWebClient(
+        token=config.bot_token,
+        base_url=base if base.endswith("/") else base + "/",
+        session=session,
+        timeout=20,
+        logger=logging.getLogger("adapters.slack.web"),
+    )
+
+
+def build_app(config: SlackConfig, client: AsyncWebClient) -> AsyncApp:
+    return AsyncApp(
+        client=client,
+        signing_secret=config.signing_secret,
+        name="threadline",
+        logger=logging.getLogger("adapters.slack.bolt"),
+        process_before_response=False,
+    )
+
+
+class SocketModeRunner:
+    """Socket Mode: a WebSocket from us to Slack, no public URL needed."""
+
+    def __init__(self, app: AsyncApp, app_token: str, client: AsyncWebClient, errors: SlackErrors):
+        self._app, self._token, self._client, self._errors = app, app_token, client, errors
+        self._handler: AsyncSocketModeHandler | None = None
+
+    async def start(self) -> None:
+        opened = await self._errors.call(
+            lambda: self._client.apps_connections_open(app_token=self._token)
+        )
+        self._handler = AsyncSocketModeHandler(
+            self._app, self._token, web_client=self._client, ping_interval=10
+        )
+        self._handler.client.wss_uri = str(opened["url"])
+        await asyncio.wait_for(self._handler.connect_async(), CONNECT_TIMEOUT_S)
+
+    async def stop(self) -> None:
+        handler, self._handler = self._handler, None
+        if handler is not None:
+            await handler.close_async()
+
+
+class HttpRunner:
+    """HTTP mode: Slack POSTs events, interactivity and slash commands to us; Bolt
+    verifies each request's signature and timestamp before anything else."""
+
+    def __init__(self, app: AsyncApp, port: int, host: str = "127.0.0.1") -> None:
+        self._app, self._port, self._host = app, port, host
+        self._runner: web.AppRunner | None = None
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        bolt_request = await to_bolt_request(request)
+        return await to_aiohttp_response(await self._app.async_dispatch(bolt_request))
+
+    async def start(self) -> None:
+        web_app = web.Application(client_max_size=16 * 1024 * 1024)
+        web_app.router.add_post(EVENTS_PATH, self._handle)
+        self._runner = web.AppRunner(web_app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self._host, self._port).start()
+
+    @property
+    def port(self) -> int:
+        return int(self._runner.addresses[0][1]) if self._runner else self._port
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+
+async def download(
+    session: aiohttp.ClientSession,
+    token: str,
+    files: Sequence[FileRef],
+    redact: Callable[[str], str],
+) -> tuple[tuple[Attachment, ...], list[str]]:
+    """Fetch shared files (bot token in the header), each within its cap; one note
+    per file left out, for the message text."""
+    out: list[Attachment] = []
+    notes: list[str] = []
+    headers = {"Authorization": f"Bearer {token}"}
+    for ref in files:
+        too_big = f"[{ref.name} not attached: over {ref.limit // 2**20} MB]"
+        if ref.size > ref.limit:
+            notes.append(too_big)
+            continue
+        try:
+            async with session.get(ref.url, headers=headers, allow_redirects=False) as r:
+                if r.status != 200:
+                    raise aiohttp.ClientResponseError(r.request_info, (), status=r.status)
+                data = await r.content.read(ref.limit + 1)
+        except (aiohttp.ClientError, OSError, TimeoutError) as e:
+            log.warning("downloading %s failed: %s", ref.name, redact(str(e)))
+            notes.append(f"[{ref.name} could not be downloaded]")
+            continue
+        if len(data) > ref.limit:
+            notes.append(too_big)
+            continue
+        out.append(Attachment(kind=ref.kind, name=ref.name, mime=ref.mime, data=data))
+    return tuple(out), notes
+
+
+def manifest_scopes(path: Path = MANIFEST) -> list[str]:
+    """The bot scopes the app manifest asks for (``oauth_config.scopes.bot``).
+
+    A reader for the small YAML subset the manifest uses (no PyYAML dependency):
+    nested mappings by indentation and ``- item`` lists."""
+    stack: list[tuple[int, str]] = []
+    scopes: list[str] = []
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.split(" #", 1)[0].rstrip()
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        indent = len(line) - len(line.lstrip())
+        text = line.strip()
+        while stack and stack[-1][0] >= indent and not text.startswith("- "):
+            stack.pop()
+        if text.startswith("- "):
+            if [k for _, k in stack][-3:] == ["oauth_config", "scopes", "bot"]:
+                scopes.append(text[2:].strip().strip("'\""))
+        elif text.endswith(":"):
+            stack.append((indent, text[:-1].strip()))
+    return scopes
+
+
+def header_scopes(headers: Any) -> set[str]:
+    """The scopes a token has, from a Web API answer's ``x-oauth-scopes`` header."""
+    raw = ""
+    if headers is not None:
+        raw = headers.get("x-oauth-scopes") or headers.get("X-OAuth-Scopes") or ""
+        if isinstance(raw, list):
+            raw = ",".join(raw)
+    return {s.strip() for s in str(raw).split(",") if s.strip()}
