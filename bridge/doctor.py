@@ -85,8 +85,7 @@ async def _check_telegram(cfg: Config, out: Console) -> int:
     from telegram import Bot
     from telegram.error import InvalidToken, TelegramError
 
-    kwargs = {"base_url": cfg.telegram.base_url} if cfg.telegram.base_url else {}
-    bot = Bot(cfg.telegram.token, **kwargs)
+    bot = Bot(cfg.telegram.token, base_url=cfg.telegram.base_url) if cfg.telegram.base_url else Bot(cfg.telegram.token)
     try:
         async with bot:
             me = await bot.get_me()

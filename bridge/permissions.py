@@ -20,7 +20,7 @@ import secrets
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 from agent.events import PermissionAsked, PermissionDecision
 from bridge import render
@@ -224,8 +224,14 @@ class PermissionBroker:
             return
         thread = ThreadRef(binding.platform, binding.chat_id, binding.thread_id)
         decided = render.permission_decided(
-            row.tool_name, json.loads(row.input_json), session.cwd, state, by, row.reason
-        )  # type: ignore[arg-type]
+            row.tool_name,
+            json.loads(row.input_json),
+            session.cwd,
+            cast(render.Decision, state),
+            by,
+            row.reason,
+            timeout_s=self.timeout_s,
+        )
         self.outbox.enqueue_edit(thread, row.prompt_outbox_id, decided, priority=0)
 
     @staticmethod

@@ -151,7 +151,7 @@ class PermissionRepo(_Repo):
         with self.db.session() as s:
             from sqlalchemy import update
 
-            result = s.exec(  # type: ignore[call-overload]
+            result = s.exec(
                 update(PermissionRequestRow)
                 .where(col(PermissionRequestRow.id) == request_id)
                 .where(col(PermissionRequestRow.state) == "pending")
