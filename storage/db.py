@@ -81,7 +81,7 @@ class Database:
 
     def migrate(self) -> int:
         """Create or upgrade the schema; returns the version now in force."""
-        SchemaVersion.metadata.create_all(self.engine, tables=[SchemaVersion.__table__])
+        SchemaVersion.metadata.create_all(self.engine, tables=[SchemaVersion.__table__])  # type: ignore[attr-defined]
         with self.session() as s:
             row = s.get(SchemaVersion, 1)
             current = row.version if row else 0
