@@ -361,11 +361,12 @@ class Bridge:
         view = self.views.get(sid)
         if isinstance(ev, TurnStarted):
             row = self.db.sessions.update(sid, state="running")
+            turn_id = self.db.turns.start(sid, ev.prompt)
             adapter = self.adapters[thread.platform]
             use_draft = adapter.capabilities.native_stream and adapter.supports_draft(thread)
             view = TurnView(
                 session_id=sid,
-                turn_no=(row.turns if row else 0) + 1,
+                turn_no=turn_id,
                 thread=thread,
                 cwd=row.cwd if row else "",
                 outbox=self.outbox,
@@ -374,7 +375,7 @@ class Bridge:
                 min_interval=self.stream_interval,
             )
             self.views[sid] = view
-            self._turn_rows[sid] = self.db.turns.start(sid, ev.prompt)
+            self._turn_rows[sid] = turn_id
             view.begin()
         elif isinstance(ev, TextDelta) and view:
             view.on_delta(ev)

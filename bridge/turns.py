@@ -50,7 +50,6 @@ class TurnView:
         self.clock = clock
         self.started = clock()
         self.stream_key = f"{session_id}:{turn_no}"
-        self.draft_id = (abs(hash(self.stream_key)) % 2_000_000_000) + 1
         self.tool_lines: list[str] = []
         self.tools_used: list[str] = []
         self.blocks: list[str] = []  # finished text blocks of this turn
