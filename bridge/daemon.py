@@ -37,11 +37,14 @@ def build_adapters(config: Config) -> dict[str, ChatAdapter]:
         from adapters.telegram import TelegramAdapter
 
         adapters["telegram"] = TelegramAdapter(config.telegram, owners_hint=config.access.owners)
-    unsupported = [name for name in ("slack", "matrix") if getattr(config, name).enabled]
-    for name in unsupported:
-        log.error(
-            "[%s] is enabled but this release has no %s adapter yet; it is ignored", name, name
-        )
+    if config.slack.enabled:
+        from adapters.slack import SlackAdapter
+
+        adapters["slack"] = SlackAdapter(config.slack, owners_hint=config.access.owners)
+    if config.matrix.enabled:
+        from adapters.matrix import MatrixAdapter
+
+        adapters["matrix"] = MatrixAdapter(config.matrix, owners_hint=config.access.owners)
     return adapters
 
 

@@ -78,6 +78,14 @@ def run_checks(cfg: Config, out: Console) -> int:
 
     if cfg.telegram.enabled:
         failures += asyncio.run(_check_telegram(cfg, out))
+    if cfg.slack.enabled:
+        from bridge.doctor_slack import check_slack
+
+        failures += check_slack(cfg, out)
+    if cfg.matrix.enabled:
+        from bridge.doctor_matrix import check_matrix
+
+        failures += check_matrix(cfg, out)
     return failures
 
 

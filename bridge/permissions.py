@@ -114,9 +114,17 @@ class PermissionBroker:
             await self._finish(request_id, "expired", by="", reason="turn ended")
 
     async def press(
-        self, request_id: str, choice: str, thread: ThreadRef, by_key: str, by_name: str
+        self,
+        request_id: str,
+        choice: str,
+        thread: ThreadRef,
+        by_key: str,
+        by_name: str,
+        *,
+        reason: str = "",
     ) -> str:
-        """Apply a button press; returns a short answer for the presser."""
+        """Apply a button press (or a text answer); returns a short answer for the
+        presser.  A deny `reason` is passed to Claude and shown on the prompt."""
         row = self.db.permissions.get(request_id)
         if row is None or choice not in _CHOICE_STATE:
             return "Unknown request."
@@ -127,7 +135,7 @@ class PermissionBroker:
             who = f" by {row.decided_by}" if row.decided_by else ""
             return f"Already decided{who}."
         state = _CHOICE_STATE[choice]
-        if not await self._finish(request_id, state, by=by_name or by_key):
+        if not await self._finish(request_id, state, by=by_name or by_key, reason=reason[:500]):
             return "Already decided."
         self.db.audit.log(
             platform=thread.platform,
@@ -161,11 +169,14 @@ class PermissionBroker:
         candidates = [p for p in self._pending.values() if p.thread == thread]
         if choice is None or not candidates:
             return False
-        await self.press(candidates[-1].request_id, choice, thread, by_key, by_name)
-        if choice == "d" and reason:
-            self.db.permissions.decide(
-                candidates[-1].request_id, "denied", by=by_name, reason=reason
-            )
+        await self.press(
+            candidates[-1].request_id,
+            choice,
+            thread,
+            by_key,
+            by_name,
+            reason=reason.strip() if choice == "d" else "",
+        )
         return True
 
     async def cancel_session(self, session_id: str, reason: str) -> None:

@@ -57,7 +57,9 @@ class MatrixHarness:
     async def react(self, msg: PhoneMessage, key: str) -> str:
         return await self.phone.react(msg.room_id, msg.event_id, key)
 
-    async def new_session(self, path: str, prompt: str = "", timeout: float = 30.0) -> tuple[str, str]:
+    async def new_session(
+        self, path: str, prompt: str = "", timeout: float = 30.0
+    ) -> tuple[str, str]:
         """`!new PATH PROMPT`; returns (thread root event id, session id)."""
         known = {b.session_id for b in self._bindings()}
         await self.say(f"!new {path} {prompt}".strip())

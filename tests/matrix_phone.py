@@ -108,7 +108,9 @@ class Phone:
                 await asyncio.sleep(0.2)
 
     async def sync_once(self, timeout: int) -> None:
-        resp = await self.client.sync(timeout=timeout, sync_filter={"room": {"timeline": {"limit": 100}}})
+        resp = await self.client.sync(
+            timeout=timeout, sync_filter={"room": {"timeline": {"limit": 100}}}
+        )
         if isinstance(resp, SyncResponse):
             self._record(resp)
         await self.client.send_to_device_messages()
@@ -164,7 +166,9 @@ class Phone:
 
     # --- acting -----------------------------------------------------------------------
 
-    async def create_room(self, invite: list[str], *, encrypted: bool = True, name: str = "") -> str:
+    async def create_room(
+        self, invite: list[str], *, encrypted: bool = True, name: str = ""
+    ) -> str:
         resp = await self.client.room_create(
             name=name or None,
             invite=invite,
@@ -187,7 +191,9 @@ class Phone:
 
         await self.wait(joined, timeout)
 
-    async def send(self, room_id: str, content: dict[str, Any], kind: str = "m.room.message") -> str:
+    async def send(
+        self, room_id: str, content: dict[str, Any], kind: str = "m.room.message"
+    ) -> str:
         if self.client.should_query_keys:
             await self.client.keys_query()
         resp = await self.client.room_send(room_id, kind, content, ignore_unverified_devices=True)

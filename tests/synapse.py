@@ -199,6 +199,18 @@ class Synapse:
                 parts.extend(path.read_text(errors="replace").splitlines()[-lines:])
         return "\n".join(parts)
 
+    def responses(self, user_id: str, status: int) -> list[str]:
+        """Requests by `user_id` that Synapse answered with `status` (from its access log)."""
+        path = self.data / "homeserver.log"
+        if not path.exists():
+            return []
+        needle = f"{{{user_id}}} Processed request"
+        return [
+            line
+            for line in path.read_text(errors="replace").splitlines()
+            if needle in line and f"B {status} " in line
+        ]
+
     def stop(self) -> None:
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:

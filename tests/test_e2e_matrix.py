@@ -15,7 +15,6 @@ import json
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from nio.crypto.attachments import decrypt_attachment
@@ -79,8 +78,8 @@ async def assert_wire_is_encrypted(h: MatrixHarness) -> dict[str, int]:
 
 
 async def test_new_session_streams_by_edits_into_an_encrypted_thread(h: MatrixHarness) -> None:
-    answer = "\n\n".join(f"Paragraph {i}: add() subtracted, now it adds." for i in range(10))
-    h.model.on("fix the failing test", Text(answer, chunk=20, delay=0.04))
+    answer = "\n\n".join(f"Paragraph {i}: add() subtracted, now it adds." for i in range(15))
+    h.model.on("fix the failing test", Text(answer, chunk=20, delay=0.05))
     thread, sid = await h.new_session(str(h.root / "app"), "fix the failing test")
     final = await h.wait_text("⏱", thread=thread, timeout=40)
     assert answer in final.body and final.msgtype == "m.text", "a new, notifying event"
@@ -93,7 +92,10 @@ async def test_new_session_streams_by_edits_into_an_encrypted_thread(h: MatrixHa
     status = next(m for m in h.bot_messages(thread) if len(m.versions) > 1)
     assert len(status.versions) >= 3, "the answer streamed by editing the status message"
     assert any("Paragraph 1" in v.get("body", "") for v in status.versions[:-1])
-    assert status.reaction_keys(h.bot.user_id) == ["⏹"] and "React ⏹ Stop" in status.versions[1]["body"]
+    assert (
+        status.reaction_keys(h.bot.user_id) == ["⏹"]
+        and "React ⏹ Stop" in status.versions[1]["body"]
+    )
     assert "React" not in status.body and "Done" in status.body, "finished: no Stop any more"
     counts = await assert_wire_is_encrypted(h)
     assert counts["edit"] >= 2 and counts["thread"] >= 2 and counts["reaction"] == 1
@@ -134,9 +136,7 @@ async def test_permission_by_reaction_and_by_text_reply(h: MatrixHarness) -> Non
     assert "React" not in prompt.body
     # a text reply in the thread answers the next prompt
     await h.say("write another", thread=thread)
-    second_prompt = await h.phone.wait_message(
-        lambda m: prompt_pred(m) and "second.txt" in m.body
-    )
+    second_prompt = await h.phone.wait_message(lambda m: prompt_pred(m) and "second.txt" in m.body)
     await h.react(prompt, "❌")  # stale: the first prompt is decided
     await h.say("deny because not now", thread=thread)
     await h.wait_text("Left it alone.", thread=thread)
@@ -155,7 +155,7 @@ async def test_commands_in_a_thread(h: MatrixHarness) -> None:
     assert "1️⃣ • Default" in picker.body and "2️⃣ Accept edits" in picker.body
     await h.phone.wait(lambda: len(picker.reaction_keys(h.bot.user_id)) == 3 or None)
     await h.react(picker, "2️⃣")
-    await h.wait_text("Permission mode: acceptEdits", thread=thread)
+    await h.wait_text("Permission mode: **acceptEdits**", thread=thread)
     h.model.on(
         "auto edit",
         ToolUse("Write", {"file_path": str(app / "auto.txt"), "content": "auto"}),
@@ -165,7 +165,7 @@ async def test_commands_in_a_thread(h: MatrixHarness) -> None:
     await h.wait_text("Auto-edited.", thread=thread)
     assert (app / "auto.txt").read_text() == "auto"
     await h.say("!model claude-test-model", thread=thread)
-    await h.wait_text("Model: claude-test-model", thread=thread)
+    await h.wait_text("Model: **claude-test-model**", thread=thread)
     await h.say("!cost", thread=thread)
     await h.wait_text("This session:", thread=thread)
     await h.say("!diff", thread=thread)
@@ -193,9 +193,13 @@ async def test_stop_by_reaction_and_by_command(h: MatrixHarness) -> None:
     await h.react(status, "⏹️")  # with the variation selector, as emoji pickers send it
     await h.wait_text("⏱", thread=thread, timeout=20)
     await h.say("count again", thread=thread)
-    await h.phone.wait(lambda: len([m for m in h.bot_messages(thread) if "⏹" in m.body]) >= 2 or None)
+    await h.phone.wait(
+        lambda: len([m for m in h.bot_messages(thread) if "⏹" in m.body]) >= 2 or None
+    )
     await h.say("!stop", thread=thread)
-    await h.phone.wait(lambda: len([m for m in h.bot_messages(thread) if "⏱" in m.body]) >= 2 or None, 20)
+    await h.phone.wait(
+        lambda: len([m for m in h.bot_messages(thread) if "⏱" in m.body]) >= 2 or None, 20
+    )
     await h.say("are you there", thread=thread)
     await h.wait_text("Still here.", thread=thread)
 
@@ -204,7 +208,9 @@ async def test_unencrypted_room_is_refused_and_says_why(h: MatrixHarness) -> Non
     plain = await h.phone.create_room([h.bot.user_id], encrypted=False, name="plain")
     await h.phone.wait_member(plain, h.bot.user_id)
     await h.say(f"!new {h.root / 'app'} hello", room=plain)
-    refusal = await h.phone.wait_message(lambda m: m.room_id == plain and "not end-to-end encrypted" in m.body)
+    refusal = await h.phone.wait_message(
+        lambda m: m.room_id == plain and "not end-to-end encrypted" in m.body
+    )
     assert refusal.sender == h.bot.user_id and not refusal.encrypted
     await h.say("are you there?", room=plain)
     await asyncio.sleep(1.0)
@@ -235,7 +241,9 @@ async def test_invites_and_strangers(h: MatrixHarness, synapse: Synapse) -> None
     try:
         # a stranger's invite is declined
         theirs = await stranger.create_room([h.bot.user_id], name="mine")
-        await stranger.wait(lambda: _membership(synapse, theirs, h.bot.user_id) == "leave" or None, 20)
+        await stranger.wait(
+            lambda: _membership(synapse, theirs, h.bot.user_id) == "leave" or None, 20
+        )
         # in the owner's room a stranger's reaction and messages change nothing
         target = h.root / "app" / "x.txt"
         h.model.on(
@@ -251,7 +259,7 @@ async def test_invites_and_strangers(h: MatrixHarness, synapse: Synapse) -> None
         await stranger.wait_member(h.room, h.bot.user_id)
         await stranger.react(h.room, prompt.event_id, "✅")
         await stranger.say(h.room, f"!new {h.root / 'app'} steal the keys")
-        await h.wait_text("only works for its owners", thread=None)
+        await h.wait_text("only works for its owners")  # once, wherever it was first due
         await asyncio.sleep(1.0)
         assert not target.exists() and "Allowed" not in prompt.body
         await h.react(prompt, "❌")
@@ -312,8 +320,8 @@ async def test_streaming_at_synapse_default_rate_limits(
     h = await start_matrix_harness(tmp_path, server, rate=RateLimit())
     server.unlimit(h.phone.user_id)  # only the bot lives with the defaults
     try:
-        answer = " ".join(f"word{i}" for i in range(600))
-        h.model.on("stream politely", Text(answer, chunk=30, delay=0.1))
+        answer = " ".join(f"word{i}" for i in range(400))
+        h.model.on("stream politely", Text(answer, chunk=30, delay=0.08))
         thread, _ = await h.new_session(str(h.root / "app"), "stream politely", timeout=60)
         final = await h.wait_text("⏱", thread=thread, timeout=150)
         assert answer in final.body
@@ -321,10 +329,8 @@ async def test_streaming_at_synapse_default_rate_limits(
         assert not re.search(r"LIMIT|rate.?limit|went wrong|failed", texts, re.IGNORECASE)
         status = next(m for m in h.bot_messages(thread) if len(m.versions) > 1)
         assert len(status.versions) >= 2, "it still streamed"
+        assert server.responses(h.bot.user_id, 200), "the access log is readable"
+        assert not server.responses(h.bot.user_id, 429), "the bot paced itself: no 429 at all"
         await assert_wire_is_encrypted(h)
     finally:
         await stop_matrix_harness(h)
-
-
-def _unused(*_: Any) -> None:  # keeps helpers importable for debugging sessions
-    return None

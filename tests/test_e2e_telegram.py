@@ -578,3 +578,17 @@ async def test_tool_output_is_shown_folded_while_the_turn_runs(h: Harness) -> No
     assert folded, "the Bash output appeared folded in the status message"
     final_entities = status.entities or []
     assert not any(e["type"] == "expandable_blockquote" for e in final_entities), "the finished status is compact again"
+
+
+async def test_a_text_reply_answers_the_prompt_and_the_deny_reason_reaches_claude(h: Harness) -> None:
+    target = h.root / "app" / "notes.txt"
+    h.model.on("take notes", ToolUse("Write", {"file_path": str(target), "content": "x"}), Text("Understood."))
+    topic, _ = await h.new_session(str(h.root / "app"), "take notes")
+    prompt = await prompt_in(h, topic)
+    h.say("deny write them to /tmp instead", thread_id=topic)
+    await h.wait_text("Understood.", thread_id=topic)
+    assert not target.exists()
+    assert h.model_saw("write them to /tmp instead"), "the reason went back to Claude with the denial"
+    edited = h.tg.message(h.chat_id, prompt.message_id)
+    assert not edited.buttons and "Denied by Ada" in edited.visible_text
+    assert "write them to /tmp instead" in edited.visible_text

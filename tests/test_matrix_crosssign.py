@@ -34,13 +34,6 @@ from tests.synapse import Account, Synapse
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture(scope="session")  # TEMPORARY until tests/conftest_matrix.py exists
-def synapse(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    hs = Synapse(tmp_path_factory.mktemp("synapse")).start()
-    yield hs
-    hs.stop()
-
-
 def canonical(obj: dict[str, Any]) -> bytes:
     body = {k: v for k, v in obj.items() if k not in ("signatures", "unsigned")}
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()

@@ -84,13 +84,6 @@ class Device:
         return self.client.device_store[other.user_id][other.device_id]
 
 
-@pytest.fixture(scope="session")  # TEMPORARY until tests/conftest_matrix.py exists
-def synapse(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    hs = Synapse(tmp_path_factory.mktemp("synapse")).start()
-    yield hs
-    hs.stop()
-
-
 @pytest.fixture
 async def world(synapse: Synapse, tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
     """A cross-signed bot with a SasResponder, its owner's phone and a stranger."""

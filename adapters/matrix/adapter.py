@@ -1,57 +1,37 @@
 """The Matrix `ChatAdapter`: matrix-nio (with E2EE, vodozemac) wired to the bridge's seam.
 
 Owns the nio `AsyncClient` (logged in on one persistent device, `client.py`), the sync
-loop (a registered task; every response goes to the `Receiver`), and delivery of
-rendered outbox rows.  A session is an `m.thread` rooted at its header message in the
-room (`[matrix] room`, or the room the command came from): `ThreadRef("matrix", room,
-header event id)`; messages in it carry `rel_type: m.thread` with the reply fallback
-(`is_falling_back`, `m.in_reply_to` the thread's latest event) for clients without
-threads.  Edits are `m.replace` with `m.new_content`; identical edits are skipped
-(`NotModified`) to spare the rate budget.  Buttons are the bot's own reactions on the
-message (`buttons.py`), sent after it in the background; they are sent unencrypted as
-every Matrix client does (reactions must stay `m.reaction` for clients to aggregate
-them; their relation is cleartext in any case), while every message, edit and file is
-encrypted in encrypted rooms.  With `encryption = "required"` nothing is sent to, or
-taken from, an unencrypted room except the notice saying why.
+loop (a registered task; every response goes to the `Receiver`, `receiver.py`) and the
+`Outgoing` side that delivers rendered outbox rows (`outgoing.py`), all sharing one
+`Pacer` for the homeserver's per-user message budget.  A session is an `m.thread`
+rooted at its header message, posted in the room of `[matrix] room` or else the room
+the command came from: `ThreadRef("matrix", room id, header event id)`.  With
+`encryption = "required"` (the default) nothing is sent to, or taken from, an
+unencrypted room except the notice saying why.
 
-Every event passes the `Pacer` (the homeserver's per-user budget) and carries the
-transaction id stored in its outbox row, so a retried row is one event, not two.
-Hooks for trust (other modules of this package, used when present): after login
-`crosssign.ensure_cross_signed(client, password=, store_path=)`, then
-`verification.SasResponder(client, owners, master_key=).register()` before the first
-sync, so a verification request waiting in it is answered.
+Trust: after login the bot cross-signs its own device (`crosssign.py`), then registers
+the SAS responders before the first sync, so a verification request waiting in it is
+answered: to-device (`verification.py`, between devices) and in-room
+(`room_verification.py`, what Element uses to verify another user).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import importlib
-import importlib.util
-import inspect
-import json
 import logging
-from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
 from urllib.parse import quote
 
-from nio import AsyncClient, ErrorResponse, MatrixRoom
+from nio import AsyncClient, ErrorResponse
 
-from adapters.base import (
-    ChatAdapter,
-    InboundSink,
-    NotModified,
-    PermanentError,
-    RateLimited,
-    TransientError,
-)
+from adapters.base import ChatAdapter, InboundSink, TransientError
 from adapters.matrix import client as mx_client
-from adapters.matrix import limits
+from adapters.matrix import crosssign, limits, room_verification, verification
 from adapters.matrix import render as mx_render
-from adapters.matrix.buttons import ButtonMap, Entry
+from adapters.matrix.buttons import ButtonMap
 from adapters.matrix.errors import MatrixErrors
+from adapters.matrix.markdown import escape
+from adapters.matrix.outgoing import Outgoing
 from adapters.matrix.pacing import Pacer
 from adapters.matrix.receiver import Receiver
 from adapters.matrix.store import MatrixStore
@@ -60,22 +40,6 @@ from bridge.messages import Inbound, Outbound, Rendered, ThreadRef
 from bridge.tasks import TaskGroup
 
 log = logging.getLogger(__name__)
-
-REACTION_ATTEMPTS = 5
-MAX_TRACKED = 2000  # edited-content digests and thread tails kept in memory
-
-
-def _hook(name: str) -> Any | None:
-    """An optional module of this package (cross-signing, SAS), if it exists."""
-    full = f"adapters.matrix.{name}"
-    return importlib.import_module(full) if importlib.util.find_spec(full) else None
-
-
-def _remember(cache: OrderedDict[Any, str], key: Any, value: str) -> None:
-    cache[key] = value
-    cache.move_to_end(key)
-    while len(cache) > MAX_TRACKED:
-        cache.popitem(last=False)
 
 
 class MatrixAdapter(ChatAdapter):
@@ -103,9 +67,19 @@ class MatrixAdapter(ChatAdapter):
         self.receiver: Receiver | None = None
         self._client: AsyncClient | None = None
         self._sink: InboundSink | None = None
-        self._sas: Any = None
-        self._edited: OrderedDict[str, str] = OrderedDict()  # event → digest of its content
-        self._tails: OrderedDict[tuple[str, str], str] = OrderedDict()  # thread → latest event
+        self._sas: verification.SasResponder | None = None
+        self._room_sas: room_verification.RoomSasResponder | None = None
+        self.outgoing = self._outgoing()
+
+    def _outgoing(self) -> Outgoing:
+        return Outgoing(
+            lambda: self.client,
+            encryption=self.config.encryption,
+            pacer=self.pacer,
+            errors=self.errors,
+            buttons=self.buttons,
+            tasks=self.tasks,
+        )
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -119,6 +93,7 @@ class MatrixAdapter(ChatAdapter):
         self._sink = sink
         self.store.prepare()
         self.buttons = ButtonMap(self.store.buttons_file)
+        self.outgoing = self._outgoing()
         encryption = self.config.encryption != "off"
         self._client = client = await mx_client.login(
             self.config, self.store, self.errors, encryption=encryption
@@ -127,10 +102,12 @@ class MatrixAdapter(ChatAdapter):
             if client.olm is not None and client.should_upload_keys:
                 self.errors.check(await client.keys_upload())
             master_key = await self._cross_sign()
-            verification = _hook("verification")
-            if verification is not None:
-                self._sas = verification.SasResponder(client, self.owners, master_key=master_key)
-                self._sas.register()
+            self._sas = verification.SasResponder(client, self.owners, master_key=master_key)
+            self._sas.register()
+            self._room_sas = room_verification.RoomSasResponder(
+                client, self.owners, master_key=master_key, pace=self.pacer.wait
+            )
+            self._room_sas.register()
             self.receiver = Receiver(
                 client,
                 owners=self.owners,
@@ -138,7 +115,8 @@ class MatrixAdapter(ChatAdapter):
                 buttons=self.buttons,
                 errors=self.errors,
                 deliver=self._deliver,
-                notify=self._notice_later,
+                notify=self.outgoing.notice_later,
+                pace=self.pacer.wait,
             )
             first = await self.errors.call(
                 lambda: client.sync(
@@ -164,10 +142,7 @@ class MatrixAdapter(ChatAdapter):
         )
 
     async def _cross_sign(self) -> str | None:
-        """Run the cross-signing hook if it exists; returns the bot's master key."""
-        crosssign = _hook("crosssign")
-        if crosssign is None:
-            return None
+        """Cross-sign the bot's device (idempotent); returns the bot's master key."""
         if not self.config.password:
             log.warning("Matrix: cross-signing needs [matrix] password; the bot stays unverified")
             return None
@@ -187,6 +162,7 @@ class MatrixAdapter(ChatAdapter):
         if not room or room in self.client.rooms:
             return
         try:
+            await self.pacer.wait()
             self.errors.check(await self.client.join(room))
         except Exception as e:
             log.error("Matrix: cannot join the control room %s: %s (invite the bot)", room, e)
@@ -221,12 +197,9 @@ class MatrixAdapter(ChatAdapter):
 
     async def _shutdown(self) -> None:
         await self.tasks.close()
-        close = getattr(self._sas, "close", None)
-        if close is not None:
-            result = close()
-            if inspect.isawaitable(result):
-                await result
-        self._sas = None
+        if self._room_sas is not None:
+            await self._room_sas.close()  # cancels its timeout timers
+        self._sas = self._room_sas = None
         client, self._client = self._client, None
         if client is not None:
             await client.close()
@@ -251,7 +224,7 @@ class MatrixAdapter(ChatAdapter):
             content = dict(first["content"])
             content["body"] = f"{name}\n\n{content['body']}"
             content["formatted_body"] = (
-                f"<p><strong>{mx_render.escape(name)}</strong></p>\n{content['formatted_body']}"
+                f"<p><strong>{escape(name)}</strong></p>\n{content['formatted_body']}"
             )
             parts[0] = Rendered({**first, "content": content})
         header_id = await self.send(ThreadRef(self.platform, chat_id), parts[0])
@@ -277,152 +250,11 @@ class MatrixAdapter(ChatAdapter):
     def render_edit(self, msg: Outbound) -> Rendered:
         return mx_render.render_edit(msg, self.owners)
 
-    def _room(self, room_id: str) -> MatrixRoom:
-        room = self.client.rooms.get(room_id)
-        if room is None:
-            raise PermanentError(f"the bot is not in room {room_id}")
-        if self.config.encryption == "required" and not room.encrypted:
-            raise PermanentError(f"room {room_id} is not encrypted; refusing to send")
-        return room
-
-    def _relate(self, content: dict[str, Any], thread: ThreadRef) -> None:
-        root = thread.thread_id
-        if root and root.startswith("reply:"):
-            content["m.relates_to"] = {"m.in_reply_to": {"event_id": root[6:]}}
-        elif root:
-            latest = self._tails.get((thread.chat_id, root), root)
-            content["m.relates_to"] = {
-                "rel_type": "m.thread",
-                "event_id": root,
-                "is_falling_back": True,
-                "m.in_reply_to": {"event_id": latest},
-            }
-
-    async def _room_send(self, room_id: str, kind: str, content: dict[str, Any], txn: str) -> str:
-        try:
-            resp = await self.errors.call(
-                lambda: self.client.room_send(
-                    room_id, kind, content, tx_id=txn, ignore_unverified_devices=True
-                )
-            )
-        except RateLimited as e:
-            self.pacer.pause(e.retry_after)
-            raise
-        return str(resp.event_id)
-
     async def send(self, thread: ThreadRef, msg: Rendered) -> str:
-        room = self._room(thread.chat_id)
-        p = msg.payload
-        txn = str(p.get("txn") or mx_render.txn())
-        if "file" in p:
-            content = await self._file_content(room, p["file"], notify=bool(p.get("notify")))
-        else:
-            content = json.loads(json.dumps(p["content"]))
-        self._relate(content, thread)
-        await self.pacer.inline()
-        event_id = await self._room_send(room.room_id, "m.room.message", content, txn)
-        if thread.thread_id and not thread.thread_id.startswith("reply:"):
-            _remember(self._tails, (thread.chat_id, thread.thread_id), event_id)
-        pairs = [(str(k), str(d)) for k, d in p.get("buttons") or ()]
-        if pairs:
-            self.buttons.set(event_id, Entry(room.room_id, thread.thread_id, tuple(pairs)))
-            self._react_later(room.room_id, event_id, [k for k, _ in pairs], txn)
-        return event_id
-
-    async def _file_content(
-        self, room: MatrixRoom, f: dict[str, Any], *, notify: bool
-    ) -> dict[str, Any]:
-        data = base64.b64decode(f["data_b64"])
-        if len(data) > limits.MAX_UPLOAD_BYTES:
-            raise PermanentError(f"{f['name']} is too big to upload ({len(data)} bytes)")
-        where = await mx_client.upload(
-            self.client,
-            data,
-            name=f["name"],
-            mime=f["mime"],
-            encrypt=room.encrypted,
-            errors=self.errors,
-        )
-        return {
-            "msgtype": "m.file",
-            "body": f.get("caption") or f["name"],
-            "filename": f["name"],
-            "info": {"mimetype": f["mime"], "size": len(data)},
-            **where,
-        }
+        return await self.outgoing.send(thread, msg)
 
     async def edit(self, thread: ThreadRef, message_id: str, msg: Rendered) -> None:
-        room = self._room(thread.chat_id)
-        p = msg.payload
-        if "content" not in p:
-            raise NotModified("a file message cannot be edited")
-        new = dict(p["content"])
-        pairs = [(str(k), str(d)) for k, d in p.get("buttons") or ()]
-        digest = hashlib.sha256(json.dumps([new, pairs], sort_keys=True).encode()).hexdigest()
-        if self._edited.get(message_id) == digest:
-            raise NotModified("same content")
-        content = {
-            "msgtype": new.get("msgtype", "m.notice"),
-            "body": f"* {new.get('body', '')}",
-            "format": mx_render.HTML_FORMAT,
-            "formatted_body": f"* {new.get('formatted_body', '')}",
-            "m.new_content": {**new, "m.mentions": new.get("m.mentions", {})},
-            "m.mentions": {},
-            "m.relates_to": {"rel_type": "m.replace", "event_id": message_id},
-        }
-        txn = str(p.get("txn") or mx_render.txn())
-        await self.pacer.inline()
-        await self._room_send(room.room_id, "m.room.message", content, txn)
-        _remember(self._edited, message_id, digest)
-        old = self.buttons.get(message_id)
-        if not pairs:
-            self.buttons.forget(message_id)  # later reactions on it are stale
-            return
-        self.buttons.set(message_id, Entry(room.room_id, thread.thread_id, tuple(pairs)))
-        known = {k for k, _ in old.pairs} if old else set()
-        added = [k for k, _ in pairs if k not in known]
-        if added:
-            self._react_later(room.room_id, message_id, added, txn)
+        await self.outgoing.edit(thread, message_id, msg)
 
     async def delete(self, thread: ThreadRef, message_id: str) -> None:
-        await self.pacer.inline()
-        try:
-            await self.errors.call(lambda: self.client.room_redact(thread.chat_id, message_id))
-        except PermanentError as e:
-            log.info("Matrix: redacting %s failed: %s", message_id, e)
-
-    # --- background sends -------------------------------------------------------------
-
-    def _react_later(self, room_id: str, event_id: str, keys: list[str], txn: str) -> None:
-        self.tasks.spawn(self._react(room_id, event_id, keys, txn), name=f"matrix-react-{event_id}")
-
-    async def _react(self, room_id: str, event_id: str, keys: list[str], txn: str) -> None:
-        for i, key in enumerate(keys):
-            content = {
-                "m.relates_to": {"rel_type": "m.annotation", "event_id": event_id, "key": key}
-            }
-            await self._send_paced(room_id, "m.reaction", content, f"{txn}-r{i}")
-
-    def _notice_later(self, room_id: str, text: str) -> None:
-        content = {"msgtype": "m.notice", "body": text}
-        self.tasks.spawn(
-            self._send_paced(room_id, "m.room.message", content, mx_render.txn()),
-            name=f"matrix-notice-{room_id}",
-        )
-
-    async def _send_paced(self, room_id: str, kind: str, content: dict[str, Any], txn: str) -> None:
-        """A send outside the outbox: waits its turn, retries a few times, logs failure."""
-        for attempt in range(REACTION_ATTEMPTS):
-            await self.pacer.wait()
-            try:
-                await self._room_send(room_id, kind, content, txn)
-                return
-            except RateLimited as e:
-                await asyncio.sleep(e.retry_after)
-            except TransientError as e:
-                log.info("Matrix: %s to %s failed (%s); retrying", kind, room_id, e)
-                await asyncio.sleep(min(30.0, 2.0**attempt))
-            except PermanentError as e:
-                log.warning("Matrix: %s to %s refused: %s", kind, room_id, e)
-                return
-        log.warning("Matrix: gave up sending %s to %s", kind, room_id)
+        await self.outgoing.delete(thread, message_id)

@@ -236,6 +236,12 @@ async def ensure_cross_signed(
             "someone reset the identity; refusing to replace it"
         )
     uploaded = await _sign_missing(client, query, keys)
+    log.info(
+        "cross-signing: %s, master key %s, signed now: %s",
+        "new identity uploaded" if created else "identity loaded",
+        public_key(keys["master"]),
+        ", ".join(uploaded) or "nothing (already signed)",
+    )
     return CrossSigningState(
         user_id=user,
         device_id=device_id,

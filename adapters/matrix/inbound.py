@@ -93,8 +93,9 @@ def sender_of(user_id: str, display_name: str = "") -> Sender:
 
 
 def _file_ref(content: dict[str, Any], msgtype: str, event_id: str) -> FileRef | None:
-    info = content.get("info") if isinstance(content.get("info"), dict) else {}
-    crypto = content.get("file") if isinstance(content.get("file"), dict) else None
+    raw_info, raw_file = content.get("info"), content.get("file")
+    info: dict[str, Any] = raw_info if isinstance(raw_info, dict) else {}
+    crypto: dict[str, Any] | None = raw_file if isinstance(raw_file, dict) else None
     url = (crypto or content).get("url")
     if not isinstance(url, str) or not url.startswith("mxc://"):
         return None
@@ -133,15 +134,16 @@ def parse_message(
     ):
         return None
     msgtype = content.get("msgtype")
-    body = content.get("body") if isinstance(content.get("body"), str) else ""
+    raw_body = content.get("body")
+    body: str = raw_body if isinstance(raw_body, str) else ""
     files: tuple[FileRef, ...] = ()
     if msgtype in ("m.image", "m.file"):
         ref = _file_ref(content, msgtype, event_id)
         if ref is None:
             return None
         files = (ref,)
-        caption = content.get("filename") and content.get("filename") != body
-        body = body if caption else ""
+        has_caption = bool(content.get("filename")) and content.get("filename") != body
+        body = body if has_caption else ""
     elif msgtype != "m.text":
         return None
     text = strip_reply_fallback(body) if reply_to_of(content) else body

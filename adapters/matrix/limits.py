@@ -11,7 +11,8 @@ keeps every event well under the limit however it is wrapped.
 
 Rates: Synapse's default `rc_message` is 0.2 events/s with a burst of 10 *per user*,
 across all rooms, and every event we send counts — messages, edits, reactions,
-redactions (Synapse `config/ratelimiting.py`; over the limit it answers 429
+redactions, even joins and leaves (Synapse `config/ratelimiting.py`,
+`handlers/message.py`; over the limit it answers 429
 `M_LIMIT_EXCEEDED` with `retry_after_ms`).  A homeserver admin can raise or lift it
 for the bot (admin API `override_ratelimit`); `MatrixAdapter(rate=...)` takes the
 numbers that apply.
@@ -46,9 +47,10 @@ class RateLimit:
 
 def capabilities(rate: RateLimit) -> Capabilities:
     """What the outbox paces by.  The per-chat bucket is the homeserver's per-user
-    budget (right for the usual single control room); the bridge's global bucket
-    cannot take a burst below one call per second of rate (see README), so it is left
-    wide and the adapter's own `Pacer` enforces the per-user budget across rooms."""
+    budget (right for the usual single control room).  The bridge's global bucket
+    derives its burst as ``int(global_rate)``, so it cannot express 0.2/s with a burst
+    of 10; it is left wide and the adapter's own `Pacer` holds the per-user budget
+    across rooms (and counts the reactions and joins the outbox does not see)."""
     return Capabilities(
         max_text=MAX_TEXT,
         can_edit=True,

@@ -51,6 +51,7 @@ class Receiver:
         errors: MatrixErrors,
         deliver: Deliver,
         notify: Notify,
+        pace: Callable[[], Awaitable[None]],
     ) -> None:
         self.client = client
         self.owners = tuple(owners)
@@ -59,6 +60,7 @@ class Receiver:
         self.errors = errors
         self.deliver = deliver
         self.notify = notify
+        self.pace = pace  # joins and leaves are events too: they spend the message budget
         self.started_ms = int(time.time() * 1000) - CLOCK_SLACK_MS
         self._invites_seen: set[str] = set()
         self._refused: dict[str, float] = {}
@@ -98,6 +100,7 @@ class Receiver:
         if inviter is None:
             return
         self._invites_seen.add(room_id)
+        await self.pace()
         if inviter in self.owners:
             log.info("Matrix: accepting %s's invite to %s", inviter, room_id)
             call = self.client.join(room_id)
@@ -118,6 +121,11 @@ class Receiver:
         if event.sender == self.client.user_id:
             return
         if isinstance(event, MegolmEvent):
+            if self.client.olm is None:  # encryption = "off": this room is not for us
+                log.info(
+                    "Matrix: ignoring an encrypted event in %s (encryption is off)", room.room_id
+                )
+                return
             log.warning(
                 "Matrix: cannot decrypt %s from %s yet (session %s); waiting for its key",
                 event.event_id,

@@ -29,6 +29,7 @@ import re
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from adapters.matrix.buttons import assign_keys, hint
@@ -155,7 +156,7 @@ def _markdown_units(text: str) -> list[tuple[str, str]]:
 def block_segments(block: Block, limit: int) -> list[Segment]:
     """One segment for a block that fits, else the pieces it splits into."""
     if isinstance(block, Code):
-        return _by_lines(block.text, lambda t: _code_segment(t, block.language), limit)
+        return _by_lines(block.text, partial(_code_segment, language=block.language), limit)
     if isinstance(block, Folded):
         seg = _folded_segment(block.summary, block.body)
         body = block.body
@@ -170,8 +171,7 @@ def block_segments(block: Block, limit: int) -> list[Segment]:
     out: list[Segment] = []
     for kind, unit in _markdown_units(text):
         if kind.startswith("code:"):
-            info = kind[5:]
-            out += _by_lines(unit, lambda t, info=info: _code_segment(t, info), limit)
+            out += _by_lines(unit, partial(_code_segment, language=kind[5:]), limit)
         else:
             seg = _markdown_segment(unit)
             out += [seg] if seg.cost <= limit else _by_lines(unit, _markdown_segment, limit)

@@ -18,60 +18,35 @@ more things are done differently from nio:
   the spec wants unpadded base64.  When the owner's client offers `.v2` (Element
   does) the bot answers by the spec (`.v2`, base64 commitment); when it offers only
   the old name it is taken to be nio and gets nio's encoding, the only one it
-  understands.
+  understands.  nio's accept also lacks the `method` the spec requires (Element's
+  Rust crypto cannot parse an accept without it); it is added.
 * the bot's MAC also covers its cross-signing master key when one is given, so the
   owner's client can sign the bot's identity, not just this device.
 * nio's `Sas.get_emoji()` treats vodozemac's emoji *indices* as raw bytes and so
   shows other emoji than Element does; the emoji here come straight from the indices.
 
 Tests (and the adapter, to show the owner what to compare) read the emoji of a run
-from `sessions[txn].emoji` or receive them through the `on_emoji` callback.
+from `sessions[txn].emoji` or receive them through the `on_emoji` callback.  The
+pieces shared with the in-room responder (`room_verification.py`) are in `sas_core`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 import nio
-from nio.api import Api
 from nio.crypto import Sas
 from nio.event_builders import ToDeviceMessage
 
+from adapters.matrix import sas_core
+from adapters.matrix.sas_core import MAC_V2, MAX_KEPT, EmojiCallback, Verification, owner_ids
+
+__all__ = ["MAC_V2", "MAX_KEPT", "EmojiCallback", "SasResponder", "Verification", "owner_ids"]
 log = logging.getLogger(__name__)
-
-MAC_V2 = ("hkdf-hmac-sha256.v2", "org.matrix.msc3783.hkdf-hmac-sha256")
-MAX_KEPT = 20  # finished runs kept in `sessions`
-EmojiCallback = Callable[["Verification"], Awaitable[None] | None]
-
-
-@dataclass(slots=True)
-class Verification:
-    transaction_id: str
-    user_id: str
-    device_id: str
-    state: str = "requested"  # requested, started, keys, verified, cancelled
-    emoji: list[tuple[str, str]] = field(default_factory=list)
-    decimals: tuple[int, ...] = ()
-    cancel_code: str = ""
-    finished: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-def owner_ids(owners: Sequence[str]) -> frozenset[str]:
-    """Matrix ids from the config's owners ("matrix:@user:server"; bare ids too)."""
-    ids = set()
-    for owner in owners:
-        if owner.startswith("matrix:"):
-            ids.add(owner.removeprefix("matrix:"))
-        elif owner.startswith("@"):
-            ids.add(owner)
-    return frozenset(ids)
 
 
 class SasResponder:
@@ -130,7 +105,7 @@ class SasResponder:
         age_ms = time.time() * 1000 - float(content.get("timestamp", 0))
         if not device or txn in self.sessions or not -300_000 < age_ms < 600_000:
             return  # the spec: ignore stale, future-dated or repeated requests
-        for old in [t for t, v in self.sessions.items() if v.finished.is_set()][:-MAX_KEPT]:
+        for old in sas_core.finished_beyond(self.sessions):
             del self.sessions[old]
         session = self.sessions[txn] = Verification(txn, sender, device)
         if sender not in self.owners:
@@ -167,14 +142,13 @@ class SasResponder:
             )
             return
         accept = sas.accept_verification()
+        accept.content["method"] = "m.sas.v1"  # required by the spec (ruma rejects it missing)
         offered = event.message_authentication_codes
         v2 = next((m for m in MAC_V2 if m in offered), None)
         if v2 is not None:  # a spec client: nio's MAC *is* the v2 one (correct base64),
             sas.chosen_mac_method = v2  # but its hex commitment is not the spec's base64
             accept.content["message_authentication_code"] = v2
-            start = Api.to_canonical_json(event.source["content"])
-            digest = hashlib.sha256((sas.pubkey + start).encode("utf-8")).digest()
-            accept.content["commitment"] = base64.b64encode(digest).decode().rstrip("=")
+            accept.content["commitment"] = sas_core.commitment(sas.pubkey, event.source["content"])
         session.state = "started"
         await self._send(accept)
 
@@ -189,19 +163,10 @@ class SasResponder:
             return
         assert sas.established_sas is not None
         sas_bytes = sas.established_sas.bytes(self._sas_info(sas))
-        session.emoji = [Sas.emoji[i] for i in sas_bytes.emoji_indices]
+        session.emoji = sas_core.emoji(sas_bytes.emoji_indices)
         session.decimals = tuple(sas_bytes.decimals)
         session.state = "keys"
-        log.info(
-            "SAS verification %s with %s: %s",
-            txn,
-            session.user_id,
-            " ".join(e for e, _ in session.emoji),
-        )
-        if self.on_emoji is not None:
-            result = self.on_emoji(session)
-            if result is not None:
-                await result
+        await sas_core.show(self.on_emoji, session)
 
     async def _on_mac(self, txn: str) -> None:
         sas = self.client.key_verifications.get(txn)
@@ -225,42 +190,32 @@ class SasResponder:
     @staticmethod
     def _sas_info(sas: Sas) -> str:
         """The HKDF info for the short string; the owner's device started the run."""
-        other, txn = sas.other_olm_device, sas.transaction_id
-        if sas.chosen_key_agreement == "curve25519":  # the deprecated original
-            return (
-                f"MATRIX_KEY_VERIFICATION_SAS{other.user_id}{other.id}"
-                f"{sas.own_user}{sas.own_device}{txn}"
-            )
-        return (
-            f"MATRIX_KEY_VERIFICATION_SAS|{other.user_id}|{other.id}|{sas.their_sas_key}"
-            f"|{sas.own_user}|{sas.own_device}|{sas.pubkey}|{txn}"
+        other = sas.other_olm_device
+        return sas_core.sas_info(
+            sas.chosen_key_agreement,
+            (other.user_id, other.id, sas.their_sas_key),
+            (sas.own_user, sas.own_device, sas.pubkey),
+            sas.transaction_id,
         )
 
     def _mac(self, sas: Sas) -> ToDeviceMessage:
         """Our MAC over the device key and, if set, the cross-signing master key."""
         assert sas.established_sas is not None
         other = sas.other_olm_device
-        info = (
-            f"MATRIX_KEY_VERIFICATION_MAC{sas.own_user}{sas.own_device}"
-            f"{other.user_id}{other.id}{sas.transaction_id}"
+        info = sas_core.mac_info(
+            (sas.own_user, sas.own_device), (other.user_id, other.id), sas.transaction_id
         )
         keys = {f"ed25519:{sas.own_device}": sas.own_fp_key}
         if self.master_key:
             keys[f"ed25519:{self.master_key}"] = self.master_key
-        mac = sas.established_sas.calculate_mac
         content = {
             "transaction_id": sas.transaction_id,
-            "mac": {key_id: mac(key, info + key_id) for key_id, key in keys.items()},
-            "keys": mac(",".join(sorted(keys)), info + "KEY_IDS"),
+            **sas_core.mac_content(sas.established_sas.calculate_mac, info, keys),
         }
         return ToDeviceMessage("m.key.verification.mac", other.user_id, other.id, content)
 
     async def _query_keys(self, user_id: str) -> None:
-        assert self.client.olm is not None
-        self.client.olm.users_for_key_query.add(user_id)
-        response = await self.client.keys_query()
-        if isinstance(response, nio.KeysQueryError):
-            log.warning("SAS verification: keys query for %s failed: %s", user_id, response)
+        await sas_core.query_keys(self.client, user_id)
 
     async def _cancel(self, session: Verification, code: str, reason: str) -> None:
         sas = self.client.key_verifications.get(session.transaction_id)
