@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +63,10 @@ class SlackHarness:
     def slash(self, text: str, *, user: str = OWNER, channel: str | None = None) -> Delivery:
         return self.slack.slash(channel or self.channel, user, text)
 
-    def press(self, msg: FakeMessage, label: str, *, user: str = OWNER) -> Delivery:
-        return self.slack.click(msg, label, user=user)
+    def press(
+        self, msg: FakeMessage, label: str, *, user: str = OWNER, stale: bool = False
+    ) -> Delivery:
+        return self.slack.click(msg, label, user=user, stale=stale)
 
     # --- reading the transcript ---------------------------------------------------------
 
@@ -74,7 +76,9 @@ class SlackHarness:
     async def wait_msg(
         self, pred: Callable[[FakeMessage], bool], timeout: float = 30.0, thread: str | None = None
     ) -> FakeMessage:
-        return await self.slack.wait_for(pred, channel=self.channel, thread_ts=thread, timeout=timeout)
+        return await self.slack.wait_for(
+            pred, channel=self.channel, thread_ts=thread, timeout=timeout
+        )
 
     async def wait_text(
         self, needle: str, timeout: float = 30.0, thread: str | None = None
@@ -150,9 +154,14 @@ async def start_slack_harness(
     stream_interval: float = 0.3,
     slack: FakeSlack | None = None,
     model: FakeAnthropic | None = None,
+    speed: float = 1.0,
     **fake_kw: Any,
 ) -> SlackHarness:
-    """Start the fakes (unless given) and the bridge.  Stop with `stop_slack_harness`."""
+    """Start the fakes (unless given) and the bridge.  Stop with `stop_slack_harness`.
+
+    `speed` scales Slack's rate limits in the fake and the adapter's pacing alike, so
+    functional tests need not wait a second per message; the tests about rate limits
+    run at `speed=1`, Slack's real numbers."""
     if slack is None:
         slack = await FakeSlack(**fake_kw).start()
         populate(slack)
@@ -163,7 +172,11 @@ async def start_slack_harness(
     (root / "app").mkdir(parents=True, exist_ok=True)
     port = free_port() if mode == "http" else 0
     config = make_config(
-        slack=slack, root=root, db_url=f"sqlite:///{tmp_path}/threadline.db", mode=mode, http_port=port
+        slack=slack,
+        root=root,
+        db_url=f"sqlite:///{tmp_path}/threadline.db",
+        mode=mode,
+        http_port=port,
     )
     for key, value in (agent_extra or {}).items():
         setattr(config.agent, key, value)
@@ -174,6 +187,8 @@ async def start_slack_harness(
     home = tmp_path / "claude-home"
     env = claude_env(home, model.base_url)
     adapter = SlackAdapter(config.slack, owners_hint=config.access.owners)
+    if speed != 1.0:
+        speed_up(adapter, slack, speed)
     bridge = Bridge(config, db, {"slack": adapter}, agent_env=env, stream_interval=stream_interval)
     await bridge.start()
     return SlackHarness(
@@ -186,6 +201,21 @@ async def start_slack_harness(
         root=root,
         home=home,
         env=env,
+    )
+
+
+def speed_up(adapter: SlackAdapter, slack: FakeSlack, factor: float) -> None:
+    caps = adapter.capabilities
+    adapter.capabilities = replace(
+        caps,
+        per_chat_rate=caps.per_chat_rate * factor,
+        global_rate=caps.global_rate * factor,
+        draft_rate=caps.draft_rate * factor,
+    )
+    adapter.guard.scale(factor)
+    slack.set_rate_limits(
+        post_rate=slack.rate_limits.post_rate * factor,
+        window_s=slack.rate_limits.window_s / factor,
     )
 
 

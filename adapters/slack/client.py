@@ -76,12 +76,13 @@ class SocketModeRunner:
             self._app, self._token, web_client=self._client, ping_interval=10
         )
         self._handler.client.wss_uri = str(opened["url"])
-        await asyncio.wait_for(self._handler.connect_async(), CONNECT_TIMEOUT_S)
+        connect = self._handler.connect_async()  # type: ignore[no-untyped-call]
+        await asyncio.wait_for(connect, CONNECT_TIMEOUT_S)
 
     async def stop(self) -> None:
         handler, self._handler = self._handler, None
         if handler is not None:
-            await handler.close_async()
+            await handler.close_async()  # type: ignore[no-untyped-call]
 
 
 class HttpRunner:

@@ -16,9 +16,10 @@ Rates: `chat.postMessage` is limited to about one message per second per channel
 with short bursts tolerated; `chat.update` and `chat.delete` are Tier 3 (about 50 per
 minute per workspace), `chat.appendStream` Tier 4 (about 100 per minute),
 `chat.startStream` / `chat.stopStream` Tier 2 (about 20 per minute).  The bridge's
-outbox paces each channel with `CAPABILITIES`; the workspace-wide method limits are
-guarded inside the adapter (`MethodGuard`), which answers `RateLimited` itself rather
-than let Slack answer 429.
+outbox paces each channel with `CAPABILITIES` (edits and deletes count against the
+same per-channel budget as posts); the workspace-wide method tiers are guarded inside
+the adapter (`MethodGuard`), which waits a moment or answers `RateLimited` itself
+rather than let Slack answer 429.
 """
 
 from __future__ import annotations
@@ -89,6 +90,11 @@ class MethodGuard:
         self._limits = dict(METHOD_LIMITS if limits is None else limits)
         self._clock = clock
         self._tat: dict[str, float] = {}
+
+    def scale(self, factor: float) -> None:
+        """Multiply every rate (a workspace with raised limits; tests with a fake
+        whose limits are scaled the same way)."""
+        self._limits = {m: (rate * factor, burst) for m, (rate, burst) in self._limits.items()}
 
     def wait(self, method: str) -> float:
         limit = self._limits.get(method)

@@ -55,8 +55,7 @@ def _break_line(line: str, width: int, in_code: bool) -> list[Piece]:
     while len(reopen) + len(line) > width:
         room = width - len(reopen) - 1  # one for a closing backtick
         at = line.rfind(" ", 0, room + 1)
-        cut = at + 1 if at >= room // 4 else _safe_cut(line, room)
-        cut = max(cut, 1)
+        cut = max(_safe_cut(line, at + 1 if at >= room // 4 else room), 1)
         head, line = reopen + line[:cut], line[cut:]
         odd = not in_code and head.count("`") % 2 == 1
         out.append((head + ("`" if odd else ""), bool(out)))
@@ -229,7 +228,8 @@ def content_blocks(msg: Outbound, mention: str = "") -> list[dict[str, Any]]:
             and first["type"] == "section"
             and len(first["text"]["text"]) + len(mention) < limits.MAX_SECTION_TEXT
         ):
-            blocks[0] = section(f"{mention} {first['text']['text']}")
+            body = first["text"]["text"]
+            blocks[0] = section(f"{mention}{chr(10) if body.startswith(FENCE) else ' '}{body}")
         else:
             blocks.insert(0, section(mention))
     return blocks
@@ -353,6 +353,7 @@ def render_edit(msg: Outbound) -> Rendered:
         kept.append(block)
         size += n
     payload = _payload((kept or [section(_ELLIPSIS)]) + actions)
-    if not msg.buttons and msg.blocks and all(isinstance(b, Markdown) for b in msg.blocks):
-        payload["markdown"] = "\n\n".join(b.text for b in msg.blocks)
+    texts = [b.text for b in msg.blocks if isinstance(b, Markdown)]
+    if not msg.buttons and texts and len(texts) == len(msg.blocks):
+        payload["markdown"] = "\n\n".join(texts)
     return Rendered(payload)

@@ -247,10 +247,16 @@ class FakeMessage:
     def button_labels(self) -> list[str]:
         return [b["text"]["text"] for b in self.buttons]
 
-    def button(self, label: str) -> dict[str, Any]:
-        for b in self.buttons:
-            if label == b["text"]["text"] or label in b["text"]["text"]:
-                return b
+    def button(self, label: str, *, stale: bool = False) -> dict[str, Any]:
+        """The button labelled (or partly labelled) `label`; with `stale`, also one
+        an earlier version had (what a client that has not refreshed still shows)."""
+        versions = reversed(self.versions) if stale else [self.versions[-1]]
+        for v in versions:
+            for b in (
+                e for blk in v.blocks if blk.get("type") == "actions" for e in blk["elements"]
+            ):
+                if label == b["text"]["text"] or label in b["text"]["text"]:
+                    return dict(b)
         raise KeyError(f"no button {label!r} in {self.button_labels}")
 
     def to_api(self) -> dict[str, Any]:
@@ -320,6 +326,7 @@ class RateLimits:
     enabled: bool = True
     post_rate: float = 1.0  # new messages per second per channel
     post_burst: int = 3
+    window_s: float = 60.0  # the "minute" of the per-minute limits (tests may shorten it)
     per_minute: dict[str, int] = field(
         default_factory=lambda: {
             "chat.update": 50,
@@ -844,10 +851,12 @@ class FakeSlack:
         user: str,
         value: str | None = None,
         action_id: str | None = None,
+        stale: bool = False,
     ) -> Delivery:
-        """The person presses a button of `msg`; `value` / `action_id` forge the payload
-        (a crafted request), otherwise they are the button's own."""
-        button = dict(msg.button(label)) if value is None else {"text": {"text": label}}
+        """The person presses a button of `msg` (with `stale`, one its earlier version
+        showed); `value` / `action_id` forge the payload (a crafted request),
+        otherwise they are the button's own."""
+        button = msg.button(label, stale=stale) if value is None else {"text": {"text": label}}
         u = self.users.get(user, {"name": user})
         container: dict[str, Any] = {
             "type": "message",
@@ -1075,7 +1084,7 @@ class FakeSlack:
                 raise ApiError("ratelimited", status=429, retry_after=wait)
             return bucket.take
         if method in rl.per_minute:
-            window = self._windows.setdefault(method, _Window(rl.per_minute[method]))
+            window = self._windows.setdefault(method, _Window(rl.per_minute[method], rl.window_s))
             wait = window.wait(now)
             if wait > 0:
                 raise ApiError("ratelimited", status=429, retry_after=wait)

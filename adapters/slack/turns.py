@@ -1,0 +1,127 @@
+"""What the Slack adapter knows about running turns, per thread.
+
+The bridge does not tell an adapter when a turn starts or ends, but its status
+message does: it carries a Stop button (data ``x:…``) while the turn runs and loses
+it in the turn's last edit, just before the final message is sent.  `Turns` watches
+for that to
+
+* set the assistant status ("is thinking…") when a turn starts and clear it at the
+  end (``assistant.threads.setStatus``; where the app is no AI app Slack refuses, and
+  we stop asking),
+* finish the native stream at the end (`Streamer.finish`: stop it, delete the
+  streamed messages — the final message carries the exact answer),
+* and, if the workspace refused native streaming during the turn, show the turn's
+  previews inside its status message instead (`merge_preview`), both when a preview
+  arrives and when the bridge edits the status.  Previews may arrive before the
+  status message is even sent (drafts have their own rate budget), so they are kept
+  per thread until the turn ends.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack.errors import SlackErrors
+from adapters.slack.render import merge_preview
+from adapters.slack.stream import Streamer
+from bridge.messages import ThreadRef
+
+log = logging.getLogger(__name__)
+
+THINKING = "is thinking…"
+Payload = dict[str, Any]
+Update = Callable[[ThreadRef, str, Payload], Awaitable[None]]
+
+
+def has_stop(payload: Payload) -> bool:
+    """Whether a rendered message carries a Stop button (a running turn's status)."""
+    return any(
+        str(e.get("value", "")).startswith("x:")
+        for b in payload.get("blocks") or ()
+        if b.get("type") == "actions"
+        for e in b.get("elements", ())
+    )
+
+
+@dataclass(slots=True)
+class _Turn:
+    status_ts: str
+    status: Payload  # the status message's latest payload
+
+
+class Turns:
+    def __init__(
+        self,
+        streams: Streamer,
+        web: Callable[[], AsyncWebClient],
+        errors: SlackErrors,
+        update: Update,
+    ) -> None:
+        self.streams = streams
+        self._web = web
+        self._errors = errors
+        self._update = update
+        self._turns: dict[str, _Turn] = {}
+        self._previews: dict[str, tuple[Payload, ...]] = {}  # threads streaming by edits
+        self.no_stream = False  # the workspace refused native streaming
+        self._no_status = False
+
+    def draft_allowed(self, thread: ThreadRef) -> bool:
+        """Native streaming, or this turn's previews going into its status message."""
+        return not self.no_stream or thread.key in self._previews
+
+    def running(self, thread: ThreadRef) -> bool:
+        """Whether the thread's running turn has its status message posted."""
+        return thread.key in self._turns
+
+    def falling_back(self, thread: ThreadRef) -> bool:
+        return self.no_stream or thread.key in self._previews
+
+    def sending(self, thread: ThreadRef, payload: Payload) -> Payload:
+        """Before a post: a status message shows the turn's preview if one came first."""
+        preview = self._previews.get(thread.key)
+        return merge_preview(payload, preview) if preview and has_stop(payload) else payload
+
+    async def sent(self, thread: ThreadRef, ts: str, payload: Payload) -> None:
+        if has_stop(payload):
+            self._turns[thread.key] = _Turn(ts, payload)
+            await self.set_status(thread, THINKING)
+
+    async def editing(self, thread: ThreadRef, ts: str, payload: Payload) -> Payload:
+        """Before an edit: what to send instead (a status with its preview)."""
+        turn = self._turns.get(thread.key)
+        if turn is None or turn.status_ts != ts:
+            return payload
+        if not has_stop(payload):  # the turn ended: its final message follows
+            del self._turns[thread.key]
+            self._previews.pop(thread.key, None)
+            await self.streams.finish(thread)
+            await self.set_status(thread, "")
+            return payload
+        turn.status = payload
+        preview = self._previews.get(thread.key)
+        return merge_preview(payload, preview) if preview else payload
+
+    async def preview(self, thread: ThreadRef, payload: Payload) -> None:
+        """A stream preview where native streaming is unavailable."""
+        preview = tuple(b for b in payload.get("blocks") or () if b.get("type") != "actions")
+        self._previews[thread.key] = preview
+        turn = self._turns.get(thread.key)
+        if turn is not None:
+            await self._update(thread, turn.status_ts, merge_preview(turn.status, preview))
+
+    async def set_status(self, thread: ThreadRef, status: str) -> None:
+        if self._no_status or not thread.thread_id:
+            return
+        try:
+            await self._web().assistant_threads_setStatus(
+                channel_id=thread.chat_id, thread_ts=thread.thread_id, status=status
+            )
+        except Exception as e:  # not an AI app, no assistant:write: fine, stop asking
+            self._no_status = True
+            log.info("assistant status unavailable (%s); not set again", self._errors.translate(e))
