@@ -7,10 +7,17 @@ order) but handled concurrently across threads, and dispatched to a command hand
 to the session's `TurnView` (streaming, final message) or to the permission broker.
 Everything outgoing goes through the durable outbox.
 
-On start it recovers from whatever the previous run left: turns that were running
-are marked interrupted and their threads told so, pending permission prompts are
-expired, undelivered outbox rows are delivered.  Sessions resume lazily: the next
-prompt in a thread restarts Claude Code with `resume=<claude session id>`.
+Prompts from elsewhere — the terminal (`threadline attach`, `bridge/attach.py`) and
+schedules (`bridge/scheduler.py`) — come in through `bridge/sources.py`, which shows
+them in the thread marked with their source; chat prompts and every agent event are
+shown to attached terminals.  Attachments become image blocks or inbox files
+(`bridge/files.py`) before the prompt is sent.
+
+On start it recovers from whatever the previous run left (`bridge/recovery.py`):
+orphaned Claude Code processes are ended, turns that were running are marked
+interrupted and their threads told so, pending permission prompts are expired,
+undelivered outbox rows are delivered.  Sessions resume lazily: the next prompt in a
+thread restarts Claude Code with `resume=<claude session id>`.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from pathlib import Path
 from typing import TypeVar
 
 from adapters.base import ChatAdapter, RateLimited, TransientError
@@ -36,17 +45,20 @@ from agent.events import (
 )
 from agent.host import AgentHost
 from agent.session import AgentSession
-from bridge import render
+from bridge import files, recovery, render, sources
 from bridge.access import AccessControl
+from bridge.attach import AttachServer
 from bridge.commands import parse_command
 from bridge.config import Config
+from bridge.importer import ClaudeSessions
 from bridge.messages import ButtonPress, Inbound, Outbound, ThreadRef, UserMessage
 from bridge.outbox import Outbox
 from bridge.permissions import PermissionBroker
+from bridge.scheduler import Scheduler, TriggerFactory, cron_trigger
 from bridge.tasks import TaskGroup
 from bridge.turns import TurnView
 from storage.db import Database
-from storage.models import SessionRow, ThreadBinding
+from storage.models import SessionRow, ThreadBinding, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +75,16 @@ class Bridge:
         *,
         agent_env: Mapping[str, str] | None = None,
         stream_interval: float = 0.8,
+        now: Callable[[], datetime] = utcnow,
+        schedule_trigger: TriggerFactory = cron_trigger,
     ) -> None:
         self.config = config
         self.db = db
         self.adapters = dict(adapters)
         self.tasks = TaskGroup()
-        self.outbox = Outbox(db, self.adapters, thread_fallback=self._thread_fallback)
+        self.outbox = Outbox(
+            db, self.adapters, thread_fallback=lambda t: recovery.thread_fallback(self, t)
+        )
         self.host = AgentHost(
             self.on_agent_event,
             env=agent_env,
@@ -81,6 +97,22 @@ class Bridge:
         )
         self.access = AccessControl(db, config.access.owners)
         self.stream_interval = stream_interval
+        self.now = now
+        self.claude_sessions = ClaudeSessions(config.agent.allowed_roots, agent_env)
+        run_dir = config.attach_socket().parent
+        self.attach = AttachServer(self, config.attach_socket())
+        cli = Path(config.agent.cli_path).name if config.agent.cli_path else "claude"
+        self.reaper = recovery.CliReaper(run_dir / "claude.pids", marker=cli)
+        self.scheduler = Scheduler(
+            db,
+            tz=config.agent.tz(),
+            missed=config.agent.schedule_missed,
+            run=lambda schedule: sources.run_scheduled(self, schedule),
+            report=lambda schedule, text: sources.schedule_notice(self, schedule, text),
+            spawn=lambda coro, name: self.tasks.spawn(coro, name=name),
+            trigger_for=schedule_trigger,
+            now=now,
+        )
         self._stopping = False
         self.views: dict[str, TurnView] = {}
         self._turn_rows: dict[str, int] = {}
@@ -97,6 +129,8 @@ class Bridge:
         await self.outbox.start()
         for adapter in self.adapters.values():
             await adapter.start(self.on_inbound)
+        await self.attach.start()
+        await self.scheduler.start()
         log.info("bridge started with %s", ", ".join(self.adapters) or "no adapters")
 
     async def stop(self) -> None:
@@ -104,8 +138,12 @@ class Bridge:
         outbox a few seconds to deliver, then disconnect.  Whatever is still undelivered
         stays in the database for the next start."""
         self._stopping = True
+        await self.scheduler.stop()
+        await self.attach.stop()
         for session_id, view in list(self.views.items()):
-            self._mark_interrupted(session_id, view.thread, reason="the daemon is stopping")
+            recovery.mark_interrupted(
+                self, session_id, view.thread, reason="the daemon is stopping"
+            )
         await self.host.close()
         await self.tasks.close()
         if not await self.outbox.wait_idle(timeout=5):
@@ -119,26 +157,7 @@ class Bridge:
 
     def recover(self) -> None:
         """Tidy up after a previous run that stopped abruptly."""
-        self.broker.expire_stale()
-        for turn in self.db.turns.running():
-            assert turn.id is not None
-            self.db.turns.finish(turn.id, state="interrupted")
-        for row in self.db.sessions.list(states=["running"]):
-            thread = self.thread_of(row.id)
-            if thread is not None:
-                self._mark_interrupted(row.id, thread, reason="the daemon restarted during a turn")
-
-    def _mark_interrupted(self, session_id: str, thread: ThreadRef, *, reason: str) -> None:
-        self.db.sessions.update(session_id, state="interrupted")
-        self.outbox.enqueue(
-            thread,
-            render.notice(
-                f"⚠️ Interrupted: {reason}. Send a message here to continue — the session resumes with its full context.",
-                notify=True,
-            ),
-            session_id=session_id,
-            priority=0,
-        )
+        recovery.recover(self)
 
     # --- threads and sessions -------------------------------------------------
 
@@ -197,35 +216,6 @@ class Bridge:
     ) -> list[int]:
         return self.outbox.enqueue(thread, msg, session_id=session_id, priority=0)
 
-    async def _thread_fallback(self, thread: ThreadRef) -> ThreadRef | None:
-        """A topic became unusable: continue the session as a reply chain."""
-        binding = self.db.bindings.by_thread_key(thread.key)
-        adapter = self.adapters.get(thread.platform)
-        if binding is None or adapter is None:
-            return None
-        row = self.db.sessions.get(binding.session_id)
-        header = render.notice(
-            f"📂 Session {binding.session_id} continues here (reply to its messages)."
-        )
-        new_thread, header_id = await self.platform_call(
-            thread.platform,
-            thread.chat_id,
-            lambda: adapter.open_thread(
-                thread.chat_id, row.title if row else "session", header, prefer_topic=False
-            ),
-        )
-        self.db.bindings.rebind(
-            thread.key,
-            thread_id=new_thread.thread_id,
-            thread_key=new_thread.key,
-            kind="reply",
-            header_message_id=header_id,
-        )
-        log.warning(
-            "session %s: thread %s unusable, moved to a reply chain", binding.session_id, thread.key
-        )
-        return new_thread
-
     def bind(self, row: SessionRow, thread: ThreadRef, header_id: str | None, kind: str) -> None:
         self.db.sessions.add(row)
         self.db.bindings.add(
@@ -239,6 +229,10 @@ class Bridge:
                 thread_key=thread.key,
             )
         )
+
+    def thread_lock(self, thread: ThreadRef) -> asyncio.Lock:
+        """Held while a thread's input is handled, so its prompts keep their order."""
+        return self._thread_locks[thread.key]
 
     # --- inbound --------------------------------------------------------------
 
@@ -262,7 +256,7 @@ class Bridge:
             self.reply(event.thread, render.notice("Sorry — this bot only works for its owners."))
 
     async def _handle_in_order(self, event: Inbound) -> None:
-        async with self._thread_locks[event.thread.key]:
+        async with self.thread_lock(event.thread):
             try:
                 if isinstance(event, ButtonPress):
                     await self.handlers.button(event)
@@ -293,14 +287,16 @@ class Bridge:
             )
             return
         thread = self.thread_of(session.id) or msg.thread
-        if await self.broker.answer_text(thread, msg.text, msg.sender.key, msg.sender.display_name):
+        if not msg.attachments and await self.broker.answer_text(
+            thread, msg.text, msg.sender.key, msg.sender.display_name
+        ):
             return
-        await self.prompt(
-            session,
-            thread,
-            msg.text,
-            images=[(a.mime, a.data) for a in msg.attachments if a.kind == "image"],
+        text, images = await files.prompt_parts(self, session, msg)
+        by = msg.sender.display_name or msg.sender.user_id
+        self.attach.publish(
+            session.id, {"t": "prompt", "source": msg.thread.platform, "by": by, "text": text}
         )
+        await self.prompt(session, thread, text, images=images)
 
     async def prompt(
         self,
@@ -347,7 +343,9 @@ class Bridge:
         sid = ev.session_id
         if isinstance(ev, SessionStarted):
             self.db.sessions.update(sid, claude_session_id=ev.claude_session_id)
+            await asyncio.to_thread(self.reaper.record)  # a CLI just started
             return
+        self.attach.agent_event(ev)
         thread = self.thread_of(sid)
         if thread is None:
             log.warning("event for unknown session %s", sid)
@@ -377,6 +375,8 @@ class Bridge:
             self.views[sid] = view
             self._turn_rows[sid] = turn_id
             view.begin()
+            if view._status_id is not None:  # a restart marks this message interrupted
+                self.db.turns.set_status_message(turn_id, view._status_id)
         elif isinstance(ev, TextDelta) and view:
             view.on_delta(ev)
         elif isinstance(ev, TextDone) and view:
@@ -388,6 +388,7 @@ class Bridge:
         elif isinstance(ev, PermissionAsked):
             row = self.db.sessions.get(sid)
             await self.broker.ask(ev, thread, row.cwd if row else "")
+            self.attach.permission_asked(ev)
         elif isinstance(ev, TurnEnded):
             self._end_turn(sid, ev)
         elif isinstance(ev, AgentFailed):

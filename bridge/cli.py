@@ -1,4 +1,4 @@
-"""The `threadline` command line: init, run, doctor, sessions, audit.
+"""The `threadline` command line: init, run, doctor, sessions, audit, attach, import.
 
 Every command takes `--config FILE` (default `$THREADLINE_CONFIG`, then
 `~/.config/threadline/config.toml`).  Errors are one line each and exit non-zero;
@@ -7,6 +7,8 @@ no traceback for a user's mistake.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import subprocess
 import sys
@@ -64,7 +66,7 @@ def init(config: ConfigOpt = None) -> None:
 
 @app.command()
 def run(config: ConfigOpt = None) -> None:
-    """Run the daemon: every enabled adapter and the Claude Code host."""
+    """Run the daemon: every enabled adapter, the Claude Code host, the scheduler."""
     from bridge.daemon import run as run_daemon
 
     run_daemon(_load(config))
@@ -125,6 +127,72 @@ def audit(
             "allowed" if row.allowed else "[red]refused[/red]",
         )
     out.print(table)
+
+
+@app.command()
+def attach(
+    session: Annotated[str, typer.Argument(help="Session id (threadline or Claude session id)")],
+    config: ConfigOpt = None,
+) -> None:
+    """Join a running session from this terminal (Ctrl-C detaches).
+
+    Shows the session's recent history, then its live stream; a line typed is a
+    prompt, or answers an open permission prompt (allow / always / deny)."""
+    import asyncio
+
+    from bridge.attach_client import run_terminal, stdin_lines
+
+    cfg = _load(config)
+    tty = sys.stdin.isatty()
+    try:
+        code = asyncio.run(
+            run_terminal(cfg.attach_socket(), session, out, stdin_lines(), detach_on_eof=tty)
+        )
+    except KeyboardInterrupt:
+        out.print("\n[dim]Detached; the session keeps running.[/]")
+        code = 0
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            os.set_blocking(sys.stdin.fileno(), True)
+    raise typer.Exit(code)
+
+
+@app.command("import")
+def import_(
+    claude_session_id: Annotated[
+        str | None, typer.Argument(help="The Claude session id (or its first 8 characters)")
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """List Claude Code sessions on disk, or continue one (ID) in a new chat thread.
+
+    Without ID: the sessions under allowed_roots, newest first, with their first
+    prompt.  With ID: the running daemon opens a thread for it, with a recap."""
+    import asyncio
+
+    from bridge.attach_client import DaemonUnavailable, request_import
+    from bridge.importer import ClaudeSessions
+
+    cfg = _load(config)
+    if claude_session_id is None:
+        found = ClaudeSessions(cfg.agent.allowed_roots).recent()
+        if not found:
+            out.print("No Claude Code sessions on disk under the allowed roots.")
+            return
+        table = Table("id", "directory", "last activity (UTC)", "first prompt")
+        for s in found:
+            prompt = s.first_prompt or s.title
+            table.add_row(s.id, s.cwd, s.modified.strftime("%Y-%m-%d %H:%M"), prompt[:80])
+        out.print(table)
+        out.print("Continue one in a chat thread: threadline import ID")
+        return
+    try:
+        ok, message = asyncio.run(request_import(cfg.attach_socket(), claude_session_id))
+    except DaemonUnavailable as e:
+        err.print(str(e))
+        raise typer.Exit(1) from None
+    (out if ok else err).print(message.replace("`", ""), highlight=False)
+    raise typer.Exit(0 if ok else 1)
 
 
 def claude_cli_path(configured: str) -> str | None:

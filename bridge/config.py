@@ -12,8 +12,10 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -49,6 +51,15 @@ class AgentConfig(_Section):
     max_concurrent_sessions: int = Field(default=8, ge=1)
     model: str = ""
     cli_path: str = ""  # empty: the CLI bundled with claude-agent-sdk
+    # The owner's time zone (IANA name, e.g. "Europe/Berlin") for schedules and for
+    # "today" / "this month" in `cost`; empty: the machine's local time zone.
+    timezone: str = ""
+    # A scheduled run missed while the daemon was down: run it once when the daemon is
+    # back ("run_once", several missed runs coalesced), or only say so ("report").
+    schedule_missed: Literal["run_once", "report"] = "run_once"
+    # Documents sent into a session thread are saved to <session dir>/.threadline/inbox/
+    # up to this size; `get PATH` sends files up to this size.
+    max_file_mb: float = Field(default=20, gt=0)
 
     @field_validator("allowed_roots")
     @classmethod
@@ -56,6 +67,26 @@ class AgentConfig(_Section):
         if not v:
             raise ValueError("at least one directory is needed")
         return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, v: str) -> str:
+        if v:
+            try:
+                ZoneInfo(v)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(
+                    f"unknown time zone {v!r} (use an IANA name such as 'Europe/Berlin')"
+                ) from None
+        return v
+
+    def tz(self) -> tzinfo:
+        """The owner's time zone."""
+        if self.timezone:
+            return ZoneInfo(self.timezone)
+        from tzlocal import get_localzone
+
+        return get_localzone()
 
 
 class AccessConfig(_Section):
@@ -110,6 +141,10 @@ class MatrixConfig(_Section):
 class DaemonConfig(_Section):
     log_level: str = "INFO"
     log_file: str = ""
+    # Where the daemon keeps its runtime files (the attach socket, the list of Claude
+    # Code processes it started).  Empty: the SQLite database's directory, or
+    # ~/.local/share/threadline for other databases.
+    data_dir: str = ""
 
 
 class Config(_Section):
@@ -120,6 +155,19 @@ class Config(_Section):
     slack: SlackConfig = Field(default_factory=SlackConfig)
     matrix: MatrixConfig = Field(default_factory=MatrixConfig)
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
+
+    def data_dir(self) -> Path:
+        """The daemon's data directory (see `DaemonConfig.data_dir`)."""
+        if self.daemon.data_dir:
+            return Path(self.daemon.data_dir).expanduser()
+        url = self.storage.url
+        if url.startswith("sqlite:///") and url[len("sqlite:///") :] not in ("", ":memory:"):
+            return Path(url[len("sqlite:///") :]).expanduser().parent
+        return Path("~/.local/share/threadline").expanduser()
+
+    def attach_socket(self) -> Path:
+        """The Unix socket `threadline attach` and `threadline import ID` talk to."""
+        return self.data_dir() / "run" / "attach.sock"
 
     def secrets(self) -> list[str]:
         """Every configured secret value, for log redaction."""

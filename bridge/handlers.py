@@ -1,11 +1,14 @@
 """Chat command handlers and button presses.
 
-One method per command in SPEC §3 that this release implements; each validates
-its input, answers in the thread it came from, and leaves the heavy lifting to the
-bridge (sessions, outbox) and the broker (permissions).  Button data is opaque and
-short: ``p:<request>:<a|s|d>`` (permission), ``x:<session>`` (stop),
+One method per command in SPEC §3; each validates its input, answers in the thread
+it came from, and leaves the heavy lifting to the bridge (sessions, outbox) and the
+broker (permissions).  Commands with a module of their own are routed there
+(`EXTERNAL`): `import` (`bridge/importer.py`), `get` (`bridge/files.py`),
+`schedule` / `schedules` / `unschedule` (`bridge/scheduler.py`).  Button data is
+opaque and short: ``p:<request>:<a|s|d>`` (permission), ``x:<session>`` (stop),
 ``m:<session>:<mode index>`` (mode), ``n:<session>`` (new session in that one's
-directory).  Every press is checked against the thread it came from.
+directory), ``i:<claude session id>`` (import).  Every press is checked against the
+thread it came from.
 """
 
 from __future__ import annotations
@@ -13,17 +16,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bridge import render
+from bridge import files, importer, render, scheduler
 from bridge.access import PathRefused, resolve_session_dir
 from bridge.commands import Command
 from bridge.config import PERMISSION_MODES
 from bridge.messages import Button, ButtonPress, Code, Markdown, Outbound, ThreadRef, UserMessage
 from bridge.outbox import DeliveryFailed
-from storage.models import SessionRow, utcnow
+from storage.models import SessionRow
 
 if TYPE_CHECKING:
     from bridge.app import Bridge
@@ -40,9 +44,23 @@ IMPLEMENTED = (
     "end",
     "resume",
     "sessions",
+    "import",
+    "get",
     "handoff",
+    "schedule",
+    "schedules",
+    "unschedule",
     "help",
 )
+Handler = Callable[["Bridge", Command, UserMessage, SessionRow | None], Awaitable[None]]
+EXTERNAL: dict[str, Handler] = {
+    "import": importer.cmd_import,
+    "get": files.cmd_get,
+    "schedule": scheduler.cmd_schedule,
+    "schedules": scheduler.cmd_schedules,
+    "unschedule": scheduler.cmd_unschedule,
+}
+IN_SESSION = ("stop", "mode", "model", "diff", "end", "handoff", "get", "schedule")
 _MODE_LABELS = {
     "default": "Default",
     "acceptEdits": "Accept edits",
@@ -65,11 +83,14 @@ class Handlers:
             shown = cmd.original if name == "unknown" else name
             self.b.reply(msg.thread, render.notice(f"Unknown command `{shown}` — see `/help`."))
             return
-        if name in ("stop", "mode", "model", "diff", "end", "handoff") and session is None:
+        if name in IN_SESSION and session is None:
             self.b.reply(
                 msg.thread,
                 render.notice(f"`{name}` works inside a session's thread. `/sessions` lists them."),
             )
+            return
+        if name in EXTERNAL:
+            await EXTERNAL[name](self.b, cmd, msg, session)
             return
         await getattr(self, f"cmd_{name}")(cmd, msg, session)
 
@@ -83,6 +104,9 @@ class Handlers:
             log.info("permission press %s → %s", choice, answer)
             if not answer.startswith(("Allowed", "Denied")):
                 await self.b.adapters[press.thread.platform].answer_press(press, answer)
+            return
+        if kind == "i":
+            await importer.import_and_tell(self.b, press.thread, press.sender.key, rest)
             return
         session = self.b.db.sessions.get(rest.partition(":")[0])
         thread = self.b.thread_of(session.id) if session else None
@@ -99,7 +123,7 @@ class Handlers:
             )
             return
         if kind == "x":
-            await self._stop(session, thread)
+            await self.stop_turn(session, thread)
         elif kind == "m":
             index = rest.partition(":")[2]
             if index.isdigit() and int(index) < len(PERMISSION_MODES):
@@ -145,6 +169,34 @@ class Handlers:
         await self._new_session(msg.thread, msg.sender.key, cwd, prompt or "")
 
     async def _new_session(self, origin: ThreadRef, owner: str, cwd: Path, prompt: str) -> None:
+        summary = " ".join(prompt.split())[:60]
+        title = f"{cwd.name}: {summary}" if summary else cwd.name
+        opened = await self.open_session(origin, owner, cwd, title=title)
+        if opened is None:
+            return
+        row, thread = opened
+        await self.b.agent_for(row)
+        if prompt:
+            await self.b.prompt(row, thread, prompt)
+        else:
+            self.b.reply(
+                thread,
+                render.notice("Ready. Send a message to give Claude its first prompt."),
+                session_id=row.id,
+            )
+
+    async def open_session(
+        self,
+        origin: ThreadRef,
+        owner: str,
+        cwd: Path,
+        *,
+        title: str,
+        claude_session_id: str | None = None,
+    ) -> tuple[SessionRow, ThreadRef] | None:
+        """A session row and its new thread (a topic, or a reply chain), announced in
+        `origin` if that is elsewhere; None (and `origin` told why) at the session cap.
+        With `claude_session_id` the session continues that Claude session."""
         b = self.b
         if b.db.sessions.count_open() >= b.config.agent.max_concurrent_sessions:
             b.reply(
@@ -153,11 +205,9 @@ class Handlers:
                     f"🚫 {b.config.agent.max_concurrent_sessions} sessions are open already; `/end` one first."
                 ),
             )
-            return
+            return None
         adapter = b.adapters[origin.platform]
         session_id = secrets.token_hex(3)
-        summary = " ".join(prompt.split())[:60]
-        title = f"{cwd.name}: {summary}" if summary else cwd.name
         header = render.notice(
             f"📂 `{cwd}` · session `{session_id}` · mode {b.config.agent.permission_mode}"
             + (f" · model {b.config.agent.model}" if b.config.agent.model else "")
@@ -175,6 +225,7 @@ class Handlers:
             owner=owner,
             mode=b.config.agent.permission_mode,
             model=b.config.agent.model,
+            claude_session_id=claude_session_id,
         )
         b.bind(row, thread, header_id, kind)
         b.db.audit.log(
@@ -188,15 +239,7 @@ class Handlers:
                     f"▶️ Session `{session_id}` started in `{cwd}`" + (f": {link}" if link else ".")
                 ),
             )
-        await b.agent_for(row)
-        if prompt:
-            await b.prompt(row, thread, prompt)
-        else:
-            b.reply(
-                thread,
-                render.notice("Ready. Send a message to give Claude its first prompt."),
-                session_id=session_id,
-            )
+        return row, thread
 
     def _recent_dirs(self) -> list[SessionRow]:
         seen: set[str] = set()
@@ -209,9 +252,9 @@ class Handlers:
 
     async def cmd_stop(self, cmd: Command, msg: UserMessage, session: SessionRow | None) -> None:
         assert session is not None
-        await self._stop(session, msg.thread)
+        await self.stop_turn(session, msg.thread)
 
-    async def _stop(self, session: SessionRow, thread: ThreadRef) -> None:
+    async def stop_turn(self, session: SessionRow, thread: ThreadRef) -> None:
         agent = self.b.host.get(session.id)
         if agent is None or not agent.busy:
             self.b.reply(thread, render.notice("Nothing is running."))
@@ -337,7 +380,9 @@ class Handlers:
         self.b.reply(msg.thread, render.sessions_message(rows))
 
     async def cmd_cost(self, cmd: Command, msg: UserMessage, session: SessionRow | None) -> None:
-        now = utcnow()
+        """Sums of the turns' own costs (`TurnEnded.cost_usd`, per turn, not the CLI's
+        cumulative total); "today" and "this month" in the owner's time zone."""
+        now = self.b.now().astimezone(self.b.config.agent.tz())
         day = now.replace(hour=0, minute=0, second=0, microsecond=0)
         month = day.replace(day=1)
         lines = []
@@ -385,9 +430,17 @@ class Handlers:
         lines = [f"cd {session.cwd}"]
         if session.claude_session_id:
             lines.append(f"claude --resume {session.claude_session_id}")
+        attach = f"threadline attach {session.id}"
         self.b.reply(
             msg.thread,
-            Outbound(blocks=(Markdown("Continue at your desk:"), Code("\n".join(lines), "bash"))),
+            Outbound(
+                blocks=(
+                    Markdown("Continue at your desk — on your own (end the session here first):"),
+                    Code("\n".join(lines), "bash"),
+                    Markdown("…or alongside this chat, the same live session:"),
+                    Code(attach, "bash"),
+                )
+            ),
         )
 
 

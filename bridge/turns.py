@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from agent.events import TextDelta, TextDone, ToolFinished, ToolStarted, TurnEnded
 from bridge import render
-from bridge.messages import ThreadRef
+from bridge.messages import Outbound, ThreadRef
 from bridge.outbox import Outbox
 from bridge.tasks import TaskGroup
 
@@ -60,6 +60,7 @@ class TurnView:
         self._flush_task: asyncio.Task[None] | None = None
         self._last_flush = 0.0
         self._stop_data = f"x:{session_id}"
+        self._last_status: Outbound | None = None
 
     # --- events ---------------------------------------------------------------
 
@@ -67,6 +68,7 @@ class TurnView:
         msg = render.status_message(
             [], "", running=True, stop_data=self._stop_data, max_preview=PREVIEW_CHARS
         )
+        self._last_status = msg
         self._status_id = self.outbox.enqueue(
             self.thread, msg, session_id=self.session_id, priority=0
         )[0]
@@ -103,21 +105,6 @@ class TurnView:
             self.blocks.append(self.current)
             self.current = ""
         duration = self.clock() - self.started
-        if self._status_id is not None:
-            label = (
-                "⏹ Stopped"
-                if ev.interrupted
-                else ("⚠️ Ended with an error" if ev.is_error else "✅ Done")
-            )
-            lines = self.tool_lines or [label]
-            status = render.status_message(
-                lines if self.tool_lines else [],
-                label,
-                running=False,
-                stop_data="",
-                max_preview=PREVIEW_CHARS,
-            )
-            self.outbox.enqueue_edit(self.thread, self._status_id, status, priority=0)
         answer = (
             "\n\n".join(b for b in self.blocks if b.strip())
             or ev.result
@@ -132,6 +119,18 @@ class TurnView:
         )
         if duration >= LONG_TURN_S:
             final = dataclasses.replace(final, mention=True)
+        if self._status_id is not None:
+            label = (
+                "⏹ Stopped"
+                if ev.interrupted
+                else ("⚠️ Ended with an error" if ev.is_error else "✅ Done")
+            )
+            status = render.status_message(
+                self.tool_lines, label, running=False, stop_data="", max_preview=PREVIEW_CHARS
+            )
+            self.outbox.enqueue_edit(self.thread, self._status_id, status, priority=0)
+        # The answer after the status edit: adapters take the status message losing its
+        # Stop button as the end of the turn's stream (Slack stops its native stream).
         self.outbox.enqueue(self.thread, final, session_id=self.session_id, priority=0)
 
     # --- streaming ------------------------------------------------------------
@@ -169,7 +168,10 @@ class TurnView:
             max_preview=PREVIEW_CHARS,
             last_output=self.last_output,
         )
-        if self._status_id is not None:
+        if self._status_id is not None and status != self._last_status:
+            # Unchanged (only the draft moved on): an edit would cost a call and come
+            # back "message is not modified".
+            self._last_status = status
             self.outbox.enqueue_edit(
                 self.thread,
                 self._status_id,

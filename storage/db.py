@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import event, text
+from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, create_engine, select
 
@@ -47,8 +47,18 @@ def _migration_1(engine: Engine) -> None:
     SQLModel.metadata.create_all(engine)
 
 
+def _migration_2(engine: Engine) -> None:
+    """Schedules, and the turn's status message.  Migration 1 creates every table the
+    models define *today*, so on a fresh database both already exist: check first."""
+    models.ScheduleRow.metadata.create_all(engine, tables=[models.ScheduleRow.__table__])  # type: ignore[attr-defined]
+    columns = {c["name"] for c in inspect(engine).get_columns("turns")}
+    if "status_outbox_id" not in columns:
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE turns ADD COLUMN status_outbox_id INTEGER"))
+
+
 # Append new migrations; never edit an old one.
-MIGRATIONS: list[Callable[[Engine], None]] = [_migration_1]
+MIGRATIONS: list[Callable[[Engine], None]] = [_migration_1, _migration_2]
 
 
 class Database:
@@ -66,6 +76,7 @@ class Database:
         self.cipher = cipher or BodyCipher(None)
         from storage.outbox_repo import OutboxRepo
         from storage.repos import AuditRepo, BindingRepo, PermissionRepo, SessionRepo, TurnRepo
+        from storage.schedule_repo import ScheduleRepo
 
         self.sessions = SessionRepo(self)
         self.bindings = BindingRepo(self)
@@ -73,6 +84,7 @@ class Database:
         self.permissions = PermissionRepo(self)
         self.turns = TurnRepo(self)
         self.audit = AuditRepo(self)
+        self.schedules = ScheduleRepo(self)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -1,9 +1,9 @@
 """The database tables (sqlmodel).
 
 One table per concern: sessions and their thread bindings, the durable outbox,
-permission requests and "allow for session" rules, per-turn costs, the audit log,
-and the schema version.  Only `storage/` imports sqlmodel; the rest of the code uses
-these classes through `storage.db.Database`.
+permission requests and "allow for session" rules, per-turn costs, scheduled
+prompts, the audit log, and the schema version.  Only `storage/` imports sqlmodel;
+the rest of the code uses these classes through `storage.db.Database`.
 """
 
 from __future__ import annotations
@@ -131,6 +131,27 @@ class TurnRow(SQLModel, table=True):
     duration_ms: int = 0
     tools: str = ""
     state: str = "running"  # running | done | error | interrupted
+    # The outbox row of the turn's status message (Stop button), so a restart can
+    # mark it interrupted.  Added by migration 2.
+    status_outbox_id: int | None = None
+
+
+class ScheduleRow(SQLModel, table=True):
+    """A prompt run in a session on a cron schedule (`schedule CRON PROMPT`).  The
+    job itself (trigger, next run time) lives in apscheduler's job store, in the same
+    database, under the same id."""
+
+    __tablename__ = "schedules"
+
+    id: str = Field(primary_key=True, max_length=16)
+    session_id: str = Field(index=True)
+    cron: str
+    prompt: str = ""
+    timezone: str = ""
+    created_by: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+    last_run_at: datetime | None = None
+    runs: int = 0
 
 
 class AuditRow(SQLModel, table=True):

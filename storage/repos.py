@@ -69,6 +69,12 @@ class SessionRepo(_Repo):
                 s.add(row)
                 s.commit()
 
+    def by_claude_id(self, claude_session_id: str) -> SessionRow | None:
+        with self.db.session() as s:
+            return s.exec(
+                select(SessionRow).where(SessionRow.claude_session_id == claude_session_id)
+            ).first()
+
     def list(self, *, states: Sequence[str] | None = None) -> list[SessionRow]:
         with self.db.session() as s:
             q = select(SessionRow).order_by(col(SessionRow.last_activity).desc())
@@ -195,6 +201,16 @@ class TurnRepo(_Repo):
             for key, value in values.items():
                 setattr(row, key, value)
             row.ended_at = utcnow()
+            s.add(row)
+            s.commit()
+
+    def set_status_message(self, turn_id: int, outbox_id: int) -> None:
+        """Remember the turn's status message (a restart marks it interrupted)."""
+        with self.db.session() as s:
+            row = s.get(TurnRow, turn_id)
+            if row is None:
+                return
+            row.status_outbox_id = outbox_id
             s.add(row)
             s.commit()
 

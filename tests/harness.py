@@ -110,12 +110,25 @@ class Harness:
     def model_saw(self, needle: str) -> bool:
         return any(needle in json.dumps(r) for r in self.model.requests)
 
+    def write_config(self, path: Path) -> Path:
+        """This harness's config as a file, for `threadline` subprocesses (attach,
+        import) talking to this in-process daemon."""
+        db_url = self.config.storage.url
+        path.write_text(
+            config_text(tg=self.tg, root=self.root, db_url=db_url, chat_id=self.chat_id)
+        )
+        return path
+
 
 def make_config(
     *, tg: FakeTelegram, root: Path, db_url: str, chat_id: int, extra: str = ""
 ) -> Config:
-    return parse_config(
-        f"""
+    return parse_config(config_text(tg=tg, root=root, db_url=db_url, chat_id=chat_id, extra=extra))
+
+
+def config_text(*, tg: FakeTelegram, root: Path, db_url: str, chat_id: int, extra: str = "") -> str:
+    """The TOML `make_config` parses (a file for `threadline` subprocesses)."""
+    return f"""
 [storage]
 url = "{db_url}"
 [agent]
@@ -130,7 +143,6 @@ base_url = "{tg.base_url}"
 chat_id = {chat_id if chat_id < 0 else 0}
 {extra}
 """
-    )
 
 
 async def start_harness(
@@ -143,6 +155,7 @@ async def start_harness(
     stream_interval: float = 0.3,
     tg: FakeTelegram | None = None,
     model: FakeAnthropic | None = None,
+    bridge_kwargs: dict[str, Any] | None = None,
 ) -> Harness:
     """Start fakes (unless given) and the bridge.  Caller stops with `stop_harness`."""
     if tg is None:
@@ -173,7 +186,12 @@ async def start_harness(
     env = claude_env(home, model.base_url)
     adapter = TelegramAdapter(config.telegram, owners_hint=config.access.owners)
     bridge = Bridge(
-        config, db, {"telegram": adapter}, agent_env=env, stream_interval=stream_interval
+        config,
+        db,
+        {"telegram": adapter},
+        agent_env=env,
+        stream_interval=stream_interval,
+        **(bridge_kwargs or {}),
     )
     await bridge.start()
     return Harness(

@@ -1,0 +1,223 @@
+"""Files in and out of a session: chat attachments to Claude, and `get PATH` back.
+
+In: a photo reaches Claude as an image block (its media type sniffed from the bytes,
+not trusted from the platform); any other file is saved into the session directory's
+`.threadline/inbox/` under a sanitised, non-clobbering name, capped at
+`[agent] max_file_mb`, and named in the prompt so Claude can read it.  The inbox gets
+a `.gitignore` of its own so attachments never show up in `git diff`.
+
+Out: `get PATH` sends a file back as an attachment, only from inside the session
+directory: the path is resolved (symlinks too) before the check, and only regular
+files within the size cap are read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from bridge import render
+from bridge.commands import Command
+from bridge.messages import Attachment, FileOut, Outbound, UserMessage
+from storage.models import SessionRow
+
+if TYPE_CHECKING:
+    from bridge.app import Bridge
+
+log = logging.getLogger(__name__)
+
+INBOX: Final = Path(".threadline") / "inbox"
+MAX_NAME: Final = 120
+IMAGE_PROMPT: Final = "(See the attached image.)"
+_UNSAFE = re.compile(r"[^\w.\- ()+,@=]+")
+
+
+class FileRefused(ValueError):
+    """The file may not be sent; the message is shown to the person."""
+
+
+@dataclass(slots=True)
+class PreparedPrompt:
+    text: str
+    images: list[tuple[str, bytes]] = field(default_factory=list)
+    saved: list[Path] = field(default_factory=list)
+
+
+def sniff_image(data: bytes) -> str | None:
+    """The media type of a PNG, JPEG, GIF or WebP image, from its first bytes."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def sanitise_name(name: str) -> str:
+    """A safe file name: no directories, no control or shell-special characters, no
+    leading dots (hidden files, `..`), at most `MAX_NAME` characters, never empty."""
+    base = unicodedata.normalize("NFC", name.replace("\\", "/").rsplit("/", 1)[-1])
+    base = "".join(c for c in base if unicodedata.category(c)[0] != "C")
+    base = _UNSAFE.sub("_", base).strip(" .")
+    base = base.lstrip(".-")
+    if len(base) > MAX_NAME:
+        stem, dot, ext = base.rpartition(".")
+        keep = ext if dot and len(ext) <= 10 else ""
+        base = base[: MAX_NAME - len(keep) - 1].rstrip(" .") + ("." + keep if keep else "")
+    return base or "file"
+
+
+def save_to_inbox(cwd: Path, name: str, data: bytes) -> Path:
+    """Write `data` to the session's inbox under a fresh name; returns the path."""
+    inbox = cwd / INBOX
+    inbox.mkdir(parents=True, exist_ok=True)
+    ignore = inbox.parent / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("*\n", encoding="utf-8")
+    safe = sanitise_name(name)
+    stem, dot, ext = safe.rpartition(".")
+    if not dot or not stem:
+        stem, ext = safe, ""
+    for n in range(1000):
+        candidate = inbox / (safe if n == 0 else f"{stem}-{n}{'.' + ext if ext else ''}")
+        try:
+            # O_EXCL: never overwrite a file, never follow a planted symlink.
+            fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            continue
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return candidate
+    raise FileRefused(f"too many files named {safe} in the inbox")
+
+
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} bytes"
+    if n < 2**20:
+        return f"{n / 1024:.1f} KB"
+    return f"{n / 2**20:.1f} MB"
+
+
+def prepare_prompt(
+    text: str, attachments: Sequence[Attachment], cwd: Path, *, max_bytes: int
+) -> PreparedPrompt:
+    """The prompt for a message with attachments: images as image blocks, other
+    files saved to the inbox and named at the end of the text."""
+    out = PreparedPrompt(text)
+    notes: list[str] = []
+    for a in attachments:
+        mime = sniff_image(a.data) if a.kind == "image" or a.mime.startswith("image/") else None
+        if mime is not None:
+            out.images.append((mime, a.data))
+            continue
+        if len(a.data) > max_bytes:
+            notes.append(f"[{sanitise_name(a.name)} not saved: over {max_bytes // 2**20} MB]")
+            continue
+        try:
+            path = save_to_inbox(cwd, a.name, a.data)
+        except (OSError, FileRefused) as e:
+            log.warning("saving attachment %r failed: %s", a.name[:100], e)
+            notes.append(f"[{sanitise_name(a.name)} could not be saved]")
+            continue
+        out.saved.append(path)
+        rel = path.relative_to(cwd)
+        notes.append(f"[Attached file saved to {rel} ({_size(len(a.data))}, {a.mime})]")
+    if notes:
+        out.text = "\n\n".join(p for p in (text.strip(), "\n".join(notes)) if p)
+    elif out.images and not text.strip():
+        out.text = IMAGE_PROMPT
+    return out
+
+
+def resolve_inside(cwd: str, raw: str, *, max_bytes: int) -> tuple[Path, Path]:
+    """The regular file `raw` names, relative to `cwd`, if it really is inside `cwd`
+    (after resolving symlinks) and within `max_bytes`, and its path relative to the
+    session directory; else `FileRefused`."""
+    if not raw or "\x00" in raw:
+        raise FileRefused("which file? `get PATH`, relative to the session directory")
+    root = Path(cwd).resolve()
+    candidate = Path(os.path.expanduser(raw)) if raw.startswith("~/") else Path(raw)
+    if not candidate.is_absolute():
+        candidate = root / candidate
+    try:
+        real = candidate.resolve(strict=True)
+    except (FileNotFoundError, NotADirectoryError):
+        raise FileRefused(f"{raw} does not exist") from None
+    except (OSError, RuntimeError):
+        raise FileRefused(f"{raw} cannot be resolved") from None
+    if root not in real.parents:
+        raise FileRefused(f"{raw} is outside the session directory")
+    if not real.is_file():
+        raise FileRefused(f"{raw} is not a regular file")
+    size = real.stat().st_size
+    if size > max_bytes:
+        raise FileRefused(f"{raw} is {_size(size)}; the limit is {_size(max_bytes)}")
+    return real, real.relative_to(root)
+
+
+async def cmd_get(b: Bridge, cmd: Command, msg: UserMessage, session: SessionRow | None) -> None:
+    """`get PATH`: the file as an attachment in the session's thread."""
+    assert session is not None
+    raw = (cmd.path or "").strip()
+    thread = b.thread_of(session.id) or msg.thread
+    try:
+        path, rel = await asyncio.to_thread(
+            resolve_inside, session.cwd, raw, max_bytes=max_bytes(b)
+        )
+        data = await asyncio.to_thread(path.read_bytes)
+    except FileRefused as e:
+        b.db.audit.log(
+            platform=msg.sender.platform,
+            user=msg.sender.key,
+            action="get",
+            detail=f"refused {raw[:200]}: {e}",
+            allowed=False,
+        )
+        b.reply(thread, render.notice(f"🚫 {render.md_escape(str(e))}"))
+        return
+    except OSError as e:
+        b.reply(thread, render.notice(f"Could not read {render.md_escape(raw)}: {e.strerror}"))
+        return
+    b.db.audit.log(platform=msg.sender.platform, user=msg.sender.key, action="get", detail=str(rel))
+    b.reply(
+        thread, Outbound(file=FileOut(path.name, data, caption=str(rel))), session_id=session.id
+    )
+
+
+async def prompt_parts(
+    b: Bridge, session: SessionRow, msg: UserMessage
+) -> tuple[str, list[tuple[str, bytes]] | None]:
+    """A chat message's prompt text and images (documents saved to the inbox)."""
+    if not msg.attachments:
+        return msg.text, None
+    prepared = await asyncio.to_thread(
+        prepare_prompt, msg.text, msg.attachments, Path(session.cwd), max_bytes=max_bytes(b)
+    )
+    return prepared.text, prepared.images
+
+
+def max_bytes(b: Bridge) -> int:
+    return int(b.config.agent.max_file_mb * 2**20)
+
+
+__all__ = [
+    "FileRefused",
+    "PreparedPrompt",
+    "cmd_get",
+    "prepare_prompt",
+    "resolve_inside",
+    "sanitise_name",
+    "save_to_inbox",
+    "sniff_image",
+]

@@ -1,0 +1,215 @@
+"""Picking up after a previous run that stopped abruptly (`kill -9`, a crash, power loss).
+
+`recover` runs on start, before anything is delivered:
+
+- Claude Code processes a killed daemon left behind are ended (`CliReaper`): an
+  orphaned CLI keeps streaming its turn and appending to the session's transcript,
+  which would race the resumed session.  The daemon records the CLIs it starts
+  (pid and start time, so a reused pid is never hit) in `<data dir>/run/claude.pids`.
+- Permission requests still pending are marked expired and their prompts edited:
+  the buttons no longer act, and nothing is approved silently.
+- Turns still running are marked interrupted, their status message loses its Stop
+  button, and their unsent stream updates are dropped.
+- Each session that was mid-turn gets one notice in its thread saying it was
+  interrupted, which requests were not answered, and that the next message resumes
+  it with its full context (SDK `resume`).
+
+`thread_fallback` is the outbox's way out when a thread stops taking messages while
+the daemon runs (a deleted topic, "message thread not found"): the session continues
+as a reply chain in the same chat.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bridge import render
+from bridge.messages import ThreadRef
+
+if TYPE_CHECKING:
+    from bridge.app import Bridge
+
+log = logging.getLogger(__name__)
+
+
+def _proc_start(pid: int) -> str | None:
+    """The process's start time (clock ticks since boot), or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return None if fields[0] in ("Z", "X") else fields[19]
+
+
+def _proc_ppid(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return []
+
+
+class CliReaper:
+    """Remembers this daemon's Claude Code processes; ends a killed daemon's.  Uses
+    Linux's /proc; elsewhere both methods do nothing."""
+
+    def __init__(self, path: Path, *, marker: str = "claude") -> None:
+        self.path = path
+        self.marker = marker
+        self.enabled = Path("/proc/self/stat").exists()
+
+    def _is_cli(self, pid: int) -> bool:
+        return any(os.path.basename(a) == self.marker for a in _cmdline(pid)[:2])
+
+    def record(self) -> None:
+        """Write the daemon's live CLI children (call after a CLI started)."""
+        if not self.enabled:
+            return
+        me = os.getpid()
+        lines = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and _proc_ppid(int(entry)) == me and self._is_cli(int(entry)):
+                start = _proc_start(int(entry))
+                if start is not None:
+                    lines.append(f"{entry} {start}\n")
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text("".join(lines), encoding="ascii")
+            tmp.replace(self.path)
+        except OSError as e:
+            log.warning("could not record Claude Code processes in %s: %s", self.path, e)
+
+    def reap(self, *, grace: float = 2.0) -> int:
+        """End recorded CLIs that outlived their daemon; how many there were."""
+        if not self.enabled or not self.path.exists():
+            return 0
+        try:
+            recorded = [line.split() for line in self.path.read_text(encoding="ascii").splitlines()]
+        except OSError:
+            return 0
+        alive = [
+            int(pid)
+            for pid, start in (r for r in recorded if len(r) == 2 and r[0].isdigit())
+            if _proc_start(int(pid)) == start and self._is_cli(int(pid))
+        ]
+        for pid in alive:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while any(_proc_start(p) for p in alive) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for pid in alive:
+            if _proc_start(pid) is not None:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+        if alive:
+            log.warning("ended %d Claude Code process(es) left by the previous run", len(alive))
+        return len(alive)
+
+
+def recover(b: Bridge) -> None:
+    """Tidy up after a previous run (see the module docstring)."""
+    b.reaper.reap()
+    unanswered: defaultdict[str, list[str]] = defaultdict(list)
+    for request in b.broker.expire_stale():
+        unanswered[request.session_id].append(request.tool_name)
+    for turn in b.db.turns.running():
+        assert turn.id is not None
+        b.db.turns.finish(turn.id, state="interrupted")
+        thread = b.thread_of(turn.session_id)
+        if thread is not None and turn.status_outbox_id is not None:
+            _close_status(b, thread, turn.session_id, turn.id, turn.status_outbox_id)
+    for row in b.db.sessions.list(states=["running"]):
+        thread = b.thread_of(row.id)
+        if thread is None:
+            continue
+        tools = unanswered.get(row.id, [])
+        extra = ""
+        if tools:
+            names = ", ".join(dict.fromkeys(tools))
+            extra = f" The {names} request{'s were' if len(tools) > 1 else ' was'} not answered and did not run."
+        mark_interrupted(
+            b, row.id, thread, reason="the daemon restarted during a turn", extra=extra
+        )
+
+
+def _close_status(b: Bridge, thread: ThreadRef, session_id: str, turn_id: int, row_id: int) -> None:
+    """The interrupted turn's status message: no Stop button, and why."""
+    stream_key = f"{session_id}:{turn_id}"  # as `TurnView` names its streams
+    b.outbox.supersede(stream_key)
+    b.outbox.supersede(f"{stream_key}:status")
+    try:
+        b.outbox.enqueue_edit(
+            thread,
+            row_id,
+            render.notice("⚠️ _Interrupted — the daemon restarted during this turn._"),
+        )
+    except ValueError as e:  # the thread moved (fallback) or the row is gone
+        log.info("session %s: status message of turn %d not edited: %s", session_id, turn_id, e)
+
+
+def mark_interrupted(
+    b: Bridge, session_id: str, thread: ThreadRef, *, reason: str, extra: str = ""
+) -> None:
+    b.db.sessions.update(session_id, state="interrupted")
+    b.outbox.enqueue(
+        thread,
+        render.notice(
+            f"⚠️ Interrupted: {reason}.{extra} Send a message here to continue — the session resumes with its full context.",
+            notify=True,
+        ),
+        session_id=session_id,
+        priority=0,
+    )
+
+
+async def thread_fallback(b: Bridge, thread: ThreadRef) -> ThreadRef | None:
+    """A topic became unusable: continue the session as a reply chain."""
+    binding = b.db.bindings.by_thread_key(thread.key)
+    adapter = b.adapters.get(thread.platform)
+    if binding is None or adapter is None:
+        return None
+    row = b.db.sessions.get(binding.session_id)
+    header = render.notice(
+        f"📂 Session {binding.session_id} continues here (reply to its messages)."
+    )
+    new_thread, header_id = await b.platform_call(
+        thread.platform,
+        thread.chat_id,
+        lambda: adapter.open_thread(
+            thread.chat_id, row.title if row else "session", header, prefer_topic=False
+        ),
+    )
+    b.db.bindings.rebind(
+        thread.key,
+        thread_id=new_thread.thread_id,
+        thread_key=new_thread.key,
+        kind="reply",
+        header_message_id=header_id,
+    )
+    log.warning(
+        "session %s: thread %s unusable, moved to a reply chain", binding.session_id, thread.key
+    )
+    return new_thread
+
+
+__all__ = ["CliReaper", "mark_interrupted", "recover", "thread_fallback"]

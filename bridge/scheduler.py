@@ -1,0 +1,336 @@
+"""Scheduled prompts: `schedule CRON PROMPT`, `schedules`, `unschedule ID`.
+
+apscheduler's `AsyncIOScheduler` runs the jobs on the daemon's event loop; its
+`SQLAlchemyJobStore` keeps them in the project's own database (table
+`apscheduler_jobs`, on the `Database`'s engine), so schedules survive restarts.  Our
+`schedules` table says what each job is (session, cron, prompt, who made it); the
+job id is the schedule id.  Cron expressions are read in the owner's time zone
+(`[agent] timezone`).
+
+Jobs are stored pickled, by reference: each calls the module-level `fire(key, id)`,
+which finds the live `Scheduler` for that database in `_RUNNERS` and hands the run
+to the bridge (as a registered task, so nothing outlives shutdown).
+
+Runs missed while the daemon was down are found on start, before the scheduler runs
+anything: with `schedule_missed = "run_once"` the thread is told and the prompt runs
+once (apscheduler coalesces the missed runs); with `"report"` the thread is told and
+the job skips ahead to its next future time.  A run that is late while the daemon is
+up (a blocked loop, a suspended laptop) follows the same policy through
+apscheduler's misfire handling.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime, tzinfo
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from bridge import render
+from bridge.commands import Command
+from bridge.messages import UserMessage
+from storage.db import Database
+from storage.models import ScheduleRow, SessionRow
+
+if TYPE_CHECKING:
+    from bridge.app import Bridge
+
+log = logging.getLogger(__name__)
+
+JOB_TABLE: Final = "apscheduler_jobs"
+REPORT_GRACE_S: Final = 60  # "report": a run later than this is reported, not run
+MAX_COUNTED: Final = 10_000
+Missed = Literal["run_once", "report"]
+TriggerFactory = Callable[[str, tzinfo], Any]  # apscheduler triggers are untyped
+RunFn = Callable[[ScheduleRow], Coroutine[Any, Any, None]]
+ReportFn = Callable[[ScheduleRow, str], None]
+
+# The live scheduler per database: jobs are pickled with a key, not an object.
+_RUNNERS: dict[str, Scheduler] = {}
+
+
+_DAYS: Final = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")  # cron numbering: 0 = Sunday
+
+
+def _day(token: str) -> int:
+    token = token.lower()
+    if token[:3] in _DAYS and not token.isdigit():
+        return _DAYS.index(token[:3])
+    value = int(token)  # ValueError for junk
+    if not 0 <= value <= 7:
+        raise ValueError(f"day of week {value} is not 0-7")
+    return value
+
+
+def cron_days(field: str) -> str:
+    """A crontab day-of-week field as apscheduler day names.  apscheduler numbers days
+    from Monday = 0, crontab from Sunday = 0 (7 too), so "1-5" must become
+    "mon,tue,wed,thu,fri" — passed through, it would mean Tuesday to Saturday."""
+    if field in ("*", "?"):
+        return "*"
+    days: set[int] = set()
+    for part in field.split(","):
+        span, _, step_text = part.partition("/")
+        step = int(step_text) if step_text else 1
+        if step < 1:
+            raise ValueError(f"bad step in {part!r}")
+        if span in ("*", "?"):
+            lo, hi = 0, 6
+        elif "-" in span:
+            a, _, b = span.partition("-")
+            lo, hi = _day(a), _day(b)
+        else:
+            lo = _day(span)
+            hi = 6 if step_text else lo
+        if hi < lo:
+            raise ValueError(f"day range {span!r} runs backwards")
+        days.update(d % 7 for d in range(lo, hi + 1, step))
+    return ",".join(_DAYS[d] for d in sorted(days))
+
+
+def cron_trigger(cron: str, tz: tzinfo) -> Any:
+    """Five-field crontab in time zone `tz`; ValueError if it is not valid.  As in
+    apscheduler, a restricted day of month and day of week must both match."""
+    fields = cron.split()
+    if len(fields) != 5:
+        raise ValueError(f"a cron expression has 5 fields, not {len(fields)}")
+    minute, hour, day, month, dow = fields
+    return CronTrigger(
+        minute=minute, hour=hour, day=day, month=month, day_of_week=cron_days(dow), timezone=tz
+    )
+
+
+async def fire(key: str, schedule_id: str) -> None:
+    """The job function apscheduler calls (by reference) for every schedule."""
+    runner = _RUNNERS.get(key)
+    if runner is None:
+        log.warning("schedule %s fired without a running scheduler", schedule_id)
+        return
+    runner.fire_now(schedule_id)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        tz: tzinfo,
+        missed: Missed,
+        run: RunFn,
+        report: ReportFn,
+        spawn: Callable[[Coroutine[Any, Any, None], str], object],
+        trigger_for: TriggerFactory = cron_trigger,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.db = db
+        self.tz = tz
+        self.missed = missed
+        self._run, self._report, self._spawn = run, report, spawn
+        self.trigger_for = trigger_for
+        self.now = now
+        self.key = "db:" + hashlib.sha256(db.url.encode()).hexdigest()[:16]
+        self._sched: Any = None
+
+    # --- lifecycle ------------------------------------------------------------
+
+    async def start(self) -> None:
+        sched = AsyncIOScheduler(
+            timezone=self.tz,
+            jobstores={"default": SQLAlchemyJobStore(engine=self.db.engine, tablename=JOB_TABLE)},
+            job_defaults={
+                "coalesce": True,
+                "max_instances": 1,
+                "misfire_grace_time": None if self.missed == "run_once" else REPORT_GRACE_S,
+            },
+        )
+        sched.add_listener(self._on_missed, EVENT_JOB_MISSED)
+        _RUNNERS[self.key] = self
+        sched.start(paused=True)
+        self._sched = sched
+        self._reconcile()
+        self._catch_up()
+        sched.resume()
+
+    async def stop(self) -> None:
+        sched, self._sched = self._sched, None
+        if _RUNNERS.get(self.key) is self:
+            del _RUNNERS[self.key]
+        if sched is not None and sched.running:
+            sched.shutdown(wait=False)  # applied on the loop's next step
+
+    # --- schedules --------------------------------------------------------------
+
+    def add(self, session_id: str, cron: str, prompt: str, *, by: str) -> ScheduleRow:
+        """A new schedule; ValueError (with a readable message) for a bad cron."""
+        trigger = self.trigger_for(cron, self.tz)
+        row = ScheduleRow(
+            id=secrets.token_hex(3),
+            session_id=session_id,
+            cron=cron,
+            prompt=prompt,
+            timezone=str(self.tz),
+            created_by=by,
+        )
+        self.db.schedules.add(row)
+        self._add_job(row, trigger)
+        return row
+
+    def remove(self, schedule_id: str) -> bool:
+        found = self.db.schedules.delete(schedule_id)
+        if self._sched is not None:
+            try:
+                self._sched.remove_job(schedule_id)
+            except JobLookupError:
+                pass
+        return found
+
+    def next_run(self, schedule_id: str) -> datetime | None:
+        job = self._sched.get_job(schedule_id) if self._sched is not None else None
+        return job.next_run_time if job is not None else None
+
+    def fire_now(self, schedule_id: str) -> None:
+        row = self.db.schedules.get(schedule_id)
+        if row is None:
+            log.warning("schedule %s has no row; removing its job", schedule_id)
+            self.remove(schedule_id)
+            return
+        self.db.schedules.ran(schedule_id)
+        self._spawn(self._run(row), f"schedule-{schedule_id}")
+
+    # --- internals --------------------------------------------------------------
+
+    def _add_job(self, row: ScheduleRow, trigger: Any) -> None:
+        self._sched.add_job(
+            "bridge.scheduler:fire",
+            trigger,
+            args=[self.key, row.id],
+            id=row.id,
+            name=f"session {row.session_id}: {row.cron}",
+            replace_existing=True,
+        )
+
+    def _reconcile(self) -> None:
+        """Rows without a job get one; jobs without a row are dropped."""
+        rows = {r.id: r for r in self.db.schedules.list()}
+        jobs = {j.id for j in self._sched.get_jobs()}
+        for job_id in jobs - rows.keys():
+            self._sched.remove_job(job_id)
+        for schedule_id in rows.keys() - jobs:
+            row = rows[schedule_id]
+            try:
+                self._add_job(row, self.trigger_for(row.cron, self.tz))
+            except ValueError as e:
+                log.error("schedule %s: bad cron %r: %s", row.id, row.cron, e)
+
+    def _catch_up(self) -> None:
+        """Runs missed while the daemon was down: tell the thread, then run once or skip."""
+        now = self.now()
+        for job in self._sched.get_jobs():
+            first = job.next_run_time
+            if first is None or first > now:
+                continue
+            count, last, t = 0, first, first
+            while t is not None and t <= now and count < MAX_COUNTED:
+                count, last = count + 1, t
+                t = job.trigger.get_next_fire_time(t, now)
+            row = self.db.schedules.get(job.id)
+            if row is None:
+                continue
+            runs = "1 scheduled run was" if count == 1 else f"{count} scheduled runs were"
+            when = last.astimezone(self.tz).strftime("%a %d %b %H:%M")
+            if self.missed == "run_once":
+                self._report(
+                    row,
+                    f"⏰ {runs} missed while the daemon was down (last: {when}); running it once now.",
+                )
+            else:
+                self._report(
+                    row, f"⏰ {runs} missed while the daemon was down (last: {when}); not run."
+                )
+                nxt = job.trigger.get_next_fire_time(None, now)
+                if nxt is None:
+                    self._sched.remove_job(job.id)
+                else:
+                    self._sched.modify_job(job.id, next_run_time=nxt)
+
+    def _on_missed(self, event: JobExecutionEvent) -> None:
+        row = self.db.schedules.get(event.job_id)
+        if row is not None:
+            when = event.scheduled_run_time.astimezone(self.tz).strftime("%H:%M")
+            self._report(
+                row,
+                f"⏰ The run due at {when} was missed (the daemon was busy or asleep); not run.",
+            )
+
+
+def _describe(b: Bridge, row: ScheduleRow) -> str:
+    nxt = b.scheduler.next_run(row.id)
+    when = nxt.astimezone(b.scheduler.tz).strftime("%a %d %b %H:%M %Z") if nxt else "never"
+    prompt = " ".join(row.prompt.split())
+    prompt = prompt if len(prompt) <= 60 else prompt[:59] + "…"
+    return f"• `{row.id}` · `{row.cron}` · next {when} · {render.md_escape(prompt)}"
+
+
+async def cmd_schedule(
+    b: Bridge, cmd: Command, msg: UserMessage, session: SessionRow | None
+) -> None:
+    assert session is not None
+    cron, prompt = cmd.cron, cmd.prompt.strip()
+    if cron is None or not prompt:
+        b.reply(
+            msg.thread,
+            render.notice('Usage: `schedule "0 9 * * 1-5" run the tests and summarise failures`'),
+        )
+        return
+    try:
+        row = b.scheduler.add(session.id, cron, prompt, by=msg.sender.key)
+    except ValueError as e:
+        b.reply(
+            msg.thread, render.notice(f"🚫 Not a valid cron expression: {render.md_escape(str(e))}")
+        )
+        return
+    b.db.audit.log(
+        platform=msg.sender.platform,
+        user=msg.sender.key,
+        action="schedule",
+        detail=f"{row.id} {cron}",
+    )
+    b.reply(msg.thread, render.notice("⏰ Scheduled:\n" + _describe(b, row)), session_id=session.id)
+
+
+async def cmd_schedules(
+    b: Bridge, cmd: Command, msg: UserMessage, session: SessionRow | None
+) -> None:
+    rows = b.db.schedules.list(session.id if session is not None else None)
+    if not rows:
+        b.reply(msg.thread, render.notice("No scheduled prompts. `schedule CRON PROMPT` adds one."))
+        return
+    where = "this session" if session is not None else "all sessions"
+    lines = [f"**Scheduled prompts** ({where}, {b.scheduler.tz})"]
+    lines += [_describe(b, r) + ("" if session else f" · session `{r.session_id}`") for r in rows]
+    b.reply(msg.thread, render.notice("\n".join(lines)))
+
+
+async def cmd_unschedule(
+    b: Bridge, cmd: Command, msg: UserMessage, session: SessionRow | None
+) -> None:
+    row = b.db.schedules.get(cmd.args[0]) if cmd.args else None
+    if row is None or (session is not None and row.session_id != session.id):
+        b.reply(msg.thread, render.notice("Which schedule? `schedules` lists them with their ids."))
+        return
+    b.scheduler.remove(row.id)
+    b.db.audit.log(
+        platform=msg.sender.platform, user=msg.sender.key, action="unschedule", detail=row.id
+    )
+    b.reply(msg.thread, render.notice(f"Removed schedule `{row.id}`."))
+
+
+__all__ = ["Scheduler", "cmd_schedule", "cmd_schedules", "cmd_unschedule", "cron_trigger", "fire"]
