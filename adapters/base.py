@@ -93,6 +93,11 @@ class ChatAdapter(ABC):
         reply chain rooted at the header: ``thread_id = "reply:<header id>"``.
         Raises the errors below like `send()` does."""
 
+    def accepts_chat(self, thread: ThreadRef, chat_type: str) -> bool:
+        """Whether messages from this chat are for us at all (Slack: only the configured
+        channel and DMs).  The bridge drops the others with an audit-log row."""
+        return True
+
     def thread_link(self, thread: ThreadRef) -> str | None:
         """A URL that opens the thread, where the platform has one."""
         return None

@@ -114,6 +114,7 @@ class Bridge:
             now=now,
         )
         self._stopping = False
+        self._threads: dict[str, ThreadRef] = {}
         self.views: dict[str, TurnView] = {}
         self._turn_rows: dict[str, int] = {}
         self._thread_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -162,10 +163,21 @@ class Bridge:
     # --- threads and sessions -------------------------------------------------
 
     def thread_of(self, session_id: str) -> ThreadRef | None:
+        """The session's thread; cached, because every agent event asks for it."""
+        cached = self._threads.get(session_id)
+        if cached is not None:
+            return cached
         binding = self.db.bindings.for_session(session_id)
         if binding is None:
             return None
-        return ThreadRef(binding.platform, binding.chat_id, binding.thread_id)
+        thread = self._threads[session_id] = ThreadRef(
+            binding.platform, binding.chat_id, binding.thread_id
+        )
+        return thread
+
+    def forget_thread(self, session_id: str) -> None:
+        """Drop the cached thread after the session was moved to another one."""
+        self._threads.pop(session_id, None)
 
     def session_for(self, msg: Inbound) -> SessionRow | None:
         binding = self.db.bindings.by_thread_key(msg.thread.key)
@@ -241,6 +253,21 @@ class Bridge:
         try:
             if self._stopping:
                 log.info("ignoring inbound %s: shutting down", type(event).__name__)
+                return
+            adapter = self.adapters[event.thread.platform]
+            if isinstance(event, UserMessage) and not adapter.accepts_chat(
+                event.thread, event.chat_type
+            ):
+                log.info(
+                    "ignoring a message in %s: not a chat this bot serves", event.thread.chat_id
+                )
+                self.db.audit.log(
+                    platform=event.sender.platform,
+                    user=event.sender.key,
+                    action="ignored-chat",
+                    detail=event.thread.chat_id,
+                    allowed=False,
+                )
                 return
             if not self.access.is_owner(event.sender):
                 self._refuse(event)
@@ -375,8 +402,8 @@ class Bridge:
             self.views[sid] = view
             self._turn_rows[sid] = turn_id
             view.begin()
-            if view._status_id is not None:  # a restart marks this message interrupted
-                self.db.turns.set_status_message(turn_id, view._status_id)
+            if view.status_id is not None:  # a restart marks this message interrupted
+                self.db.turns.set_status_message(turn_id, view.status_id)
         elif isinstance(ev, TextDelta) and view:
             view.on_delta(ev)
         elif isinstance(ev, TextDone) and view:

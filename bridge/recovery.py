@@ -206,6 +206,7 @@ async def thread_fallback(b: Bridge, thread: ThreadRef) -> ThreadRef | None:
         kind="reply",
         header_message_id=header_id,
     )
+    b.forget_thread(binding.session_id)
     log.warning(
         "session %s: thread %s unusable, moved to a reply chain", binding.session_id, thread.key
     )

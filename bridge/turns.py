@@ -62,6 +62,11 @@ class TurnView:
         self._stop_data = f"x:{session_id}"
         self._last_status: Outbound | None = None
 
+    @property
+    def status_id(self) -> int | None:
+        """The outbox row of this turn's status message (None before `begin()`)."""
+        return self._status_id
+
     # --- events ---------------------------------------------------------------
 
     def begin(self) -> None:

@@ -342,8 +342,10 @@ async def test_strangers_and_other_channels_are_ignored(h: SlackHarness) -> None
     assert refusals == [refusal], "one refusal, not one per message"
     for needle in ("steal the keys", "rm -rf", "via slash", "from elsewhere"):
         assert not h.model_saw(needle)
-    refused = [r for r in h.db.audit.recent() if not r.allowed]
+    refused = [r for r in h.db.audit.recent() if not r.allowed and r.action != "ignored-chat"]
     assert len(refused) >= 4 and all(r.user == f"slack:{STRANGER}" for r in refused)
+    elsewhere = [r for r in h.db.audit.recent() if r.action == "ignored-chat"]
+    assert [r.detail for r in elsewhere] == [OTHER], "the other channel's message is audited"
     assert (
         h.db.sessions.get(
             h.db.bindings.by_thread_key(f"slack:{h.channel}:{thread}").session_id

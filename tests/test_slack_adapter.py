@@ -111,10 +111,15 @@ async def test_messages_threads_dms_and_what_is_ignored(started: Started) -> Non
     fake.user_edit(top, "edited")
     fake.user_join(CH, "U0NEW00001")
     fake.user_message(OTHER, ADA, "!help from a channel that is not ours")
+    elsewhere = await next_event(queue)
+    assert elsewhere.text == "!help from a channel that is not ours", "bots, edits, joins dropped"
+    assert not adapter.accepts_chat(elsewhere.thread, elsewhere.chat_type), "the bridge drops it"
+    assert adapter.accepts_chat(ThreadRef("slack", CH), "group")
     dm = fake.add_dm(ADA)
     fake.user_message(dm, ADA, "in a DM")
     got = await next_event(queue)
-    assert got.text == "in a DM" and got.chat_type == "private", "the others were dropped"
+    assert got.text == "in a DM" and got.chat_type == "private"
+    assert adapter.accepts_chat(got.thread, got.chat_type)
     await adapter.send(ThreadRef("slack", CH), adapter.render(text("own message"))[0])
     await asyncio.sleep(0.3)
     assert queue.empty(), "the bot's own messages never come back"

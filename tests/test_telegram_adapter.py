@@ -121,9 +121,17 @@ async def test_start_reads_identity_and_sets_menu(started: Started) -> None:
         "end",
         "resume",
         "sessions",
+        "import",
+        "get",
+        "schedule",
+        "schedules",
+        "unschedule",
         "handoff",
         "help",
     ]
+    from bridge.handlers import IMPLEMENTED
+
+    assert set(names) <= set(IMPLEMENTED), "the menu offers only commands that work"
     assert all(0 < len(c["description"]) <= 256 for c in fake.commands())
     assert adapter.capabilities.max_text == 4096 and adapter.capabilities.native_stream
 

@@ -157,6 +157,9 @@ class SlackAdapter(ChatAdapter):
             await self.send(thread, part)
         return thread, header_ts
 
+    def accepts_chat(self, thread: ThreadRef, chat_type: str) -> bool:
+        return self.receiver.allowed(thread, chat_type)
+
     def thread_link(self, thread: ThreadRef) -> str | None:
         if not self.workspace_url or not thread.thread_id:
             return None

@@ -6,7 +6,8 @@ an error after 3 s), then drops a delivery it has already handled — Slack repe
 event it thinks went unacknowledged (HTTP ``X-Slack-Retry-Num``, Socket Mode
 ``retry_attempt``), with the same event id or trigger id — then parses it
 (`adapters.slack.inbound`), downloads shared files, and hands the result to the sink.
-Messages in channels other than ``[slack] channel`` are ignored (DMs and slash
+Messages in channels other than ``[slack] channel`` are refused by `allowed()` (the
+bridge asks through `accepts_chat`, drops them and writes an audit row; DMs and slash
 commands are always ours); strangers are passed on, because the bridge refuses
 them itself and writes the audit row.  It also remembers people's display names
 (``users.info``) and who last wrote in each thread (a native stream's recipient).
@@ -91,10 +92,7 @@ class Receiver:
             )
             if parsed is None:
                 return
-            msg = parsed.message
-            if not self.allowed(msg.thread, msg.chat_type):
-                log.info("ignoring a message in %s (not [slack] channel)", msg.thread.chat_id)
-                return
+            msg = parsed.message  # other channels are dropped (and audited) by the bridge
             if msg.sender.user_id not in self.names:
                 self._spawn(self.lookup_name(msg.sender.user_id))
             if parsed.files and self.session is not None:

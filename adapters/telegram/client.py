@@ -39,6 +39,11 @@ MENU_COMMANDS = (
     "end",
     "resume",
     "sessions",
+    "import",
+    "get",
+    "schedule",
+    "schedules",
+    "unschedule",
     "handoff",
     "help",
 )
@@ -52,6 +57,11 @@ _STATIC_MENU = {
     "end": "end the session and close its thread",
     "resume": "reopen an ended session",
     "sessions": "list sessions",
+    "import": "bring a terminal claude session here",
+    "get": "send a file from the session directory",
+    "schedule": "run a prompt on a cron schedule",
+    "schedules": "list schedules",
+    "unschedule": "remove a schedule",
     "handoff": "continue this session at your desk",
     "help": "all commands",
 }
