@@ -10,18 +10,7 @@ from pathlib import Path
 from rich.console import Console
 
 from bridge.config import Config
-
-
-def _ok(out: Console, what: str) -> None:
-    out.print(f"[green]ok[/green]   {what}", highlight=False)
-
-
-def _fail(out: Console, what: str, fix: str) -> None:
-    out.print(f"[red]FAIL[/red] {what}\n     → {fix}", highlight=False)
-
-
-def _warn(out: Console, what: str, fix: str) -> None:
-    out.print(f"[yellow]warn[/yellow] {what}\n     → {fix}", highlight=False)
+from bridge.doctor_out import _fail, _ok, _warn
 
 
 def run_checks(cfg: Config, out: Console) -> int:
@@ -93,7 +82,11 @@ async def _check_telegram(cfg: Config, out: Console) -> int:
     from telegram import Bot
     from telegram.error import InvalidToken, TelegramError
 
-    bot = Bot(cfg.telegram.token, base_url=cfg.telegram.base_url) if cfg.telegram.base_url else Bot(cfg.telegram.token)
+    bot = (
+        Bot(cfg.telegram.token, base_url=cfg.telegram.base_url)
+        if cfg.telegram.base_url
+        else Bot(cfg.telegram.token)
+    )
     try:
         async with bot:
             me = await bot.get_me()

@@ -17,20 +17,9 @@ from rich.console import Console
 
 from adapters.matrix.store import MatrixStore
 from bridge.config import Config
+from bridge.doctor_out import _fail, _ok, _warn
 
 _MXID = re.compile(r"@[^:\s]+:\S+")
-
-
-def _ok(out: Console, what: str) -> None:
-    out.print(f"[green]ok[/green]   {what}", highlight=False)
-
-
-def _fail(out: Console, what: str, fix: str) -> None:
-    out.print(f"[red]FAIL[/red] {what}\n     → {fix}", highlight=False)
-
-
-def _warn(out: Console, what: str, fix: str) -> None:
-    out.print(f"[yellow]warn[/yellow] {what}\n     → {fix}", highlight=False)
 
 
 def check_matrix(cfg: Config, out: Console) -> int:

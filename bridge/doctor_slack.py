@@ -23,21 +23,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.slack.client import header_scopes, manifest_scopes, web_client
 from adapters.slack.errors import error_code
 from bridge.config import Config
+from bridge.doctor_out import _fail, _ok, _warn
 
 T = TypeVar("T")
 MANIFEST = "adapters/slack/manifest.yaml"
-
-
-def _ok(out: Console, what: str) -> None:
-    out.print(f"[green]ok[/green]   {what}", highlight=False)
-
-
-def _fail(out: Console, what: str, fix: str) -> None:
-    out.print(f"[red]FAIL[/red] {what}\n     → {fix}", highlight=False)
-
-
-def _warn(out: Console, what: str, fix: str) -> None:
-    out.print(f"[yellow]warn[/yellow] {what}\n     → {fix}", highlight=False)
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:

@@ -18,8 +18,8 @@ from typing import Any, Final
 
 import mistune
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-_SURROGATE = re.compile(r"[\ud800-\udfff]")
+from adapters.mdtext import clean_text
+
 _LANGUAGE = re.compile(r"[\w+#.-]{1,32}")
 _SAFE_URL = re.compile(r"(?:https?://|mailto:|matrix:|mxc://)\S*", re.IGNORECASE)
 _TAG: Final = re.compile(r"<[^>]+>")
@@ -31,15 +31,6 @@ def escape(text: str) -> str:
 
 def escape_attr(text: str) -> str:
     return escape(text).replace('"', "&quot;")
-
-
-def clean_text(text: str) -> str:
-    """Drop C0 control characters other than tab and newline, and lone surrogates
-    (which cannot be encoded as UTF-8, so would make the whole event unsendable)."""
-    text = _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
-    if _SURROGATE.search(text):
-        text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
-    return text
 
 
 def language_of(info: str) -> str:

@@ -16,29 +16,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Final
 from urllib.parse import quote
 
-import mistune
 from mistune.util import unescape
 
-Token = dict[str, Any]
+from adapters.mdtext import Token, clean_text, parse_tokens, plain
 
 FENCE: Final = "```"
 RULE: Final = "———"
 _ZWSP: Final = "\u200b"
-_parse = mistune.create_markdown(renderer=None, plugins=["strikethrough", "table", "task_lists"])
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-_SURROGATE = re.compile(r"[\ud800-\udfff]")
 _SAFE_URL = re.compile(r"(?:https?://|mailto:)\S+", re.IGNORECASE)
-
-
-def clean_text(text: str) -> str:
-    """Drop C0 control characters other than tab and newline, and lone surrogates."""
-    text = _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
-    if _SURROGATE.search(text):
-        text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
-    return text
 
 
 def escape(text: str) -> str:
@@ -76,24 +64,11 @@ def markdown_to_mrkdwn(text: str) -> str:
     """Markdown → mrkdwn; malformed or hostile input degrades to escaped text."""
     text = clean_text(text)
     try:
-        tokens = _parse(text)
+        tokens = parse_tokens(text)
         assert isinstance(tokens, list)
         return _Walker().blocks(tokens)
     except Exception:  # noqa: BLE001 - mistune on pathological input, deep recursion
         return escape(text)
-
-
-def _plain(tokens: Sequence[Token]) -> str:
-    """The text content of inline tokens, unformatted (table cells, labels)."""
-    out: list[str] = []
-    for t in tokens:
-        if "children" in t:
-            out.append(_plain(t["children"]))
-        elif t["type"] in ("softbreak", "linebreak"):
-            out.append(" ")
-        else:
-            out.append(unescape(t.get("raw", "")) if t["type"] == "text" else t.get("raw", ""))
-    return "".join(out)
 
 
 def _wrap(marker: str, inner: str) -> str:
@@ -175,9 +150,7 @@ class _Walker:
                 [section] if section["type"] == "table_head" else section.get("children", [])
             )
             for row in section_rows:
-                rows.append(
-                    [_plain(c.get("children", [])).strip() for c in row.get("children", [])]
-                )
+                rows.append([plain(c.get("children", [])).strip() for c in row.get("children", [])])
         if not rows:
             return ""
         width = [
@@ -206,11 +179,11 @@ class _Walker:
                 marker = {"emphasis": "_", "strong": "*", "strikethrough": "~"}[kind]
                 out.append(_wrap(marker, self.inline(children)))
             elif kind == "link":
-                label = escape(_plain(children)) or escape(str(t.get("attrs", {}).get("url", "")))
+                label = escape(plain(children)) or escape(str(t.get("attrs", {}).get("url", "")))
                 out.append(link(str(t.get("attrs", {}).get("url", "")), label))
             elif kind == "image":
                 url = str(t.get("attrs", {}).get("url", ""))
-                out.append(link(url, escape("🖼 " + (_plain(children) or url))))
+                out.append(link(url, escape("🖼 " + (plain(children) or url))))
             elif children:
                 out.append(self.inline(children))
             else:  # inline_html and anything unknown: shown literally

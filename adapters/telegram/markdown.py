@@ -15,16 +15,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Final
 
-import mistune
 from mistune.util import unescape
 
-Token = dict[str, Any]
+from adapters.mdtext import Token, clean_text, parse_tokens, plain
 
-_parse = mistune.create_markdown(renderer=None, plugins=["strikethrough", "table", "task_lists"])
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-_SURROGATE = re.compile(r"[\ud800-\udfff]")
 _SAFE_URL = re.compile(r"(?:https?://|tg://|mailto:)\S+", re.IGNORECASE)
 _LANGUAGE = re.compile(r"[\w+#.-]{1,32}")
 RULE: Final = "———"
@@ -36,15 +32,6 @@ def escape(text: str) -> str:
 
 def escape_attr(text: str) -> str:
     return escape(text).replace('"', "&quot;")
-
-
-def clean_text(text: str) -> str:
-    """Drop what Telegram refuses or mangles: C0 control characters other than tab
-    and newline, and lone UTF-16 surrogates (not encodable as UTF-8)."""
-    text = _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
-    if _SURROGATE.search(text):
-        text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
-    return text
 
 
 def code_html(code: str, language: str = "") -> str:
@@ -60,24 +47,11 @@ def markdown_to_html(text: str) -> str:
     """Markdown → Telegram HTML; malformed or hostile input degrades to escaped text."""
     text = clean_text(text)
     try:
-        tokens = _parse(text)
+        tokens = parse_tokens(text)
         assert isinstance(tokens, list)
         return _Walker().blocks(tokens)
     except Exception:  # noqa: BLE001 - mistune on pathological input, deep recursion
         return escape(text)
-
-
-def _plain(tokens: Sequence[Token]) -> str:
-    """The text content of inline tokens, unformatted (for table cells, image alt)."""
-    out: list[str] = []
-    for t in tokens:
-        if "children" in t:
-            out.append(_plain(t["children"]))
-        elif t["type"] in ("softbreak", "linebreak"):
-            out.append(" ")
-        else:
-            out.append(unescape(t.get("raw", "")) if t["type"] == "text" else t.get("raw", ""))
-    return "".join(out)
 
 
 class _Walker:
@@ -147,7 +121,7 @@ class _Walker:
                 rows.append(
                     [
                         (
-                            _plain(c.get("children", [])).strip(),
+                            plain(c.get("children", [])).strip(),
                             c.get("attrs", {}).get("align") or "",
                         )
                         for c in cells
@@ -189,7 +163,7 @@ class _Walker:
                 label = (
                     self.inline(children)
                     if kind == "link"
-                    else escape("🖼 " + (_plain(children) or url))
+                    else escape("🖼 " + (plain(children) or url))
                 )
                 if _SAFE_URL.fullmatch(url) and label:
                     out.append(f'<a href="{escape_attr(url)}">{label}</a>')

@@ -29,8 +29,9 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Any, Literal
 
+from adapters.mdtext import clean_text
 from adapters.telegram.limits import MAX_CALLBACK_DATA, MAX_CAPTION, MAX_TEXT, utf16_len
-from adapters.telegram.markdown import clean_text, code_html, escape, markdown_to_html
+from adapters.telegram.markdown import code_html, escape, markdown_to_html
 from bridge.messages import Block, Code, Folded, Markdown, Outbound, Rendered
 
 log = logging.getLogger(__name__)
