@@ -53,6 +53,17 @@ class AccessControl:
         return notify
 
 
+def resolve_existing(candidate: Path, raw: str, refused: type[ValueError]) -> Path:
+    """`candidate` with every symlink resolved; `refused` (saying why, in terms of what
+    the person typed) if it does not exist or cannot be resolved (a symlink loop)."""
+    try:
+        return candidate.resolve(strict=True)
+    except (FileNotFoundError, NotADirectoryError):
+        raise refused(f"{raw} does not exist") from None
+    except (OSError, RuntimeError):
+        raise refused(f"{raw} cannot be resolved") from None
+
+
 def resolve_session_dir(raw: str, roots: Sequence[str]) -> Path:
     """Return the real directory for `raw`, or raise `PathRefused` saying why."""
     if not raw:
@@ -70,12 +81,7 @@ def resolve_session_dir(raw: str, roots: Sequence[str]) -> Path:
     candidate = Path(os.path.expanduser(raw))
     if not candidate.is_absolute():
         candidate = real_roots[0] / candidate
-    try:
-        real = candidate.resolve(strict=True)
-    except (FileNotFoundError, NotADirectoryError):
-        raise PathRefused(f"{raw} does not exist") from None
-    except (OSError, RuntimeError):
-        raise PathRefused(f"{raw} cannot be resolved") from None
+    real = resolve_existing(candidate, raw, PathRefused)
     if not any(real == root or root in real.parents for root in real_roots):
         shown = ", ".join(str(r) for r in roots)
         raise PathRefused(f"{raw} is outside the allowed directories ({shown})")

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from bridge import render
+from bridge.access import resolve_existing
 from bridge.commands import Command
 from bridge.messages import Attachment, FileOut, Outbound, UserMessage
 from storage.models import SessionRow
@@ -150,12 +151,7 @@ def resolve_inside(cwd: str, raw: str, *, max_bytes: int) -> tuple[Path, Path]:
     candidate = Path(os.path.expanduser(raw)) if raw.startswith("~/") else Path(raw)
     if not candidate.is_absolute():
         candidate = root / candidate
-    try:
-        real = candidate.resolve(strict=True)
-    except (FileNotFoundError, NotADirectoryError):
-        raise FileRefused(f"{raw} does not exist") from None
-    except (OSError, RuntimeError):
-        raise FileRefused(f"{raw} cannot be resolved") from None
+    real = resolve_existing(candidate, raw, FileRefused)
     if root not in real.parents:
         raise FileRefused(f"{raw} is outside the session directory")
     if not real.is_file():
