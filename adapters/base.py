@@ -93,6 +93,18 @@ class ChatAdapter(ABC):
         reply chain rooted at the header: ``thread_id = "reply:<header id>"``.
         Raises the errors below like `send()` does."""
 
+    def add_owner(self, user_id: str) -> None:  # noqa: B027 - optional
+        """Someone became an owner by pairing (at start, for owners paired earlier, or
+        just now).  `user_id` is the platform's own id, without ``platform:``.  For
+        adapters that treat owners specially (Slack mentions and stream recipients,
+        Matrix device trust, verification and invites); a no-op by default."""
+
+    def open_invites(self, check: Callable[[str], bool]) -> None:  # noqa: B027 - optional
+        """Where a stranger cannot reach the bot at all (a Matrix bot declines their
+        invites), `check(user_id)` says whether to let them in anyway because a
+        pairing code is open.  A no-op by default: on Telegram and Slack anyone can
+        already write to the bot."""
+
     def accepts_chat(self, thread: ThreadRef, chat_type: str) -> bool:
         """Whether messages from this chat are for us at all (Slack: only the configured
         channel and DMs).  The bridge drops the others with an audit-log row."""

@@ -53,6 +53,9 @@ from bridge.config import Config
 from bridge.importer import ClaudeSessions
 from bridge.messages import ButtonPress, Inbound, Outbound, ThreadRef, UserMessage
 from bridge.outbox import Outbox
+from bridge.pairing import Pairing, load_signing_key
+from bridge.pairing import key_path as pairing_key_path
+from bridge.pairing import load_owners as load_paired_owners
 from bridge.permissions import PermissionBroker
 from bridge.scheduler import Scheduler, TriggerFactory, cron_trigger
 from bridge.tasks import TaskGroup
@@ -96,6 +99,7 @@ class Bridge:
             db, self.outbox, self.tasks, timeout_s=config.agent.permission_timeout_s
         )
         self.access = AccessControl(db, config.access.owners)
+        self.pairing = Pairing(db, load_signing_key(pairing_key_path(config)), now=now)
         self.stream_interval = stream_interval
         self.now = now
         self.claude_sessions = ClaudeSessions(config.agent.allowed_roots, agent_env)
@@ -127,6 +131,7 @@ class Bridge:
 
     async def start(self) -> None:
         self.recover()
+        load_paired_owners(self)
         await self.outbox.start()
         for adapter in self.adapters.values():
             await adapter.start(self.on_inbound)
@@ -269,12 +274,20 @@ class Bridge:
                     allowed=False,
                 )
                 return
-            if not self.access.is_owner(event.sender):
+            if not self.access.is_owner(event.sender) and not self._is_pairing(event):
                 self._refuse(event)
                 return
             self.tasks.spawn(self._handle_in_order(event), name=f"inbound-{event.thread.key}")
         except Exception:
             log.exception("inbound event could not be handled")
+
+    def _is_pairing(self, event: Inbound) -> bool:
+        """`pair CODE` (Telegram: `/start CODE`) is the one thing a stranger may send."""
+        if not isinstance(event, UserMessage):
+            return False
+        adapter = self.adapters[event.thread.platform]
+        cmd = parse_command(event.text, bot_username=adapter.username)
+        return cmd is not None and cmd.name == "pair"
 
     def _refuse(self, event: Inbound) -> None:
         what = "button" if isinstance(event, ButtonPress) else "message"

@@ -1,4 +1,4 @@
-"""The `threadline` command line: init, run, doctor, sessions, audit, attach, import.
+"""The `threadline` command line: init, run, doctor, pair, sessions, audit, attach, import.
 
 Every command takes `--config FILE` (default `$THREADLINE_CONFIG`, then
 `~/.config/threadline/config.toml`).  Errors are one line each and exit non-zero;
@@ -84,6 +84,90 @@ def doctor(config: ConfigOpt = None) -> None:
         err.print(f"{failures} problem(s) found.")
         raise typer.Exit(1)
     out.print("All checks passed.")
+
+
+@app.command()
+def pair(
+    platform: Annotated[
+        str | None,
+        typer.Option(help="Only valid on this platform: telegram, slack or matrix"),
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Print a one-time pairing code (and link, and QR code) that makes whoever uses
+    it an owner.  Single use, valid for 10 minutes."""
+    from bridge.daemon import open_database
+    from bridge.pairing import PLATFORMS, Pairing, key_path, load_signing_key
+
+    cfg = _load(config)
+    enabled = [p for p in PLATFORMS if getattr(cfg, p).enabled]
+    if platform is not None and platform not in PLATFORMS:
+        err.print(f"--platform must be one of {', '.join(PLATFORMS)}")
+        raise typer.Exit(2)
+    if platform is not None and platform not in enabled:
+        err.print(f"{platform} is not enabled in the config; no code issued.")
+        raise typer.Exit(1)
+    if not enabled:
+        err.print("No chat platform is enabled in the config; no code issued.")
+        raise typer.Exit(1)
+    db = open_database(cfg)
+    issued = Pairing(db, load_signing_key(key_path(cfg))).issue(platform or "")
+    db.close()
+    code, until = issued.code, issued.expires.strftime("%H:%M UTC")
+    scope = f"on {platform.capitalize()} only" if platform else "on any platform"
+    out.print(f"Pairing code: [bold]{code}[/bold]  (single use, {scope}, valid until {until})")
+    targets = [platform] if platform else enabled
+    link = _telegram_link(cfg, code) if "telegram" in targets else None
+    if "slack" in targets:
+        out.print(
+            f"Slack: send [bold]!pair {code}[/bold] to the app in a DM or in its channel"
+            f" (or /threadline pair {code})"
+        )
+    if "matrix" in targets:
+        out.print(
+            f"Matrix: send [bold]!pair {code}[/bold] to {cfg.matrix.user_id} in an encrypted"
+            " room; while this code is valid the bot accepts anyone's invite to a room."
+        )
+    _print_qr(link or f"pair {code}")
+
+
+def _telegram_link(cfg: Config, code: str) -> str | None:
+    """Print the Telegram deep link (the bot's name from getMe); None if unreachable."""
+    import asyncio
+
+    from telegram import Bot
+    from telegram.error import TelegramError
+
+    async def username() -> str:
+        bot = Bot(
+            cfg.telegram.token, base_url=cfg.telegram.base_url or "https://api.telegram.org/bot"
+        )
+        async with bot:
+            return (await bot.get_me()).username or ""
+
+    try:
+        name = asyncio.run(asyncio.wait_for(username(), timeout=15))
+    except (TelegramError, TimeoutError, OSError) as e:
+        out.print(
+            f"Telegram: the bot could not be reached ({type(e).__name__}), so there is no link;"
+            f" send [bold]/start {code}[/bold] (or /pair {code}) to the bot."
+        )
+        return None
+    link = f"https://t.me/{name}?start={code}"
+    out.print(
+        f"Telegram: open {link}  (or send /start {code} to @{name})",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return link
+
+
+def _print_qr(text: str) -> None:
+    import segno
+
+    out.print(f"QR code of {text}:", highlight=False)
+    segno.make(text, error="l").terminal(out=sys.stdout, compact=True)
+    sys.stdout.flush()
 
 
 @app.command()

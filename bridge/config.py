@@ -247,10 +247,7 @@ def _semantic_errors(cfg: Config) -> list[str]:
             )
         if cfg.telegram.mode == "webhook" and not cfg.telegram.webhook_url:
             errors.append("telegram.webhook_url: needed when telegram.mode = 'webhook'")
-    if not cfg.access.owners:
-        errors.append(
-            "access.owners: no owners — nobody could use the bot (add e.g. 'telegram:123456789' or run `threadline pair`)"
-        )
+    # No owners is fine: `threadline pair` adds them (kept in the database).
     if not (cfg.telegram.enabled or cfg.slack.enabled or cfg.matrix.enabled):
         errors.append(
             "no chat platform enabled: set enabled = true in [telegram], [slack] or [matrix]"

@@ -4,11 +4,11 @@ One method per command in SPEC §3; each validates its input, answers in the thr
 it came from, and leaves the heavy lifting to the bridge (sessions, outbox) and the
 broker (permissions).  Commands with a module of their own are routed there
 (`EXTERNAL`): `import` (`bridge/importer.py`), `get` (`bridge/files.py`),
-`schedule` / `schedules` / `unschedule` (`bridge/scheduler.py`).  Button data is
-opaque and short: ``p:<request>:<a|s|d>`` (permission), ``x:<session>`` (stop),
-``m:<session>:<mode index>`` (mode), ``n:<session>`` (new session in that one's
-directory), ``i:<claude session id>`` (import).  Every press is checked against the
-thread it came from.
+`schedule` / `schedules` / `unschedule` (`bridge/scheduler.py`), `pair`
+(`bridge/pairing.py`).  Button data is opaque and short: ``p:<request>:<a|s|d>``
+(permission), ``x:<session>`` (stop), ``m:<session>:<mode index>`` (mode),
+``n:<session>`` (new session in that one's directory), ``i:<claude session id>``
+(import).  Every press is checked against the thread it came from.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bridge import files, importer, render, scheduler
+from bridge import files, importer, pairing, render, scheduler
 from bridge.access import PathRefused, resolve_session_dir
 from bridge.commands import Command
 from bridge.config import PERMISSION_MODES
@@ -50,6 +50,7 @@ IMPLEMENTED = (
     "schedule",
     "schedules",
     "unschedule",
+    "pair",
     "help",
 )
 Handler = Callable[["Bridge", Command, UserMessage, SessionRow | None], Awaitable[None]]
@@ -59,6 +60,7 @@ EXTERNAL: dict[str, Handler] = {
     "schedule": scheduler.cmd_schedule,
     "schedules": scheduler.cmd_schedules,
     "unschedule": scheduler.cmd_unschedule,
+    "pair": pairing.cmd_pair,
 }
 IN_SESSION = ("stop", "mode", "model", "diff", "end", "handoff", "get", "schedule")
 _MODE_LABELS = {

@@ -57,8 +57,14 @@ def _migration_2(engine: Engine) -> None:
             conn.execute(text("ALTER TABLE turns ADD COLUMN status_outbox_id INTEGER"))
 
 
+def _migration_3(engine: Engine) -> None:
+    """Pairing codes and paired owners (`threadline pair`)."""
+    tables = [models.PairingCodeRow.__table__, models.PairedOwner.__table__]  # type: ignore[attr-defined]
+    SQLModel.metadata.create_all(engine, tables=tables)
+
+
 # Append new migrations; never edit an old one.
-MIGRATIONS: list[Callable[[Engine], None]] = [_migration_1, _migration_2]
+MIGRATIONS: list[Callable[[Engine], None]] = [_migration_1, _migration_2, _migration_3]
 
 
 class Database:
@@ -75,6 +81,7 @@ class Database:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self.cipher = cipher or BodyCipher(None)
         from storage.outbox_repo import OutboxRepo
+        from storage.pairing_repo import PairingRepo
         from storage.repos import AuditRepo, BindingRepo, PermissionRepo, SessionRepo, TurnRepo
         from storage.schedule_repo import ScheduleRepo
 
@@ -85,6 +92,7 @@ class Database:
         self.turns = TurnRepo(self)
         self.audit = AuditRepo(self)
         self.schedules = ScheduleRepo(self)
+        self.pairing = PairingRepo(self)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

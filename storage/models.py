@@ -2,8 +2,9 @@
 
 One table per concern: sessions and their thread bindings, the durable outbox,
 permission requests and "allow for session" rules, per-turn costs, scheduled
-prompts, the audit log, and the schema version.  Only `storage/` imports sqlmodel;
-the rest of the code uses these classes through `storage.db.Database`.
+prompts, pairing codes and paired owners, the audit log, and the schema version.
+Only `storage/` imports sqlmodel; the rest of the code uses these classes through
+`storage.db.Database`.
 """
 
 from __future__ import annotations
@@ -164,6 +165,37 @@ class AuditRow(SQLModel, table=True):
     action: str = ""  # message | button | new | permission | pair | refused ...
     detail: str = ""
     allowed: bool = True
+
+
+class PairingCodeRow(SQLModel, table=True):
+    """A one-time pairing code from `threadline pair`.  Keyed by the SHA-256 of the
+    code (the code itself is never stored); `payload` is what the daemon's Ed25519
+    key signed (code hash, platform, expiry, nonce) and `signature` the signature, so
+    a row altered or written by anyone without the key is refused.  Added by
+    migration 3."""
+
+    __tablename__ = "pairing_codes"
+
+    id: str = Field(primary_key=True, max_length=64)  # sha256(code), hex
+    payload: str
+    signature: str  # hex
+    platform: str = ""  # informational copy of the signed one; "" = any platform
+    state: str = Field(default="pending", index=True)  # pending | used
+    used_by: str = ""  # Sender.key of who redeemed it
+    created_at: datetime = Field(default_factory=utcnow)
+    used_at: datetime | None = None
+
+
+class PairedOwner(SQLModel, table=True):
+    """Someone who became an owner by pairing (`platform:user_id`), on top of the
+    config's `[access] owners`.  Added by migration 3."""
+
+    __tablename__ = "paired_owners"
+
+    key: str = Field(primary_key=True)  # Sender.key
+    platform: str
+    code_id: str = ""
+    paired_at: datetime = Field(default_factory=utcnow)
 
 
 class SchemaVersion(SQLModel, table=True):

@@ -73,7 +73,7 @@ token = "nope"
     joined = "\n".join(e.value.lines)
     assert "allow_bypass" in joined
     assert "telegram.token: not a bot token" in joined
-    assert "access.owners: no owners" in joined
+    assert "access.owners" not in joined, "no owners is allowed: `threadline pair` adds them"
 
 
 def test_bad_toml_and_missing_file(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from urllib.parse import quote
 
 from nio import AsyncClient, ErrorResponse
@@ -34,6 +34,7 @@ from adapters.matrix.markdown import escape
 from adapters.matrix.outgoing import Outgoing
 from adapters.matrix.pacing import Pacer
 from adapters.matrix.receiver import Receiver
+from adapters.matrix.sas_core import owner_ids
 from adapters.matrix.store import MatrixStore
 from bridge.config import MatrixConfig
 from bridge.messages import Inbound, Outbound, Rendered, ThreadRef
@@ -69,7 +70,27 @@ class MatrixAdapter(ChatAdapter):
         self._sink: InboundSink | None = None
         self._sas: verification.SasResponder | None = None
         self._room_sas: room_verification.RoomSasResponder | None = None
+        self._invite_check: Callable[[str], bool] | None = None
         self.outgoing = self._outgoing()
+
+    def add_owner(self, user_id: str) -> None:
+        """A paired owner: their invites accepted, devices trusted on first use, SAS
+        verifications answered, mentioned on prompts and finals."""
+        if user_id in self.owners:
+            return
+        self.owners = (*self.owners, user_id)
+        if self.receiver is not None:
+            self.receiver.owners = self.owners
+        for sas in (self._sas, self._room_sas):
+            if sas is not None:
+                sas.owners = owner_ids(self.owners)
+
+    def open_invites(self, check: Callable[[str], bool]) -> None:
+        """Strangers' invites are accepted while `check(inviter)` says a pairing code
+        is open, so a new person can reach the bot to send `!pair CODE`."""
+        self._invite_check = check
+        if self.receiver is not None:
+            self.receiver.invite_open = check
 
     def _outgoing(self) -> Outgoing:
         return Outgoing(
@@ -118,6 +139,8 @@ class MatrixAdapter(ChatAdapter):
                 notify=self.outgoing.notice_later,
                 pace=self.pacer.wait,
             )
+            if self._invite_check is not None:
+                self.receiver.invite_open = self._invite_check
             first = await self.errors.call(
                 lambda: client.sync(
                     timeout=0,

@@ -3,14 +3,15 @@
 After nio has applied a sync response (state, decryption of `m.room.encrypted`
 events, to-device room keys), `Receiver.handle` does the rest in order: key
 housekeeping and TOFU trust for the owners' devices, invites (an owner's is
-accepted, anyone else's declined), then every room's new timeline events.  Events
-from before the bot started are ignored (a new device sees history it could never
-decrypt, and old commands must not run again); so are our own.  A message in an
-unencrypted room while `encryption = "required"` is not handed on: the room is told
-why instead (at most every `REFUSAL_INTERVAL_S`).  An event that could not be
-decrypted yet (its room key is still on the way) is kept and retried after later
-syncs for `UNDECRYPTED_KEEP_S`.  Reactions become `ButtonPress`es through the
-`ButtonMap`; messages become `UserMessage`s via `inbound.py`, attachments downloaded.
+accepted, anyone else's declined unless a pairing code is open), then every room's
+new timeline events.  Events from before the bot started are ignored (a new device
+sees history it could never decrypt, and old commands must not run again); so are
+our own.  A message in an unencrypted room while `encryption = "required"` is not
+handed on: the room is told why instead (at most every `REFUSAL_INTERVAL_S`).  An
+event that could not be decrypted yet (its room key is still on the way) is kept and
+retried after later syncs for `UNDECRYPTED_KEEP_S`.  Reactions become `ButtonPress`es
+through the `ButtonMap`; messages become `UserMessage`s via `inbound.py`, attachments
+downloaded.
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ class Receiver:
         self.pace = pace  # joins and leaves are events too: they spend the message budget
         self.started_ms = int(time.time() * 1000) - CLOCK_SLACK_MS
         self._invites_seen: set[str] = set()
+        # A stranger's invite is accepted when this says so (a pairing code is open).
+        self.invite_open: Callable[[str], bool] = lambda _inviter: False
         self._refused: dict[str, float] = {}
         self._undecrypted: list[tuple[str, MegolmEvent, float]] = []
 
@@ -101,7 +104,7 @@ class Receiver:
             return
         self._invites_seen.add(room_id)
         await self.pace()
-        if inviter in self.owners:
+        if inviter in self.owners or self.invite_open(inviter):
             log.info("Matrix: accepting %s's invite to %s", inviter, room_id)
             call = self.client.join(room_id)
         else:

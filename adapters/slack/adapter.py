@@ -128,6 +128,14 @@ class SlackAdapter(ChatAdapter):
         if session is not None:
             await session.close()
 
+    def add_owner(self, user_id: str) -> None:
+        """A paired owner: mentioned on prompts and finals, a native stream's recipient."""
+        if user_id in self.owners:
+            return
+        self.owners = (*self.owners, user_id)
+        if self._client is not None:
+            self._spawn(self.receiver.lookup_name(user_id))
+
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
         self._tasks.add(task)

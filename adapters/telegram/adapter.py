@@ -72,6 +72,11 @@ class TelegramAdapter(ChatAdapter):
         self._forum: dict[str, bool] = {}  # supergroup → is_forum
         self._half_open: dict[tuple[str, str], ThreadRef] = {}  # topic made, header not yet sent
 
+    def add_owner(self, user_id: str) -> None:
+        key = f"telegram:{user_id}"
+        if key not in self.owners_hint:
+            self.owners_hint = (*self.owners_hint, key)
+
     # --- lifecycle --------------------------------------------------------------------
 
     @property

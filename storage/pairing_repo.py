@@ -1,0 +1,72 @@
+"""The `pairing_codes` and `paired_owners` tables' queries.
+
+Storage only: signing and checking codes is `bridge/pairing.py`'s job.  `claim` is
+the single-use guarantee — one conditional UPDATE, so of two people redeeming the
+same code at once (two tasks, two threads or two processes) exactly one wins.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import update
+from sqlmodel import col, func, select
+
+from storage.models import AuditRow, PairedOwner, PairingCodeRow, utcnow
+
+if TYPE_CHECKING:
+    from storage.db import Database
+
+
+class PairingRepo:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def add_code(self, row: PairingCodeRow) -> None:
+        with self.db.session() as s:
+            s.add(row)
+            s.commit()
+
+    def get_code(self, code_id: str) -> PairingCodeRow | None:
+        with self.db.session() as s:
+            return s.get(PairingCodeRow, code_id)
+
+    def pending_codes(self) -> list[PairingCodeRow]:
+        with self.db.session() as s:
+            return list(s.exec(select(PairingCodeRow).where(PairingCodeRow.state == "pending")))
+
+    def claim(self, code_id: str, by: str) -> bool:
+        """Mark a pending code used by `by`; False if it was not pending any more."""
+        with self.db.session() as s:
+            result = s.exec(
+                update(PairingCodeRow)
+                .where(col(PairingCodeRow.id) == code_id)
+                .where(col(PairingCodeRow.state) == "pending")
+                .values(state="used", used_by=by, used_at=utcnow())
+            )
+            s.commit()
+            return bool(result.rowcount)
+
+    def add_owner(self, key: str, platform: str, code_id: str) -> None:
+        with self.db.session() as s:
+            if s.get(PairedOwner, key) is None:
+                s.add(PairedOwner(key=key, platform=platform, code_id=code_id))
+                s.commit()
+
+    def owners(self) -> list[PairedOwner]:
+        with self.db.session() as s:
+            return list(s.exec(select(PairedOwner).order_by(col(PairedOwner.paired_at))))
+
+    def failures_since(self, user: str, since: datetime, actions: tuple[str, ...]) -> int:
+        """How many of `user`'s audit rows with one of `actions` are newer than `since`
+        (failed pairing attempts, for the brute-force limit)."""
+        with self.db.session() as s:
+            q = (
+                select(func.count())
+                .select_from(AuditRow)
+                .where(AuditRow.user == user)
+                .where(col(AuditRow.action).in_(actions))
+                .where(col(AuditRow.at) >= since)
+            )
+            return int(s.exec(q).one())
