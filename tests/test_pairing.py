@@ -30,7 +30,11 @@ from bridge.pairing import (
 from storage.db import Database
 from storage.models import PairingCodeRow, utcnow
 from tests.harness import STRANGER, Harness, start_harness, stop_harness
+from tests.matrix_harness import start_matrix_harness, stop_matrix_harness
+from tests.matrix_phone import Phone
+from tests.synapse import Synapse
 from tests.test_cli import threadline, write_config
+from tests.test_e2e_matrix import _membership
 
 MALLORY = Sender("telegram", str(STRANGER), "Mallory")
 EVE = 7777
@@ -304,3 +308,30 @@ async def test_slack_pairing_teaches_the_adapter_its_new_owner(tmp_path: Path) -
         assert f"<@{SLACK_STRANGER}>" in str(rendered[0].payload), "the new owner is mentioned"
     finally:
         await stop_slack_harness(h)
+
+
+async def test_matrix_newcomer_invites_the_bot_while_a_code_is_open(
+    tmp_path: Path, synapse: Synapse
+) -> None:
+    h = await start_matrix_harness(tmp_path, synapse)
+    newcomer = await Phone(synapse.base_url, synapse.register(), tmp_path / "newcomer").start()
+    bot = h.bot.user_id
+    try:
+        room = await newcomer.create_room([bot], name="pairing")
+        await newcomer.wait(lambda: _membership(synapse, room, bot) == "leave" or None, 20)
+
+        code = h.bridge.pairing.issue("matrix").code
+        await newcomer.client.room_invite(room, bot)  # again, now that a code is open
+        await newcomer.wait_member(room, bot)
+        await newcomer.say(room, f"!pair {code}")
+        await newcomer.wait_message(lambda m: m.sender == bot and "Paired" in m.body)
+        assert newcomer.user_id in h.adapter.owners
+        assert h.adapter.receiver is not None and newcomer.user_id in h.adapter.receiver.owners
+        invites = [(r.detail, r.allowed) for r in h.db.audit.recent() if r.action == "pair-invite"]
+        assert invites == [
+            ("accepted: a pairing code is open", True),
+            ("declined: not an owner", False),
+        ]
+    finally:
+        await newcomer.stop()
+        await stop_matrix_harness(h)

@@ -115,6 +115,9 @@ class Receiver:
         except Exception as e:
             self._invites_seen.discard(room_id)  # try again after the next sync
             log.warning("Matrix: answering the invite to %s failed: %s", room_id, e)
+            return
+        if room_id not in self.client.rooms:  # declined: a later invite is a new question
+            self._invites_seen.discard(room_id)
 
     # --- timeline events --------------------------------------------------------------
 
