@@ -153,6 +153,9 @@ def test_guessing_is_limited_per_sender(pairing: Pairing, db: Database) -> None:
     assert not limited.ok and "Too many" in limited.message, "even a right code, now"
     assert pairing.redeem(good, MALLORY).message == "", "told once, then silence"
     assert db.pairing.owners() == []
+    later = Pairing(db, pairing.key, now=lambda: utcnow() + timedelta(minutes=61))
+    fresh = later.issue().code
+    assert later.redeem(fresh, MALLORY).ok, "an hour later the sender may try again"
     assert pairing.redeem(good, Sender("telegram", "42")).ok, "others are not locked out"
     actions = [r.action for r in db.audit.recent()]
     assert actions.count("pair-refused") == MAX_FAILURES and actions.count("pair-limited") == 2
