@@ -109,11 +109,13 @@ async def _check_telegram(cfg: Config, out: Console) -> int:
         )
         return 1
     _ok(out, f"Telegram bot @{me.username}")
-    if not any(o.startswith("telegram:") for o in cfg.access.owners):
+    from bridge.pairing import all_owners
+
+    if not any(o.startswith("telegram:") for o in all_owners(cfg)):
         _fail(
             out,
-            "Telegram: no telegram owner in [access] owners",
-            "add 'telegram:<your user id>' to [access] owners",
+            "Telegram: no telegram owner in [access] owners and none paired",
+            "run `threadline pair` and open the link, or add 'telegram:<your user id>' to [access] owners",
         )
         return 1
     if cfg.telegram.chat_id:

@@ -62,12 +62,14 @@ async def check_matrix_async(cfg: Config, out: Console) -> int:
         )
     finally:
         await client.close()
-    if not any(o.startswith("matrix:") for o in cfg.access.owners):
+    from bridge.pairing import all_owners
+
+    if not any(o.startswith("matrix:") for o in all_owners(cfg)):
         failures += 1
         _fail(
             out,
-            "Matrix: no matrix owner in [access] owners",
-            "add 'matrix:@you:your.server' to [access] owners",
+            "Matrix: no matrix owner in [access] owners and none paired",
+            "run `threadline pair`, or add 'matrix:@you:your.server' to [access] owners",
         )
     if m.encryption != "required":
         _warn(

@@ -70,12 +70,14 @@ async def _check(cfg: Config, out: Console) -> int:
         failures = _scopes(out, header_scopes(auth.headers))
         failures += await _transport(cfg, client, out)
         failures += await _channel(cfg, client, out)
-    if not any(o.startswith("slack:") for o in cfg.access.owners):
+    from bridge.pairing import all_owners
+
+    if not any(o.startswith("slack:") for o in all_owners(cfg)):
         failures += 1
         _fail(
             out,
-            "Slack: no slack owner in [access] owners",
-            "add 'slack:<your member id>' (Slack profile → ⋮ → Copy member ID)",
+            "Slack: no slack owner in [access] owners and none paired",
+            "run `threadline pair`, or add 'slack:<your member id>' (Slack profile → ⋮ → Copy member ID)",
         )
     return failures
 

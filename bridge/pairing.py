@@ -235,6 +235,20 @@ class Pairing:
         )
 
 
+def all_owners(config: Config) -> list[str]:
+    """The config's owners and those paired so far (for `threadline doctor`)."""
+    from bridge.daemon import open_database
+
+    try:
+        db = open_database(config)
+    except Exception:  # doctor reports the database on its own
+        return list(config.access.owners)
+    try:
+        return [*config.access.owners, *(o.key for o in db.pairing.owners())]
+    finally:
+        db.close()
+
+
 def load_owners(bridge: Bridge) -> None:
     """At start: paired owners join the config's, in access control and adapters."""
     for owner in bridge.db.pairing.owners():

@@ -338,3 +338,20 @@ async def test_matrix_newcomer_invites_the_bot_while_a_code_is_open(
     finally:
         await newcomer.stop()
         await stop_matrix_harness(h)
+
+
+async def test_doctor_counts_paired_owners(tmp_path: Path) -> None:
+    from tests.fakes.telegram import FakeTelegram
+
+    async with FakeTelegram(has_topics_enabled=True) as tg:
+        cfg = tmp_path / "config.toml"
+        write_config(cfg, tmp_path, token=tg.token, base_url=tg.base_url, owners="[]")
+        rc, out = await threadline("doctor", "--config", str(cfg))
+        assert rc == 1 and "threadline pair" in out, out
+        db = Database(f"sqlite:///{tmp_path}/t.db")
+        db.migrate()
+        pairing = Pairing(db, load_signing_key(tmp_path / "pairing.key"))
+        assert pairing.redeem(pairing.issue().code, Sender("telegram", "1001")).ok
+        db.close()
+        rc, out = await threadline("doctor", "--config", str(cfg))
+        assert rc == 0, out
