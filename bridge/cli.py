@@ -148,8 +148,12 @@ def _telegram_link(cfg: Config, code: str) -> str | None:
     try:
         name = asyncio.run(asyncio.wait_for(username(), timeout=15))
     except (TelegramError, TimeoutError, OSError) as e:
+        name, why = "", type(e).__name__
+    else:
+        why = "it has no username"
+    if not name:
         out.print(
-            f"Telegram: the bot could not be reached ({type(e).__name__}), so there is no link;"
+            f"Telegram: the bot could not be reached ({why}), so there is no link;"
             f" send [bold]/start {code}[/bold] (or /pair {code}) to the bot."
         )
         return None
