@@ -41,10 +41,13 @@ class TurnStarted:
 
 @dataclass(frozen=True, slots=True)
 class TextDelta:
-    """A piece of assistant text as it streams in."""
+    """A piece of assistant text as it streams in. ``restart``: the model call was
+    retried (a stream that broke off), so the text streamed since the last
+    ``TextDone`` is void and this piece starts the block over."""
 
     session_id: str
     text: str
+    restart: bool = False
 
 
 @dataclass(frozen=True, slots=True)

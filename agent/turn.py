@@ -57,15 +57,24 @@ class Turn:
     api_error: str = ""
     tools: list[str] = field(default_factory=list)
     tool_names: dict[str, str] = field(default_factory=dict)
+    streaming: bool = False  # text deltas came since the last finished text block
+    restart: bool = False  # a new model call began while a block was unfinished
 
     def events_for(self, message: Message) -> list[AgentEvent]:
         """Events for a streamed, assistant or user (tool result) message."""
         sid = self.session_id
         if isinstance(message, StreamEvent):
-            delta = message.event.get("delta") or {}
             # Subagents' text (parent_tool_use_id set) is not the session's answer.
-            if message.parent_tool_use_id is None and delta.get("type") == "text_delta":
-                return [TextDelta(sid, delta["text"])] if delta.get("text") else []
+            if message.parent_tool_use_id is not None:
+                return []
+            if message.event.get("type") == "message_start" and self.streaming:
+                # The CLI retries a model call whose stream broke off: it streams the
+                # answer again from its start, so what came before is void.
+                self.restart = True
+            delta = message.event.get("delta") or {}
+            if delta.get("type") == "text_delta" and delta.get("text"):
+                restart, self.restart, self.streaming = self.restart, False, True
+                return [TextDelta(sid, delta["text"], restart=restart)]
         elif isinstance(message, AssistantMessage):
             if message.error is not None:  # the CLI's synthetic "API Error: ..." message
                 texts = [b.text for b in message.content if isinstance(b, TextBlock)]
@@ -88,6 +97,7 @@ class Turn:
 
     def _block(self, block: object, message: AssistantMessage) -> AgentEvent | None:
         if isinstance(block, TextBlock) and block.text and message.parent_tool_use_id is None:
+            self.streaming = self.restart = False
             return TextDone(self.session_id, block.text)
         if isinstance(block, ToolUseBlock):
             self.tools.append(block.name)

@@ -60,7 +60,7 @@ class RetryPolicy:
     outbox retry is a persisted `not_before` that survives restarts.)"""
 
     initial: float = 1.0
-    maximum: float = 60.0
+    maximum: float = 15.0
     ephemeral_attempts: int = 5
 
     def delay(self, attempts: int) -> float:

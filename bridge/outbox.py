@@ -59,7 +59,7 @@ class Outbox:
         thread_fallback: ThreadFallback | None = None,
         clock: Callable[[], float] = time.time,
         retry_initial: float = 1.0,
-        retry_max: float = 60.0,
+        retry_max: float = 15.0,  # an API back from an outage is used again within 15 s
         ephemeral_attempts: int = 5,
         rate_margin: float = 0.2,
     ) -> None:

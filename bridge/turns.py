@@ -79,6 +79,8 @@ class TurnView:
         )[0]
 
     def on_delta(self, ev: TextDelta) -> None:
+        if ev.restart:  # the model call was retried: its text streams again from the start
+            self.current = ""
         self.current += ev.text
         self._schedule()
 

@@ -37,6 +37,7 @@ DEFAULT_BASE_URL = "https://slack.com/api/"
 EVENTS_PATH = "/slack/events"
 MANIFEST = Path(__file__).with_name("manifest.yaml")
 CONNECT_TIMEOUT_S = 30.0
+REQUEST_TIMEOUT_S = 20  # a Web API call not answered by then fails (the outbox retries it)
 ANY = re.compile(".*")  # Bolt listener constraint that matches everything
 
 
@@ -46,7 +47,7 @@ def web_client(config: SlackConfig, session: aiohttp.ClientSession) -> AsyncWebC
         token=config.bot_token,
         base_url=base if base.endswith("/") else base + "/",
         session=session,
-        timeout=20,
+        timeout=REQUEST_TIMEOUT_S,
         logger=logging.getLogger("adapters.slack.web"),
     )
 

@@ -66,6 +66,9 @@ _STATIC_MENU = {
     "help": "all commands",
 }
 POLL_TIMEOUT_S = 20  # long-poll hold; stop() cancels a poll in flight
+# A Bot API call that has not answered by then is abandoned (PTB `TimedOut`, which the
+# outbox retries with backoff): the chat's delivery waits on it meanwhile.
+REQUEST_TIMEOUT_S = 30.0
 
 
 def menu() -> list[BotCommand]:
@@ -132,8 +135,8 @@ def build_application(config: TelegramConfig) -> Application[Any, Any, Any, Any,
         request=HTTPXRequest(
             connection_pool_size=32,
             connect_timeout=10,
-            read_timeout=30,
-            write_timeout=30,
+            read_timeout=REQUEST_TIMEOUT_S,
+            write_timeout=REQUEST_TIMEOUT_S,
             pool_timeout=10,
             media_write_timeout=120,
         ),

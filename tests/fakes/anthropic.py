@@ -37,8 +37,9 @@ What the bundled CLI (2.1.330, claude-agent-sdk 0.2.187) was seen to do against 
   ``AssistantMessage`` with ``error`` set and "API Error: 500 …" text, and a result with
   ``is_error`` (subtype "success"). The process lives on; the failed prompt stays in the
   conversation and the next one is merged into it.
-- A dropped stream (``Cut``) is retried, then repeated as a non-streaming call, which the
-  fake answers with the whole step: the turn succeeds with the full text.
+- A dropped stream (``Cut``) is retried (``CLAUDE_CODE_MAX_RETRIES`` times, each retry
+  streaming the same text again from its start), then repeated as a non-streaming call,
+  which the fake answers with the whole step: the turn succeeds with the full text.
 - Timing on 2 cores: CLI start and SDK initialize ≈ 0.5 s (1–2 s on a loaded machine); a
   turn ≈ 50–200 ms plus scripted delays; a tool round-trip adds ≈ 50 ms plus the tool.
 """
@@ -101,9 +102,14 @@ class Error:
 
 @dataclass(frozen=True)
 class Cut:
-    """The stream starts, half of ``text`` is sent, then the connection is dropped."""
+    """The stream starts, half of ``text`` is sent, then the connection is dropped.
+
+    The CLI retries a broken stream and then asks once without streaming: that call
+    gets the whole ``text`` (the turn recovers) unless ``recover`` is False, when its
+    connection is dropped too (the turn fails)."""
 
     text: str
+    recover: bool = True
 
 
 Step = Text | ToolUse | ToolUses | Error | Cut
@@ -211,6 +217,10 @@ class FakeAnthropic:
             body = dict(step.body) if step.body is not None else _error_body(step.status)
             return web.json_response(body, status=step.status)
         if not data.get("stream"):
+            if isinstance(step, Cut) and not step.recover and request.transport is not None:
+                self.errors_served += 1
+                request.transport.abort()
+                return web.Response(status=500)
             return web.json_response(_whole_message(step, model, data))
         stream = _Stream(request, model, _input_tokens(data))
         try:

@@ -666,7 +666,11 @@ class FakeSlack:
         delay: float = 0.0,
         drop: bool = False,
     ) -> None:
-        """The next `times` calls of `method` (None: all) matching `match` fail."""
+        """The next `times` calls of `method` ("*": any method; `times` None: until
+        cleared) matching `match` fail: an ``error`` answer with HTTP ``status`` (5xx:
+        an HTML error page), a 429 with ``Retry-After`` when ``retry_after`` is set,
+        after ``delay`` seconds (a hung request); ``drop`` aborts the connection
+        instead (a connection reset) — the call never takes effect."""
         self._faults.append(Fault(method, error, status, retry_after, times, match, delay, drop))
 
     def clear_faults(self) -> None:
@@ -1049,7 +1053,9 @@ class FakeSlack:
 
     def _take_fault(self, method: str, params: dict[str, Any]) -> Fault | None:
         for fault in self._faults:
-            if fault.method != method or (fault.match is not None and not fault.match(params)):
+            if fault.method not in ("*", method) or (
+                fault.match is not None and not fault.match(params)
+            ):
                 continue
             if fault.times is not None:
                 fault.times -= 1

@@ -58,7 +58,8 @@ What it models (over real HTTP on 127.0.0.1, a free port, aiohttp.web):
   costs nothing).
 * Faults: :meth:`FakeTelegram.fail_next` (status, exact description, retry_after,
   a predicate on the parameters, a delay, "applied" = the call takes effect but the
-  answer is an error, i.e. a lost response) and :meth:`FakeTelegram.set_outage`
+  answer is an error, i.e. a lost response; "reset" = the connection is aborted) and
+  :meth:`FakeTelegram.set_outage`
   (every call → 5xx, or the port refuses connections).
 * A person (Python methods, not HTTP): :meth:`user_message`, :meth:`user_photo`,
   :meth:`user_document`, :meth:`press_button`, :meth:`push_update`; and a transcript:
@@ -1068,6 +1069,7 @@ class Fault:
     applied: bool = False
     delay: float = 0.0
     served: int = 0
+    reset: bool = False  # abort the connection instead of answering
 
 
 @dataclass
@@ -1418,6 +1420,7 @@ class FakeTelegram:
         """Make the next `times` calls of `method` ("*" = any; None = until cleared) fail.
 
         * ``fail_next("sendMessage", 502)`` — HTTP 502 "Bad Gateway" (PTB: NetworkError).
+        reset: bool = False,
         * ``fail_next("sendMessage", error_description="Bad Request: message thread not
           found")`` — status inferred from the prefix (400 here).
         * ``fail_next("sendMessage", retry_after=3)`` — 429 with parameters.retry_after.
@@ -1430,6 +1433,8 @@ class FakeTelegram:
         canonical = _CANONICAL.get(method.lower(), method) if method != "*" else "*"
         params = dict(parameters) if parameters else None
         if retry_after is not None:
+        * ``reset=True`` — abort the connection instead of answering (a connection
+          reset; with ``applied`` the call takes effect first, i.e. a lost response).
             params = {**(params or {}), "retry_after": int(retry_after)}
         if status is None:
             if retry_after is not None:
@@ -1459,6 +1464,7 @@ class FakeTelegram:
         self._faults.append(fault)
         return fault
 
+            reset=reset,
     def clear_faults(self) -> None:
         self._faults.clear()
 
@@ -1981,13 +1987,16 @@ class FakeTelegram:
             if fault is not None:
                 if fault.delay:
                     await asyncio.sleep(fault.delay)
-                if fault.status is not None:
+                if fault.status is not None or fault.reset:
                     if fault.applied:
                         with contextlib.suppress(ApiError):
                             commit = self._check_rate(method, params)
                             await handler(params, files)
                             commit()
-                    raise ApiError(fault.status, fault.description or "", fault.parameters)
+                    if fault.reset and request.transport is not None:
+                        request.transport.abort()
+                        return web.Response(status=500)
+                    raise ApiError(fault.status or 500, fault.description or "", fault.parameters)
             commit = self._check_rate(method, params)
             result = await handler(params, files)
             commit()
