@@ -16,7 +16,7 @@ outbox understands (retry later, honour `retry_after`, give up, or fall back).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 
 from bridge.messages import ButtonPress, Inbound, Outbound, Rendered, ThreadRef
@@ -157,3 +157,13 @@ class ChatAdapter(ABC):
 
     async def delete(self, thread: ThreadRef, message_id: str) -> None:  # noqa: B027
         """Delete a message we sent.  No-op where unsupported."""
+
+    async def find_sent(
+        self, thread: ThreadRef, msg: Rendered, *, after: str | None, ours: Collection[str]
+    ) -> str | None:
+        """A send that may have reached the platform before the daemon died (or before
+        a timeout): the id of the delivered message, or None if it was not delivered
+        or the platform cannot tell (the outbox then sends it again).  `after` is our
+        newest message in the chat before the attempt, `ours` all our message ids
+        there.  None by default."""
+        return None

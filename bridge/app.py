@@ -205,7 +205,8 @@ class Bridge:
                     model=row.model or None,
                     mode=row.mode or None,
                 )
-                if row.state in ("interrupted", "ended"):
+                current = self.db.sessions.get(row.id)  # `prompt` may have set running
+                if current is not None and current.state in ("interrupted", "ended"):
                     self.db.sessions.update(row.id, state="active")
             return agent
 
@@ -359,8 +360,15 @@ class Bridge:
                 ),
             )
             return
-        agent = await self.agent_for(session)
-        queued = await agent.send(text, images or ())
+        # Running from now on, not from the turn's first event: a restart while Claude
+        # Code starts must still tell the person that this prompt was interrupted.
+        self.db.sessions.update(session.id, state="running")
+        try:
+            agent = await self.agent_for(session)
+            queued = await agent.send(text, images or ())
+        except Exception:
+            self.db.sessions.update(session.id, state="active")
+            raise
         self.db.sessions.touch(session.id)
         if queued:
             self.reply(

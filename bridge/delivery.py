@@ -13,11 +13,15 @@ anything unexpected reschedule the row with capped exponential backoff and jitte
 `PermanentError` fails it, `NotModified` counts as sent, `ThreadGone` is handed to
 the outbox (it owns thread fallbacks, which may span chats).
 
-At-least-once window: the row is marked sent in the same event-loop step in which
-the platform call returns, with no `await` in between; only a process killed inside
-that step (after the platform accepted, before the commit) — or a commit that fails
-— sends the row again.  One process per database: two daemons on one file would
-each deliver the same rows.
+Exactly once, as far as the platform allows: a send row is stamped
+`attempted_at` before its first call and marked sent in the same event-loop step
+in which the call returns.  A stamped row met again (the daemon was killed while
+the call was under way, or the call timed out) may already be in the chat: the
+adapter's `find_sent` looks for it (Telegram: by an identical edit of the message
+ids after our newest one) and only if it is not found is the message sent again.
+Edits, drafts and deletes are re-applied (an identical edit is "not modified":
+success).  Where `find_sent` cannot tell, delivery is at least once.  One process
+per database: two daemons on one file would each deliver the same rows.
 """
 
 from __future__ import annotations
@@ -207,17 +211,28 @@ class ChatWorker:
     async def _deliver(self, item: PendingItem) -> None:
         thread = ThreadRef(item.platform, item.chat_id, item.thread_id)
         self.in_flight = item.id
+        # Sends are stamped before their first call: a later attempt first asks whether
+        # an earlier one arrived.  (Edits, drafts and deletes are simply re-applied.)
+        stamped = item.op == "send" and item.attempted_at is None
         try:
-            message_id = await self._call(thread, item)
+            message_id = await self._delivered_before(thread, item)
+            if message_id is None:
+                if stamped:
+                    self._repo.mark_attempted(item.id, to_datetime(self._clock()))
+                message_id = await self._call(thread, item)
         except NotModified:
             message_id = item.target_message_id
         except RateLimited as exc:
+            if stamped:  # refused: it did not arrive
+                self._repo.mark_attempted(item.id, None)
             self._budget.pause(self.chat_id, exc.retry_after)
             self._warn(item, f"rate limited, chat paused {exc.retry_after:.2f} s")
             self._drop_if_newer(item)
             return
         except ThreadGone:
             self.in_flight = None
+            if stamped:  # refused: it goes to another thread, and did not arrive here
+                self._repo.mark_attempted(item.id, None)
             await self._thread_gone(thread, item)
             return
         except PermanentError as exc:
@@ -231,6 +246,18 @@ class ChatWorker:
         # The at-least-once window ends here: no await since the platform answered.
         self._repo.mark_sent(item.id, message_id, to_datetime(self._clock()))
         self._settle([item.id], "sent", message_id)
+
+    async def _delivered_before(self, thread: ThreadRef, item: PendingItem) -> str | None:
+        """The message id, if an earlier attempt at this send reached the platform."""
+        if item.op != "send" or item.attempted_at is None:
+            return None
+        after, ours = self._repo.our_messages(self.key, item.attempted_at)
+        found = await self._adapter.find_sent(
+            thread, Rendered(item.payload), after=after, ours=ours
+        )
+        if found is not None:
+            log.info("outbox row %d in %s had arrived before as %s", item.id, self.key, found)
+        return found
 
     async def _call(self, thread: ThreadRef, item: PendingItem) -> str | None:
         rendered, target = Rendered(item.payload), item.target_message_id

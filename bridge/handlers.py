@@ -177,6 +177,8 @@ class Handlers:
         if opened is None:
             return
         row, thread = opened
+        if prompt:  # a restart while Claude Code starts: the thread is told (recovery)
+            self.b.db.sessions.update(row.id, state="running")
         await self.b.agent_for(row)
         if prompt:
             await self.b.prompt(row, thread, prompt)

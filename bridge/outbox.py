@@ -15,10 +15,16 @@ This class is the producers' face and the owner of state that spans chats: the
 workers, thread fallbacks (`ThreadGone` → `thread_fallback` → the thread's pending
 rows move, and later rows for the gone thread follow), `wait_sent` / `wait_idle`.
 
-Delivery is at least once with a window of one call: a row is marked sent in the
-event-loop step in which the platform call returns, so only a kill -9 between the
-platform accepting a message and that commit resends it after a restart; a row
-marked sent is never sent again, and every pending row is delivered after `start()`.
+Delivery survives kill -9 without duplicates where the platform lets us check: a
+send row is stamped `attempted_at` before its platform call and marked sent in the
+event-loop step in which the call returns.  Met again after a restart (or after a
+timeout), a stamped send is first looked for (`ChatAdapter.find_sent`) and sent
+only if it did not arrive.  Telegram has no idempotent send and no history for
+bots, so its adapter probes the few message ids after our newest one with an edit
+to the identical content ("message is not modified" = it is there); if it is not
+among them (a busy chat), the message is sent again — at least once, never lost.
+Edits are re-applied (identical = "not modified" = done).  A row marked sent is
+never sent again, and every pending row is delivered after `start()`.
 """
 
 from __future__ import annotations

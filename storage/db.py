@@ -67,6 +67,21 @@ def _migration_3(engine: Engine) -> None:
 MIGRATIONS: list[Callable[[Engine], None]] = [_migration_1, _migration_2, _migration_3]
 
 
+# --- migration 4 (outbox delivery attempts) ---------------------------------------------
+
+
+def _migration_4(engine: Engine) -> None:
+    """`outbox.attempted_at`: set before a row's platform call, so a restart knows
+    which sends may already have reached the platform (see `bridge/outbox.py`)."""
+    columns = {c["name"] for c in inspect(engine).get_columns("outbox")}
+    if "attempted_at" not in columns:
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE outbox ADD COLUMN attempted_at DATETIME"))
+
+
+MIGRATIONS.append(_migration_4)
+
+
 class Database:
     """One per daemon; passed to everything that needs state."""
 

@@ -85,6 +85,9 @@ class OutboxRow(SQLModel, table=True):
     last_error: str = ""
     created_at: datetime = Field(default_factory=utcnow)
     sent_at: datetime | None = None
+    # Set before each platform call (migration 4): a pending row with it may already
+    # have reached the platform.
+    attempted_at: datetime | None = None
 
 
 class PermissionRequestRow(SQLModel, table=True):

@@ -2,8 +2,9 @@
 
 `bridge/outbox.py` decides *when* to deliver; this repository decides *what* is
 deliverable and records every state change, each in one short transaction.  A row
-is written before it is attempted, then moves once from ``pending`` to ``sent``,
-``failed`` or ``superseded``.  The pick query (`next_for_chat`) encodes the
+is written before it is attempted, stamped `attempted_at` before its first platform
+call (so a restart knows which sends may have arrived), then moves once from
+``pending`` to ``sent``, ``failed`` or ``superseded``.  The pick query (`next_for_chat`) encodes the
 delivery order: per thread first-in first-out, except that a priority-0 row may
 overtake earlier priority-1 stream updates (edits/drafts) it does not conflict
 with, and a draft (an ephemeral preview) waits for nothing but its own stream; an
@@ -22,19 +23,20 @@ import json
 from collections.abc import Collection, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Table, and_, bindparam, exists, func, insert, not_, or_, select, update
 from sqlalchemy.engine import Connection
 
-from storage.models import OutboxRow
+from storage.models import OutboxRow, ThreadBinding
 
 if TYPE_CHECKING:
     from storage.db import Database
 
 OUTBOX: Table = OutboxRow.__table__  # type: ignore[attr-defined]
 T = OUTBOX.c
+B = ThreadBinding.__table__.c  # type: ignore[attr-defined]
 STREAM_OPS = ("edit", "draft")  # priority-1 rows of these ops may be overtaken
 ALL_OPS = ("send", "edit", "draft", "delete")
 
@@ -68,7 +70,9 @@ def _pick_statement() -> Any:
         .where(r.c.not_before <= bindparam("now", type_=T.not_before.type))
         .where(or_(r.c.target_id.is_(None), t.c.state.is_(None), t.c.state != "pending"))
         .where(not_(blocked))
-        .order_by(r.c.priority, r.c.id)
+        # A row attempted before goes first: after a restart the check whether it was
+        # delivered (`ChatAdapter.find_sent`) must run before anything else is sent.
+        .order_by(r.c.attempted_at.is_(None), r.c.priority, r.c.id)
         .limit(1)
     )
 
@@ -101,6 +105,7 @@ class PendingItem:
     target_id: int | None
     target_state: str | None  # None: no target, or the target row does not exist
     target_message_id: str | None
+    attempted_at: datetime | None = None  # the first platform call for it began then
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +119,11 @@ class MessageOrigin:
 
 def chat_key_of(platform: str, chat_id: str) -> str:
     return f"{platform}:{chat_id}"
+
+
+def _aware(at: datetime) -> datetime:
+    """SQLite hands timestamps back naive; they were stored in UTC."""
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 class OutboxRepo:
@@ -193,6 +203,15 @@ class OutboxRepo:
         with self._tx() as c:
             values = {"state": "sent", "platform_message_id": platform_message_id, "sent_at": at}
             c.execute(_SET_STATE, {"row_id": row_id, **values})
+
+    def mark_attempted(self, row_id: int, at: datetime | None) -> None:
+        """Record, before the platform call, that the row's delivery began (`at`; the
+        first attempt's time is kept); None: the call surely did not take effect."""
+        stmt = update(OUTBOX).where(T.id == row_id)
+        if at is not None:
+            stmt = stmt.where(T.attempted_at.is_(None))
+        with self._tx() as c:
+            c.execute(stmt.values(attempted_at=at))
 
     def mark_failed(self, row_id: int, error: str) -> None:
         with self._tx() as c:
@@ -311,6 +330,7 @@ class OutboxRepo:
             target_id=row["target_id"],
             target_state=row["target_state"],
             target_message_id=row["target_mid"],
+            attempted_at=row["attempted_at"],
         )
 
     def next_due(self, chat_key: str, now: datetime) -> datetime | None:
@@ -378,6 +398,26 @@ class OutboxRepo:
         with self.db.engine.connect() as c:
             found = c.execute(q).first()
         return None if found is None else MessageOrigin(found[0], found[1], found[2])
+
+    def our_messages(self, chat_key: str, before: datetime) -> tuple[str | None, set[str]]:
+        """For checking whether a send attempted at `before` was delivered: the
+        platform id of our newest message in the chat sent before then, and the ids
+        of every message of ours in the chat (sent rows and thread headers)."""
+        sent = (
+            select(T.platform_message_id, T.sent_at)
+            .where(T.chat_key == chat_key, T.op == "send", T.state == "sent")
+            .where(T.platform_message_id.is_not(None))
+        )
+        platform, _, chat_id = chat_key.partition(":")
+        headers = select(B.header_message_id).where(
+            B.platform == platform, B.chat_id == chat_id, B.header_message_id.is_not(None)
+        )
+        with self.db.engine.connect() as c:
+            rows = c.execute(sent.order_by(T.id)).all()
+            ours = {str(h) for h in c.execute(headers).scalars()}
+        ours.update(str(mid) for mid, _ in rows)
+        earlier = [(_aware(at), str(mid)) for mid, at in rows if at and _aware(at) < _aware(before)]
+        return (max(earlier)[1] if earlier else None), ours
 
     def thread_key_of_message(self, platform: str, chat_id: str, message_id: str) -> str | None:
         """For reply-chain routing: the thread of a message we sent, if any."""

@@ -18,7 +18,7 @@ import html
 import logging
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urlparse
@@ -36,6 +36,7 @@ from telegram.ext import Application, ContextTypes, TypeHandler
 from adapters.base import (
     ChatAdapter,
     InboundSink,
+    NotModified,
     PermanentError,
     ThreadGone,
 )
@@ -48,6 +49,7 @@ from bridge.messages import Inbound, Outbound, Rendered, ThreadRef
 log = logging.getLogger(__name__)
 
 TOPIC_RETRY_S = 3600.0  # after createForumTopic failed in a chat, use reply chains this long
+FIND_SENT_IDS = 10  # message ids after our newest known one checked for a lost send
 
 
 def _markup(payload: dict[str, Any]) -> InlineKeyboardMarkup | None:
@@ -398,3 +400,28 @@ class TelegramAdapter(ChatAdapter):
             )
         except PermanentError as e:
             log.info("deleting %s/%s failed: %s", thread.chat_id, message_id, e)
+
+    async def find_sent(
+        self, thread: ThreadRef, msg: Rendered, *, after: str | None, ours: Collection[str]
+    ) -> str | None:
+        """The Bot API has no idempotent send and no history for bots, but message ids
+        in a chat grow: the lost message, if it arrived, is one of the few ids after our
+        newest known one.  Each candidate (not a known message of ours) is edited to
+        exactly the content we meant to send: "message is not modified" means it is our
+        message with that content; anything else ("not found", "can't be edited": a
+        person's message, a topic event) means it is not.  Documents are not checked."""
+        if "text" not in msg.payload or after is None or not after.isdigit():
+            return None
+        for mid in map(str, range(int(after) + 1, int(after) + 1 + FIND_SENT_IDS)):
+            if mid in ours:
+                continue
+            try:
+                await self.edit(thread, mid, msg)
+            except NotModified:
+                return mid
+            except PermanentError:
+                continue
+            # It was a message of ours we had no record of; it now shows this one.
+            log.warning("message %s/%s took an unrecorded send's text", thread.chat_id, mid)
+            return mid
+        return None

@@ -1285,6 +1285,10 @@ class FakeTelegram:
         self._callbacks: dict[str, CallbackQueryRecord] = {}
         self._faults: list[Fault] = []
         self._outage: int | str | None = None
+        # A test's hook, called ("received" | "applied", method, params) when a call
+        # arrives and after it took effect (before the answer is written): e.g. to
+        # kill the client at an exact point.
+        self.on_api: Callable[[str, str, dict[str, Any]], None] | None = None
 
         self._updates: deque[dict[str, Any]] = deque()
         self._update_ids = itertools.count(100_000)
@@ -1982,6 +1986,8 @@ class FakeTelegram:
             log.warning("fake telegram: unknown method %s", raw_method)
             return self._error_response(method, params, files, ApiError(404, "Not Found"))
 
+        if self.on_api is not None:
+            self.on_api("received", method, params)
         fault = self._take_fault(method, params)
         try:
             if fault is not None:
@@ -2000,6 +2006,8 @@ class FakeTelegram:
             commit = self._check_rate(method, params)
             result = await handler(params, files)
             commit()
+            if self.on_api is not None:
+                self.on_api("applied", method, params)
         except ApiError as exc:
             return self._error_response(method, params, files, exc)
         finally:
