@@ -11,6 +11,8 @@ model's answer (no gaps, no repeats) while the final message carries it exactly.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -161,5 +163,50 @@ async def test_telegram_5xx_hangs_resets_and_429_storms_lose_and_repeat_nothing(
         await h.tg.wait_until(lambda: len(tg_finals(h, topic)) >= 2 or None, 40)
         await h.bridge.outbox.wait_idle(timeout=30)
         assert_tg_thread(h, topic, [answers["alpha"], follow])
+    finally:
+        await stop_harness(h)
+
+
+async def test_telegram_outage_delivers_everything_after_and_the_stream_resumes_exactly(
+    tmp_path: Path,
+) -> None:
+    """The Bot API is gone for `OUTAGE_S` (first answering 502, then refusing
+    connections) while one answer streams as native drafts and a second session's
+    whole turn happens: afterwards the drafts pick up at the exact text, and every
+    message arrives once, in order."""
+    h = await start_harness(tmp_path)
+    try:
+        tg = h.tg
+        long_answer = answer_of("omega", 300)  # < PREVIEW_CHARS: every draft is a prefix
+        chunks = len(long_answer) // 10
+        h.model.on("long story", Text(long_answer, chunk=10, delay=(OUTAGE_S + 10) / chunks))
+        short = answer_of("short", 30)
+        h.model.on("short story", Text(short, chunk=10, delay=0.05))
+        (h.root / "other").mkdir()
+        other_topic, other_sid = await h.new_session(str(h.root / "other"))
+        await h.wait_text("Ready", thread_id=other_topic)
+        long_topic, _ = await h.new_session(str(h.root / "app"), "long story")
+        await tg.wait_until(lambda: tg.drafts(thread_id=long_topic) or None, 30)
+        h.say("short story", thread_id=other_topic)
+        await tg.wait_until(lambda: h.model_saw("short story") or None, 30)
+        await tg.set_outage(502)
+        await asyncio.sleep(OUTAGE_S / 2)
+        await tg.set_outage("refused")
+        row = h.db.sessions.get(other_sid)
+        assert row is not None and row.state != "running", "the other turn ended in the outage"
+        assert not tg_finals(h, other_topic), "…and nothing of it reached the chat yet"
+        await asyncio.sleep(OUTAGE_S / 2)
+        ended = time.time()
+        await tg.set_outage(None)
+        await h.wait_text("⏱", thread_id=other_topic, timeout=40)
+        await h.wait_text("⏱", thread_id=long_topic, timeout=60)
+        await h.bridge.outbox.wait_idle(timeout=30)
+        assert_tg_thread(h, other_topic, [short])
+        assert_tg_thread(h, long_topic, [long_answer])
+        drafts = [d.visible_text for d in tg.drafts(thread_id=long_topic)]
+        assert assert_prefixes(drafts, long_answer, "a draft") >= 2
+        after = [d for d in tg.drafts(thread_id=long_topic) if d.at > ended]
+        assert after, "the stream resumed after the outage"
+        assert not failed_rows(h.db) and not pending_rows(h.db)
     finally:
         await stop_harness(h)
