@@ -142,7 +142,9 @@ async def start_matrix_harness(
     agent_extra: dict[str, Any] | None = None,
     matrix_extra: str = "",
     encrypted: bool = True,
+    homeserver: str = "",
 ) -> MatrixHarness:
+    """`homeserver`: the URL the bot uses instead of Synapse's own (a fault proxy)."""
     bot, person = synapse.register(), synapse.register()
     model = FakeAnthropic()
     await model.start()
@@ -153,6 +155,8 @@ async def start_matrix_harness(
     )
     for key, value in (agent_extra or {}).items():
         setattr(config.agent, key, value)
+    if homeserver:
+        config.matrix.homeserver = homeserver
     db = Database(config.storage.url)
     db.migrate()
     env = claude_env(tmp_path / "claude-home", model.base_url)

@@ -12,6 +12,8 @@ model's answer (no gaps, no repeats) while the final message carries it exactly.
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,17 +21,24 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
+from adapters.slack import client as slack_client
 from adapters.telegram import client as tg_client
 from storage.db import Database
 from storage.models import OutboxRow
 from tests.fakes.anthropic import Text
+from tests.fakes.fault_proxy import FaultProxy
+from tests.fakes.slack import FakeMessage as SlackMessage
 from tests.fakes.telegram import FakeMessage
 from tests.harness import Harness, start_harness, stop_harness
+from tests.matrix_harness import start_matrix_harness, stop_matrix_harness
+from tests.slack_harness import SlackHarness, start_slack_harness, stop_slack_harness
+from tests.synapse import Synapse
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 CLIENT_TIMEOUT_S = 1.5  # the adapters' request timeout in these tests (a hang outlives it)
 OUTAGE_S = 60.0  # the Telegram outage; the other platforms' outages are a few seconds
+MATRIX_OUTAGE_S = 4.0
 
 
 def answer_of(name: str, words: int = 120) -> str:
@@ -210,3 +219,145 @@ async def test_telegram_outage_delivers_everything_after_and_the_stream_resumes_
         assert not failed_rows(h.db) and not pending_rows(h.db)
     finally:
         await stop_harness(h)
+
+
+# --- Slack ------------------------------------------------------------------------------
+
+
+def slack_finals(h: SlackHarness, thread: str) -> list[SlackMessage]:
+    return [m for m in h.bot_messages(thread) if "⏱" in m.visible_text]
+
+
+def assert_slack_thread(h: SlackHarness, thread: str, answers: list[str]) -> None:
+    finals = slack_finals(h, thread)
+    assert len(finals) == len(answers), [m.visible_text[:60] for m in finals]
+    for final, answer in zip(finals, answers, strict=True):
+        body = norm(final.visible_text.rsplit("⏱", 1)[0])
+        assert body == norm(answer), "the final message is the exact answer"
+    statuses = [m for m in h.bot_messages(thread) if any("x:" in str(v.blocks) for v in m.history)]
+    assert len(statuses) == len(answers), "one status message per turn"
+    assert all(not m.buttons for m in statuses), "every status message lost its Stop button"
+    msgs = h.bot_messages(thread)
+    order = [msgs.index(m) for pair in zip(statuses, finals, strict=True) for m in pair]
+    assert order == sorted(order), "status, final, status, final … in that order"
+    texts = [m.visible_text for m in msgs if m not in statuses]
+    assert len(texts) == len(set(texts)), "no message delivered twice"
+
+
+def slack_streamed(h: SlackHarness, thread: str) -> str:
+    """What the turn's native stream messages showed, joined in order."""
+    return " ".join(s.text for s in h.slack.stream_messages(h.channel) if s.thread_ts == thread)
+
+
+async def test_slack_5xx_hangs_resets_429_storms_and_an_outage_mid_stream(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(slack_client, "REQUEST_TIMEOUT_S", CLIENT_TIMEOUT_S)
+    h = await start_slack_harness(tmp_path, speed=4.0)
+    try:
+        slack = h.slack
+        answer = answer_of("sigma", 200)
+        h.model.on("stream through faults", Text(answer, chunk=10, delay=0.09))
+        thread, _ = await h.new_session(str(h.root / "app"), "stream through faults")
+        await slack.wait_until(lambda: len(slack.calls_to("chat.appendStream")) >= 2 or None, 30)
+        # The native stream: a 5xx burst, a reset, a hang past the client's timeout, a
+        # 429 storm; then the whole Web API is down for a few seconds.
+        append = "chat.appendStream"
+        slack.fail_next(append, error="internal_error", status=500, times=2)
+        slack.fail_next(append, drop=True)
+        slack.fail_next(append, status=504, error="timeout", delay=CLIENT_TIMEOUT_S + 1.0)
+        slack.fail_next(append, status=429, retry_after=1, times=2)
+        # The end of the turn (the status edit, the final answer) meets them too.
+        final = lambda p: "⏱" in str(p.get("text", "")) + str(p.get("blocks", ""))  # noqa: E731
+        slack.fail_next("chat.delete", status=503, error="service_unavailable", times=2)
+        slack.fail_next("chat.update", status=502, error="bad_gateway")
+        slack.fail_next("chat.update", drop=True)
+        slack.fail_next("chat.postMessage", status=503, error="service_unavailable", match=final)
+        slack.fail_next("chat.postMessage", drop=True, match=final)
+        slack.fail_next("chat.postMessage", status=429, retry_after=1, match=final)
+        await slack.wait_until(lambda: not [f for f in slack._faults if f.method == append], 30)
+        slack.set_outage(True)
+        await asyncio.sleep(3.0)
+        slack.set_outage(False)
+        resumed = time.time()
+        await h.wait_text("⏱", thread=thread, timeout=60)
+        await h.bridge.outbox.wait_idle(timeout=30)
+        assert not slack._faults, "every injected fault was served"
+        assert slack.count_429 == 3
+        appended = [c for c in slack.calls_to(append) if c.at > resumed and not c.error]
+        assert appended, "the stream went on after the outage"
+        streamed = norm(slack_streamed(h, thread))
+        assert norm(answer).startswith(streamed), "the stream showed no gap and no repeat"
+        streams = slack.stream_messages(h.channel)
+        assert streams and all(s.deleted for s in streams), "the final answer replaced them"
+        assert_slack_thread(h, thread, [answer])
+        assert not failed_rows(h.db) and not pending_rows(h.db)
+    finally:
+        await stop_slack_harness(h)
+
+
+# --- Matrix -----------------------------------------------------------------------------
+
+
+def room_sends(method: str, path: str) -> bool:
+    """The bot's room events (messages, edits, reactions): PUT …/send/{type}/{txn}."""
+    return method == "PUT" and "/send/" in path
+
+
+def mx_preview(body: str) -> str:
+    """The streamed text in a status-message version (without its status lines)."""
+    keep = [ln for ln in body.splitlines() if not re.search(r"React|Working…|Done", ln)]
+    return "\n".join(keep)
+
+
+async def test_matrix_5xx_429_storm_lost_answers_and_an_outage_behind_a_fault_proxy(
+    tmp_path: Path, synapse: Synapse
+) -> None:
+    proxy = await FaultProxy(synapse.base_url).start()
+    h = await start_matrix_harness(tmp_path, synapse, homeserver=proxy.base_url)
+    try:
+        answer = answer_of("kappa", 150)
+        h.model.on("stream through faults", Text(answer, chunk=10, delay=0.08))
+        h.model.on("still there", Text("Still here after the outage."))
+        thread, _ = await h.new_session(str(h.root / "app"), "stream through faults")
+        await h.phone.wait(
+            lambda: any(len(m.versions) >= 3 for m in h.bot_messages(thread)) or None, 30
+        )
+        proxy.fail(times=3, status=502, match=room_sends)  # a 5xx burst
+        proxy.lose(times=1, match=room_sends)  # it arrives; the answer does not
+        proxy.reset(times=1, match=room_sends)
+        proxy.rate_limit(times=4, retry_after_ms=700, match=room_sends)  # a 429 storm
+        await h.phone.wait(lambda: not proxy.pending() or None, 30)
+        await proxy.set_outage(503)
+        await asyncio.sleep(MATRIX_OUTAGE_S / 2)
+        await proxy.set_outage("refused")
+        await asyncio.sleep(MATRIX_OUTAGE_S / 2)
+        await proxy.set_outage(None)
+        final = await h.wait_text("⏱", thread=thread, timeout=60)
+        await h.bridge.outbox.wait_idle(timeout=30)
+        assert norm(final.body.rsplit("⏱", 1)[0]) == norm(answer), "the final answer is exact"
+        status = next(m for m in h.bot_messages(thread) if len(m.versions) > 1)
+        previews = [mx_preview(v.get("body", "")) for v in status.versions]
+        assert assert_prefixes(previews, answer, "the status message") >= 2
+        assert "React" not in status.body and "Done" in status.body, "its Stop is gone"
+        # Once each, on the wire too: a request whose answer was lost is retried with its
+        # transaction id (the homeserver answers with the event it already has) or
+        # dropped for newer content — never a second copy of an event.
+        assert any(what == "lose" for *_, what in proxy.log)
+        raw = [e for e in await h.phone.raw_events(h.room) if e["sender"] == h.bot.user_id]
+        sent = [
+            json.dumps(h.phone.decrypt(e).source["content"], sort_keys=True)
+            for e in raw
+            if e["type"] == "m.room.encrypted"
+        ]
+        assert len(sent) == len(set(sent)), "no event sent twice"
+        bodies = [m.body for m in h.bot_messages()]
+        assert len(bodies) == len(set(bodies)), "no message sent twice"
+        assert len([b for b in bodies if "⏱" in b]) == 1
+        assert not failed_rows(h.db) and not pending_rows(h.db)
+        # Syncing came back too: the next prompt is heard and answered.
+        await h.say("still there?", thread=thread)
+        await h.wait_text("Still here after the outage.", thread=thread, timeout=60)
+    finally:
+        await stop_matrix_harness(h)
+        await proxy.stop()

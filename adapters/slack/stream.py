@@ -32,7 +32,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.base import RateLimited
+from adapters.base import RateLimited, TransientError
 from adapters.slack import limits
 from adapters.slack.errors import SlackErrors, error_code
 from bridge.messages import ThreadRef
@@ -204,12 +204,15 @@ class Streamer:
 
     async def finish(self, thread: ThreadRef) -> None:
         """The turn is over: stop its stream and delete the streamed messages (the
-        final message replaces them)."""
+        final message replaces them). A deletion that fails for a passing reason (5xx,
+        timeout, reset, 429) is raised, the stream kept with the messages still to
+        delete: the caller's retry finishes the job, so no partial copy of the answer
+        stays in the thread after an outage."""
         st = self._streams.pop(thread.key, None)
         if st is None:
             return
         await self._stop(thread, st)
-        for ts in st.messages:
+        for i, ts in enumerate(st.messages):
             wait = self._guard.wait("chat.delete")
             if wait > 0:
                 await asyncio.sleep(wait)
@@ -217,6 +220,9 @@ class Streamer:
             try:
                 await self._client().chat_delete(channel=thread.chat_id, ts=ts)
             except Exception as e:
-                log.warning(
-                    "deleting streamed message %s failed: %s", ts, self._errors.translate(e)
-                )
+                error = self._errors.translate(e)
+                if isinstance(error, TransientError | RateLimited):
+                    st.messages, st.dead = st.messages[i:], True
+                    self._streams[thread.key] = st
+                    raise error from None
+                log.warning("deleting streamed message %s failed: %s", ts, error)

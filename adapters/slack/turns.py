@@ -98,9 +98,9 @@ class Turns:
         if turn is None or turn.status_ts != ts:
             return payload
         if not has_stop(payload):  # the turn ended: its final message follows
+            await self.streams.finish(thread)  # raises (to be retried) if it could not
             del self._turns[thread.key]
             self._previews.pop(thread.key, None)
-            await self.streams.finish(thread)
             await self.set_status(thread, "")
             return payload
         turn.status = payload
