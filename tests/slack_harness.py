@@ -155,13 +155,15 @@ async def start_slack_harness(
     slack: FakeSlack | None = None,
     model: FakeAnthropic | None = None,
     speed: float = 1.0,
+    claude_extra: dict[str, str] | None = None,
     **fake_kw: Any,
 ) -> SlackHarness:
     """Start the fakes (unless given) and the bridge.  Stop with `stop_slack_harness`.
 
     `speed` scales Slack's rate limits in the fake and the adapter's pacing alike, so
     functional tests need not wait a second per message; the tests about rate limits
-    run at `speed=1`, Slack's real numbers."""
+    run at `speed=1`, Slack's real numbers.  `claude_extra`: more environment for the
+    Claude Code CLI (e.g. its retry count)."""
     if slack is None:
         slack = await FakeSlack(**fake_kw).start()
         populate(slack)
@@ -185,7 +187,7 @@ async def start_slack_harness(
     db = Database(config.storage.url)
     db.migrate()
     home = tmp_path / "claude-home"
-    env = claude_env(home, model.base_url)
+    env = claude_env(home, model.base_url, **(claude_extra or {}))
     adapter = SlackAdapter(config.slack, owners_hint=config.access.owners)
     if speed != 1.0:
         speed_up(adapter, slack, speed)
