@@ -215,18 +215,24 @@ class Bridge:
     ) -> T:
         """A platform call made outside the outbox (opening or closing a thread): paced
         by the chat's rate budget like everything else, retried on 429 and 5xx."""
+        budget = self.outbox.budget(platform)
         for attempt in range(1, 6):
-            await self.outbox.acquire(platform, chat_id, calls)
+            slots = await budget.acquire(chat_id, calls=calls)
+            backoff = 0.0  # after a 429 the budget's pause is the wait
             try:
                 return await call()
             except RateLimited as e:
-                self.outbox.budget(platform).pause(chat_id, e.retry_after)
+                budget.pause(chat_id, e.retry_after)
                 if attempt == 5:
                     raise
             except TransientError:
                 if attempt == 5:
                     raise
-                await asyncio.sleep(min(30.0, 0.5 * 2**attempt))
+                backoff = min(30.0, 0.5 * 2**attempt)
+            finally:
+                for at in slots:  # settled when the call returned, not after a backoff
+                    budget.settle(chat_id, "message", at)
+            await asyncio.sleep(backoff)
         raise AssertionError("unreachable")
 
     def reply(

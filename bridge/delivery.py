@@ -194,8 +194,12 @@ class ChatWorker:
         if item.target_id is not None and item.target_state != "sent":
             self._doom(item)
             return
-        self._budget.take(self.chat_id, kind_of(item.op))
-        await self._deliver(item)
+        kind = kind_of(item.op)
+        taken = self._budget.take(self.chat_id, kind)
+        try:
+            await self._deliver(item)
+        finally:
+            self._budget.settle(self.chat_id, kind, taken)
 
     async def _sleep(self, kinds: tuple[Kind, ...], seconds: float | None) -> None:
         """Until a row of one of `kinds` arrives, or `seconds` pass (None: no limit)."""

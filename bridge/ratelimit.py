@@ -9,6 +9,14 @@ One `RateBudget` per platform holds, from that adapter's `Capabilities`:
   calls in any 60 s;
 - per platform, a token bucket of `global_rate` calls/s.
 
+A call is recorded when it is taken, pushed `margin` later to cover its trip to the
+platform; when the call returns, `settle()` corrects the record if the call was
+later than that (an event loop busy with ten streaming sessions can hold a request
+for longer than the margin): the platform counted it before it answered, so the
+answer's time is a bound that never makes our view more generous than the
+platform's.  Without it, a group window (20 per minute) filled by late calls
+opens a moment too early and the 21st call draws a 429.
+
 A 429's `retry_after` pauses one chat's whole budget until then.  The outbox asks
 `delay()` (how long until a call is allowed) without blocking, so that it can pick
 *what* to send at the moment capacity appears — the newest coalesced stream content,
@@ -67,6 +75,13 @@ class TokenBucket:
     def take(self, now: float) -> None:
         self._tat = max(self._tat, now + self.margin) + self.interval
 
+    def settle(self, done: float) -> None:
+        """A call taken here returned at `done`, so the platform may have counted it
+        as late as that: the bucket is at least as full as one call at `done` makes
+        it.  (Not cumulative: calls in flight together are each settled the same
+        way, and their own intervals are already in the recorded arrival time.)"""
+        self._tat = max(self._tat, done + self.interval)
+
     def drain(self, until: float) -> None:
         """Leave exactly one call available at `until`, then refill at the rate
         (after a 429 we no longer know the platform's view, so restart gently)."""
@@ -98,6 +113,20 @@ class SlidingWindow:
 
     def take(self, now: float) -> None:
         self._times.append(now + self.margin)
+
+    def settle(self, recorded: float, actual: float) -> None:
+        """The call recorded at `recorded` (its take time + margin) counted at
+        `actual`: move it, so the window frees its slot no earlier than the
+        platform's does."""
+        if actual <= recorded:
+            return
+        try:
+            self._times.remove(recorded)
+        except ValueError:
+            return  # already out of the window
+        self._times.append(actual)
+        if len(self._times) > 1 and self._times[-2] > actual:
+            self._times = deque(sorted(self._times))
 
     def shift(self, by: float) -> None:
         self._times = deque(t + by for t in self._times)
@@ -176,23 +205,48 @@ class RateBudget:
                 waits.append(b.group.delay(now))
         return max(0.0, *waits)
 
-    def take(self, chat_id: str, kind: Kind = "message") -> None:
-        """Record one call now; call only when `delay()` is 0 (it does not check)."""
-        self._take_at(chat_id, kind, self._now())
+    def take(self, chat_id: str, kind: Kind = "message") -> float:
+        """Record one call now; call only when `delay()` is 0 (it does not check).
+        Returns the time recorded, for `settle()`."""
+        now = self._now()
+        self._take_at(chat_id, kind, now)
+        return now
+
+    def settle(self, chat_id: str, kind: Kind, taken_at: float) -> None:
+        """The call taken (or reserved) at `taken_at` has returned — answered, failed
+        or timed out: it reached the platform no later than now.  If that is later
+        than `taken_at + margin`, every budget it was counted in is corrected."""
+        now = self._now()
+        b = self._chat(chat_id)
+        self._global.settle(now)
+        if kind == "draft":
+            b.drafts.settle(now)
+        else:
+            b.messages.settle(now)
+            if b.group is not None:
+                b.group.settle(taken_at + b.group.margin, now)
 
     def reserve(self, chat_id: str, kind: Kind = "message") -> float:
         """Book the next free slot for one call and return the seconds until it.  The
         booking counts at once, so the outbox's workers cannot take the slot first."""
-        wait = self.delay(chat_id, kind)
-        self._take_at(chat_id, kind, self._now() + wait)
-        return wait
+        return self.book(chat_id, kind) - self._now()
 
-    async def acquire(self, chat_id: str, kind: Kind = "message", calls: int = 1) -> None:
+    def book(self, chat_id: str, kind: Kind = "message") -> float:
+        """Book the next free slot for one call; returns its clock time (for
+        `settle()`)."""
+        at = self._now() + self.delay(chat_id, kind)
+        self._take_at(chat_id, kind, at)
+        return at
+
+    async def acquire(self, chat_id: str, kind: Kind = "message", calls: int = 1) -> list[float]:
         """Book `calls` slots and wait for the last (for calls made outside the
-        outbox, e.g. `open_thread` creating a topic and posting its header)."""
-        wait = max(self.reserve(chat_id, kind) for _ in range(max(1, calls)))
+        outbox, e.g. `open_thread` creating a topic and posting its header).
+        Returns the booked times, for `settle()` once the calls have returned."""
+        slots = [self.book(chat_id, kind) for _ in range(max(1, calls))]
+        wait = slots[-1] - self._now()
         if wait > 0:
             await asyncio.sleep(wait)
+        return slots
 
     def _take_at(self, chat_id: str, kind: Kind, at: float) -> None:
         b = self._chat(chat_id)
