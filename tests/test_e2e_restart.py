@@ -244,8 +244,11 @@ def _assert_exactly_once(
 
 
 def test_a_database_from_the_previous_release_is_upgraded(tmp_path: Path) -> None:
-    """Migration 2 (schedules, the turn's status message) on a version-1 database."""
+    """Migrations 2 and on (schedules, the turn's status message, the outbox's
+    attempted_at, ...) on a version-1 database."""
     from sqlalchemy import inspect, text
+
+    from storage.db import MIGRATIONS
 
     url = f"sqlite:///{tmp_path}/old.db"
     db = Database(url)
@@ -253,14 +256,16 @@ def test_a_database_from_the_previous_release_is_upgraded(tmp_path: Path) -> Non
     with db.engine.begin() as conn:  # back to what release 1 created
         conn.execute(text("ALTER TABLE turns DROP COLUMN status_outbox_id"))
         conn.execute(text("DROP TABLE schedules"))
+        conn.execute(text("ALTER TABLE outbox DROP COLUMN attempted_at"))
         conn.execute(text("UPDATE schema_version SET version = 1"))
     db.close()
     db = Database(url)
     try:
-        assert db.migrate() == 2
+        assert db.migrate() == len(MIGRATIONS)
         tables = inspect(db.engine).get_table_names()
         columns = {c["name"] for c in inspect(db.engine).get_columns("turns")}
         assert "schedules" in tables and "status_outbox_id" in columns
-        assert db.migrate() == 2, "idempotent"
+        assert "attempted_at" in {c["name"] for c in inspect(db.engine).get_columns("outbox")}
+        assert db.migrate() == len(MIGRATIONS), "idempotent"
     finally:
         db.close()
