@@ -49,6 +49,11 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
+from adapters.telegram import TelegramAdapter
+from bridge import render
+from bridge.config import TelegramConfig
+from bridge.messages import ThreadRef
+from bridge.outbox import Outbox
 from storage.db import Database
 from storage.models import OutboxRow, ThreadBinding, TurnRow
 from tests.fakes.anthropic import FakeAnthropic, Text, ToolUse
@@ -376,6 +381,46 @@ async def test_kill_9_at_20_points_leaves_the_transcript_of_an_undisturbed_run(
     _assert_each_message_once(killed, tmp_path / "kill")
     await asyncio.sleep(0)
     assert claude_processes(str(tmp_path)) == [], "no Claude Code process outlives the run"
+
+
+async def test_a_send_that_arrived_but_whose_answer_was_lost_is_not_sent_again(
+    tmp_path: Path,
+) -> None:
+    """The same window as a kill right after sendMessage took effect, in one process:
+    the answer is lost (connection reset), the row is retried, and the retry finds the
+    message instead of sending it twice; a send that was refused is sent."""
+    tg = await FakeTelegram().start()
+    tg.set_rate_limits(enabled=False)
+    tg.add_chat(OWNER, "private", first_name=OWNER_NAME)
+    cfg = TelegramConfig(enabled=True, token=tg.token, base_url=tg.base_url)
+    adapter = TelegramAdapter(cfg, owners_hint=[f"telegram:{OWNER}"])
+    db = Database(f"sqlite:///{tmp_path}/threadline.db")
+    db.migrate()
+    outbox = Outbox(db, {"telegram": adapter}, retry_initial=0.05, retry_max=0.2)
+    thread = ThreadRef("telegram", str(OWNER), None)
+
+    async def ignore(_event: Any) -> None:
+        return None
+
+    try:
+        await adapter.start(ignore)
+        await outbox.start()
+        [one] = outbox.enqueue(thread, render.notice("one"))
+        await outbox.wait_sent(one, timeout=10)
+        tg.fail_next("sendMessage", applied=True, reset=True)  # arrives; no answer
+        [two] = outbox.enqueue(thread, render.notice("two"))
+        tg.fail_next("sendMessage", 502)  # refused
+        [three] = outbox.enqueue(thread, render.notice("three"))
+        await outbox.wait_sent(three, timeout=10)
+        sent = tg.messages(OWNER)
+        assert [m.visible_text for m in sent] == ["one", "two", "three"]
+        assert outbox.platform_message_id(two) == str(sent[1].message_id)
+        assert tg.calls["sendMessage"] == 4, "two was found, not sent again; three was"
+    finally:
+        await outbox.stop()
+        await adapter.stop()
+        db.close()
+        await tg.stop()
 
 
 def _assert_each_message_once(run: Run, base: Path) -> None:
