@@ -133,45 +133,34 @@ async def test_telegram_5xx_hangs_resets_and_429_storms_lose_and_repeat_nothing(
     h = await start_harness(tmp_path, telegram_extra="use_drafts = false")
     try:
         tg = h.tg
-        answers = {name: answer_of(name) for name in ("alpha", "beta")}
-        for name, answer in answers.items():
-            (h.root / name).mkdir()
-            h.model.on(f"stream {name}", Text(answer, chunk=12, delay=0.1))
-        sessions = {}
-        for name in answers:
-            sessions[name] = await h.new_session(str(h.root / name), f"stream {name}")
-        # Both answers are streaming into their status messages: break the API now.
-        for topic, _ in sessions.values():
-            await h.tg.wait_until(lambda t=topic: tg_status_previews(h, t) or None, 30)
+        answer = answer_of("alpha", 200)
+        h.model.on("stream alpha", Text(answer, chunk=12, delay=0.1))
+        topic, _ = await h.new_session(str(h.root / "app"), "stream alpha")
+        # The answer is streaming into the status message: break the API now.
+        await tg.wait_until(lambda: tg_status_previews(h, topic) or None, 30)
         # The stream's edits: a 5xx burst, a reset, a hang past the client's timeout and
         # a 429 storm, in that order.
         tg.fail_next("editMessageText", 502, times=2)
         tg.fail_next("editMessageText", reset=True)
         tg.fail_next("editMessageText", 504, delay=CLIENT_TIMEOUT_S + 1.0)
         tg.fail_next("editMessageText", retry_after=1, times=3)
-        # The final answers go through the same gauntlet.
+        # The final answer meets them too.
         final = lambda p: "⏱" in str(p.get("text", ""))  # noqa: E731
         tg.fail_next("sendMessage", 500, match=final)
         tg.fail_next("sendMessage", reset=True, match=final)
-        tg.fail_next("sendMessage", 504, delay=CLIENT_TIMEOUT_S + 1.0, match=final)
-        tg.fail_next("sendMessage", retry_after=1, times=2, match=final)
-        for topic, _ in sessions.values():
-            await h.wait_text("⏱", thread_id=topic, timeout=60)
+        tg.fail_next("sendMessage", retry_after=1, match=final)
+        await tg.wait_until(lambda: all(f.match for f in tg._faults) or None, 30)
+        assert not tg_finals(h, topic), "the edits' faults were served mid-stream"
+        shown = len(tg_status_previews(h, topic))
+        await h.wait_text("⏱", thread_id=topic, timeout=60)
         await h.bridge.outbox.wait_idle(timeout=60)
         assert not tg._faults, "every injected fault was served"
-        assert tg.count_429 == 5, "the 429s were answered, and only the injected ones"
-        for name, (topic, _) in sessions.items():
-            assert_tg_thread(h, topic, [answers[name]])
-            assert assert_prefixes(tg_status_previews(h, topic), answers[name], name) >= 1
+        assert tg.count_429 == 4, "the 429s were answered, and only the injected ones"
+        assert_tg_thread(h, topic, [answer])
+        previews = tg_status_previews(h, topic)
+        assert len(previews) > shown, "the stream went on after the faults"
+        assert_prefixes(previews, answer, "the status message")
         assert not failed_rows(h.db) and not pending_rows(h.db)
-        # The session goes on: the next turn streams and ends as usual.
-        topic, _ = sessions["alpha"]
-        follow = answer_of("again", 20)
-        h.model.on("once more", Text(follow, chunk=10, delay=0.02))
-        h.say("once more", thread_id=topic)
-        await h.tg.wait_until(lambda: len(tg_finals(h, topic)) >= 2 or None, 40)
-        await h.bridge.outbox.wait_idle(timeout=30)
-        assert_tg_thread(h, topic, [answers["alpha"], follow])
     finally:
         await stop_harness(h)
 
@@ -257,7 +246,7 @@ async def test_slack_5xx_hangs_resets_429_storms_and_an_outage_mid_stream(
     try:
         slack = h.slack
         answer = answer_of("sigma", 200)
-        h.model.on("stream through faults", Text(answer, chunk=10, delay=0.09))
+        h.model.on("stream through faults", Text(answer, chunk=10, delay=0.07))
         thread, _ = await h.new_session(str(h.root / "app"), "stream through faults")
         await slack.wait_until(lambda: len(slack.calls_to("chat.appendStream")) >= 2 or None, 30)
         # The native stream: a 5xx burst, a reset, a hang past the client's timeout, a
@@ -269,11 +258,9 @@ async def test_slack_5xx_hangs_resets_429_storms_and_an_outage_mid_stream(
         slack.fail_next(append, status=429, retry_after=1, times=2)
         # The end of the turn (the status edit, the final answer) meets them too.
         final = lambda p: "⏱" in str(p.get("text", "")) + str(p.get("blocks", ""))  # noqa: E731
-        slack.fail_next("chat.delete", status=503, error="service_unavailable", times=2)
-        slack.fail_next("chat.update", status=502, error="bad_gateway")
+        slack.fail_next("chat.delete", status=503, error="service_unavailable")
         slack.fail_next("chat.update", drop=True)
         slack.fail_next("chat.postMessage", status=503, error="service_unavailable", match=final)
-        slack.fail_next("chat.postMessage", drop=True, match=final)
         slack.fail_next("chat.postMessage", status=429, retry_after=1, match=final)
         await slack.wait_until(lambda: not [f for f in slack._faults if f.method == append], 30)
         slack.set_outage(True)
@@ -317,7 +304,7 @@ async def test_matrix_5xx_429_storm_lost_answers_and_an_outage_behind_a_fault_pr
     h = await start_matrix_harness(tmp_path, synapse, homeserver=proxy.base_url)
     try:
         answer = answer_of("kappa", 150)
-        h.model.on("stream through faults", Text(answer, chunk=10, delay=0.08))
+        h.model.on("stream through faults", Text(answer, chunk=10, delay=0.06))
         h.model.on("still there", Text("Still here after the outage."))
         thread, _ = await h.new_session(str(h.root / "app"), "stream through faults")
         await h.phone.wait(
