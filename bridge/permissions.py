@@ -125,18 +125,25 @@ class PermissionBroker:
     ) -> str:
         """Apply a button press (or a text answer); returns a short answer for the
         presser.  A deny `reason` is passed to Claude and shown on the prompt."""
-        row = self.db.permissions.get(request_id)
+        row = self.db.permissions.get(request_id) if request_id else None
         if row is None or choice not in _CHOICE_STATE:
-            return "Unknown request."
+            return self._refused(thread, by_key, request_id, "unknown request", "Unknown request.")
         if row.thread_key != thread.key:
-            log.warning("permission %s pressed from another thread by %s", request_id, by_key)
-            return "That button does not belong here."
+            return self._refused(
+                thread,
+                by_key,
+                request_id,
+                "from another thread",
+                "That button does not belong here.",
+            )
         if row.state != "pending":
             who = f" by {row.decided_by}" if row.decided_by else ""
-            return f"Already decided{who}."
+            return self._refused(
+                thread, by_key, request_id, f"already {row.state}", f"Already decided{who}."
+            )
         state = _CHOICE_STATE[choice]
         if not await self._finish(request_id, state, by=by_name or by_key, reason=reason[:500]):
-            return "Already decided."
+            return self._refused(thread, by_key, request_id, "already decided", "Already decided.")
         self.db.audit.log(
             platform=thread.platform,
             user=by_key,
@@ -160,6 +167,21 @@ class PermissionBroker:
             "allowed_session": "Allowed for this session.",
             "denied": "Denied.",
         }[state]
+
+    def _refused(
+        self, thread: ThreadRef, by_key: str, request_id: str, why: str, answer: str
+    ) -> str:
+        """A press that decides nothing (forged, replayed, stale, foreign): logged and
+        audited, and `answer` is what the presser is told."""
+        log.warning("refused permission press %r from %s: %s", request_id[:40], by_key, why)
+        self.db.audit.log(
+            platform=thread.platform,
+            user=by_key,
+            action="permission",
+            detail=f"refused {request_id[:40]}: {why}",
+            allowed=False,
+        )
+        return answer
 
     async def answer_text(self, thread: ThreadRef, text: str, by_key: str, by_name: str) -> bool:
         """A text answer (`allow`, `always`, `deny [reason]`) to the newest pending prompt

@@ -8,7 +8,8 @@ threads names the message replied to, which the bridge maps to a session.  What 
 bridge should not see parses to ``None``: our own events, edits (`m.replace`),
 notices (bots talk in notices; answering them would loop), redacted and state events,
 emotes, audio, video, stickers.  Attachments are described as `FileRef`s; the adapter
-downloads (and decrypts) them.
+downloads (and decrypts) them.  Fields are read through `adapters.payload`: an event
+with a field missing or of the wrong type parses to ``None`` instead of raising.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from adapters import payload
 from bridge.messages import Sender, ThreadRef, UserMessage
 
 PLATFORM = "matrix"
@@ -100,15 +102,21 @@ def _file_ref(content: dict[str, Any], msgtype: str, event_id: str) -> FileRef |
     if not isinstance(url, str) or not url.startswith("mxc://"):
         return None
     image = msgtype == "m.image"
-    mime = str(info.get("mimetype") or ("image/jpeg" if image else "application/octet-stream"))
-    name = str(content.get("filename") or content.get("body") or "") or f"file_{event_id[1:9]}"
-    size = info.get("size")
+    mime = payload.text(info.get("mimetype")) or (
+        "image/jpeg" if image else "application/octet-stream"
+    )
+    name = (
+        payload.text(content.get("filename"))
+        or payload.text(content.get("body"))
+        or f"file_{event_id[1:9]}"
+    )
+    size = payload.integer(info.get("size"))
     return FileRef(
         kind="image" if image else "file",
         url=url,
         name=name.replace("/", "_")[:200],
         mime=mime,
-        size=size if isinstance(size, int) else None,
+        size=size,
         limit=MAX_PHOTO_BYTES if image else MAX_FILE_BYTES,
         crypto=crypto,
     )
@@ -124,13 +132,15 @@ def parse_message(
 ) -> ParsedMessage | None:
     """A person's new message, or ``None`` for everything the bridge ignores."""
     content = event.get("content")
-    sender, event_id = event.get("sender"), event.get("event_id")
+    sender, event_id = payload.ident(event.get("sender")), payload.ident(event.get("event_id"))
     if event.get("type") != "m.room.message" or not isinstance(content, dict):
         return None
-    if not isinstance(sender, str) or sender == own_user or not isinstance(event_id, str):
+    if not isinstance(event.get("sender"), str) or not sender or sender == own_user:
         return None
-    if relation(content).get("rel_type") == "m.replace" or "redacted_because" in event.get(
-        "unsigned", {}
+    if not isinstance(event.get("event_id"), str) or not event_id:
+        return None
+    if relation(content).get("rel_type") == "m.replace" or "redacted_because" in payload.mapping(
+        event.get("unsigned")
     ):
         return None
     msgtype = content.get("msgtype")
@@ -157,7 +167,7 @@ def parse_message(
         reply_to=reply_to_of(content),
         chat_type="private" if member_count <= 2 else "group",
     )
-    return ParsedMessage(msg, files)
+    return payload.clean(ParsedMessage(msg, files))
 
 
 def parse_reaction(room_id: str, event: dict[str, Any], *, own_user: str) -> Reaction | None:
@@ -170,8 +180,8 @@ def parse_reaction(room_id: str, event: dict[str, Any], *, own_user: str) -> Rea
         return None
     rel = relation(content)
     target, key = rel.get("event_id"), rel.get("key")
-    if rel.get("rel_type") != "m.annotation" or not isinstance(target, str):
+    if rel.get("rel_type") != "m.annotation" or not isinstance(target, str) or not target:
         return None
     if not isinstance(key, str) or not key:
         return None
-    return Reaction(room_id, target, key, sender)
+    return payload.clean(Reaction(room_id, target, key, sender))

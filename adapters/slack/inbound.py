@@ -9,7 +9,9 @@ in (Slack does not say which thread).  Slack's text encoding is undone (``&lt;``
 ``<url|label>``, ``<@U…>`` mentions, a leading mention of the bot itself).
 Anything the bridge should not see — edits, deletions, joins, messages from bots
 (ours included), hidden events — parses to ``None``.  Attachments are described as
-`FileRef`s; the adapter downloads them.
+`FileRef`s; the adapter downloads them.  Every field is read through
+`adapters.payload`: a payload with a field missing or of the wrong type parses to
+``None`` instead of raising.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from adapters import payload
 from adapters.slack import limits
 from bridge.messages import ButtonPress, Sender, ThreadRef, UserMessage
 
@@ -84,16 +87,18 @@ def chat_type_of(channel_type: str | None, channel: str) -> Literal["private", "
 
 def files_of(event: Mapping[str, Any]) -> tuple[FileRef, ...]:
     out: list[FileRef] = []
-    for f in event.get("files") or ():
+    files = event.get("files")
+    for f in files if isinstance(files, list) else ():
         if not isinstance(f, Mapping):
             continue
-        url = f.get("url_private_download") or f.get("url_private")
-        if not url:
+        url = payload.text(f.get("url_private_download")) or payload.text(f.get("url_private"))
+        if not url.startswith(("https://", "http://")):
             continue
-        mime = str(f.get("mimetype") or "application/octet-stream")
+        mime = payload.text(f.get("mimetype")) or "application/octet-stream"
         kind: Literal["image", "file"] = "image" if mime.startswith("image/") else "file"
-        name = str(f.get("name") or f.get("id") or "file")
-        out.append(FileRef(kind, name, mime, int(f.get("size") or 0), str(url)))
+        name = payload.text(f.get("name")) or payload.ident(f.get("id")) or "file"
+        size = max(payload.integer(f.get("size")) or 0, 0)
+        out.append(FileRef(kind, name, mime, size, url))
     return tuple(out)
 
 
@@ -103,48 +108,57 @@ def parse_message_event(
     """A `message` event from a person, or None for everything the bridge ignores."""
     if event.get("type") != "message" or event.get("hidden"):
         return None
-    if event.get("subtype") not in PERSON_SUBTYPES or event.get("bot_id"):
+    subtype = event.get("subtype")
+    if not isinstance(subtype, str | None) or subtype not in PERSON_SUBTYPES:
         return None
-    user, channel, ts = event.get("user"), event.get("channel"), event.get("ts")
+    if event.get("bot_id"):
+        return None
+    user, channel = payload.ident(event.get("user")), payload.ident(event.get("channel"))
+    ts = payload.ident(event.get("ts"))
     if not user or not channel or not ts or user == bot_user_id:
         return None
-    text = decode_text(str(event.get("text") or ""), bot_user_id)
+    text = decode_text(payload.text(event.get("text")), bot_user_id)
     files = files_of(event)
     if not text.strip() and not files:
         return None
-    thread_ts = event.get("thread_ts")
+    channel_type = payload.text(event.get("channel_type")) or None
     msg = UserMessage(
-        thread=thread_of(str(channel), str(thread_ts) if thread_ts else None, str(ts)),
-        sender=Sender(PLATFORM, str(user), (names or {}).get(str(user), "")),
+        thread=thread_of(channel, payload.ident(event.get("thread_ts")), ts),
+        sender=Sender(PLATFORM, user, (names or {}).get(user, "")),
         text=text,
-        message_id=str(ts),
-        chat_type=chat_type_of(event.get("channel_type"), str(channel)),
+        message_id=ts,
+        chat_type=chat_type_of(channel_type, channel),
     )
-    return ParsedMessage(msg, files)
+    return payload.clean(ParsedMessage(msg, files))
 
 
 def parse_block_actions(body: Mapping[str, Any], display_name: str = "") -> ButtonPress | None:
     """A press on one of our buttons (the first action of a `block_actions` payload)."""
     if body.get("type") != "block_actions":
         return None
-    actions = body.get("actions") or ()
-    user = body.get("user") or {}
-    container = body.get("container") or {}
-    message = body.get("message") or {}
-    channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
-    ts = container.get("message_ts") or message.get("ts")
-    if not actions or not user.get("id") or not channel or not ts:
+    actions = body.get("actions")
+    user = payload.mapping(body.get("user"))
+    container = payload.mapping(body.get("container"))
+    message = payload.mapping(body.get("message"))
+    channel = payload.ident(container.get("channel_id")) or payload.ident(
+        payload.mapping(body.get("channel")).get("id")
+    )
+    ts = payload.ident(container.get("message_ts")) or payload.ident(message.get("ts"))
+    user_id = payload.ident(user.get("id"))
+    if not isinstance(actions, list) or not actions or not user_id or not channel or not ts:
         return None
-    value = actions[0].get("value")
-    if not isinstance(value, str) or not value:
+    value = payload.text(payload.mapping(actions[0]).get("value"))
+    if not value:
         return None
-    thread_ts = container.get("thread_ts") or message.get("thread_ts")
-    name = display_name or str(user.get("name") or user.get("username") or user["id"])
-    return ButtonPress(
-        thread=thread_of(str(channel), str(thread_ts) if thread_ts else None, str(ts)),
-        sender=Sender(PLATFORM, str(user["id"]), name),
-        message_id=str(ts),
-        data=value,
+    thread_ts = payload.ident(container.get("thread_ts")) or payload.ident(message.get("thread_ts"))
+    name = display_name or payload.text(user.get("name")) or payload.text(user.get("username"))
+    return payload.clean(
+        ButtonPress(
+            thread=thread_of(channel, thread_ts, ts),
+            sender=Sender(PLATFORM, user_id, name or user_id),
+            message_id=ts,
+            data=value,
+        )
     )
 
 
@@ -152,23 +166,27 @@ def parse_slash_command(body: Mapping[str, Any], display_name: str = "") -> User
     """``/threadline CMD args`` → the message ``!CMD args`` (``!help`` when empty)."""
     if body.get("command") != SLASH_COMMAND:
         return None
-    user, channel = body.get("user_id"), body.get("channel_id")
+    user, channel = payload.ident(body.get("user_id")), payload.ident(body.get("channel_id"))
     if not user or not channel:
         return None
-    text = decode_text(str(body.get("text") or "")).strip() or "help"
-    return UserMessage(
-        thread=ThreadRef(PLATFORM, str(channel), None),
-        sender=Sender(PLATFORM, str(user), display_name or str(body.get("user_name") or user)),
-        text="!" + text.lstrip("!/"),
-        message_id=f"cmd:{body.get('trigger_id') or ''}",
-        chat_type=chat_type_of(None, str(channel)),
+    text = decode_text(payload.text(body.get("text"))).strip() or "help"
+    return payload.clean(
+        UserMessage(
+            thread=ThreadRef(PLATFORM, channel, None),
+            sender=Sender(
+                PLATFORM, user, display_name or payload.text(body.get("user_name")) or user
+            ),
+            text="!" + text.lstrip("!/"),
+            message_id=f"cmd:{payload.ident(body.get('trigger_id')) or ''}",
+            chat_type=chat_type_of(None, channel),
+        )
     )
 
 
 def dedupe_key(body: Mapping[str, Any]) -> str | None:
     """What makes a delivery unique: the event id, or an interaction's trigger id."""
     for key in ("event_id", "trigger_id"):
-        value = body.get(key)
+        value = payload.ident(body.get(key))
         if value:
             return f"{key}:{value}"
     return None

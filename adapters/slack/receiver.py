@@ -27,6 +27,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters import payload
 from adapters.base import InboundSink
 from adapters.slack import client, inbound
 from adapters.slack.errors import SlackErrors
@@ -88,7 +89,7 @@ class Receiver:
             if not self.first_time(body):
                 return
             parsed = inbound.parse_message_event(
-                body.get("event") or {}, bot_user_id=self.bot_user_id, names=self.names
+                payload.mapping(body.get("event")), bot_user_id=self.bot_user_id, names=self.names
             )
             if parsed is None:
                 return
@@ -123,7 +124,7 @@ class Receiver:
         try:
             if not self.first_time(body):
                 return
-            user = str((body.get("user") or {}).get("id") or "")
+            user = payload.ident(payload.mapping(body.get("user")).get("id")) or ""
             name = self.names.get(user) or await self.lookup_name(user)
             press = inbound.parse_block_actions(body, name)
             if press is None:
@@ -138,7 +139,7 @@ class Receiver:
         await ack()
 
     async def ignore(self, body: dict[str, Any]) -> None:
-        log.debug("ignoring Slack event %s", (body.get("event") or {}).get("type"))
+        log.debug("ignoring Slack event %r", payload.mapping(body.get("event")).get("type"))
 
     async def deliver(self, event: Inbound) -> None:
         if self.sink is None:
