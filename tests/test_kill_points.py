@@ -85,7 +85,6 @@ STEPS = [
     Step("beta", "remember the word kiwi", "I will remember kiwi.", new=True),
     Step("alpha", "count to five", "one two three four five"),
     Step("beta", "which word was it", "The word was kiwi."),
-    Step("alpha", "say goodbye", "Goodbye!"),
 ]
 
 
@@ -103,7 +102,6 @@ def script_model(model: FakeAnthropic, root: Path) -> None:
     model.on("remember the word kiwi", Text("I will remember kiwi."))
     model.on("count to five", Text("one two three four five", chunk=4, delay=0.02))
     model.on("which word was it", Text("The word was kiwi."))
-    model.on("say goodbye", Text("Goodbye!"))
 
 
 # --- the run ------------------------------------------------------------------------------
