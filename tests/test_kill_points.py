@@ -3,7 +3,7 @@
 The daemon runs as a real process (`python -m bridge.cli run`) against the fake Bot API
 and the fake model, which live in the test and outlast it.  A "phone" plays the person
 through a fixed script — two sessions, a long streamed answer that is split in two
-messages, a Write that needs a permission prompt, a few short turns — and behaves like
+messages, a Write that needs a permission prompt, a resumed context — and behaves like
 one: it answers permission prompts with Allow, and when its prompt was interrupted (the
 thread says so) or nothing happened for a while after a restart, it sends it again.
 
@@ -22,10 +22,11 @@ status messages edited to "Interrupted", permission prompts edited to "Expired".
 permission prompt only the first line (tool, file) and the last (the decision) count:
 its diff shows the file on disk, which a turn interrupted after the Write ran has
 already changed when the person asks again.
+
 Not chosen: the moments between a `/new`'s createForumTopic and the answer to the
 header posted into the new topic.  A kill there leaves a topic with no session behind
 and the `/new` is lost without a word (the topic's id never reached the database);
-that is a known defect, not yet fixed (README, "Restarts").
+that is a known defect, not yet fixed (README, "Delivery").
 
 Also checked: no message was delivered twice or lost (every outbox send row sent, each
 to its own message, and nothing else in the chat), no turn row is left running, the
