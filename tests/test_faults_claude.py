@@ -117,8 +117,9 @@ def final_text(m: FakeMessage) -> str:
 async def test_a_cli_killed_mid_turn_ends_only_that_turn_and_the_session_resumes(
     h: Harness,
 ) -> None:
-    other = words("beta", 200)
-    h.model.on("other job", Text(other, chunk=10, delay=0.06))
+    other = words("beta", 100)
+    go_on = asyncio.Event()  # the other session's answer is held halfway until the kill
+    h.model.on("other job", Text(other, chunk=10, delay=0.02, gate=go_on))
     h.model.on("remember the word pelican", Text("I will remember pelican."))
     h.model.on("tell a long story", Text(words("story", 400), chunk=10, delay=0.1))
     h.model.on("which word", Text("The word was pelican."))
@@ -134,6 +135,8 @@ async def test_a_cli_killed_mid_turn_ends_only_that_turn_and_the_session_resumes
     assert not finals(h, other_topic), "the other session is still streaming"
     os.kill(victim, signal.SIGKILL)
     await assert_turn_failed(h, topic, 2, 1, "exit code")
+    assert not finals(h, other_topic)
+    go_on.set()
     assert turn_states(h, sid) == ["done", "error"], "the killed turn is not left running"
     assert h.db.sessions.get(sid).state != "running"
     # The other session never noticed.

@@ -134,7 +134,8 @@ async def test_telegram_5xx_hangs_resets_and_429_storms_lose_and_repeat_nothing(
     try:
         tg = h.tg
         answer = answer_of("alpha", 200)
-        h.model.on("stream alpha", Text(answer, chunk=12, delay=0.1))
+        more = asyncio.Event()  # the model holds the rest of its answer until then
+        h.model.on("stream alpha", Text(answer, chunk=12, delay=0.06, gate=more, gate_at=0.85))
         topic, _ = await h.new_session(str(h.root / "app"), "stream alpha")
         # The answer is streaming into the status message: break the API now.
         await tg.wait_until(lambda: tg_status_previews(h, topic) or None, 30)
@@ -143,19 +144,19 @@ async def test_telegram_5xx_hangs_resets_and_429_storms_lose_and_repeat_nothing(
         tg.fail_next("editMessageText", 502, times=2)
         tg.fail_next("editMessageText", reset=True)
         tg.fail_next("editMessageText", 504, delay=CLIENT_TIMEOUT_S + 1.0)
-        tg.fail_next("editMessageText", retry_after=1, times=3)
+        tg.fail_next("editMessageText", retry_after=1, times=2)
         # The final answer meets them too.
         final = lambda p: "⏱" in str(p.get("text", ""))  # noqa: E731
         tg.fail_next("sendMessage", 500, match=final)
         tg.fail_next("sendMessage", reset=True, match=final)
         tg.fail_next("sendMessage", retry_after=1, match=final)
         await tg.wait_until(lambda: all(f.match for f in tg._faults) or None, 30)
-        assert not tg_finals(h, topic), "the edits' faults were served mid-stream"
         shown = len(tg_status_previews(h, topic))
+        more.set()
         await h.wait_text("⏱", thread_id=topic, timeout=60)
         await h.bridge.outbox.wait_idle(timeout=60)
         assert not tg._faults, "every injected fault was served"
-        assert tg.count_429 == 4, "the 429s were answered, and only the injected ones"
+        assert tg.count_429 == 3, "the 429s were answered, and only the injected ones"
         assert_tg_thread(h, topic, [answer])
         previews = tg_status_previews(h, topic)
         assert len(previews) > shown, "the stream went on after the faults"
@@ -177,7 +178,11 @@ async def test_telegram_outage_delivers_everything_after_and_the_stream_resumes_
         tg = h.tg
         long_answer = answer_of("omega", 300)  # < PREVIEW_CHARS: every draft is a prefix
         chunks = len(long_answer) // 10
-        h.model.on("long story", Text(long_answer, chunk=10, delay=(OUTAGE_S + 10) / chunks))
+        # Streams for the whole outage and on after it (held near its end until the
+        # outage is over, should the machine be slow).
+        more = asyncio.Event()
+        slow = Text(long_answer, chunk=10, delay=(OUTAGE_S + 8) / chunks, gate=more, gate_at=0.9)
+        h.model.on("long story", slow)
         short = answer_of("short", 30)
         h.model.on("short story", Text(short, chunk=10, delay=0.05))
         (h.root / "other").mkdir()
@@ -196,6 +201,7 @@ async def test_telegram_outage_delivers_everything_after_and_the_stream_resumes_
         await asyncio.sleep(OUTAGE_S / 2)
         ended = time.time()
         await tg.set_outage(None)
+        more.set()
         await h.wait_text("⏱", thread_id=other_topic, timeout=40)
         await h.wait_text("⏱", thread_id=long_topic, timeout=60)
         await h.bridge.outbox.wait_idle(timeout=30)
@@ -246,7 +252,10 @@ async def test_slack_5xx_hangs_resets_429_storms_and_an_outage_mid_stream(
     try:
         slack = h.slack
         answer = answer_of("sigma", 200)
-        h.model.on("stream through faults", Text(answer, chunk=10, delay=0.07))
+        more = asyncio.Event()  # the model holds the rest of its answer until then
+        h.model.on(
+            "stream through faults", Text(answer, chunk=10, delay=0.05, gate=more, gate_at=0.8)
+        )
         thread, _ = await h.new_session(str(h.root / "app"), "stream through faults")
         await slack.wait_until(lambda: len(slack.calls_to("chat.appendStream")) >= 2 or None, 30)
         # The native stream: a 5xx burst, a reset, a hang past the client's timeout, a
@@ -267,6 +276,7 @@ async def test_slack_5xx_hangs_resets_429_storms_and_an_outage_mid_stream(
         await asyncio.sleep(3.0)
         slack.set_outage(False)
         resumed = time.time()
+        more.set()
         await h.wait_text("⏱", thread=thread, timeout=60)
         await h.bridge.outbox.wait_idle(timeout=30)
         assert not slack._faults, "every injected fault was served"
@@ -304,7 +314,10 @@ async def test_matrix_5xx_429_storm_lost_answers_and_an_outage_behind_a_fault_pr
     h = await start_matrix_harness(tmp_path, synapse, homeserver=proxy.base_url)
     try:
         answer = answer_of("kappa", 150)
-        h.model.on("stream through faults", Text(answer, chunk=10, delay=0.06))
+        more = asyncio.Event()  # the model holds the rest of its answer until then
+        h.model.on(
+            "stream through faults", Text(answer, chunk=10, delay=0.04, gate=more, gate_at=0.8)
+        )
         h.model.on("still there", Text("Still here after the outage."))
         thread, _ = await h.new_session(str(h.root / "app"), "stream through faults")
         await h.phone.wait(
@@ -320,6 +333,7 @@ async def test_matrix_5xx_429_storm_lost_answers_and_an_outage_behind_a_fault_pr
         await proxy.set_outage("refused")
         await asyncio.sleep(MATRIX_OUTAGE_S / 2)
         await proxy.set_outage(None)
+        more.set()
         final = await h.wait_text("⏱", thread=thread, timeout=60)
         await h.bridge.outbox.wait_idle(timeout=30)
         assert norm(final.body.rsplit("⏱", 1)[0]) == norm(answer), "the final answer is exact"

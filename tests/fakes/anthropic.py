@@ -67,11 +67,16 @@ _CLI_NOTE = re.compile(r"^\[(Request interrupted by user|Image[^\]]*: source: )"
 
 @dataclass(frozen=True)
 class Text:
-    """Streamed text: ``chunk``-sized ``text_delta`` pieces, ``delay`` s apart; end_turn."""
+    """Streamed text: ``chunk``-sized ``text_delta`` pieces, ``delay`` s apart; end_turn.
+    With ``gate``, the stream stops once ``gate_at`` of the text is out and goes on
+    when the test sets the event (a fault can then be injected mid-stream, whatever
+    the machine's speed)."""
 
     text: str
     chunk: int = 40
     delay: float = 0.0
+    gate: asyncio.Event | None = None
+    gate_at: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -284,12 +289,18 @@ class _Stream:
     async def delta(self, delta: dict[str, Any]) -> None:
         await self.event("content_block_delta", {"index": self.index, "delta": delta})
 
-    async def text_block(self, text: str, chunk: int = 40, delay: float = 0.0) -> None:
+    async def text_block(
+        self, text: str, chunk: int = 40, delay: float = 0.0, gate: Text | None = None
+    ) -> None:
         block = {"type": "text", "text": ""}
         await self.event("content_block_start", {"index": self.index, "content_block": block})
+        hold = int(len(text) * gate.gate_at) if gate is not None and gate.gate else -1
         for i in range(0, len(text), max(1, chunk)):
             if delay and i:
                 await asyncio.sleep(delay)
+            if gate is not None and gate.gate is not None and 0 <= hold <= i:
+                await gate.gate.wait()
+                hold = -1
             piece = text[i : i + max(1, chunk)]
             self.output_chars += len(piece)
             await self.delta({"type": "text_delta", "text": piece})
@@ -313,7 +324,7 @@ class _Stream:
         await self.event("ping", {})
         stop = "end_turn"
         if isinstance(step, Text):
-            await self.text_block(step.text, step.chunk, step.delay)
+            await self.text_block(step.text, step.chunk, step.delay, step)
         elif isinstance(step, Cut):
             fake.errors_served += 1
             block = {"type": "text", "text": ""}
