@@ -3,6 +3,11 @@
 Each repository holds a reference to the `Database` and opens a short sqlmodel
 session per call, so callers never hold a transaction across an `await`.
 The outbox's queries live in `storage/outbox_repo.py`.
+
+Columns that hold what people and Claude wrote are sealed with `db.cipher`
+(`[storage] encrypt = true`) on the way in and opened on the way out, so callers
+only ever see plain text: a session's title (it quotes the first prompt), a turn's
+prompt, a permission request's tool input and deny reason, an audit row's detail.
 """
 
 from __future__ import annotations
@@ -33,18 +38,27 @@ class _Repo:
 
 
 class SessionRepo(_Repo):
+    def _open(self, row: SessionRow | None) -> SessionRow | None:
+        if row is not None and self.db.cipher.enabled:
+            row = SessionRow.model_validate(row.model_dump())
+            row.title = self.db.cipher.open(row.title)
+        return row
+
     def add(self, row: SessionRow) -> SessionRow:
+        stored = SessionRow.model_validate(row.model_dump())
+        stored.title = self.db.cipher.seal(row.title)
         with self.db.session() as s:
-            s.add(row)
+            s.add(stored)
             s.commit()
-            s.refresh(row)
-            return row
+        return row
 
     def get(self, session_id: str) -> SessionRow | None:
         with self.db.session() as s:
-            return s.get(SessionRow, session_id)
+            return self._open(s.get(SessionRow, session_id))
 
     def update(self, session_id: str, **values: object) -> SessionRow | None:
+        if "title" in values:
+            values["title"] = self.db.cipher.seal(str(values["title"]))
         with self.db.session() as s:
             row = s.get(SessionRow, session_id)
             if row is None:
@@ -54,7 +68,7 @@ class SessionRepo(_Repo):
             s.add(row)
             s.commit()
             s.refresh(row)
-            return row
+            return self._open(row)
 
     def touch(self, session_id: str) -> None:
         self.update(session_id, last_activity=utcnow())
@@ -71,16 +85,18 @@ class SessionRepo(_Repo):
 
     def by_claude_id(self, claude_session_id: str) -> SessionRow | None:
         with self.db.session() as s:
-            return s.exec(
-                select(SessionRow).where(SessionRow.claude_session_id == claude_session_id)
-            ).first()
+            return self._open(
+                s.exec(
+                    select(SessionRow).where(SessionRow.claude_session_id == claude_session_id)
+                ).first()
+            )
 
     def list(self, *, states: Sequence[str] | None = None) -> list[SessionRow]:
         with self.db.session() as s:
             q = select(SessionRow).order_by(col(SessionRow.last_activity).desc())
             if states:
                 q = q.where(col(SessionRow.state).in_(list(states)))
-            return list(s.exec(q))
+            return [r for r in map(self._open, s.exec(q)) if r is not None]
 
     def count_open(self) -> int:
         with self.db.session() as s:
@@ -132,16 +148,25 @@ class BindingRepo(_Repo):
 
 
 class PermissionRepo(_Repo):
+    def _open(self, row: PermissionRequestRow | None) -> PermissionRequestRow | None:
+        if row is not None and self.db.cipher.enabled:
+            row = PermissionRequestRow.model_validate(row.model_dump())
+            row.input_json = self.db.cipher.open(row.input_json)
+            row.reason = self.db.cipher.open(row.reason)
+        return row
+
     def add(self, row: PermissionRequestRow) -> PermissionRequestRow:
+        stored = PermissionRequestRow.model_validate(row.model_dump())
+        stored.input_json = self.db.cipher.seal(row.input_json)
+        stored.reason = self.db.cipher.seal(row.reason)
         with self.db.session() as s:
-            s.add(row)
+            s.add(stored)
             s.commit()
-            s.refresh(row)
-            return row
+        return row
 
     def get(self, request_id: str) -> PermissionRequestRow | None:
         with self.db.session() as s:
-            return s.get(PermissionRequestRow, request_id)
+            return self._open(s.get(PermissionRequestRow, request_id))
 
     def set_prompt(self, request_id: str, outbox_id: int) -> None:
         with self.db.session() as s:
@@ -161,7 +186,12 @@ class PermissionRepo(_Repo):
                 update(PermissionRequestRow)
                 .where(col(PermissionRequestRow.id) == request_id)
                 .where(col(PermissionRequestRow.state) == "pending")
-                .values(state=state, decided_by=by, reason=reason, decided_at=utcnow())
+                .values(
+                    state=state,
+                    decided_by=by,
+                    reason=self.db.cipher.seal(reason),
+                    decided_at=utcnow(),
+                )
             )
             s.commit()
             return bool(result.rowcount)
@@ -171,7 +201,7 @@ class PermissionRepo(_Repo):
             q = select(PermissionRequestRow).where(PermissionRequestRow.state == "pending")
             if session_id is not None:
                 q = q.where(PermissionRequestRow.session_id == session_id)
-            return list(s.exec(q))
+            return [r for r in map(self._open, s.exec(q)) if r is not None]
 
     def add_rule(self, rule: SessionRule) -> None:
         with self.db.session() as s:
@@ -242,7 +272,7 @@ class AuditRepo(_Repo):
                     platform=platform,
                     user=user,
                     action=action,
-                    detail=detail[:500],
+                    detail=self.db.cipher.seal(detail[:500]),
                     allowed=allowed,
                 )
             )
@@ -250,7 +280,12 @@ class AuditRepo(_Repo):
 
     def recent(self, limit: int = 100) -> list[AuditRow]:
         with self.db.session() as s:
-            return list(s.exec(select(AuditRow).order_by(col(AuditRow.id).desc()).limit(limit)))
+            rows = list(s.exec(select(AuditRow).order_by(col(AuditRow.id).desc()).limit(limit)))
+        if self.db.cipher.enabled:
+            rows = [AuditRow.model_validate(r.model_dump()) for r in rows]
+            for r in rows:
+                r.detail = self.db.cipher.open(r.detail)
+        return rows
 
     def refused_since(self, user: str, since: timedelta) -> int:
         with self.db.session() as s:

@@ -1,0 +1,144 @@
+"""Security tests that try the attack (SPEC §5): encryption at rest read back from the
+raw SQLite bytes, secrets grepped from a whole Slack run's logs and transcript, forged,
+replayed, foreign, stale and strangers' button presses on Telegram and Slack (and
+reactions on Matrix), hostile file names and paths for uploads and `get`.
+
+Existing tests this extends rather than repeats: tests/test_e2e_telegram.py
+(forged and replayed Telegram buttons, strangers), tests/test_access.py (paths for
+`new`), tests/test_attachments.py (inbox names, `get`), tests/test_logs.py (Telegram
+secrets in the logs).
+"""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import select
+
+from storage.crypto import BodyCipher, load_or_create_key
+from storage.models import AuditRow, PermissionRequestRow, SessionRow, TurnRow
+from tests.fakes.anthropic import Text, ToolUse
+from tests.harness import OWNER, STRANGER, start_harness, stop_harness
+
+pytestmark = pytest.mark.e2e
+
+
+def refusals(db: Any) -> list[AuditRow]:
+    return [r for r in db.audit.recent(1000) if not r.allowed]
+
+
+# --- encryption at rest -------------------------------------------------------------------
+
+
+async def test_encrypted_storage_keeps_no_message_text_in_the_database_file(
+    tmp_path: Path,
+) -> None:
+    key_file = tmp_path / "keys" / "db.key"
+    h = await start_harness(tmp_path)
+    try:
+        # as `threadline run` does with `[storage] encrypt = true` (bridge/daemon.py);
+        # nothing has been stored yet
+        h.db.cipher = BodyCipher(load_or_create_key(key_file))
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        app = h.root / "app"
+        h.model.on(
+            "zebra-prompt-7781",
+            ToolUse("Write", {"file_path": str(app / "a.txt"), "content": "quokka-content-5512\n"}),
+            ToolUse("Write", {"file_path": str(app / "b.txt"), "content": "ibis-content-6620\n"}),
+            Text("narwhal-answer-9923"),
+        )
+        topic, sid = await h.new_session(str(app), "zebra-prompt-7781")
+        first = await h.wait_msg(lambda m: "Allow" in str(m.button_labels), thread_id=topic)
+        assert "quokka-content-5512" in first.visible_text, "the diff is in the chat"
+        h.press(first, "Allow")
+        await h.wait_msg(
+            lambda m: "b.txt" in m.visible_text and "Allow" in str(m.button_labels),
+            thread_id=topic,
+        )
+        h.say("deny ocelot-reason-3391", thread_id=topic)
+        await h.wait_text("narwhal-answer-9923", thread_id=topic)
+        h.say("mallory-secret-4410", user=STRANGER)
+        await h.tg.wait_until(lambda: len(refusals(h.db)) >= 1, timeout=15)
+        assert (app / "a.txt").read_text() == "quokka-content-5512\n"
+        # the repositories still read plain text
+        assert h.db.sessions.get(sid).title.endswith("zebra-prompt-7781")
+        with h.db.session() as s:
+            raw_requests = list(s.exec(select(PermissionRequestRow)))
+            raw_turns = list(s.exec(select(TurnRow)))
+            raw_sessions = list(s.exec(select(SessionRow)))
+        assert raw_requests and all(r.input_json.startswith("nacl:") for r in raw_requests)
+        assert raw_turns and all(t.prompt.startswith("nacl:") for t in raw_turns)
+        assert all(r.title.startswith("nacl:") for r in raw_sessions)
+        assert "ocelot-reason-3391" in h.db.permissions.get(raw_requests[-1].id).reason
+        assert any("mallory-secret-4410" in r.detail for r in refusals(h.db))
+        running = _database_bytes(tmp_path)
+    finally:
+        await stop_harness(h)
+    stopped = _database_bytes(tmp_path)
+    for raw in (running, stopped):
+        assert f"telegram:{OWNER}".encode() in raw, "the grep reads the right file"
+        for marker in (
+            "zebra-prompt-7781",  # the prompt (turns, session title, outbox)
+            "quokka-content-5512",  # tool input and its diff (permission request, prompt)
+            "ibis-content-6620",
+            "ocelot-reason-3391",  # the deny reason
+            "narwhal-answer-9923",  # Claude's answer (outbox, stream edits)
+            "mallory-secret-4410",  # a stranger's message (audit detail)
+        ):
+            assert marker.encode() not in raw, f"{marker} stored in plain text"
+
+
+def _database_bytes(tmp_path: Path) -> bytes:
+    db = tmp_path / "threadline.db"
+    return b"".join(p.read_bytes() for p in (db, db.with_name(db.name + "-wal")) if p.exists())
+
+
+# --- button payloads -------------------------------------------------------------------------
+
+
+async def test_telegram_foreign_forged_strangers_and_stale_presses_are_refused(
+    tmp_path: Path,
+) -> None:
+    """Each attack on a pending Write: refused, audited, the file never written —
+    and once the request timed out, its own Allow button is stale."""
+    h = await start_harness(tmp_path, agent_extra={"permission_timeout_s": 6})
+    try:
+        app = h.root / "app"
+        target = app / "pwned.txt"
+        h.model.on(
+            "guarded write",
+            ToolUse("Write", {"file_path": str(target), "content": "x"}),
+            Text("guarded done"),
+        )
+        topic, _ = await h.new_session(str(app), "guarded write")
+        prompt = await h.wait_msg(lambda m: "Allow" in str(m.button_labels), thread_id=topic)
+        allow = prompt.callback_data("Allow")
+        owner = {"id": OWNER, "is_bot": False, "first_name": "Ada"}
+        # a message outside the session's topic, and one in another chat
+        elsewhere = next(m for m in h.bot_messages() if m.thread_id is None)
+        stranger = {"id": STRANGER, "is_bot": False, "first_name": "Mallory"}
+        h.tg.user_message(STRANGER, stranger, "hello")  # in the stranger's own chat
+        other_chat = await h.tg.wait_for(lambda m: True, chat_id=STRANGER)
+        before = len(refusals(h.db))
+        h.tg.press_button(h.chat_id, prompt.message_id, "p:forgedrequest0:a", owner, strict=False)
+        h.tg.press_button(h.chat_id, elsewhere.message_id, allow, owner, strict=False)
+        h.tg.press_button(STRANGER, other_chat.message_id, allow, owner, strict=False)
+        h.press(prompt, "Allow", user=STRANGER)
+        await h.tg.wait_until(lambda: len(refusals(h.db)) >= before + 4, timeout=20)
+        new = refusals(h.db)[: len(refusals(h.db)) - before]
+        details = " | ".join(r.detail for r in new)
+        assert "unknown request" in details and details.count("from another thread") == 2
+        assert any(r.user == f"telegram:{STRANGER}" for r in new)
+        await h.wait_text("No answer to the Write request", thread_id=topic, timeout=30)
+        await h.wait_text("guarded done", thread_id=topic)
+        h.tg.press_button(h.chat_id, prompt.message_id, allow, owner, strict=False)  # stale
+        await h.tg.wait_until(
+            lambda: any("already timeout" in r.detail for r in refusals(h.db)), timeout=20
+        )
+        assert not target.exists(), "no attack approved the Write"
+        assert h.db.permissions.get(allow.split(":")[1]).state == "timeout"
+    finally:
+        await stop_harness(h)
