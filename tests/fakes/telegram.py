@@ -1420,11 +1420,11 @@ class FakeTelegram:
         match: Callable[[dict[str, Any]], bool] | None = None,
         applied: bool = False,
         delay: float = 0.0,
+        reset: bool = False,
     ) -> Fault:
         """Make the next `times` calls of `method` ("*" = any; None = until cleared) fail.
 
         * ``fail_next("sendMessage", 502)`` — HTTP 502 "Bad Gateway" (PTB: NetworkError).
-        reset: bool = False,
         * ``fail_next("sendMessage", error_description="Bad Request: message thread not
           found")`` — status inferred from the prefix (400 here).
         * ``fail_next("sendMessage", retry_after=3)`` — 429 with parameters.retry_after.
@@ -1433,12 +1433,12 @@ class FakeTelegram:
         * ``applied=True`` — the call takes effect, only the answer is the error.
         * ``delay=2.0`` — wait before answering (with no status/description: answer
           normally after the delay — a slow server).
+        * ``reset=True`` — abort the connection instead of answering (a connection
+          reset; with ``applied`` the call takes effect first, i.e. a lost response).
         """
         canonical = _CANONICAL.get(method.lower(), method) if method != "*" else "*"
         params = dict(parameters) if parameters else None
         if retry_after is not None:
-        * ``reset=True`` — abort the connection instead of answering (a connection
-          reset; with ``applied`` the call takes effect first, i.e. a lost response).
             params = {**(params or {}), "retry_after": int(retry_after)}
         if status is None:
             if retry_after is not None:
@@ -1464,11 +1464,11 @@ class FakeTelegram:
             match=match,
             applied=applied,
             delay=delay,
+            reset=reset,
         )
         self._faults.append(fault)
         return fault
 
-            reset=reset,
     def clear_faults(self) -> None:
         self._faults.clear()
 
