@@ -11,17 +11,24 @@ secrets in the logs).
 
 from __future__ import annotations
 
+import logging
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlmodel import select
 
+from bridge.logs import setup_logging
 from storage.crypto import BodyCipher, load_or_create_key
 from storage.models import AuditRow, PermissionRequestRow, SessionRow, TurnRow
 from tests.fakes.anthropic import Text, ToolUse
 from tests.harness import OWNER, STRANGER, start_harness, stop_harness
+from tests.slack_harness import OWNER as OWNER_SLACK
+from tests.slack_harness import STRANGER as STRANGER_SLACK
+from tests.slack_harness import start_slack_harness, stop_slack_harness
 
 pytestmark = pytest.mark.e2e
 
@@ -142,3 +149,132 @@ async def test_telegram_foreign_forged_strangers_and_stale_presses_are_refused(
         assert h.db.permissions.get(allow.split(":")[1]).state == "timeout"
     finally:
         await stop_harness(h)
+
+
+@contextmanager
+def debug_log(h: Any, path: Path) -> Iterator[None]:
+    """The daemon's logging (bridge/logs.py) at DEBUG into `path`, the client
+    libraries included; restored afterwards."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    noisy = ("httpx", "slack_sdk", "slack_bolt", "aiohttp", "telegram", "nio")
+    levels = {name: logging.getLogger(name).level for name in noisy}
+    setup_logging("DEBUG", h.config.secrets(), str(path))
+    for name in noisy:
+        logging.getLogger(name).setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        for handler in root.handlers:
+            handler.flush()
+        root.handlers[:], level = saved
+        root.setLevel(level)
+        for name, lvl in levels.items():
+            logging.getLogger(name).setLevel(lvl)
+        logging.getLogger("apscheduler").setLevel(logging.NOTSET)
+
+
+def slack_secrets(h: Any) -> dict[str, str]:
+    return {
+        "bot token": h.slack.bot_token,
+        "app token": h.slack.app_token,
+        "signing secret": h.slack.signing_secret,
+        "Anthropic API key": h.env["ANTHROPIC_API_KEY"],
+    }
+
+
+def assert_no_secret(secrets: dict[str, str], **texts: str) -> None:
+    for what, secret in secrets.items():
+        assert len(secret) >= 6
+        for where, text in texts.items():
+            assert secret not in text, f"the {what} appears in the {where}"
+
+
+def slack_transcript(h: Any) -> str:
+    messages = [m.visible_text for m in h.slack.transcript]
+    ephemerals = [
+        e.text for user in (OWNER_SLACK, STRANGER_SLACK) for e in h.slack.ephemerals(user)
+    ]
+    return "\n".join(messages + ephemerals)
+
+
+async def test_slack_foreign_forged_strangers_and_stale_presses_are_refused(
+    tmp_path: Path,
+) -> None:
+    h = await start_slack_harness(tmp_path, speed=4.0, agent_extra={"permission_timeout_s": 6})
+    log_file = tmp_path / "daemon.log"
+    try:
+        with debug_log(h, log_file):
+            app = h.root / "app"
+            target = app / "pwned.txt"
+            h.model.on(
+                "guarded write",
+                ToolUse("Write", {"file_path": str(target), "content": "x"}),
+                Text("guarded done"),
+            )
+            thread, _ = await h.new_session(str(app), "guarded write")
+            prompt = await h.wait_msg(lambda m: "Allow" in str(m.button_labels), thread=thread)
+            allow = prompt.button("Allow")["value"]
+            dm = "D" + OWNER_SLACK[1:]
+            h.say("!help", channel=dm)
+            in_dm = await h.slack.wait_for(
+                lambda m: "/help" in m.visible_text or "help" in m.visible_text, channel=dm
+            )
+            header = h.slack.message(h.channel, thread)
+            before = len(refusals(h.db))
+            h.slack.click(prompt, "Allow", user=OWNER_SLACK, value="p:forgedrequest0:a")
+            h.slack.click(header, "Allow", user=OWNER_SLACK, value=allow)  # another thread
+            h.slack.click(in_dm, "Allow", user=OWNER_SLACK, value=allow)  # another chat
+            h.press(prompt, "Allow", user=STRANGER_SLACK)
+            await h.slack.wait_until(lambda: len(refusals(h.db)) >= before + 4, 20)
+            new = refusals(h.db)[: len(refusals(h.db)) - before]
+            details = " | ".join(r.detail for r in new)
+            assert "unknown request" in details and details.count("from another thread") == 2
+            assert any(r.user == f"slack:{STRANGER_SLACK}" for r in new)
+            await h.wait_text("No answer to the Write request", thread=thread, timeout=30)
+            await h.wait_text("guarded done", thread=thread)
+            h.press(prompt, "Allow", stale=True)  # a client that still shows the button
+            await h.slack.wait_until(
+                lambda: any("already timeout" in r.detail for r in refusals(h.db)), 20
+            )
+            assert not target.exists(), "no attack approved the Write"
+    finally:
+        await stop_slack_harness(h)
+    log_text = log_file.read_text()
+    assert "chat.postMessage" in log_text, "the log did capture the Web API traffic"
+    assert_no_secret(slack_secrets(h), log=log_text, transcript=slack_transcript(h))
+
+
+# --- secrets ---------------------------------------------------------------------------------
+
+
+async def test_a_whole_slack_session_in_http_mode_leaks_no_secret(tmp_path: Path) -> None:
+    """Signed HTTP delivery, a session with a permission prompt, error replies and a
+    failing Web API call, all logged at DEBUG: no configured secret in the log, the
+    chat, or the ephemeral answers (Telegram: tests/test_logs.py)."""
+    h = await start_slack_harness(tmp_path, mode="http", speed=4.0)
+    log_file = tmp_path / "daemon.log"
+    try:
+        with debug_log(h, log_file):
+            app = h.root / "app"
+            h.model.on(
+                "leak check",
+                ToolUse("Write", {"file_path": str(app / "f.txt"), "content": "f"}),
+                Text("leak check done"),
+            )
+            h.slack.fail_next("chat.postMessage", error="internal_error", status=500)
+            thread, _ = await h.new_session(str(app), "leak check")
+            prompt = await h.wait_msg(lambda m: "Allow" in str(m.button_labels), thread=thread)
+            h.press(prompt, "Allow")
+            await h.wait_text("leak check done", thread=thread)
+            h.say("!get ../../../etc/passwd", thread=thread)
+            h.say("!nope", thread=thread)
+            await h.wait_text("Unknown command", thread=thread)
+            await h.wait_text("🚫", thread=thread)
+    finally:
+        await stop_slack_harness(h)
+    log_text = log_file.read_text()
+    assert "chat.postMessage" in log_text and "status: 500" in log_text, (
+        "traffic and the fault logged"
+    )
+    assert_no_secret(slack_secrets(h), log=log_text, transcript=slack_transcript(h))
