@@ -60,7 +60,7 @@ def resolve_existing(candidate: Path, raw: str, refused: type[ValueError]) -> Pa
         return candidate.resolve(strict=True)
     except (FileNotFoundError, NotADirectoryError):
         raise refused(f"{raw} does not exist") from None
-    except (OSError, RuntimeError):
+    except (OSError, RuntimeError, UnicodeError):  # a loop; a name the OS cannot encode
         raise refused(f"{raw} cannot be resolved") from None
 
 

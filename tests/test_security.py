@@ -11,6 +11,7 @@ secrets in the logs).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import stat
 from collections.abc import Iterator
@@ -19,8 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlmodel import select
 
+from bridge.files import FileRefused, resolve_inside, save_to_inbox
 from bridge.logs import setup_logging
 from storage.crypto import BodyCipher, load_or_create_key
 from storage.models import AuditRow, PermissionRequestRow, SessionRow, TurnRow
@@ -147,6 +151,21 @@ async def test_telegram_foreign_forged_strangers_and_stale_presses_are_refused(
         )
         assert not target.exists(), "no attack approved the Write"
         assert h.db.permissions.get(allow.split(":")[1]).state == "timeout"
+        # an upload with a hostile name lands in the session's inbox, nowhere else
+        h.model.on("check the upload", Text("upload seen"))
+        h.tg.user_document(
+            h.chat_id,
+            owner,
+            b"payload",
+            file_name="../../../evil.txt",
+            caption="check the upload",
+            message_thread_id=topic,
+        )
+        await h.wait_text("upload seen", thread_id=topic)
+        inbox = app / ".threadline" / "inbox"
+        assert [p.name for p in inbox.iterdir()] == ["evil.txt"]
+        found = await asyncio.to_thread(lambda: list(tmp_path.rglob("evil.txt")))
+        assert found == [inbox / "evil.txt"]
     finally:
         await stop_harness(h)
 
@@ -278,3 +297,80 @@ async def test_a_whole_slack_session_in_http_mode_leaks_no_secret(tmp_path: Path
         "traffic and the fault logged"
     )
     assert_no_secret(slack_secrets(h), log=log_text, transcript=slack_transcript(h))
+
+
+# --- paths -------------------------------------------------------------------------------------
+
+HOSTILE_NAMES = (
+    "../../x",
+    "/etc/passwd",
+    "..",
+    "a\x00b.txt",
+    "x" * 10_000,
+    "~root/.ssh/authorized_keys",
+    "\ud800\udfff.txt",
+    "con\r\nname.txt",
+    "./.git/config",
+)
+
+
+def _files_under(root: Path) -> set[Path]:
+    return {p for p in root.rglob("*") if p.is_file() or p.is_symlink()}
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    name=st.one_of(
+        st.sampled_from(HOSTILE_NAMES),
+        st.text(st.characters(blacklist_categories=()), max_size=300),
+    )
+)
+def test_an_uploaded_file_lands_in_the_inbox_whatever_its_name(name: str) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        cwd = base / "session"
+        cwd.mkdir()
+        saved = save_to_inbox(cwd, name, b"data")
+        inbox = (cwd / ".threadline" / "inbox").resolve()
+        assert saved.resolve().parent == inbox
+        assert len(saved.name.encode()) <= 255
+        assert _files_under(base) == {saved, cwd / ".threadline" / ".gitignore"}
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    raw=st.one_of(
+        st.sampled_from(HOSTILE_NAMES),
+        st.text(st.characters(blacklist_categories=()), max_size=300),
+    )
+)
+def test_get_refuses_or_stays_inside_the_session(raw: str) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cwd = Path(tmp) / "session"
+        cwd.mkdir()
+        (cwd / "ok.txt").write_text("fine")
+        try:
+            path, _ = resolve_inside(str(cwd), raw, max_bytes=100)
+        except FileRefused:
+            return
+        assert cwd.resolve() in path.parents
+
+
+@settings(max_examples=100, deadline=None)
+@given(raw=st.text(st.characters(blacklist_categories=()), max_size=200))
+def test_new_refuses_or_stays_inside_the_roots_even_for_unencodable_text(raw: str) -> None:
+    import tempfile
+
+    from bridge.access import PathRefused, resolve_session_dir
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp).resolve()
+        try:
+            got = resolve_session_dir(raw, [str(root)])
+        except PathRefused:
+            return
+        assert got == root or root in got.parents
