@@ -441,7 +441,7 @@ def _mx_reaction(now_ms: int) -> dict[str, Any]:
     }
 
 
-def _mx_sync(events: list[Any]) -> dict[str, Any]:
+def _mx_sync(events: list[Any], room: str = MX_ROOM) -> dict[str, Any]:
     member = {
         "type": "m.room.member",
         "state_key": MX_OWNER,
@@ -455,7 +455,7 @@ def _mx_sync(events: list[Any]) -> dict[str, Any]:
         "next_batch": "s1",
         "rooms": {
             "join": {
-                MX_ROOM: {
+                room: {
                     "state": {"events": [member, bot_member]},
                     "timeline": {"events": events, "limited": False, "prev_batch": "p0"},
                     "ephemeral": {"events": []},
@@ -513,7 +513,9 @@ def test_matrix_templates_are_delivered() -> None:
     assert [type(e).__name__ for e in got] == ["UserMessage", "ButtonPress"]
 
 
-def _run_matrix(events: list[Any]) -> list[Any]:
+def _run_matrix(events: list[Any], room: str = MX_ROOM) -> list[Any]:
+    """`events` in one sync of `room` through nio and our receiver, which knows one
+    prompt (``$prompt`` in `MX_ROOM`, ✅ → Allow); what it delivered."""
     from nio import AsyncClient, AsyncClientConfig, SyncResponse
 
     from adapters.matrix.buttons import ButtonMap, Entry
@@ -549,7 +551,7 @@ def _run_matrix(events: list[Any]) -> list[Any]:
             pace=pace,
         )
         try:
-            resp = SyncResponse.from_dict(_mx_sync(events))
+            resp = SyncResponse.from_dict(_mx_sync(events, room))
         except Exception:
             return  # refused by matrix-nio as a whole response
         try:

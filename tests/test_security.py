@@ -374,3 +374,25 @@ def test_new_refuses_or_stays_inside_the_roots_even_for_unencodable_text(raw: st
         except PathRefused:
             return
         assert got == root or root in got.parents
+
+
+def test_matrix_reactions_press_only_a_prompts_own_key_in_its_own_room() -> None:
+    """Matrix buttons are reactions (adapters/matrix/buttons.py): one on an event that
+    is not a prompt, with another key, or naming a prompt from another room presses
+    nothing; a stranger's press reaches the bridge as the stranger's, where the owner
+    check refuses it (as on Telegram and Slack above)."""
+    from tests.test_fuzz import _NOW_MS, MX_ROOM, _mx_reaction, _run_matrix
+
+    def reaction(
+        own_id: str, *, target: str = "$prompt", key: str = "✅", sender: str = ""
+    ) -> dict[str, Any]:
+        event = _mx_reaction(_NOW_MS)
+        event["content"]["m.relates_to"].update(event_id=target, key=key)
+        return {**event, "event_id": own_id, "sender": sender or event["sender"]}
+
+    assert [p.data for p in _run_matrix([reaction("$ok")])] == ["p:abcdefghijklmnop:a"]
+    assert _run_matrix([reaction("$r1", target="$not-a-prompt")]) == []
+    assert _run_matrix([reaction("$r2", key="👍")]) == []
+    assert _run_matrix([reaction("$r3")], room="!elsewhere:localhost") == []
+    (press,) = _run_matrix([reaction("$r4", sender="@mallory:localhost")])
+    assert press.sender.key == "matrix:@mallory:localhost" and press.thread.chat_id == MX_ROOM
