@@ -2,13 +2,22 @@
 
 Every configured secret (bot tokens, app tokens, passwords, signing secrets) is
 replaced by ``[redacted]`` in every log record before it is written — including
-URLs that libraries log with the bot token inside them.
+URLs that libraries log with the bot token inside them.  Credentials no config names
+are redacted by their field name: matrix-nio logs the login response at DEBUG, with
+the access token the homeserver just issued in it.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
+
+# `'access_token': 'syt_…'`, `"refresh_token":"…"`, `access_token=…` (JSON, a dict's
+# repr, a query string).
+_TOKEN_FIELD = re.compile(
+    r"""((?:access|refresh)_token['"]?\s*[:=]\s*['"]?)[^'"&\s,}]+""", re.IGNORECASE
+)
 
 
 class RedactingFilter(logging.Filter):
@@ -19,11 +28,9 @@ class RedactingFilter(logging.Filter):
     def redact(self, text: str) -> str:
         for secret in self.secrets:
             text = text.replace(secret, "[redacted]")
-        return text
+        return _TOKEN_FIELD.sub(r"\1[redacted]", text)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self.secrets:
-            return True
         record.msg = self.redact(record.getMessage())
         record.args = None
         if record.exc_info and record.exc_info[1] is not None:

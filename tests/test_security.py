@@ -396,3 +396,45 @@ def test_matrix_reactions_press_only_a_prompts_own_key_in_its_own_room() -> None
     assert _run_matrix([reaction("$r3")], room="!elsewhere:localhost") == []
     (press,) = _run_matrix([reaction("$r4", sender="@mallory:localhost")])
     assert press.sender.key == "matrix:@mallory:localhost" and press.thread.chat_id == MX_ROOM
+
+
+async def test_a_whole_matrix_session_leaks_no_secret(tmp_path: Path, synapse: Any) -> None:
+    """Login, an encrypted session with a reaction approval and an error reply, all
+    logged at DEBUG (matrix-nio included): neither the bot's password nor the access
+    token it logged in with (which no config names, so no filter could redact it) is
+    in the log or the room.  The start is logged with no redaction at all."""
+    from tests.matrix_harness import start_matrix_harness, stop_matrix_harness
+
+    start_log, log_file = tmp_path / "start.log", tmp_path / "daemon.log"
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    setup_logging("DEBUG", [], str(start_log))
+    try:
+        h = await start_matrix_harness(tmp_path, synapse)
+    finally:
+        root.handlers[:], root.level = saved[0], saved[1]
+    try:
+        with debug_log(h, log_file):
+            app = h.root / "app"
+            h.model.on(
+                "leak check",
+                ToolUse("Write", {"file_path": str(app / "f.txt"), "content": "f"}),
+                Text("leak check done"),
+            )
+            thread, _ = await h.new_session(str(app), "leak check")
+            prompt = await h.phone.wait_message(lambda m: "React ✅ Allow" in m.body)
+            await h.react(prompt, "✅")
+            await h.wait_text("leak check done", thread=thread)
+            await h.say("!nope", thread=thread)
+            await h.wait_text("Unknown command", thread=thread)
+        secrets = {
+            "password": h.bot.password,
+            "access token": h.adapter.client.access_token,
+            "Anthropic API key": h.env["ANTHROPIC_API_KEY"],
+        }
+        transcript = "\n".join(m.body + m.html for m in h.phone.messages.values())
+    finally:
+        await stop_matrix_harness(h)
+    start_text, log_text = start_log.read_text(), log_file.read_text()
+    assert "logged in as" in start_text and "nio." in log_text, "the logs caught the traffic"
+    assert_no_secret(secrets, start_log=start_text, log=log_text, transcript=transcript)
