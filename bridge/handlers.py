@@ -111,6 +111,11 @@ class Handlers:
             await importer.import_and_tell(self.b, press.thread, press.sender.key, rest)
             return
         session = self.b.db.sessions.get(rest.partition(":")[0])
+        if kind == "n" and session is not None:
+            # the directory picker of `new` is posted wherever `new` was typed: it is
+            # tied to no thread, only to a directory still under allowed_roots
+            await self._new_in_recent_dir(press, session)
+            return
         thread = self.b.thread_of(session.id) if session else None
         if session is None or thread is None or thread.key != press.thread.key:
             log.warning(
@@ -130,8 +135,21 @@ class Handlers:
             index = rest.partition(":")[2]
             if index.isdigit() and int(index) < len(PERMISSION_MODES):
                 await self._set_mode(session, thread, PERMISSION_MODES[int(index)])
-        elif kind == "n":
-            await self._new_session(press.thread, press.sender.key, Path(session.cwd), "")
+
+    async def _new_in_recent_dir(self, press: ButtonPress, recent: SessionRow) -> None:
+        try:
+            cwd = resolve_session_dir(recent.cwd, self.b.config.agent.allowed_roots)
+        except PathRefused as e:
+            self.b.db.audit.log(
+                platform=press.sender.platform,
+                user=press.sender.key,
+                action="new",
+                detail=f"refused path {recent.cwd[:200]}",
+                allowed=False,
+            )
+            self.b.reply(press.thread, render.notice(f"🚫 {e}"))
+            return
+        await self._new_session(press.thread, press.sender.key, cwd, "")
 
     # --- commands -------------------------------------------------------------
 

@@ -438,3 +438,28 @@ async def test_a_whole_matrix_session_leaks_no_secret(tmp_path: Path, synapse: A
     start_text, log_text = start_log.read_text(), log_file.read_text()
     assert "logged in as" in start_text and "nio." in log_text, "the logs caught the traffic"
     assert_no_secret(secrets, start_log=start_text, log=log_text, transcript=transcript)
+
+
+async def test_recent_directory_buttons_work_where_posted_and_recheck_the_roots(
+    tmp_path: Path,
+) -> None:
+    """`new` without a path offers recent directories as buttons in the chat it was
+    typed in; a press there opens a session (it used to be refused as "not this
+    thread's"), and a directory no longer under allowed_roots is refused."""
+    h = await start_harness(tmp_path)
+    try:
+        first, _ = await h.new_session(str(h.root / "app"))
+        h.say("/new")
+        picker = await h.wait_msg(lambda m: "which directory" in m.visible_text.lower())
+        assert picker.thread_id is None and picker.message_id
+        topics_before = set(h.tg.topics(h.chat_id))
+        h.press(picker, "app")
+        await h.tg.wait_until(lambda: set(h.tg.topics(h.chat_id)) - topics_before, timeout=30)
+        h.config.agent.allowed_roots = [str(tmp_path / "elsewhere")]
+        h.press(picker, "app")
+        refusal = await h.wait_text("🚫")
+        assert "outside" in refusal.visible_text
+        assert any(r.action == "new" for r in refusals(h.db))
+        assert len(h.tg.topics(h.chat_id)) == len(topics_before) + 1
+    finally:
+        await stop_harness(h)
