@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from bridge.commands import COMMAND_NAMES, Command, parse_command
@@ -618,7 +618,7 @@ def _inbound_events() -> st.SearchStrategy[Any]:
             data=value,
         )
 
-    threads = st.one_of(st.none(), st.integers(1, 5))
+    threads = st.one_of(st.none(), st.none(), st.integers(1, 5))
     return st.one_of(
         st.builds(message, people, texts, threads), st.builds(press, people, data, threads)
     )
@@ -637,11 +637,14 @@ async def test_arbitrary_input_through_the_bridge(h: Any) -> None:
     """Owner and strangers send arbitrary text and button data: each is answered
     (an outbox row) or refused and audited, nothing escapes, and `/help` still works."""
     from adapters import payload
-    from bridge.messages import ButtonPress, UserMessage
+    from bridge.messages import ButtonPress, Sender, ThreadRef, UserMessage
     from tests.harness import OWNER
 
     loop = asyncio.get_running_loop()
     bot = h.bridge.adapters["telegram"].username
+
+    def told(needle: str) -> list[Any]:
+        return [m for m in h.bot_messages() if needle in (m.visible_text or "")]
 
     def trace() -> tuple[int, int]:
         return _outbox_rows(h), len([r for r in h.db.audit.recent(1000) if not r.allowed])
@@ -655,10 +658,16 @@ async def test_arbitrary_input_through_the_bridge(h: Any) -> None:
             cmd = parse_command(event.text, bot_username=bot)
             if cmd is not None and cmd.name == "ignored":
                 return
+            if cmd is not None and cmd.name == "unknown" and event.thread.thread_id is None:
+                unknown = len(told("Unknown command"))
 
-            # the owner is always answered: a reply, a refusal, or "unknown command"
-            def answered() -> bool:
-                return trace()[0] > before[0]
+                # a malformed command is told so, in the chat it came from
+                def answered() -> bool:
+                    return len(told("Unknown command")) > unknown
+            else:
+                # the owner is always answered: a reply, a refusal, a notice
+                def answered() -> bool:
+                    return trace()[0] > before[0]
         else:
             # a button (anyone's) or a stranger: answered or refused with an audit row
             def answered() -> bool:
@@ -669,8 +678,16 @@ async def test_arbitrary_input_through_the_bridge(h: Any) -> None:
         except TimeoutError:
             raise AssertionError(f"no answer and no audit row for {event!r}") from None
 
+    def owner_says(text: str) -> UserMessage:
+        owner = Sender("telegram", str(OWNER), "Ada")
+        return UserMessage(ThreadRef("telegram", str(OWNER)), owner, text, message_id="1")
+
     @settings(FUZZ, max_examples=60)
     @given(event=_inbound_events())
+    @example(event=owner_says("/nope --x"))
+    @example(event=owner_says("!NEW\x00 \ud800"))
+    @example(event=owner_says("/help@other_bot"))
+    @example(event=owner_says("x" * 1_000_000))
     def run(event: UserMessage | ButtonPress) -> None:
         asyncio.run_coroutine_threadsafe(one(event), loop).result(timeout=60)
 
