@@ -71,6 +71,8 @@ async def test_encrypted_storage_keeps_no_message_text_in_the_database_file(
         )
         h.say("deny ocelot-reason-3391", thread_id=topic)
         await h.wait_text("narwhal-answer-9923", thread_id=topic)
+        h.say('/schedule "0 9 * * 1" heron-schedule-1206', thread_id=topic)
+        await h.wait_text("heron-schedule-1206", thread_id=topic)
         h.say("mallory-secret-4410", user=STRANGER)
         await h.tg.wait_until(lambda: len(refusals(h.db)) >= 1, timeout=15)
         assert (app / "a.txt").read_text() == "quokka-content-5512\n"
@@ -98,6 +100,7 @@ async def test_encrypted_storage_keeps_no_message_text_in_the_database_file(
             "ocelot-reason-3391",  # the deny reason
             "narwhal-answer-9923",  # Claude's answer (outbox, stream edits)
             "mallory-secret-4410",  # a stranger's message (audit detail)
+            "heron-schedule-1206",  # a scheduled prompt
         ):
             assert marker.encode() not in raw, f"{marker} stored in plain text"
 
