@@ -15,18 +15,22 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlmodel import col, select
 
+from adapters.matrix import RateLimit
 from bridge.messages import ThreadRef
 from storage.db import Database
-from storage.models import PermissionRequestRow, SessionRow
+from storage.models import OutboxRow, PermissionRequestRow, SessionRow
 from tests.fakes.anthropic import FakeAnthropic, Text, ToolUse
 from tests.harness import OWNER, Harness, start_harness, stop_harness
+from tests.matrix_harness import start_matrix_harness, stop_matrix_harness
 from tests.slack_harness import OWNER as SLACK_OWNER
 from tests.slack_harness import SlackHarness, start_slack_harness, stop_slack_harness
+from tests.synapse import Synapse
 
 ASKING = (0, 4, 7)  # the sessions whose turn needs a permission first
 
@@ -161,10 +165,6 @@ async def test_ten_sessions_stream_into_one_telegram_group_without_a_429(tmp_pat
                 raise
         elapsed = time.time() - started
 
-        t0 = h.tg.api_log[0].at
-        for c in h.tg.api_log:
-            if c.method != "getUpdates":
-                print(f"{c.at - t0:8.3f} {c.method} {c.status} {c.description or ''}")
         assert h.tg.count_429 == 0, "no 429 reached the bridge"
         for i, (_, topic) in enumerate(sessions):
             text = "\n".join(m.visible_text or "" for m in h.bot_messages(topic))
@@ -176,6 +176,7 @@ async def test_ten_sessions_stream_into_one_telegram_group_without_a_429(tmp_pat
         asked_at = {topic: asked[sid] for sid, topic in sessions if sid in asked}
         assert len(asked_at) == len(ASKING)
         assert not prompt_ordering_violations(h, asked_at)
+        assert not stream_updates_ahead_of_prompts(h.db)
         print(
             f"10 sessions in one group: all finals after {elapsed:.1f}s, {len(h.tg.api_log)} calls"
         )
@@ -275,6 +276,7 @@ async def test_ten_sessions_stream_into_one_slack_channel_without_a_429(tmp_path
                 and "Stop" in str(c.params)
             ]
             assert not late, f"stream updates went ahead of {sid}'s permission prompt: {late}"
+        assert not stream_updates_ahead_of_prompts(h.db)
         print(
             f"10 sessions in one Slack channel: all finals after {elapsed:.1f}s, {len(calls)} calls"
         )
@@ -282,3 +284,104 @@ async def test_ten_sessions_stream_into_one_slack_channel_without_a_429(tmp_path
         stop.set()
         await presser
         await stop_slack_harness(h)
+
+
+def stream_updates_ahead_of_prompts(db: Database) -> list[str]:
+    """From the outbox's own record: stream updates (priority 1) sent in a chat while
+    one of its permission prompts waited (from 0.5 s after it was queued — a call
+    may already have been on its way — until it was sent)."""
+    with db.session() as s:
+        prompts = [
+            s.get(OutboxRow, r.prompt_outbox_id)
+            for r in s.exec(select(PermissionRequestRow))
+            if r.prompt_outbox_id is not None
+        ]
+        bad = []
+        for p in prompts:
+            assert p is not None and p.sent_at is not None, "every prompt was delivered"
+            queued = p.created_at + timedelta(seconds=0.5)
+            ahead = s.exec(
+                select(OutboxRow).where(
+                    OutboxRow.chat_key == p.chat_key,
+                    OutboxRow.priority == 1,
+                    OutboxRow.state == "sent",
+                    col(OutboxRow.sent_at) > queued,
+                    col(OutboxRow.sent_at) < p.sent_at,
+                )
+            ).all()
+            bad += [f"row {r.id} ({r.op}) ahead of prompt row {p.id}" for r in ahead]
+    return bad
+
+
+# --- Matrix: five sessions in one room at Synapse's default limits -------------------
+
+
+async def test_five_sessions_stream_into_one_matrix_room_at_default_limits(
+    tmp_path: Path, synapse_default_limits: Synapse
+) -> None:
+    server = synapse_default_limits
+    h = await start_matrix_harness(tmp_path, server, rate=RateLimit())
+    server.unlimit(h.phone.user_id)  # only the bot lives with the defaults
+    stop = asyncio.Event()
+
+    async def phone() -> None:
+        reacted: set[str] = set()
+        while not stop.is_set():
+            for m in h.bot_messages():
+                if m.event_id not in reacted and "🔐 Allow" in m.body:
+                    reacted.add(m.event_id)
+                    await h.react(m, "✅")
+            await asyncio.sleep(0.2)
+
+    presser = asyncio.create_task(phone())
+    try:
+        sessions: list[tuple[str, str]] = []
+        rows = []
+        for i in range(5):
+            cwd = h.root / f"s{i}"
+            cwd.mkdir()
+            root_event = await h.say(f"session s{i}")
+            row = SessionRow(
+                id=f"mx{i:02d}",
+                platform="matrix",
+                cwd=str(cwd),
+                title=f"s{i}",
+                owner=f"matrix:{h.phone.user_id}",
+                mode="default",
+                model="",
+            )
+            h.bridge.bind(row, ThreadRef("matrix", h.room, root_event), None, "thread")
+            rows.append(row)
+            sessions.append((row.id, root_event))
+        for row in rows:
+            agent = await h.bridge.agent_for(row)
+            await agent._connected()
+        script_model(h.model, h.root, 5)
+        started = time.time()
+        for i, (_, root_event) in enumerate(sessions):
+            await h.say(f"load prompt {i}", thread=root_event)
+        for _, root_event in sessions:
+            try:
+                await h.wait_text("⏱", thread=root_event, timeout=200)
+            except TimeoutError:
+                for m in h.phone.in_room(h.room):
+                    print(m.sender[:8], m.thread and m.thread[-6:], repr(m.body[:70]))
+                raise
+        elapsed = time.time() - started
+
+        for i, (_, root_event) in enumerate(sessions):
+            shown = "\n".join(m.body for m in h.bot_messages(root_event))
+            for para in answer(i).split("\n\n"):
+                assert para in shown, f"session {i}'s answer is exact"
+        for i in ASKING:
+            if i < 5:
+                assert (h.root / f"s{i}" / "out.txt").read_text() == f"{i}\n"
+        assert not server.responses(h.bot.user_id, 429), "the bot paced itself: no 429 at all"
+        texts = " ".join(v.get("body", "") for m in h.bot_messages() for v in m.versions)
+        assert "LIMIT" not in texts and "went wrong" not in texts
+        assert not stream_updates_ahead_of_prompts(h.db)
+        print(f"5 sessions in one Matrix room: all finals after {elapsed:.1f}s")
+    finally:
+        stop.set()
+        await presser
+        await stop_matrix_harness(h)
