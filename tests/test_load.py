@@ -287,9 +287,11 @@ async def test_ten_sessions_stream_into_one_slack_channel_without_a_429(tmp_path
 
 
 def stream_updates_ahead_of_prompts(db: Database) -> list[str]:
-    """From the outbox's own record: stream updates (priority 1) sent in a chat while
-    one of its permission prompts waited (from 0.5 s after it was queued — a call
-    may already have been on its way — until it was sent)."""
+    """From the outbox's own record: stream updates (priority 1) that spent the
+    message budget a permission prompt was waiting for — sent in its chat from 0.5 s
+    after it was queued (a call may already have been on its way) until it was sent.
+    Native stream appends (op "draft") have a budget of their own and cannot delay
+    a prompt, so they do not count."""
     with db.session() as s:
         prompts = [
             s.get(OutboxRow, r.prompt_outbox_id)
@@ -304,6 +306,7 @@ def stream_updates_ahead_of_prompts(db: Database) -> list[str]:
                 select(OutboxRow).where(
                     OutboxRow.chat_key == p.chat_key,
                     OutboxRow.priority == 1,
+                    OutboxRow.op != "draft",
                     OutboxRow.state == "sent",
                     col(OutboxRow.sent_at) > queued,
                     col(OutboxRow.sent_at) < p.sent_at,
