@@ -118,23 +118,25 @@ class Handlers:
             return
         thread = self.b.thread_of(session.id) if session else None
         if session is None or thread is None or thread.key != press.thread.key:
-            log.warning(
-                "refused button %r from %s: not this thread's", press.data[:64], press.sender.key
-            )
-            self.b.db.audit.log(
-                platform=press.sender.platform,
-                user=press.sender.key,
-                action="button",
-                detail="stale or foreign button",
-                allowed=False,
-            )
+            self._refuse_press(press, "stale or foreign button")
             return
+        index = rest.partition(":")[2]
         if kind == "x":
             await self.stop_turn(session, thread)
-        elif kind == "m":
-            index = rest.partition(":")[2]
-            if index.isdigit() and int(index) < len(PERMISSION_MODES):
-                await self._set_mode(session, thread, PERMISSION_MODES[int(index)])
+        elif kind == "m" and index.isdigit() and int(index) < len(PERMISSION_MODES):
+            await self._set_mode(session, thread, PERMISSION_MODES[int(index)])
+        else:
+            self._refuse_press(press, "unknown button")
+
+    def _refuse_press(self, press: ButtonPress, why: str) -> None:
+        log.warning("refused button %r from %s: %s", press.data[:64], press.sender.key, why)
+        self.b.db.audit.log(
+            platform=press.sender.platform,
+            user=press.sender.key,
+            action="button",
+            detail=why,
+            allowed=False,
+        )
 
     async def _new_in_recent_dir(self, press: ButtonPress, recent: SessionRow) -> None:
         try:

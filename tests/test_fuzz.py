@@ -727,3 +727,13 @@ async def test_malformed_updates_oversized_text_and_binary_junk(h: Any) -> None:
         )
         h.say("/help")
         await h.wait_text("interrupt the running turn")
+
+
+def test_matrix_display_names_are_scrubbed_on_presses_too() -> None:
+    """A reaction's presser is named from room state (receiver.py builds the press):
+    a lone surrogate in a display name must not reach the database."""
+    from adapters.matrix import inbound
+
+    sender = inbound.sender_of("@ada:localhost", "Ada\ud800")
+    assert sender.display_name == "Ada\ufffd"
+    well_formed(sender)

@@ -127,7 +127,7 @@ async def test_telegram_foreign_forged_strangers_and_stale_presses_are_refused(
             ToolUse("Write", {"file_path": str(target), "content": "x"}),
             Text("guarded done"),
         )
-        topic, _ = await h.new_session(str(app), "guarded write")
+        topic, sid = await h.new_session(str(app), "guarded write")
         prompt = await h.wait_msg(lambda m: "Allow" in str(m.button_labels), thread_id=topic)
         allow = prompt.callback_data("Allow")
         owner = {"id": OWNER, "is_bot": False, "first_name": "Ada"}
@@ -138,13 +138,15 @@ async def test_telegram_foreign_forged_strangers_and_stale_presses_are_refused(
         other_chat = await h.tg.wait_for(lambda m: True, chat_id=STRANGER)
         before = len(refusals(h.db))
         h.tg.press_button(h.chat_id, prompt.message_id, "p:forgedrequest0:a", owner, strict=False)
+        h.tg.press_button(h.chat_id, prompt.message_id, f"m:{sid}:99", owner, strict=False)
         h.tg.press_button(h.chat_id, elsewhere.message_id, allow, owner, strict=False)
         h.tg.press_button(STRANGER, other_chat.message_id, allow, owner, strict=False)
         h.press(prompt, "Allow", user=STRANGER)
-        await h.tg.wait_until(lambda: len(refusals(h.db)) >= before + 4, timeout=20)
+        await h.tg.wait_until(lambda: len(refusals(h.db)) >= before + 5, timeout=20)
         new = refusals(h.db)[: len(refusals(h.db)) - before]
         details = " | ".join(r.detail for r in new)
         assert "unknown request" in details and details.count("from another thread") == 2
+        assert "unknown button" in details, "a forged mode index"
         assert any(r.user == f"telegram:{STRANGER}" for r in new)
         await h.wait_text("No answer to the Write request", thread_id=topic, timeout=30)
         await h.wait_text("guarded done", thread_id=topic)

@@ -91,7 +91,8 @@ def strip_reply_fallback(body: str) -> str:
 
 
 def sender_of(user_id: str, display_name: str = "") -> Sender:
-    return Sender(PLATFORM, user_id, display_name or user_id)
+    """The sender; display names come from room state, as untrusted as any payload."""
+    return payload.clean(Sender(PLATFORM, user_id, display_name or user_id))
 
 
 def _file_ref(content: dict[str, Any], msgtype: str, event_id: str) -> FileRef | None:
