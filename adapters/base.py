@@ -51,7 +51,14 @@ class RateLimited(AdapterError):
 
 
 class TransientError(AdapterError):
-    """5xx, timeout, connection reset: retry with backoff."""
+    """5xx, timeout, connection reset: retry with backoff.
+
+    `answered`: the platform answered (a 5xx), so the call did not take effect; False
+    when the outcome is unknown (a timeout, a reset connection: it may have arrived)."""
+
+    def __init__(self, message: str = "", *, answered: bool = False) -> None:
+        super().__init__(message)
+        self.answered = answered
 
 
 class PermanentError(AdapterError):
@@ -159,11 +166,18 @@ class ChatAdapter(ABC):
         """Delete a message we sent.  No-op where unsupported."""
 
     async def find_sent(
-        self, thread: ThreadRef, msg: Rendered, *, after: str | None, ours: Collection[str]
+        self,
+        thread: ThreadRef,
+        msg: Rendered,
+        *,
+        after: str | None,
+        ours: Collection[str],
+        pace: Callable[[], Awaitable[None]],
     ) -> str | None:
         """A send that may have reached the platform before the daemon died (or before
         a timeout): the id of the delivered message, or None if it was not delivered
         or the platform cannot tell (the outbox then sends it again).  `after` is our
         newest message in the chat before the attempt, `ours` all our message ids
-        there.  None by default."""
+        there; `pace` is awaited before each platform call the search makes (the
+        chat's rate budget).  None by default."""
         return None

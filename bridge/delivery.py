@@ -41,6 +41,7 @@ from adapters.base import (
     PermanentError,
     RateLimited,
     ThreadGone,
+    TransientError,
 )
 from bridge.messages import Rendered, ThreadRef
 from bridge.ratelimit import Kind, RateBudget
@@ -243,6 +244,8 @@ class ChatWorker:
             self._fail(item, describe(exc))
             return
         except Exception as exc:  # TransientError, timeouts, adapter bugs: retry
+            if stamped and isinstance(exc, TransientError) and exc.answered:
+                self._repo.mark_attempted(item.id, None)  # a 5xx answer: it did not arrive
             self._retry(item, exc)
             return
         finally:
@@ -251,13 +254,19 @@ class ChatWorker:
         self._repo.mark_sent(item.id, message_id, to_datetime(self._clock()))
         self._settle([item.id], "sent", message_id)
 
+    async def _pace(self) -> None:
+        """One more call in this chat (a `find_sent` probe), within the budget."""
+        wait = self._budget.reserve(self.chat_id)
+        if wait > 0:
+            await asyncio.sleep(wait)
+
     async def _delivered_before(self, thread: ThreadRef, item: PendingItem) -> str | None:
         """The message id, if an earlier attempt at this send reached the platform."""
         if item.op != "send" or item.attempted_at is None:
             return None
         after, ours = self._repo.our_messages(self.key, item.attempted_at)
         found = await self._adapter.find_sent(
-            thread, Rendered(item.payload), after=after, ours=ours
+            thread, Rendered(item.payload), after=after, ours=ours, pace=self._pace
         )
         if found is not None:
             log.info("outbox row %d in %s had arrived before as %s", item.id, self.key, found)

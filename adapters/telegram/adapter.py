@@ -18,7 +18,7 @@ import html
 import logging
 import secrets
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urlparse
@@ -402,7 +402,13 @@ class TelegramAdapter(ChatAdapter):
             log.info("deleting %s/%s failed: %s", thread.chat_id, message_id, e)
 
     async def find_sent(
-        self, thread: ThreadRef, msg: Rendered, *, after: str | None, ours: Collection[str]
+        self,
+        thread: ThreadRef,
+        msg: Rendered,
+        *,
+        after: str | None,
+        ours: Collection[str],
+        pace: Callable[[], Awaitable[None]],
     ) -> str | None:
         """The Bot API has no idempotent send and no history for bots, but message ids
         in a chat grow: the lost message, if it arrived, is one of the few ids after our
@@ -415,6 +421,7 @@ class TelegramAdapter(ChatAdapter):
         for mid in map(str, range(int(after) + 1, int(after) + 1 + FIND_SENT_IDS)):
             if mid in ours:
                 continue
+            await pace()
             try:
                 await self.edit(thread, mid, msg)
             except NotModified:

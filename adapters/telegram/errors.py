@@ -27,6 +27,7 @@ from telegram.error import (
     NetworkError,
     RetryAfter,
     TelegramError,
+    TimedOut,
 )
 
 from adapters.base import (
@@ -91,7 +92,10 @@ class TelegramErrors:
         if isinstance(e, ChatMigrated):
             return PermanentError(f"the group became supergroup {e.new_chat_id}; update chat_id")
         if isinstance(e, NetworkError):  # includes TimedOut and 5xx answers
-            return TransientError(text)
+            # PTB names transport failures "httpx.<Error>: ..." and raises TimedOut for
+            # timeouts: then the call may have arrived.  Otherwise Telegram answered.
+            unknown = isinstance(e, TimedOut) or text.startswith("httpx.")
+            return TransientError(text, answered=not unknown)
         if isinstance(e, Forbidden):
             return PermanentError(text)
         return PermanentError(text)
