@@ -468,3 +468,22 @@ async def test_recent_directory_buttons_work_where_posted_and_recheck_the_roots(
         assert len(h.tg.topics(h.chat_id)) == len(topics_before) + 1
     finally:
         await stop_harness(h)
+
+
+def test_slack_file_urls_outside_slack_are_never_fetched_with_the_token() -> None:
+    """A file event is data from the network: its URL gets the bot token only if it
+    is Slack's own (or the configured API host, in tests)."""
+    from adapters.slack.client import file_host_allowed
+
+    assert file_host_allowed("https://files.slack.com/files-pri/T1-F1/a.png")
+    assert file_host_allowed("https://slack.com/files/a.png")
+    assert file_host_allowed("http://127.0.0.1:8123/files/F1/a", "http://127.0.0.1:8123/api/")
+    for url in (
+        "https://evil.example.com/a.png",
+        "https://slack.com.evil.example/a.png",
+        "http://files.slack.com/a.png",  # not https
+        "http://127.0.0.1:9999/files/F1/a",  # another port than the API's
+        "file:///etc/passwd",
+        "",
+    ):
+        assert not file_host_allowed(url, "http://127.0.0.1:8123/api/"), url

@@ -206,7 +206,7 @@ class MatrixAdapter(ChatAdapter):
                 if resp is not None:
                     log.warning("Matrix: sync refused: %s", self.errors.redact(str(resp)))
                 await asyncio.sleep(backoff)
-                backoff = min(60.0, backoff * 2)
+                backoff = min(15.0, backoff * 2)  # after an outage, back within 15 s
                 continue
             backoff = 1.0
             assert self.receiver is not None

@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -115,18 +116,45 @@ class HttpRunner:
             await runner.cleanup()
 
 
+def file_host_allowed(url: str, api_base: str = "") -> bool:
+    """Whether a file URL from an event may be fetched with the bot token: only from
+    Slack (https, `slack.com` or a subdomain) or the configured API's own host (a
+    local test server).  A URL pointing elsewhere would hand the token to its host."""
+    u = urlsplit(url)
+    host = (u.hostname or "").lower()
+    if u.scheme == "https" and (host == "slack.com" or host.endswith(".slack.com")):
+        return True
+    base = urlsplit(api_base) if api_base else None
+    return (
+        base is not None
+        and bool(host)
+        and (u.scheme, host, u.port)
+        == (
+            base.scheme,
+            (base.hostname or "").lower(),
+            base.port,
+        )
+    )
+
+
 async def download(
     session: aiohttp.ClientSession,
     token: str,
     files: Sequence[FileRef],
     redact: Callable[[str], str],
+    api_base: str = "",
 ) -> tuple[tuple[Attachment, ...], list[str]]:
     """Fetch shared files (bot token in the header), each within its cap; one note
-    per file left out, for the message text."""
+    per file left out, for the message text.  Files not hosted by Slack (or the
+    configured API host) are left out, never fetched."""
     out: list[Attachment] = []
     notes: list[str] = []
     headers = {"Authorization": f"Bearer {token}"}
     for ref in files:
+        if not file_host_allowed(ref.url, api_base):
+            log.warning("not fetching %s: its URL is not Slack's", ref.name)
+            notes.append(f"[{ref.name} not attached: not a Slack file URL]")
+            continue
         too_big = f"[{ref.name} not attached: over {ref.limit // 2**20} MB]"
         if ref.size > ref.limit:
             notes.append(too_big)

@@ -98,7 +98,11 @@ class Receiver:
                 self._spawn(self.lookup_name(msg.sender.user_id))
             if parsed.files and self.session is not None:
                 attachments, notes = await client.download(
-                    self.session, self.config.bot_token, parsed.files, self.errors.redact
+                    self.session,
+                    self.config.bot_token,
+                    parsed.files,
+                    self.errors.redact,
+                    self.config.base_url,
                 )
                 text = "\n".join([msg.text, *notes]).strip() if notes else msg.text
                 msg = replace(msg, attachments=attachments, text=text)
