@@ -254,7 +254,7 @@ async def test_slack_5xx_hangs_resets_429_storms_and_an_outage_mid_stream(
         answer = answer_of("sigma", 200)
         more = asyncio.Event()  # the model holds the rest of its answer until then
         h.model.on(
-            "stream through faults", Text(answer, chunk=10, delay=0.05, gate=more, gate_at=0.8)
+            "stream through faults", Text(answer, chunk=10, delay=0.05, gate=more, gate_at=0.5)
         )
         thread, _ = await h.new_session(str(h.root / "app"), "stream through faults")
         await slack.wait_until(lambda: len(slack.calls_to("chat.appendStream")) >= 2 or None, 30)

@@ -416,6 +416,12 @@ class TelegramAdapter(ChatAdapter):
         exactly the content we meant to send: "message is not modified" means it is our
         message with that content; anything else ("not found", "can't be edited": a
         person's message, a topic event) means it is not.  Documents are not checked."""
+        if after is None:
+            # No outbox message of ours before the attempt (the chat's first, e.g. the
+            # notice right after a new topic's header): start from our oldest known
+            # message (thread headers) instead.
+            known = [int(m) for m in ours if m.isdigit()]
+            after = str(min(known) - 1) if known else None
         if "text" not in msg.payload or after is None or not after.isdigit():
             return None
         for mid in map(str, range(int(after) + 1, int(after) + 1 + FIND_SENT_IDS)):
