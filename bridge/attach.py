@@ -179,6 +179,8 @@ class AttachServer:
             out = {"t": "turn", "prompt": ev.prompt}
         elif isinstance(ev, TextDelta):
             out = {"t": "delta", "text": ev.text}
+            if ev.restart:  # a retried model call: what streamed so far is void
+                out["restart"] = True
         elif isinstance(ev, TextDone):
             out = {"t": "text", "text": ev.text}
         elif isinstance(ev, ToolStarted):

@@ -118,6 +118,9 @@ class TerminalView:
         kind = ev.get("t")
         c = self.console
         if kind == "delta":
+            if ev.get("restart") and self._streaming:
+                self._end_stream()
+                c.print("[dim]↻ the model call was retried; the answer starts over:[/]")
             c.print(Text(str(ev.get("text", ""))), end="")
             self._streaming = self._streamed = True
             return

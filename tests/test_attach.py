@@ -229,3 +229,18 @@ def test_typed_permission_answers() -> None:
     assert view.answer_for("Always") == ("r2", "s", "")
     assert view.answer_for("deny not that file") == ("r2", "d", "not that file")
     assert view.answer_for("allow me to explain the plan") is None, "a prompt, not an answer"
+
+
+def test_a_retried_model_call_starts_the_terminal_stream_over() -> None:
+    """A stream that broke off and was retried by Claude Code sends its text again
+    from the start (TextDelta.restart): the terminal says so instead of showing the
+    beginning twice as one run-on line."""
+    out = io.StringIO()
+    view = TerminalView(Console(file=out, width=200))
+    view.show({"t": "delta", "text": "The answer beg"})
+    view.show({"t": "delta", "text": "The answer begins", "restart": True})
+    view.show({"t": "delta", "text": " here."})
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "The answer beg"
+    assert "starts over" in lines[1]
+    assert lines[2] == "The answer begins here."
