@@ -91,14 +91,23 @@ class ChatAdapter(ABC):
 
     @abstractmethod
     async def open_thread(
-        self, chat_id: str, title: str, header: Outbound, *, prefer_topic: bool = True
+        self,
+        chat_id: str,
+        title: str,
+        header: Outbound,
+        *,
+        prefer_topic: bool = True,
+        on_created: Callable[[ThreadRef], None] | None = None,
     ) -> tuple[ThreadRef, str | None]:
         """Create a thread for a new session and post its header message.
 
         Returns the thread and the header's platform message id.  With
         `prefer_topic=False` (or when the platform refuses topics) the thread is a
         reply chain rooted at the header: ``thread_id = "reply:<header id>"``.
-        Raises the errors below like `send()` does."""
+        `on_created` is called as soon as a thread exists that the header is not yet
+        in (a Telegram topic), so that the caller can record it before the header's
+        call — a daemon killed in between then knows the topic.  Raises the errors
+        below like `send()` does."""
 
     def add_owner(self, user_id: str) -> None:  # noqa: B027 - optional
         """Someone became an owner by pairing (at start, for owners paired earlier, or

@@ -231,18 +231,8 @@ class Handlers:
             )
             return None
         adapter = b.adapters[origin.platform]
-        session_id = secrets.token_hex(3)
-        header = render.notice(
-            f"📂 `{cwd}` · session `{session_id}` · mode {b.config.agent.permission_mode}"
-            + (f" · model {b.config.agent.model}" if b.config.agent.model else "")
-        )
-        chat = adapter.default_chat(origin)
-        thread, header_id = await b.platform_call(
-            origin.platform, chat, lambda: adapter.open_thread(chat, title[:120], header), calls=2
-        )
-        kind = "reply" if (thread.thread_id or "").startswith("reply:") else "topic"
         row = SessionRow(
-            id=session_id,
+            id=secrets.token_hex(3),
             platform=origin.platform,
             cwd=str(cwd),
             title=title,
@@ -250,18 +240,46 @@ class Handlers:
             mode=b.config.agent.permission_mode,
             model=b.config.agent.model,
             claude_session_id=claude_session_id,
+            state="opening",
         )
-        b.bind(row, thread, header_id, kind)
+        session_id = row.id
+        header = render.session_header(session_id, str(cwd), row.mode, row.model)
+        chat = adapter.default_chat(origin)
+        early: list[ThreadRef] = []
+
+        def created(topic: ThreadRef) -> None:
+            # The topic exists, its header does not yet: recorded now, a daemon killed
+            # in between finds the session ("opening") and finishes it on restart.
+            if not early:
+                b.bind(row, topic, None, "topic")
+                early.append(topic)
+
+        thread, header_id = await b.platform_call(
+            origin.platform,
+            chat,
+            lambda: adapter.open_thread(chat, title[:120], header, on_created=created),
+            calls=2,
+        )
+        kind = "reply" if (thread.thread_id or "").startswith("reply:") else "topic"
+        row.state = "active"
+        if early:  # the header is in; the thread may have become a reply chain meanwhile
+            b.db.bindings.rebind(
+                early[0].key,
+                thread_id=thread.thread_id,
+                thread_key=thread.key,
+                kind=kind,
+                header_message_id=header_id,
+            )
+            b.forget_thread(session_id)
+            b.db.sessions.update(session_id, state="active")
+        else:
+            b.bind(row, thread, header_id, kind)
         b.db.audit.log(
             platform=origin.platform, user=owner, action="new", detail=f"{session_id} {cwd}"
         )
         if thread.key != origin.key:
-            link = adapter.thread_link(thread)
             b.reply(
-                origin,
-                render.notice(
-                    f"▶️ Session `{session_id}` started in `{cwd}`" + (f": {link}" if link else ".")
-                ),
+                origin, render.session_started(session_id, str(cwd), adapter.thread_link(thread))
             )
         return row, thread
 

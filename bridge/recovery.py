@@ -35,6 +35,7 @@ from bridge.messages import ThreadRef
 
 if TYPE_CHECKING:
     from bridge.app import Bridge
+    from storage.models import SessionRow
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +139,8 @@ def recover(b: Bridge) -> None:
         thread = b.thread_of(turn.session_id)
         if thread is not None and turn.status_outbox_id is not None:
             _close_status(b, thread, turn.session_id, turn.id, turn.status_outbox_id)
+    for row in b.db.sessions.list(states=["opening"]):
+        _finish_opening(b, row)
     for row in b.db.sessions.list(states=["running"]):
         thread = b.thread_of(row.id)
         if thread is None:
@@ -150,6 +153,30 @@ def recover(b: Bridge) -> None:
         mark_interrupted(
             b, row.id, thread, reason="the daemon restarted during a turn", extra=extra
         )
+
+
+def _finish_opening(b: Bridge, row: SessionRow) -> None:
+    """A session whose topic was created but whose header was not known to be posted
+    when the daemon died: the header and the "started" notice are posted now, and the
+    thread is told that its first prompt did not run."""
+    thread = b.thread_of(row.id)
+    if thread is None:
+        b.db.sessions.update(row.id, state="ended")
+        return
+    b.reply(thread, render.session_header(row.id, row.cwd, row.mode, row.model), session_id=row.id)
+    if thread.thread_id is not None:  # announced in the chat's main thread, as `new` does
+        link = (
+            b.adapters[thread.platform].thread_link(thread)
+            if thread.platform in b.adapters
+            else None
+        )
+        b.reply(
+            ThreadRef(thread.platform, thread.chat_id, None),
+            render.session_started(row.id, row.cwd, link),
+        )
+    mark_interrupted(
+        b, row.id, thread, reason="the daemon restarted while this session was opening"
+    )
 
 
 def _close_status(b: Bridge, thread: ThreadRef, session_id: str, turn_id: int, row_id: int) -> None:

@@ -278,6 +278,19 @@ def notice(text: str, *, notify: bool = False) -> Outbound:
     return Outbound((Markdown(text),), notify=notify)
 
 
+def session_header(session_id: str, cwd: str, mode: str, model: str) -> Outbound:
+    """The first message of a session's thread."""
+    return notice(
+        f"📂 `{cwd}` · session `{session_id}` · mode {mode}"
+        + (f" · model {model}" if model else "")
+    )
+
+
+def session_started(session_id: str, cwd: str, link: str | None) -> Outbound:
+    """Where `new` was typed, when the session's thread is elsewhere."""
+    return notice(f"▶️ Session `{session_id}` started in `{cwd}`" + (f": {link}" if link else "."))
+
+
 def help_message(prefix: str, *, only: Collection[str] | None = None) -> Outbound:
     """The command list; `only` limits it to the commands with these names."""
     lines = ["**Commands**"]

@@ -103,7 +103,7 @@ class SessionRepo(_Repo):
             q = (
                 select(func.count())
                 .select_from(SessionRow)
-                .where(col(SessionRow.state).in_(["active", "running"]))
+                .where(col(SessionRow.state).in_(["opening", "active", "running"]))
             )
             return int(s.exec(q).one())
 

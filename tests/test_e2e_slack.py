@@ -423,6 +423,7 @@ async def test_a_socket_mode_reconnect_mid_stream_loses_and_repeats_nothing(
     await h.slack.refresh()
     h.say("after the reconnect", thread=thread)  # sent while the app reconnects
     await h.wait_text("Answered after the reconnect.", thread=thread, timeout=40)
+    assert await h.bridge.outbox.wait_idle(timeout=30), "the stream messages' deletions too"
     assert h.slack.hello_count == 2, "the app reconnected once"
     cost = next(d for d in h.slack.deliveries if "!cost" in json.dumps(d.payload))
     assert cost.attempt == 1 and cost.acked.is_set(), "redelivered after the lost ack"

@@ -442,3 +442,63 @@ def _assert_each_message_once(run: Run, base: Path) -> None:
     bot = {m.message_id for m in run.tg.all_bot_messages()}
     assert bot == ours, "every message in the chat is one we meant to send, once"
     assert not [t.id for t in turns if t.state == "running"], "no turn left running"
+
+
+async def test_a_kill_between_a_new_topic_and_its_header_leaves_a_working_session(
+    tmp_path: Path,
+) -> None:
+    """The window the 20-point test leaves out: `createForumTopic` has taken effect,
+    the daemon dies before it hears the answer... the topic id is recorded as soon as
+    the answer arrives, so the kill here is right after — before the header is
+    posted.  On restart the topic gets its header, the chat its "started" notice, the
+    thread an interruption notice; the prompt sent again there is answered there; no
+    second topic."""
+    model = FakeAnthropic()
+    await model.start()
+    root = tmp_path / "code"
+    (root / "alpha").mkdir(parents=True)
+    model.on("say hi", Text("Hi there."))
+    tg = await FakeTelegram(has_topics_enabled=True).start()
+    tg.add_chat(OWNER, "private", first_name=OWNER_NAME)
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(
+        config_text(tg=tg, root=root, db_url=f"sqlite:///{tmp_path}/threadline.db", chat_id=OWNER)
+    )
+    env = {**os.environ, **claude_env(tmp_path / "home", model.base_url)}
+    run = Run(tg, Daemon(cfg, env), root)
+    killed = asyncio.Event()
+
+    def kill_before_the_header(phase: str, method: str, params: dict[str, Any]) -> None:
+        # The header is the first sendMessage into the new topic.
+        if (phase, method) == ("received", "sendMessage") and params.get("message_thread_id"):
+            if run.alive and not killed.is_set():
+                os.kill(run.daemon.pid, signal.SIGKILL)
+                run.alive = False
+                killed.set()
+                raise ConnectionResetError  # the header never arrives
+
+    try:
+        await run.start()
+        tg.on_api = kill_before_the_header
+        tg.user_message(OWNER, USER, f"/new {root / 'alpha'} say hi")
+        await asyncio.wait_for(killed.wait(), timeout=30)
+        await run.daemon.proc.wait()  # type: ignore[union-attr]
+        tg.on_api = None
+        [topic] = tg.topics(OWNER)
+        assert not run.messages(topic), "killed before the header"
+        await run.start()
+        await tg.wait_for(
+            lambda m: "Interrupted:" in (m.visible_text or ""), timeout=30, thread_id=topic
+        )
+        header = run.messages(topic)[0]
+        assert "📂" in (header.visible_text or "") and "alpha" in (header.visible_text or "")
+        await tg.wait_for(lambda m: "started in" in (m.visible_text or ""), 30, chat_id=OWNER)
+        tg.user_message(OWNER, USER, "say hi", message_thread_id=topic)
+        await tg.wait_for(lambda m: "Hi there." in (m.visible_text or ""), 60, thread_id=topic)
+        assert list(tg.topics(OWNER)) == [topic], "no second topic"
+    finally:
+        if run.daemon.proc is not None and run.daemon.proc.returncode is None:
+            run.daemon.proc.kill()
+            await run.daemon.proc.wait()
+        await tg.stop()
+        await model.stop()

@@ -238,8 +238,15 @@ class MatrixAdapter(ChatAdapter):
     # --- threads ----------------------------------------------------------------------
 
     async def open_thread(
-        self, chat_id: str, title: str, header: Outbound, *, prefer_topic: bool = True
+        self,
+        chat_id: str,
+        title: str,
+        header: Outbound,
+        *,
+        prefer_topic: bool = True,
+        on_created: Callable[[ThreadRef], None] | None = None,
     ) -> tuple[ThreadRef, str | None]:
+        # The header is the thread's root: there is no thread before it (on_created unused).
         parts = self.render(header)
         first = parts[0].payload
         if "content" in first:

@@ -220,7 +220,13 @@ class TelegramAdapter(ChatAdapter):
         return self._forum[chat_id]
 
     async def open_thread(
-        self, chat_id: str, title: str, header: Outbound, *, prefer_topic: bool = True
+        self,
+        chat_id: str,
+        title: str,
+        header: Outbound,
+        *,
+        prefer_topic: bool = True,
+        on_created: Callable[[ThreadRef], None] | None = None,
     ) -> tuple[ThreadRef, str | None]:
         parts = self.render(header)
         name = " ".join(title.split())[: limits.MAX_TOPIC_NAME] or "session"
@@ -234,6 +240,8 @@ class TelegramAdapter(ChatAdapter):
                     )
                     thread = ThreadRef(self.platform, chat_id, str(topic.message_thread_id))
                 self._half_open[key] = thread  # a retry after a 429 reuses the topic
+                if on_created is not None:
+                    on_created(thread)
                 header_id = await self._send_all(thread, parts)
                 del self._half_open[key]
                 return thread, header_id
