@@ -136,6 +136,10 @@ class MatrixConfig(_Section):
     store_path: str = "~/.local/share/threadline/matrix-store"
     encryption: Literal["required", "optional", "off"] = "required"
     room: str = ""
+    # The homeserver's per-user message limit (Synapse's rc_message): the bot paces
+    # every event it sends (messages, edits, reactions) to stay within it.
+    rate_per_second: float = Field(default=0.2, gt=0)
+    rate_burst: int = Field(default=10, ge=1)
 
 
 class DaemonConfig(_Section):

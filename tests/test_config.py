@@ -90,3 +90,28 @@ def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     example = Path(__file__).resolve().parent.parent / "config.example.toml"
     cfg = load_config(example)
     assert cfg.telegram.enabled and not cfg.slack.enabled
+
+
+def test_matrix_rate_keys_reach_the_adapter(tmp_path: Path) -> None:
+    """A homeserver with other limits than Synapse's default rc_message (0.2/s, burst
+    10) is configured in `[matrix]`; the adapter paces by it."""
+    from adapters.matrix import MatrixAdapter
+
+    base = f"""
+[access]
+owners = ["matrix:@ada:example.org"]
+[matrix]
+enabled = true
+homeserver = "http://127.0.0.1:9"
+user_id = "@bot:example.org"
+password = "pw"
+store_path = "{tmp_path}/store"
+"""
+    default = MatrixAdapter(parse_config(base).matrix)
+    assert (default.rate.per_second, default.rate.burst) == (0.2, 10)
+    tuned = MatrixAdapter(parse_config(base + "rate_per_second = 2.5\nrate_burst = 30\n").matrix)
+    assert (tuned.rate.per_second, tuned.rate.burst) == (2.5, 30)
+    assert tuned.capabilities.per_chat_rate == 2.5
+    with pytest.raises(ConfigError) as e:
+        parse_config(base + "rate_per_second = 0\n")
+    assert any("matrix.rate_per_second" in line for line in e.value.lines)

@@ -57,7 +57,7 @@ class MatrixAdapter(ChatAdapter):
         self.owners = tuple(
             o.removeprefix("matrix:") for o in owners_hint if o.startswith("matrix:")
         )
-        self.rate = rate or limits.RateLimit()
+        self.rate = rate or limits.RateLimit(config.rate_per_second, config.rate_burst)
         self.capabilities = limits.capabilities(self.rate)
         self.pacer = Pacer(self.rate)
         self.errors = MatrixErrors([config.password, config.access_token])
