@@ -195,14 +195,10 @@ class RateBudget:
     def delay(self, chat_id: str, kind: Kind = "message") -> float:
         """Seconds until one call of `kind` in this chat fits every budget (0: now)."""
         now = self._now()
-        b = self._chat(chat_id)
-        waits = [b.paused_until - now, self._global.delay(now)]
-        if kind == "draft":
-            waits.append(b.drafts.delay(now))
-        else:
-            waits.append(b.messages.delay(now))
-            if b.group is not None:
-                waits.append(b.group.delay(now))
+        buckets, group = self._budgets(chat_id, kind)
+        waits = [self._chat(chat_id).paused_until - now, *(x.delay(now) for x in buckets)]
+        if group is not None:
+            waits.append(group.delay(now))
         return max(0.0, *waits)
 
     def take(self, chat_id: str, kind: Kind = "message") -> float:
@@ -217,14 +213,11 @@ class RateBudget:
         or timed out: it reached the platform no later than now.  If that is later
         than `taken_at + margin`, every budget it was counted in is corrected."""
         now = self._now()
-        b = self._chat(chat_id)
-        self._global.settle(now)
-        if kind == "draft":
-            b.drafts.settle(now)
-        else:
-            b.messages.settle(now)
-            if b.group is not None:
-                b.group.settle(taken_at + b.group.margin, now)
+        buckets, group = self._budgets(chat_id, kind)
+        for bucket in buckets:
+            bucket.settle(now)
+        if group is not None:
+            group.settle(taken_at + group.margin, now)
 
     def reserve(self, chat_id: str, kind: Kind = "message") -> float:
         """Book the next free slot for one call and return the seconds until it.  The
@@ -248,15 +241,19 @@ class RateBudget:
             await asyncio.sleep(wait)
         return slots
 
-    def _take_at(self, chat_id: str, kind: Kind, at: float) -> None:
+    def _budgets(self, chat_id: str, kind: Kind) -> tuple[list[TokenBucket], SlidingWindow | None]:
+        """Every budget one call of `kind` in this chat counts in: buckets, group window."""
         b = self._chat(chat_id)
-        self._global.take(at)
         if kind == "draft":
-            b.drafts.take(at)
-        else:
-            b.messages.take(at)
-            if b.group is not None:
-                b.group.take(at)
+            return [self._global, b.drafts], None
+        return [self._global, b.messages], b.group
+
+    def _take_at(self, chat_id: str, kind: Kind, at: float) -> None:
+        buckets, group = self._budgets(chat_id, kind)
+        for bucket in buckets:
+            bucket.take(at)
+        if group is not None:
+            group.take(at)
 
     def pause(self, chat_id: str, retry_after: float) -> float:
         """A 429: nothing goes to this chat for `retry_after` seconds.  Returns the

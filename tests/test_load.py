@@ -22,6 +22,7 @@ from typing import Any
 from sqlmodel import col, select
 
 from adapters.matrix import RateLimit
+from bridge.app import Bridge
 from bridge.messages import ThreadRef
 from storage.db import Database
 from storage.models import OutboxRow, PermissionRequestRow, SessionRow
@@ -67,6 +68,18 @@ def permission_times(db: Database, session_ids: list[str]) -> dict[str, float]:
     return out
 
 
+async def start_clis(bridge: Bridge, rows: list[SessionRow]) -> None:
+    """Start the sessions' Claude Code CLIs before the measurement, 3 at a time."""
+    gate = asyncio.Semaphore(3)
+
+    async def warm(row: SessionRow) -> None:
+        async with gate:
+            agent = await bridge.agent_for(row)
+            await agent._connected()
+
+    await asyncio.gather(*(warm(r) for r in rows))
+
+
 async def open_telegram_sessions(h: Harness, n: int) -> list[tuple[str, int]]:
     """`n` sessions, each bound to its own forum topic, CLIs started (3 at a time)."""
     out: list[tuple[str, int]] = []
@@ -87,14 +100,7 @@ async def open_telegram_sessions(h: Harness, n: int) -> list[tuple[str, int]]:
         h.bridge.bind(row, ThreadRef("telegram", str(h.chat_id), str(topic)), None, "topic")
         rows.append(row)
         out.append((row.id, topic))
-    gate = asyncio.Semaphore(3)
-
-    async def warm(row: SessionRow) -> None:
-        async with gate:
-            agent = await h.bridge.agent_for(row)
-            await agent._connected()
-
-    await asyncio.gather(*(warm(r) for r in rows))
+    await start_clis(h.bridge, rows)
     return out
 
 
@@ -211,14 +217,7 @@ async def open_slack_sessions(h: SlackHarness, n: int) -> list[tuple[str, str]]:
         h.bridge.bind(row, ThreadRef("slack", h.channel, header.ts), None, "thread")
         rows.append(row)
         out.append((row.id, header.ts))
-    gate = asyncio.Semaphore(3)
-
-    async def warm(row: SessionRow) -> None:
-        async with gate:
-            agent = await h.bridge.agent_for(row)
-            await agent._connected()
-
-    await asyncio.gather(*(warm(r) for r in rows))
+    await start_clis(h.bridge, rows)
     return out
 
 
@@ -356,9 +355,7 @@ async def test_five_sessions_stream_into_one_matrix_room_at_default_limits(
             h.bridge.bind(row, ThreadRef("matrix", h.room, root_event), None, "thread")
             rows.append(row)
             sessions.append((row.id, root_event))
-        for row in rows:
-            agent = await h.bridge.agent_for(row)
-            await agent._connected()
+        await start_clis(h.bridge, rows)
         script_model(h.model, h.root, 5)
         started = time.time()
         for i, (_, root_event) in enumerate(sessions):
