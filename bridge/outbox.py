@@ -170,6 +170,14 @@ class Outbox:
             self._repo.supersede(stream_key, exclude=self._in_flight()), "superseded", None
         )
 
+    def withdraw(self, row_id: int) -> bool:
+        """Cancel a row that has not gone out (pending, not in flight); True if it
+        was cancelled, False if it is on its way or settled."""
+        if row_id in self._in_flight() or not self._repo.mark_superseded(row_id):
+            return False
+        self._settle([row_id], "superseded", None)
+        return True
+
     def enqueue_delete(self, thread: ThreadRef, target_id: int) -> int | None:
         """Delete the message of row `target_id`.  If it was never sent it is simply
         cancelled and None is returned."""
@@ -180,8 +188,7 @@ class Outbox:
         if target.state in ("failed", "superseded"):
             return None
         if target.state == "pending" and target_id not in self._in_flight():
-            if self._repo.mark_superseded(target_id):
-                self._settle([target_id], "superseded", None)
+            self.withdraw(target_id)
             return None
         [row_id] = self._add(
             thread, "delete", [{}], 0, session_id=target.session_id, target_id=target_id

@@ -126,6 +126,15 @@ class TurnView:
         )
         if duration >= LONG_TURN_S:
             final = dataclasses.replace(final, mention=True)
+        if (
+            self._status_id is not None
+            and not self.use_draft
+            and self.outbox.withdraw(self._status_id)
+        ):
+            # A busy chat never got to the status message: nobody saw it, so it and its
+            # "Done" edit are dropped and the answer goes first.  (Not with a native
+            # stream: its end is the status edit.)
+            self._status_id = None
         if self._status_id is not None:
             label = (
                 "⏹ Stopped"

@@ -22,6 +22,7 @@ from typing import Any
 from sqlmodel import col, select
 
 from adapters.matrix import RateLimit
+from bridge import render
 from bridge.app import Bridge
 from bridge.messages import ThreadRef
 from storage.db import Database
@@ -385,3 +386,30 @@ async def test_five_sessions_stream_into_one_matrix_room_at_default_limits(
         stop.set()
         await presser
         await stop_matrix_harness(h)
+
+
+async def test_a_status_message_a_busy_chat_never_sent_is_dropped_with_its_done_edit(
+    tmp_path: Path,
+) -> None:
+    """A turn that ends before its chat's budget ever reached its status message:
+    nobody saw that message, so it is withdrawn rather than sent late and edited to
+    "Done" — the answer is the one message the turn costs."""
+    h = await start_harness(tmp_path, group=True)
+    try:
+        [(sid, topic)] = await open_telegram_sessions(h, 1)
+        h.model.on("quick one", Text("Quick answer."))
+        thread = ThreadRef("telegram", str(h.chat_id), None)
+        # Fifteen notices queued ahead of the turn: at 1 message/s the chat is busy
+        # for 12 s or more, far longer than the (pre-started) CLI takes to answer.
+        for i in range(15):
+            h.bridge.reply(thread, render.notice(f"busy {i}"))
+        h.say("quick one", thread_id=topic)
+        final = await h.wait_text("Quick answer.", thread_id=topic, timeout=90)
+        assert "⏱" in (final.visible_text or "")
+        assert [m.visible_text for m in h.bot_messages(topic)] == [final.visible_text]
+        with h.db.session() as s:
+            rows = s.exec(select(OutboxRow).where(OutboxRow.session_id == sid)).all()
+        assert [r.state for r in rows if r.op == "send"].count("superseded") == 1
+        assert h.tg.count_429 == 0
+    finally:
+        await stop_harness(h)
