@@ -256,9 +256,7 @@ class ChatWorker:
 
     async def _pace(self) -> None:
         """One more call in this chat (a `find_sent` probe), within the budget."""
-        wait = self._budget.reserve(self.chat_id)
-        if wait > 0:
-            await asyncio.sleep(wait)
+        await self._budget.acquire(self.chat_id)
 
     async def _delivered_before(self, thread: ThreadRef, item: PendingItem) -> str | None:
         """The message id, if an earlier attempt at this send reached the platform."""

@@ -197,12 +197,10 @@ class Handlers:
         if opened is None:
             return
         row, thread = opened
-        if prompt:  # a restart while Claude Code starts: the thread is told (recovery)
-            self.b.db.sessions.update(row.id, state="running")
-        await self.b.agent_for(row)
-        if prompt:
+        if prompt:  # `prompt` starts Claude Code, the session "running" from the start
             await self.b.prompt(row, thread, prompt)
         else:
+            await self.b.agent_for(row)
             self.b.reply(
                 thread,
                 render.notice("Ready. Send a message to give Claude its first prompt."),

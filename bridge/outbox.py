@@ -245,11 +245,6 @@ class Outbox:
         """The platform's rate budget (shared with every chat's worker)."""
         return self._budgets[platform]
 
-    async def acquire(self, platform: str, chat_id: str, calls: int = 1) -> None:
-        """Take `calls` from a chat's budget for calls made outside the outbox (e.g.
-        `open_thread` posting a header), so the outbox's pacing accounts for them."""
-        await self._budgets[platform].acquire(chat_id, calls=calls)
-
     # --- lifecycle ----------------------------------------------------------------
 
     async def start(self) -> None:

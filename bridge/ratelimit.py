@@ -209,7 +209,7 @@ class RateBudget:
         return now
 
     def settle(self, chat_id: str, kind: Kind, taken_at: float) -> None:
-        """The call taken (or reserved) at `taken_at` has returned — answered, failed
+        """The call taken (or booked) at `taken_at` has returned — answered, failed
         or timed out: it reached the platform no later than now.  If that is later
         than `taken_at + margin`, every budget it was counted in is corrected."""
         now = self._now()
@@ -219,14 +219,10 @@ class RateBudget:
         if group is not None:
             group.settle(taken_at + group.margin, now)
 
-    def reserve(self, chat_id: str, kind: Kind = "message") -> float:
-        """Book the next free slot for one call and return the seconds until it.  The
-        booking counts at once, so the outbox's workers cannot take the slot first."""
-        return self.book(chat_id, kind) - self._now()
-
     def book(self, chat_id: str, kind: Kind = "message") -> float:
         """Book the next free slot for one call; returns its clock time (for
-        `settle()`)."""
+        `settle()`).  The booking counts at once, so the outbox's workers cannot take
+        the slot first."""
         at = self._now() + self.delay(chat_id, kind)
         self._take_at(chat_id, kind, at)
         return at

@@ -434,7 +434,7 @@ async def test_acquire_books_a_slot_the_outbox_then_respects(make_outbox: Any) -
     outbox = make_outbox(fake)
     await outbox.start()
     outbox.enqueue(A, text("queued"))
-    await outbox.acquire(P, "chat1")  # e.g. open_thread about to post a header
+    await outbox.budget(P).acquire("chat1")  # e.g. open_thread about to post a header
     # Our own call, counted by the platform like any other.
     fake._admit("send", "chat1", B)
     assert await outbox.wait_idle(timeout=5)
