@@ -178,10 +178,11 @@ async def test_telegram_outage_delivers_everything_after_and_the_stream_resumes_
         tg = h.tg
         long_answer = answer_of("omega", 300)  # < PREVIEW_CHARS: every draft is a prefix
         chunks = len(long_answer) // 10
-        # Streams for the whole outage and on after it (held near its end until the
-        # outage is over, should the machine be slow).
+        # Streams for the whole outage and on after it: held at 70 % until the outage
+        # is over, then ~20 s more — longer than the outbox's longest retry backoff
+        # (15 s), so the stream is seen to go on however the retries fell.
         more = asyncio.Event()
-        slow = Text(long_answer, chunk=10, delay=(OUTAGE_S + 8) / chunks, gate=more, gate_at=0.9)
+        slow = Text(long_answer, chunk=10, delay=(OUTAGE_S + 8) / chunks, gate=more, gate_at=0.7)
         h.model.on("long story", slow)
         short = answer_of("short", 30)
         h.model.on("short story", Text(short, chunk=10, delay=0.05))
