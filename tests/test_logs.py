@@ -3,8 +3,14 @@ DEBUG (python-telegram-bot logs request URLs, which carry the bot token)."""
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from pathlib import Path
+from urllib.parse import quote, quote_plus
+
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from bridge.logs import RedactingFilter, setup_logging
 from tests.fakes.anthropic import Text
@@ -59,3 +65,62 @@ async def test_a_whole_session_logged_at_debug_contains_no_token(tmp_path: Path)
     assert "sendMessage" in text, "the log did capture the Bot API traffic"
     assert h.tg.token not in text
     assert h.tg.token.split(":")[1] not in text
+
+
+# --- encoded forms -----------------------------------------------------------------
+
+AWKWARD = st.text(
+    st.one_of(
+        st.sampled_from('/"\\:%+ &=?#\'\n\t<>{}éß€😀\u200b'),
+        st.characters(blacklist_categories=("Cs",)),
+    ),
+    min_size=8,
+    max_size=40,
+)
+
+
+def _encodings(secret: str) -> dict[str, str]:
+    as_json = json.dumps(secret)[1:-1]
+    return {
+        "raw": secret,
+        "json": as_json,
+        "json, utf-8": json.dumps(secret, ensure_ascii=False)[1:-1],
+        "json, escaped slashes": as_json.replace("/", "\\/"),
+        "json in json": json.dumps(json.dumps(secret))[1:-1],
+        "percent": quote(secret, safe=""),
+        "percent, lower case": re.sub(r"%[0-9A-F]{2}", lambda m: m[0].lower(), quote(secret)),
+        "query string": quote_plus(secret),
+        "percent in json": json.dumps(quote(secret, safe=""))[1:-1],
+        "repr": repr(secret)[1:-1],
+    }
+
+
+@settings(max_examples=300, deadline=None)
+@given(secret=AWKWARD, how=st.sampled_from(sorted(_encodings("x"))))
+def test_a_secret_is_redacted_however_it_is_encoded(secret: str, how: str) -> None:
+    encoded = _encodings(secret)[how]
+    assume(encoded not in "[redacted]" and secret not in "[redacted]")
+    f = RedactingFilter([secret])
+    record = logging.LogRecord(
+        "x", logging.DEBUG, __file__, 1, "POST %s body=%s", (f"/x?key={encoded}&y=1", encoded), None
+    )
+    assert f.filter(record)
+    line = record.getMessage()
+    assert encoded not in line, (how, line)
+    assert line.count("[redacted]") == 2, line
+
+
+def test_telegram_token_shapes_and_unconfigured_bot_urls() -> None:
+    token = "123456789:AAH-abc_def/ghi\"jkl"
+    f = RedactingFilter([token])
+    for line in (
+        f"https://api.telegram.org/bot{quote(token, safe='')}/getMe",
+        json.dumps({"url": f"https://x/bot{token}/sendMessage"}),
+        f"token={quote_plus(token)}",
+        "{'token': " + repr(token) + "}",
+    ):
+        out = f.redact(line)
+        assert "AAH-abc_def" not in out and "[redacted]" in out, out
+    # a bot token we were not configured with is still cut out of a Bot API URL
+    other = f.redact("GET https://api.telegram.org/bot987654:ZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZ/getMe")
+    assert "ZZZZ" not in other and "/bot[redacted]/getMe" in other
