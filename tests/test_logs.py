@@ -71,7 +71,7 @@ async def test_a_whole_session_logged_at_debug_contains_no_token(tmp_path: Path)
 
 AWKWARD = st.text(
     st.one_of(
-        st.sampled_from('/"\\:%+ &=?#\'\n\t<>{}éß€😀\u200b'),
+        st.sampled_from("/\"\\:%+ &=?#'\n\t<>{}éß€😀\u200b"),
         st.characters(blacklist_categories=("Cs",)),
     ),
     min_size=8,
@@ -111,7 +111,7 @@ def test_a_secret_is_redacted_however_it_is_encoded(secret: str, how: str) -> No
 
 
 def test_telegram_token_shapes_and_unconfigured_bot_urls() -> None:
-    token = "123456789:AAH-abc_def/ghi\"jkl"
+    token = '123456789:AAH-abc_def/ghi"jkl'
     f = RedactingFilter([token])
     for line in (
         f"https://api.telegram.org/bot{quote(token, safe='')}/getMe",
@@ -122,5 +122,7 @@ def test_telegram_token_shapes_and_unconfigured_bot_urls() -> None:
         out = f.redact(line)
         assert "AAH-abc_def" not in out and "[redacted]" in out, out
     # a bot token we were not configured with is still cut out of a Bot API URL
-    other = f.redact("GET https://api.telegram.org/bot987654:ZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZ/getMe")
+    other = f.redact(
+        "GET https://api.telegram.org/bot987654:ZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZ/getMe"
+    )
     assert "ZZZZ" not in other and "/bot[redacted]/getMe" in other
