@@ -4,19 +4,29 @@ In: a photo reaches Claude as an image block (its media type sniffed from the by
 not trusted from the platform); any other file is saved into the session directory's
 `.threadline/inbox/` under a sanitised, non-clobbering name, capped at
 `[agent] max_file_mb`, and named in the prompt so Claude can read it.  The inbox gets
-a `.gitignore` of its own so attachments never show up in `git diff`.
+a `.gitignore` of its own so attachments never show up in `git diff`.  A repository
+decides what is in its directory, so `.threadline` and `inbox` are opened (or made)
+one at a time without following symlinks: a planted `.threadline -> ~/.ssh` makes
+the upload fail with a clear note instead of landing outside the session directory.
 
 Out: `get PATH` sends a file back as an attachment, only from inside the session
-directory: the path is resolved (symlinks too) before the check, and only regular
-files within the size cap are read.
+directory.  The path is walked from the session directory one component at a time
+with `O_NOFOLLOW` (a symlink anywhere in it is refused, so swapping a file for a
+link between a check and the read achieves nothing), the file is opened once
+(non-blocking, so a FIFO cannot hang us), and the checks are made on what was
+opened: a regular file, within the size cap, with no other hard link (a second
+name could be a file outside the directory, linked in by whoever wrote the repo).
+The bytes sent are read from that same descriptor.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import re
+import stat
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,7 +34,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from bridge import render
-from bridge.access import resolve_existing
 from bridge.commands import Command
 from bridge.messages import Attachment, FileOut, Outbound, UserMessage
 from storage.models import SessionRow
@@ -38,6 +47,9 @@ INBOX: Final = Path(".threadline") / "inbox"
 MAX_NAME: Final = 120
 IMAGE_PROMPT: Final = "(See the attached image.)"
 _UNSAFE = re.compile(r"[^\w.\- ()+,@=]+")
+_DIR: Final = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_NOFOLLOW_DIR: Final = _DIR | os.O_NOFOLLOW
+_LINK_ERRORS: Final = (errno.ELOOP, errno.ENOTDIR, errno.EMLINK)  # EMLINK: FreeBSD's ELOOP
 
 
 class FileRefused(ValueError):
@@ -78,28 +90,62 @@ def sanitise_name(name: str) -> str:
     return base or "file"
 
 
+def _subdir(parent: int, name: str) -> int:
+    """A descriptor for directory `name` in `parent`, made (0700) if missing; never
+    through a symlink: OSError ELOOP/ENOTDIR if `name` is one, or is not a directory."""
+    try:
+        os.mkdir(name, 0o700, dir_fd=parent)
+    except FileExistsError:
+        pass
+    return os.open(name, _NOFOLLOW_DIR, dir_fd=parent)
+
+
 def save_to_inbox(cwd: Path, name: str, data: bytes) -> Path:
-    """Write `data` to the session's inbox under a fresh name; returns the path."""
-    inbox = cwd / INBOX
-    inbox.mkdir(parents=True, exist_ok=True)
-    ignore = inbox.parent / ".gitignore"
-    if not ignore.exists():
-        ignore.write_text("*\n", encoding="utf-8")
-    safe = sanitise_name(name)
-    stem, dot, ext = safe.rpartition(".")
-    if not dot or not stem:
-        stem, ext = safe, ""
-    for n in range(1000):
-        candidate = inbox / (safe if n == 0 else f"{stem}-{n}{'.' + ext if ext else ''}")
+    """Write `data` to the session's inbox under a fresh name; returns the path.
+    `FileRefused` if `.threadline` or `.threadline/inbox` is a symlink or a file."""
+    fds: list[int] = []
+    try:
+        fds.append(os.open(cwd, _DIR))  # the session directory itself, as the owner chose it
+        try:
+            fds.append(_subdir(fds[-1], INBOX.parts[0]))
+            fds.append(_subdir(fds[-1], INBOX.parts[1]))
+        except OSError as e:
+            if e.errno not in _LINK_ERRORS:
+                raise
+            raise FileRefused(
+                f"{INBOX} in the session directory is a symbolic link or not a directory; "
+                "attachments are not saved through it"
+            ) from None
+        top, inbox = fds[1], fds[2]
         try:
             # O_EXCL: never overwrite a file, never follow a planted symlink.
-            fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = os.open(".gitignore", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644, dir_fd=top)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write("*\n")
         except FileExistsError:
-            continue
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        return candidate
-    raise FileRefused(f"too many files named {safe} in the inbox")
+            pass
+        safe = sanitise_name(name)
+        stem, dot, ext = safe.rpartition(".")
+        if not dot or not stem:
+            stem, ext = safe, ""
+        for n in range(1000):
+            candidate = safe if n == 0 else f"{stem}-{n}{'.' + ext if ext else ''}"
+            try:
+                fd = os.open(
+                    candidate,
+                    os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                    0o600,
+                    dir_fd=inbox,
+                )
+            except FileExistsError:
+                continue
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            return cwd / INBOX / candidate
+        raise FileRefused(f"too many files named {safe} in the inbox")
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def _size(n: int) -> str:
@@ -141,25 +187,93 @@ def prepare_prompt(
     return out
 
 
-def resolve_inside(cwd: str, raw: str, *, max_bytes: int) -> tuple[Path, Path]:
-    """The regular file `raw` names, relative to `cwd`, if it really is inside `cwd`
-    (after resolving symlinks) and within `max_bytes`, and its path relative to the
-    session directory; else `FileRefused`."""
+def _parts_inside(cwd: str, raw: str) -> list[str]:
+    """The path components of `raw` below the session directory, `..` applied to the
+    text (nothing on disk is followed); `FileRefused` if it leaves the directory."""
     if not raw or "\x00" in raw:
         raise FileRefused("which file? `get PATH`, relative to the session directory")
-    root = Path(cwd).resolve()
     candidate = Path(os.path.expanduser(raw)) if raw.startswith("~/") else Path(raw)
-    if not candidate.is_absolute():
-        candidate = root / candidate
-    real = resolve_existing(candidate, raw, FileRefused)
-    if root not in real.parents:
-        raise FileRefused(f"{raw} is outside the session directory")
-    if not real.is_file():
+    if candidate.is_absolute():
+        for root in (Path(cwd), Path(cwd).resolve()):
+            if candidate.is_relative_to(root):
+                candidate = candidate.relative_to(root)
+                break
+        else:
+            raise FileRefused(f"{raw} is outside the session directory")
+    parts: list[str] = []
+    for part in candidate.parts:
+        if part == "..":
+            if not parts:
+                raise FileRefused(f"{raw} is outside the session directory")
+            parts.pop()
+        elif part not in ("", "."):
+            parts.append(part)
+    if not parts:
         raise FileRefused(f"{raw} is not a regular file")
-    size = real.stat().st_size
-    if size > max_bytes:
-        raise FileRefused(f"{raw} is {_size(size)}; the limit is {_size(max_bytes)}")
-    return real, real.relative_to(root)
+    return parts
+
+
+def _refusal(e: OSError, raw: str, name: str, parent: int) -> FileRefused | None:
+    """What to tell the person when opening `name` in `parent` failed, if it is their
+    path's fault rather than the machine's."""
+    if e.errno == errno.ENOENT:
+        return FileRefused(f"{raw} does not exist")
+    if e.errno in _LINK_ERRORS:
+        try:
+            link = stat.S_ISLNK(os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode)
+        except OSError:
+            link = False
+        if link:
+            return FileRefused(
+                f"{raw} goes through a symbolic link ({name}); `get` follows no links, "
+                "so nothing outside the session directory is sent"
+            )
+        return FileRefused(f"{raw} does not exist")
+    if e.errno in (errno.ENXIO, errno.EOPNOTSUPP):  # a socket
+        return FileRefused(f"{raw} is not a regular file")
+    return None
+
+
+def read_inside(cwd: str, raw: str, *, max_bytes: int) -> tuple[bytes, Path]:
+    """The bytes of the regular file `raw` names, relative to `cwd`, and its path
+    relative to the session directory — if it is really inside (no symlink on the
+    way), has no other hard link and is within `max_bytes`; else `FileRefused`."""
+    parts = _parts_inside(cwd, raw)
+    fd = os.open(cwd, _DIR)
+    try:
+        for i, name in enumerate(parts):
+            last = i == len(parts) - 1
+            flags = (os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+                     if last else _NOFOLLOW_DIR)  # fmt: skip
+            try:
+                nxt = os.open(name, flags, dir_fd=fd)
+            except OSError as e:
+                refused = _refusal(e, raw, name, fd)
+                if refused is None:
+                    raise
+                raise refused from None
+            os.close(fd)
+            fd = nxt
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise FileRefused(f"{raw} is not a regular file")
+        if st.st_nlink != 1:
+            raise FileRefused(
+                f"{raw} has {st.st_nlink} hard links; `get` sends only files with one name, "
+                "since another name could be a file outside the session directory"
+            )
+        if st.st_size > max_bytes:
+            raise FileRefused(f"{raw} is {_size(st.st_size)}; the limit is {_size(max_bytes)}")
+        chunks: list[bytes] = []
+        total = 0
+        while total <= max_bytes and (chunk := os.read(fd, min(1 << 20, max_bytes + 1 - total))):
+            chunks.append(chunk)
+            total += len(chunk)
+        if total > max_bytes:  # it grew since fstat
+            raise FileRefused(f"{raw} is over the limit of {_size(max_bytes)}")
+        return b"".join(chunks), Path(*parts)
+    finally:
+        os.close(fd)
 
 
 async def cmd_get(b: Bridge, cmd: Command, msg: UserMessage, session: SessionRow | None) -> None:
@@ -168,10 +282,7 @@ async def cmd_get(b: Bridge, cmd: Command, msg: UserMessage, session: SessionRow
     raw = (cmd.path or "").strip()
     thread = b.thread_of(session.id) or msg.thread
     try:
-        path, rel = await asyncio.to_thread(
-            resolve_inside, session.cwd, raw, max_bytes=max_bytes(b)
-        )
-        data = await asyncio.to_thread(path.read_bytes)
+        data, rel = await asyncio.to_thread(read_inside, session.cwd, raw, max_bytes=max_bytes(b))
     except FileRefused as e:
         b.db.audit.log(
             platform=msg.sender.platform,
@@ -186,9 +297,7 @@ async def cmd_get(b: Bridge, cmd: Command, msg: UserMessage, session: SessionRow
         b.reply(thread, render.notice(f"Could not read {render.md_escape(raw)}: {e.strerror}"))
         return
     b.db.audit.log(platform=msg.sender.platform, user=msg.sender.key, action="get", detail=str(rel))
-    b.reply(
-        thread, Outbound(file=FileOut(path.name, data, caption=str(rel))), session_id=session.id
-    )
+    b.reply(thread, Outbound(file=FileOut(rel.name, data, caption=str(rel))), session_id=session.id)
 
 
 async def prompt_parts(
@@ -212,7 +321,7 @@ __all__ = [
     "PreparedPrompt",
     "cmd_get",
     "prepare_prompt",
-    "resolve_inside",
+    "read_inside",
     "sanitise_name",
     "save_to_inbox",
     "sniff_image",

@@ -17,7 +17,7 @@ import pytest
 from bridge.files import (
     FileRefused,
     prepare_prompt,
-    resolve_inside,
+    read_inside,
     sanitise_name,
     save_to_inbox,
     sniff_image,
@@ -83,7 +83,7 @@ def test_prepare_prompt_caps_documents_and_defaults_image_text(tmp_path: Path) -
     assert not capped.saved and "not saved" in capped.text and capped.text.startswith("look")
 
 
-def test_resolve_inside_refuses_escapes(tmp_path: Path) -> None:
+def test_read_inside_refuses_escapes(tmp_path: Path) -> None:
     cwd = tmp_path / "app"
     (cwd / "sub").mkdir(parents=True)
     (cwd / "sub" / "ok.txt").write_text("fine")
@@ -91,23 +91,25 @@ def test_resolve_inside_refuses_escapes(tmp_path: Path) -> None:
     secret.write_text("no")
     (cwd / "link").symlink_to(secret)
     (cwd / "dirlink").symlink_to(tmp_path)
-    path, rel = resolve_inside(str(cwd), "sub/ok.txt", max_bytes=100)
-    assert path.read_text() == "fine" and str(rel) == os.path.join("sub", "ok.txt")
-    assert resolve_inside(str(cwd), str(cwd / "sub" / "ok.txt"), max_bytes=100)[0] == path
+    data, rel = read_inside(str(cwd), "sub/ok.txt", max_bytes=100)
+    assert data == b"fine" and str(rel) == os.path.join("sub", "ok.txt")
+    assert read_inside(str(cwd), str(cwd / "sub" / "ok.txt"), max_bytes=100) == (data, rel)
+    assert read_inside(str(cwd), "sub/../sub/./ok.txt", max_bytes=100) == (data, rel)
     for raw, why in [
         ("../secret.txt", "outside"),
         (str(secret), "outside"),
-        ("link", "outside"),
-        ("dirlink/secret.txt", "outside"),
+        ("link", "symbolic link"),
+        ("dirlink/secret.txt", "symbolic link"),
         ("sub", "not a regular file"),
         ("missing.txt", "does not exist"),
+        ("sub/ok.txt/x", "does not exist"),
         ("", "which file"),
     ]:
         with pytest.raises(FileRefused, match=why):
-            resolve_inside(str(cwd), raw, max_bytes=100)
+            read_inside(str(cwd), raw, max_bytes=100)
     (cwd / "big.txt").write_bytes(b"x" * 101)
     with pytest.raises(FileRefused, match="limit"):
-        resolve_inside(str(cwd), "big.txt", max_bytes=100)
+        read_inside(str(cwd), "big.txt", max_bytes=100)
 
 
 # --- end to end ------------------------------------------------------------------
