@@ -1,7 +1,7 @@
 """Encryption at rest for stored message bodies (`[storage] encrypt = true`).
 
 pynacl `SecretBox` under a 32-byte key kept in a key file created with mode 0600 on
-first use.  With no key the cipher is the identity, so callers never branch.
+first use (its directory 0700 when it has to be made).  With no key the cipher is the identity, so callers never branch.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ def load_or_create_key(path: Path) -> bytes:
         if len(key) != SecretBox.KEY_SIZE:
             raise ValueError(f"{path}: not a {SecretBox.KEY_SIZE}-byte key")
         return key
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     key = nacl_random(SecretBox.KEY_SIZE)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:

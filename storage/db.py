@@ -35,12 +35,31 @@ def _sqlite_path(url: str) -> Path | None:
 
 
 def normalise_url(url: str) -> str:
-    """Expand `~` in SQLite paths and create the parent directory."""
+    """Expand `~` in SQLite paths; make the database file private (`private_sqlite`)."""
     path = _sqlite_path(url)
     if path is None:
         return url
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_sqlite(path)
     return f"sqlite:///{path}"
+
+
+def private_sqlite(path: Path) -> None:
+    """The database holds prompts, answers and paths: its directory is created 0700
+    and the file itself 0600 before SQLite opens it.  SQLite gives the `-wal` and
+    `-shm` files it creates the database file's mode, so they are 0600 too; files an
+    older version left readable to others are tightened (a directory that already
+    existed is left as it is: it may be the owner's own, holding other things)."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+    for name in (path.name, path.name + "-wal", path.name + "-shm", path.name + "-journal"):
+        file = path.with_name(name)
+        try:
+            info = file.stat()
+            if info.st_uid == os.getuid() and info.st_mode & 0o077:
+                file.chmod(0o600)
+        except FileNotFoundError:
+            pass
 
 
 def _migration_1(engine: Engine) -> None:
