@@ -1,36 +1,40 @@
 """Scheduled prompts: `schedule CRON PROMPT`, `schedules`, `unschedule ID`.
 
-apscheduler's `AsyncIOScheduler` runs the jobs on the daemon's event loop; its
-`SQLAlchemyJobStore` keeps them in the project's own database (table
-`apscheduler_jobs`, on the `Database`'s engine), so schedules survive restarts.  Our
-`schedules` table says what each job is (session, cron, prompt, who made it); the
-job id is the schedule id.  Cron expressions are read in the owner's time zone
-(`[agent] timezone`).
-
-Jobs are stored pickled, by reference: each calls the module-level `fire(key, id)`,
-which finds the live `Scheduler` for that database in `_RUNNERS` and hands the run
-to the bridge (as a registered task, so nothing outlives shutdown).
+apscheduler's `AsyncIOScheduler` runs the jobs on the daemon's event loop, from an
+in-memory job store.  The `schedules` table is the only thing stored: what each
+schedule is (session, cron, prompt, who made it) and when it runs next, as plain
+data.  (apscheduler's own database job store pickles jobs, and unpickling what is in
+the database would let anyone who can write it run code in the daemon; migration 5
+dropped that table.)  On start every row becomes a job again: the trigger from its
+cron, read in the owner's time zone (`[agent] timezone`), the first run time from
+`next_run_at`.  Each time a job is submitted its new next run time is written back,
+so the row always says which run is still to come.
 
 Runs missed while the daemon was down are found on start, before the scheduler runs
 anything: with `schedule_missed = "run_once"` the thread is told and the prompt runs
 once (apscheduler coalesces the missed runs); with `"report"` the thread is told and
 the job skips ahead to its next future time.  A run that is late while the daemon is
 up (a blocked loop, a suspended laptop) follows the same policy through
-apscheduler's misfire handling.
+apscheduler's misfire handling.  A run is handed to the bridge as a registered task,
+so nothing outlives shutdown.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import secrets
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, tzinfo
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.events import (
+    EVENT_JOB_MISSED,
+    EVENT_JOB_SUBMITTED,
+    JobExecutionEvent,
+    JobSubmissionEvent,
+)
 from apscheduler.jobstores.base import JobLookupError
-from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
@@ -45,17 +49,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-JOB_TABLE: Final = "apscheduler_jobs"
 REPORT_GRACE_S: Final = 60  # "report": a run later than this is reported, not run
 MAX_COUNTED: Final = 10_000
 Missed = Literal["run_once", "report"]
 TriggerFactory = Callable[[str, tzinfo], Any]  # apscheduler triggers are untyped
 RunFn = Callable[[ScheduleRow], Coroutine[Any, Any, None]]
 ReportFn = Callable[[ScheduleRow, str], None]
-
-# The live scheduler per database: jobs are pickled with a key, not an object.
-_RUNNERS: dict[str, Scheduler] = {}
-
 
 _DAYS: Final = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")  # cron numbering: 0 = Sunday
 
@@ -108,15 +107,6 @@ def cron_trigger(cron: str, tz: tzinfo) -> Any:
     )
 
 
-async def fire(key: str, schedule_id: str) -> None:
-    """The job function apscheduler calls (by reference) for every schedule."""
-    runner = _RUNNERS.get(key)
-    if runner is None:
-        log.warning("schedule %s fired without a running scheduler", schedule_id)
-        return
-    runner.fire_now(schedule_id)
-
-
 class Scheduler:
     def __init__(
         self,
@@ -136,7 +126,6 @@ class Scheduler:
         self._run, self._report, self._spawn = run, report, spawn
         self.trigger_for = trigger_for
         self.now = now
-        self.key = "db:" + hashlib.sha256(db.url.encode()).hexdigest()[:16]
         self._sched: Any = None
 
     # --- lifecycle ------------------------------------------------------------
@@ -144,7 +133,7 @@ class Scheduler:
     async def start(self) -> None:
         sched = AsyncIOScheduler(
             timezone=self.tz,
-            jobstores={"default": SQLAlchemyJobStore(engine=self.db.engine, tablename=JOB_TABLE)},
+            jobstores={"default": MemoryJobStore()},
             job_defaults={
                 "coalesce": True,
                 "max_instances": 1,
@@ -152,17 +141,15 @@ class Scheduler:
             },
         )
         sched.add_listener(self._on_missed, EVENT_JOB_MISSED)
-        _RUNNERS[self.key] = self
+        sched.add_listener(self._on_submitted, EVENT_JOB_SUBMITTED)
         sched.start(paused=True)
         self._sched = sched
-        self._reconcile()
+        self._load()
         self._catch_up()
         sched.resume()
 
     async def stop(self) -> None:
         sched, self._sched = self._sched, None
-        if _RUNNERS.get(self.key) is self:
-            del _RUNNERS[self.key]
         if sched is not None and sched.running:
             sched.shutdown(wait=False)  # applied on the loop's next step
 
@@ -181,6 +168,7 @@ class Scheduler:
         )
         self.db.schedules.add(row)
         self._add_job(row, trigger)
+        self._save_next_run(row.id)
         return row
 
     def remove(self, schedule_id: str) -> bool:
@@ -207,28 +195,44 @@ class Scheduler:
 
     # --- internals --------------------------------------------------------------
 
-    def _add_job(self, row: ScheduleRow, trigger: Any) -> None:
+    async def _fire(self, schedule_id: str) -> None:
+        """The job function apscheduler calls for every schedule."""
+        self.fire_now(schedule_id)
+
+    def _add_job(self, row: ScheduleRow, trigger: Any, first: datetime | None = None) -> None:
+        when: dict[str, Any] = {} if first is None else {"next_run_time": first}
         self._sched.add_job(
-            "bridge.scheduler:fire",
+            self._fire,
             trigger,
-            args=[self.key, row.id],
+            args=[row.id],
             id=row.id,
             name=f"session {row.session_id}: {row.cron}",
             replace_existing=True,
+            **when,
         )
 
-    def _reconcile(self) -> None:
-        """Rows without a job get one; jobs without a row are dropped."""
-        rows = {r.id: r for r in self.db.schedules.list()}
-        jobs = {j.id for j in self._sched.get_jobs()}
-        for job_id in jobs - rows.keys():
-            self._sched.remove_job(job_id)
-        for schedule_id in rows.keys() - jobs:
-            row = rows[schedule_id]
+    def _load(self) -> None:
+        """A job for every row: its trigger from the cron, its first run the one the
+        row says is still to come (a row without one starts from now)."""
+        now = self.now()
+        for row in self.db.schedules.list():
             try:
-                self._add_job(row, self.trigger_for(row.cron, self.tz))
+                trigger = self.trigger_for(row.cron, self.tz)
             except ValueError as e:
                 log.error("schedule %s: bad cron %r: %s", row.id, row.cron, e)
+                continue
+            first = row.next_run_at or trigger.get_next_fire_time(None, now)
+            if first is None:
+                continue  # a trigger with no runs left
+            self._add_job(row, trigger, first)
+
+    def _save_next_run(self, schedule_id: str) -> None:
+        job = self._sched.get_job(schedule_id) if self._sched is not None else None
+        self.db.schedules.set_next_run(schedule_id, job.next_run_time if job else None)
+
+    def _on_submitted(self, event: JobSubmissionEvent) -> None:
+        """apscheduler has moved the job on to its next run (or removed it): store it."""
+        self._save_next_run(event.job_id)
 
     def _catch_up(self) -> None:
         """Runs missed while the daemon was down: tell the thread, then run once or skip."""
@@ -260,6 +264,7 @@ class Scheduler:
                     self._sched.remove_job(job.id)
                 else:
                     self._sched.modify_job(job.id, next_run_time=nxt)
+                self._save_next_run(job.id)
 
     def _on_missed(self, event: JobExecutionEvent) -> None:
         row = self.db.schedules.get(event.job_id)
@@ -333,4 +338,4 @@ async def cmd_unschedule(
     b.reply(msg.thread, render.notice(f"Removed schedule `{row.id}`."))
 
 
-__all__ = ["Scheduler", "cmd_schedule", "cmd_schedules", "cmd_unschedule", "cron_trigger", "fire"]
+__all__ = ["Scheduler", "cmd_schedule", "cmd_schedules", "cmd_unschedule", "cron_trigger"]

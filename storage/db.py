@@ -14,9 +14,10 @@ import logging
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import event, inspect, text
+from sqlalchemy import event, inspect, text, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, create_engine, select
 
@@ -99,6 +100,37 @@ def _migration_4(engine: Engine) -> None:
 
 
 MIGRATIONS.append(_migration_4)
+
+
+# --- migration 5 (schedules stored as data) -----------------------------------------
+
+OLD_JOB_TABLE = "apscheduler_jobs"
+
+
+def _migration_5(engine: Engine) -> None:
+    """`schedules.next_run_at`, and apscheduler's job table dropped: its rows were
+    pickles, and unpickling what is in the database would run code for anyone who
+    can write it.  Each job's next run time (a plain number there) is carried over
+    without unpickling anything, so runs missed across the upgrade are still seen."""
+    columns = {c["name"] for c in inspect(engine).get_columns("schedules")}
+    if "next_run_at" not in columns:
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE schedules ADD COLUMN next_run_at TIMESTAMP"))
+    if OLD_JOB_TABLE not in inspect(engine).get_table_names():
+        return
+    schedules = models.ScheduleRow.__table__  # type: ignore[attr-defined]
+    with engine.begin() as conn:
+        jobs = conn.execute(text(f"SELECT id, next_run_time FROM {OLD_JOB_TABLE}")).all()
+        for job_id, next_run in jobs:
+            if isinstance(next_run, int | float):
+                when = datetime.fromtimestamp(next_run, UTC)
+                conn.execute(
+                    update(schedules).where(schedules.c.id == job_id).values(next_run_at=when)
+                )
+        conn.execute(text(f"DROP TABLE {OLD_JOB_TABLE}"))
+
+
+MIGRATIONS.append(_migration_5)
 
 
 class Database:

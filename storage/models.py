@@ -142,8 +142,8 @@ class TurnRow(SQLModel, table=True):
 
 class ScheduleRow(SQLModel, table=True):
     """A prompt run in a session on a cron schedule (`schedule CRON PROMPT`).  The
-    job itself (trigger, next run time) lives in apscheduler's job store, in the same
-    database, under the same id."""
+    row is the whole schedule, stored as data: the scheduler rebuilds its in-memory
+    job from `cron` and `next_run_at` (the next run not yet made) on every start."""
 
     __tablename__ = "schedules"
 
@@ -156,6 +156,7 @@ class ScheduleRow(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     last_run_at: datetime | None = None
     runs: int = 0
+    next_run_at: datetime | None = None
 
 
 class AuditRow(SQLModel, table=True):

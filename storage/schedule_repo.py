@@ -1,12 +1,14 @@
 """The `schedules` table's queries: scheduled prompts per session.
 
-The rows say what a schedule is (session, cron, prompt, who made it); apscheduler's
-job store (`apscheduler_jobs`, same database) says when it runs next.  Prompts are
-sealed with `db.cipher` like every other stored message body.
+The rows say all there is to a schedule (session, cron, prompt, who made it, when it
+runs next); the scheduler keeps its jobs in memory and rebuilds them from the rows.
+Prompts are sealed with `db.cipher` like every other stored message body.  Times
+come back in UTC (SQLite keeps them without a zone).
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from sqlmodel import col, select
@@ -60,7 +62,18 @@ class ScheduleRepo:
                 s.add(row)
                 s.commit()
 
+    def set_next_run(self, schedule_id: str, when: datetime | None) -> None:
+        """Remember the next run not yet made (None: the schedule has no more)."""
+        with self.db.session() as s:
+            row = s.get(ScheduleRow, schedule_id)
+            if row is not None:
+                row.next_run_at = when.astimezone(UTC) if when is not None else None
+                s.add(row)
+                s.commit()
+
     def _open(self, row: ScheduleRow) -> ScheduleRow:
         out = ScheduleRow.model_validate(row.model_dump())
         out.prompt = self.db.cipher.open(row.prompt)
+        if out.next_run_at is not None and out.next_run_at.tzinfo is None:
+            out.next_run_at = out.next_run_at.replace(tzinfo=UTC)
         return out

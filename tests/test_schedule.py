@@ -1,5 +1,5 @@
 """Schedules: `/schedule CRON PROMPT` runs the prompt in its session (apscheduler, jobs
-in the project's database), survives a restart — runs missed while the daemon was
+rebuilt from the `schedules` table), survives a restart — runs missed while the daemon was
 down are run once or reported, per `[agent] schedule_missed` — and `/schedules`,
 `/unschedule` list and remove them.
 
@@ -10,15 +10,17 @@ the owner's time zone, is checked on its own."""
 from __future__ import annotations
 
 import asyncio
+import os
+import pickle
 from collections.abc import Coroutine
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from bridge.config import ConfigError, parse_config
 from bridge.scheduler import Scheduler, cron_trigger
@@ -86,7 +88,9 @@ async def test_missed_runs_are_reported_not_run_with_the_report_policy(tmp_path:
     first = make("report")
     await first.start()
     row = first.add("s1", "* * * * *", "check", by="test")
-    assert "apscheduler_jobs" in inspect(db.engine).get_table_names(), "jobs in our database"
+    assert "apscheduler_jobs" not in inspect(db.engine).get_table_names(), "no pickled jobs"
+    stored = db.schedules.get(row.id)
+    assert stored is not None and stored.next_run_at == first.next_run(row.id), "as data"
     for _ in range(40):
         if runs:
             break
@@ -186,3 +190,97 @@ def test_crontab_day_numbers_start_on_sunday(field: str, names: str) -> None:
     from bridge.scheduler import cron_days
 
     assert cron_days(field) == names
+
+
+class _Planted:
+    """What an attacker with write access to the database pickles into apscheduler's
+    job table: unpickling it creates the marker directory (any code could run)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.mkdir, (str(self.marker),))
+
+
+def _plant_pickled_job(db: Database, job_id: str, marker: Path, next_run: float) -> None:
+    """apscheduler 3's SQLAlchemyJobStore table, holding a malicious job_state."""
+    with db.engine.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TABLE IF NOT EXISTS apscheduler_jobs (id VARCHAR(191) PRIMARY KEY,"
+                " next_run_time FLOAT, job_state BLOB NOT NULL)"
+            )
+        )
+        conn.execute(
+            text("INSERT INTO apscheduler_jobs VALUES (:id, :t, :state)"),
+            {"id": job_id, "t": next_run, "state": pickle.dumps(_Planted(marker))},
+        )
+
+
+async def test_jobs_in_the_database_are_never_unpickled(tmp_path: Path) -> None:
+    """A database written by an older version (schema 4, apscheduler's pickled job
+    table) with a pickle planted in it: upgrading and starting the scheduler runs no
+    pickle, keeps the schedule's due time (its missed run is caught up) and the
+    schedule goes on running.  A pickle planted after the upgrade is ignored too."""
+    url = f"sqlite:///{tmp_path}/s.db"
+    marker = tmp_path / "pwned"
+    db = Database(url)
+    db.migrate()
+    db.schedules.add(ScheduleRow(id="abc123", session_id="s1", cron="* * * * *", prompt="go"))
+    with db.engine.begin() as conn:
+        conn.execute(text("UPDATE schema_version SET version = 4"))
+    due = datetime.now(UTC) - timedelta(minutes=5)
+    _plant_pickled_job(db, "abc123", marker, due.timestamp())
+    db.close()
+
+    runs: list[str] = []
+    reports: list[str] = []
+    tasks: set[asyncio.Task[None]] = set()
+    ran = asyncio.Event()
+
+    async def run(row: ScheduleRow) -> None:
+        runs.append(row.id)
+        ran.set()
+
+    def spawn(coro: Coroutine[Any, Any, None], name: str) -> None:
+        tasks.add(asyncio.get_running_loop().create_task(coro, name=name))
+
+    async def start(db: Database) -> Scheduler:
+        s = Scheduler(
+            db,
+            tz=UTC,
+            missed="run_once",
+            run=run,
+            report=lambda row, text: reports.append(text),
+            spawn=spawn,
+            trigger_for=lambda cron, tz: IntervalTrigger(seconds=1, timezone=tz),
+        )
+        await s.start()
+        return s
+
+    async def runs_reach(n: int) -> None:
+        async with asyncio.timeout(15):
+            while len(runs) < n:
+                ran.clear()
+                await ran.wait()
+
+    db = Database(url)
+    db.migrate()
+    assert "apscheduler_jobs" not in inspect(db.engine).get_table_names()
+    row = db.schedules.get("abc123")
+    assert row is not None and row.next_run_at is not None
+    assert abs((row.next_run_at - due).total_seconds()) < 1, "the due time carried over"
+    sched = await start(db)
+    assert reports and "missed while the daemon was down" in reports[0]
+    await runs_reach(2)  # the caught-up run, then the schedule carries on
+    await sched.stop()
+
+    _plant_pickled_job(db, "abc123", marker, due.timestamp())  # after the upgrade
+    sched = await start(db)
+    await runs_reach(len(runs) + 1)
+    await sched.stop()
+    await asyncio.sleep(0)
+    db.close()
+    assert not marker.exists(), "a pickle from the database was run"
+    assert set(runs) == {"abc123"}
