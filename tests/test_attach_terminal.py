@@ -13,15 +13,22 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 import re
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from rich.console import Console
 
 from bridge.attach_client import run_terminal
 from bridge.terminal_text import clean
+from tests.fakes.anthropic import Text, ToolUse
+from tests.harness import Harness, start_harness, stop_harness
+
+ROOT = Path(__file__).resolve().parent.parent
 
 OSC52 = "\x1b]52;c;Y3VybCBldmlsLnNoIHwgc2g=\x07"
 HOSTILE_EVENTS: list[dict[str, Any]] = [
@@ -122,3 +129,69 @@ def test_clean_keeps_text_newlines_tabs_and_drops_only_colour() -> None:
     assert clean("\x1b[1;31mred\x1b[0m \x9b32mgreen\x9b0m") == "red green"
     assert clean("\x00\x07\x08\x0b\x0c\r\x1b\x7f\x85\x9c") == "␀␇␈␋␌␍␛␡\\x85\\x9c"
     assert clean("é€😀 ordinary") == "é€😀 ordinary"
+
+
+@pytest.mark.e2e
+async def test_a_real_session_shown_in_threadline_attach_stays_inert(tmp_path: Path) -> None:
+    """The whole path: the real Claude Code CLI (against the fake model) runs a Bash
+    command whose output writes the clipboard (OSC 52) and answers with escape
+    sequences of its own; the session's title has rich markup in it.  The real
+    `threadline attach` process, typed into through a pipe, approves the command and
+    shows all of it as inert text."""
+    h: Harness = await start_harness(tmp_path)
+    proc: asyncio.subprocess.Process | None = None
+    try:
+        app = h.root / "app"
+        h.model.on("paint [bold]it", Text("Painted."))
+        h.model.on(
+            "show the escapes",
+            ToolUse("Bash", {"command": "printf 'clip\\033]52;c;cHduZWQ=\\007board'; exit 3"}),
+            Text("Done \x1b]52;c;cHduZWQ=\x07 and \x1b[2J\x1b[Hcleared."),
+        )
+        topic, sid = await h.new_session(str(app), "[/x] paint [bold]it[/bold]")
+        await h.wait_text("Painted.", thread_id=topic)
+        cfg = h.write_config(tmp_path / "config.toml")
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bridge.cli", "attach", sid, "--config", str(cfg),
+            cwd=ROOT, env={**os.environ, "COLUMNS": "200"},
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        assert proc.stdin is not None and proc.stdout is not None
+        seen = ""
+
+        async def read_until(needle: str) -> None:
+            nonlocal seen
+            async with asyncio.timeout(60):
+                while needle not in " ".join(seen.split()):
+                    chunk = await proc.stdout.read(4096)  # type: ignore[union-attr]
+                    if not chunk:
+                        raise AssertionError(f"attach ended early: {seen[-3000:]}")
+                    seen += chunk.decode(errors="replace")
+
+        await read_until("Painted.")  # the history is on screen: the title was shown
+        h.say("show the escapes", thread_id=topic)
+        await read_until("Allow Bash")
+        proc.stdin.write(b"allow\n")
+        await proc.stdin.drain()
+        await read_until("cleared.")
+        await h.wait_text("cleared.", thread_id=topic)
+        proc.stdin.write(b"/detach\n")
+        await proc.stdin.drain()
+        rest, _ = await asyncio.wait_for(proc.communicate(), timeout=30)
+        seen += rest.decode(errors="replace")
+        assert proc.returncode == 0
+    finally:
+        if proc is not None and proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await stop_harness(h)
+    assert not CONTROL.findall(seen), sorted(set(CONTROL.findall(seen)))
+    flat = " ".join(seen.split())
+    for needle in (
+        "app: [/x] paint [bold]it[/bold]",  # the title, markup and all
+        "clip␛]52;c;cHduZWQ=␇board",  # the tool's output: the clipboard write, inert
+        "Done ␛]52;c;cHduZWQ=␇ and ␛[2J␛[Hcleared.",  # the model's text
+        "Detached",
+    ):
+        assert needle in flat, (needle, flat[-3000:])
