@@ -216,7 +216,7 @@ def _parts_inside(cwd: str, raw: str) -> list[str]:
 def _refusal(e: OSError, raw: str, name: str, parent: int) -> FileRefused | None:
     """What to tell the person when opening `name` in `parent` failed, if it is their
     path's fault rather than the machine's."""
-    if e.errno == errno.ENOENT:
+    if e.errno in (errno.ENOENT, errno.ENAMETOOLONG):
         return FileRefused(f"{raw} does not exist")
     if e.errno in _LINK_ERRORS:
         try:
@@ -247,6 +247,8 @@ def read_inside(cwd: str, raw: str, *, max_bytes: int) -> tuple[bytes, Path]:
                      if last else _NOFOLLOW_DIR)  # fmt: skip
             try:
                 nxt = os.open(name, flags, dir_fd=fd)
+            except UnicodeEncodeError:  # a name no file on this system can have
+                raise FileRefused(f"{raw} does not exist") from None
             except OSError as e:
                 refused = _refusal(e, raw, name, fd)
                 if refused is None:
