@@ -7,8 +7,9 @@ forms: a library that logs a JSON body writes `/` as `\\/`, `"` as `\\"` and
 non-ASCII as `\\uXXXX`; a URL carries `:` as `%3A`; a dict's repr doubles
 backslashes.  Each character of a secret is matched in any of those spellings, so a
 mix (a percent-encoded token inside a JSON string) is caught too.  A Telegram bot
-token in a `/bot<TOKEN>/` URL path is redacted even when it is not one we were
-configured with.  Credentials no config names are redacted by their field name:
+token in a `/bot<TOKEN>/` URL path, and anything shaped like a Slack token
+(`xoxb-…`, `xapp-…`) or a Synapse access token (`syt_…`), is redacted even when it
+is not one we were configured with.  Credentials no config names are redacted by their field name:
 matrix-nio logs the login response at DEBUG, with the access token the homeserver
 just issued in it.
 
@@ -33,6 +34,8 @@ _TOKEN_FIELD = re.compile(
 )
 # Telegram puts the bot token in the URL path: https://api.telegram.org/bot123:AbC/getMe
 _BOT_URL = re.compile(r"(/bot)\d{3,}(?::|%3[aA])[A-Za-z0-9_-]{20,}")
+# Slack bot/user/app tokens and Synapse access tokens have a recognisable shape.
+_TOKEN_SHAPES = re.compile(r"\b(?:xox[abeoprs]|xapp)-[A-Za-z0-9-]{10,}|\bsyt_[A-Za-z0-9_]{10,}")
 # JSON's and Python's one-letter escapes for control characters.
 _LETTER_ESCAPES = {"\n": "n", "\t": "t", "\r": "r", "\b": "b", "\f": "f", "\a": "a", "\v": "v"}
 
@@ -82,6 +85,7 @@ class RedactingFilter(logging.Filter):
         if self._pattern is not None:
             text = self._pattern.sub(REDACTED, text)
         text = _BOT_URL.sub(r"\1" + REDACTED, text)
+        text = _TOKEN_SHAPES.sub(REDACTED, text)
         return _TOKEN_FIELD.sub(r"\1" + REDACTED, text)
 
     def filter(self, record: logging.LogRecord) -> bool:

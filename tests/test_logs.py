@@ -126,3 +126,7 @@ def test_telegram_token_shapes_and_unconfigured_bot_urls() -> None:
         "GET https://api.telegram.org/bot987654:ZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZ/getMe"
     )
     assert "ZZZZ" not in other and "/bot[redacted]/getMe" in other
+    shapes = f.redact(
+        "auth xoxb-1234-5678-AbCdEfGhIj and xapp-1-A0B1C2-99-ff00 then syt_YWRh_xYzAbCdEfGh_0a1b2c"
+    )
+    assert "AbCdEf" not in shapes and "A0B1C2" not in shapes and "xYzAb" not in shapes, shapes
