@@ -28,6 +28,7 @@ from datetime import UTC, datetime, tzinfo
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from apscheduler.events import (
+    EVENT_JOB_MAX_INSTANCES,
     EVENT_JOB_MISSED,
     EVENT_JOB_SUBMITTED,
     JobExecutionEvent,
@@ -141,7 +142,8 @@ class Scheduler:
             },
         )
         sched.add_listener(self._on_missed, EVENT_JOB_MISSED)
-        sched.add_listener(self._on_submitted, EVENT_JOB_SUBMITTED)
+        # apscheduler has moved a due job on (run, or skipped as still running)
+        sched.add_listener(self._on_submitted, EVENT_JOB_SUBMITTED | EVENT_JOB_MAX_INSTANCES)
         sched.start(paused=True)
         self._sched = sched
         self._load()
