@@ -78,4 +78,3 @@ def agent_environment(
     if "PATH" in env:
         env["PATH"] = without_venvs(env["PATH"], venvs) or os.defpath
     return env
-

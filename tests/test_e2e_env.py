@@ -52,9 +52,7 @@ async def test_the_tools_claude_runs_see_no_chat_secret_and_not_threadlines_venv
             tg.add_chat(OWNER, "private", first_name=OWNER_NAME)
             root = tmp_path / "code"
             (root / "app").mkdir(parents=True)
-            text = config_text(
-                tg=tg, root=root, db_url=f"sqlite:///{tmp_path}/t.db", chat_id=OWNER
-            )
+            text = config_text(tg=tg, root=root, db_url=f"sqlite:///{tmp_path}/t.db", chat_id=OWNER)
             assert f'token = "{tg.token}"' in text
             text = text.replace(f'token = "{tg.token}"', 'token = "${TELEGRAM_BOT_TOKEN}"')
             text += (

@@ -116,7 +116,9 @@ def test_a_path_of_only_the_venv_falls_back_to_the_default_path() -> None:
 
 
 names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,12}", fullmatch=True)
-values = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"), max_size=40)
+values = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"), max_size=40
+)
 secret_values = st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=40)
 
 
