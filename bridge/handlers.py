@@ -13,7 +13,6 @@ broker (permissions).  Commands with a module of their own are routed there
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -21,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bridge import files, importer, pairing, render, scheduler
+from bridge import files, gitsafe, importer, pairing, render, scheduler
 from bridge.access import PathRefused, resolve_session_dir
 from bridge.commands import Command
 from bridge.config import PERMISSION_MODES
@@ -438,28 +437,15 @@ class Handlers:
 
     async def cmd_diff(self, cmd: Command, msg: UserMessage, session: SessionRow | None) -> None:
         assert session is not None
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                "git",
-                "-C",
-                session.cwd,
-                "diff",
-                "--no-color",
-                "HEAD",
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )
-            out, err = await asyncio.wait_for(proc.communicate(), timeout=30)
+        try:  # run so the repository's config cannot run programs (bridge/gitsafe.py)
+            result = await gitsafe.diff_head(session.cwd)
         except (OSError, TimeoutError) as e:
             self.b.reply(msg.thread, render.notice(f"`git diff` failed: {e}"))
             return
-        if proc.returncode != 0:
-            self.b.reply(
-                msg.thread,
-                render.notice(f"`git diff` failed: {err.decode(errors='replace')[:300]}"),
-            )
+        if result.code != 0:
+            self.b.reply(msg.thread, render.notice(f"`git diff` failed: {result.err[:300]}"))
             return
-        diff = out.decode(errors="replace")
+        diff = result.out
         if not diff.strip():
             self.b.reply(msg.thread, render.notice("No changes against HEAD."))
             return
