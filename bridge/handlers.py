@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import shlex
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -392,6 +393,14 @@ class Handlers:
         thread = self.b.thread_of(target.id)
         if thread is None:
             return
+        cap = self.b.config.agent.max_concurrent_sessions
+        reopens = target.state not in ("opening", "active", "running")
+        if reopens and self.b.db.sessions.count_open() >= cap:
+            self.b.reply(
+                msg.thread,
+                render.notice(f"🚫 {cap} sessions are open already; `/end` one first."),
+            )
+            return
         await self.b.agent_for(target)
         self.b.db.sessions.update(target.id, state="active")
         self.b.reply(
@@ -453,10 +462,11 @@ class Handlers:
 
     async def cmd_handoff(self, cmd: Command, msg: UserMessage, session: SessionRow | None) -> None:
         assert session is not None
-        lines = [f"cd {session.cwd}"]
+        q = shlex.quote  # a directory may hold spaces or `;`: every word printed is quoted
+        lines = [f"cd {q(session.cwd)}"]
         if session.claude_session_id:
-            lines.append(f"claude --resume {session.claude_session_id}")
-        attach = f"threadline attach {session.id}"
+            lines.append(f"claude --resume {q(session.claude_session_id)}")
+        attach = f"threadline attach {q(session.id)}"
         self.b.reply(
             msg.thread,
             Outbound(
