@@ -96,6 +96,8 @@ async def test_the_tools_claude_runs_see_no_chat_secret_and_not_threadlines_venv
             seen = "\n".join(results)
             assert "PROJECT_SETTING=kept-as-it-is" in seen, "env ran and its output came back"
             assert f"ANTHROPIC_BASE_URL={model.base_url}" in seen
+            # by Claude Code's design, the model's key is visible to the tools it runs
+            assert "ANTHROPIC_API_KEY=test-key" in seen
             assert tg.token not in seen
             assert tg.token.split(":")[1] not in seen
             assert SIGNING not in seen
@@ -105,6 +107,12 @@ async def test_the_tools_claude_runs_see_no_chat_secret_and_not_threadlines_venv
             assert venv_bin not in seen
             assert await daemon.stop() == 0
             daemon = None
+            log = (tmp_path / "daemon.log").read_text()
+            kept = next(line for line in log.splitlines() if "kept from Claude Code's" in line)
+            for name in ("TELEGRAM_BOT_TOKEN", "SLACK_SIGNING_SECRET", "RELEASE_HOOK_KEY",
+                         "DEPLOY_PASSWORD", "VIRTUAL_ENV"):  # fmt: skip
+                assert name in kept, name
+            assert tg.token not in log and SIGNING not in log and MATRIX_PASSWORD not in log
     finally:
         if daemon is not None and daemon.proc is not None and daemon.proc.returncode is None:
             await daemon.kill9()
