@@ -115,6 +115,9 @@ class ChatAdapter(ABC):
         adapters that treat owners specially (Slack mentions and stream recipients,
         Matrix device trust, verification and invites); a no-op by default."""
 
+    def remove_owner(self, user_id: str) -> None:  # noqa: B027 - optional
+        """A paired owner was revoked (`threadline unpair`): undo `add_owner`."""
+
     def open_invites(self, check: Callable[[str], bool]) -> None:  # noqa: B027 - optional
         """Where a stranger cannot reach the bot at all (a Matrix bot declines their
         invites), `check(user_id)` says whether to let them in anyway because a

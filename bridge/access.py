@@ -1,6 +1,7 @@
 """Access control: who may use the bot, and where sessions may run.
 
-Owners come from config `[access] owners` (``platform:id``).  Anyone else gets at
+Owners come from config `[access] owners` (``platform:id``) and from pairing (signed
+rows in the database, checked on each use: `bridge/owners.py`).  Anyone else gets at
 most one polite refusal per hour and an audit-log row; nothing of theirs reaches
 Claude.  `resolve_session_dir` decides whether a directory asked for in `new` is
 allowed: under one of `allowed_roots` after resolving symlinks, no `..`, no
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -32,12 +33,16 @@ class AccessControl:
     def __init__(self, db: Database, owners: Iterable[str]) -> None:
         self.db = db
         self._owners = {o.strip() for o in owners}
+        self._paired: Callable[[str], bool] = lambda _key: False
 
     def is_owner(self, sender: Sender) -> bool:
-        return sender.key in self._owners
+        """A config owner, or a paired one whose signed row is in the database now
+        (asked every time, so `threadline unpair` takes effect at once)."""
+        return sender.key in self._owners or self._paired(sender.key)
 
-    def add_owner(self, key: str) -> None:
-        self._owners.add(key)
+    def use_paired(self, check: Callable[[str], bool]) -> None:
+        """Paired owners: `check(key)` (`bridge/owners.py`)."""
+        self._paired = check
 
     def refuse(self, sender: Sender, action: str, detail: str = "") -> bool:
         """Record a refused stranger; True if they should be told (once an hour)."""

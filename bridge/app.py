@@ -45,7 +45,7 @@ from agent.events import (
 )
 from agent.host import AgentHost
 from agent.session import AgentSession
-from bridge import files, recovery, render, sources
+from bridge import files, recovery, render, revoke, sources
 from bridge.access import AccessControl
 from bridge.attach import AttachServer
 from bridge.commands import parse_command
@@ -203,7 +203,7 @@ class Bridge:
                     row.cwd,
                     resume=row.claude_session_id,
                     model=row.model or None,
-                    mode=row.mode or None,
+                    mode=revoke.startable_mode(self, row),  # no bypass the config revoked
                 )
                 current = self.db.sessions.get(row.id)  # `prompt` may have set running
                 if current is not None and current.state in ("interrupted", "ended"):

@@ -1,4 +1,5 @@
-"""The `threadline` command line: init, run, doctor, pair, sessions, audit, attach, import.
+"""The `threadline` command line: init, run, doctor, pair, unpair, sessions, audit, attach,
+import.
 
 Every command takes `--config FILE` (default `$THREADLINE_CONFIG`, then
 `~/.config/threadline/config.toml`).  Errors are one line each and exit non-zero;
@@ -17,6 +18,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from bridge.config import Config, ConfigError, config_path, load_config
@@ -92,14 +94,21 @@ def pair(
         str | None,
         typer.Option(help="Only valid on this platform: telegram, slack or matrix"),
     ] = None,
+    list_owners: Annotated[
+        bool, typer.Option("--list", help="List the owners instead (revoke with `unpair`)")
+    ] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Print a one-time pairing code (and link, and QR code) that makes whoever uses
-    it an owner.  Single use, valid for 10 minutes."""
+    it an owner.  Single use, valid for 10 minutes.  `pair --list` lists the owners;
+    `unpair KEY` revokes a paired one."""
     from bridge.daemon import open_database
     from bridge.pairing import PLATFORMS, Pairing, key_path, load_signing_key
 
     cfg = _load(config)
+    if list_owners:
+        _list_owners(cfg)
+        return
     enabled = [p for p in PLATFORMS if getattr(cfg, p).enabled]
     if platform is not None and platform not in PLATFORMS:
         err.print(f"--platform must be one of {', '.join(PLATFORMS)}")
@@ -129,6 +138,58 @@ def pair(
             " room; while this code is valid the bot accepts anyone's invite to a room."
         )
     _print_qr(link or f"pair {code}")
+
+
+def _list_owners(cfg: Config) -> None:
+    from bridge.daemon import open_database
+    from bridge.pairing import Pairing, key_path, load_signing_key
+
+    table = Table("owner", "how", "since (UTC)", "status")
+    for key in cfg.access.owners:
+        table.add_row(escape(key), r"config \[access] owners", "-", "owner")
+    db = open_database(cfg)
+    try:
+        listed = Pairing(db, load_signing_key(key_path(cfg))).owners.listing()
+    finally:
+        db.close()
+    for o in listed:
+        status = "owner" if o.valid else "[red]NOT an owner[/red]: unsigned row; pair again"
+        table.add_row(escape(o.key), "paired", o.paired_at, status)
+    out.print(table)
+    out.print("Revoke a paired owner: threadline unpair KEY", highlight=False)
+
+
+@app.command()
+def unpair(
+    key: Annotated[str, typer.Argument(help="The owner as listed by `pair --list`")],
+    config: ConfigOpt = None,
+) -> None:
+    """Revoke a paired owner (as `pair --list` shows it, e.g. telegram:12345).
+
+    The running daemon refuses their next message at once; no restart needed.
+    Owners in the config file's [access] owners are removed there instead."""
+    from bridge.daemon import open_database
+    from bridge.pairing import Pairing, key_path, load_signing_key
+
+    cfg = _load(config)
+    db = open_database(cfg)
+    try:
+        removed = Pairing(db, load_signing_key(key_path(cfg))).owners.remove(key, by="cli")
+    finally:
+        db.close()
+    if removed:
+        out.print(f"{key} is no longer an owner.", highlight=False, markup=False)
+        if key in cfg.access.owners:
+            out.print("It is still listed in [access] owners of the config file.", markup=False)
+        return
+    if key in cfg.access.owners:
+        err.print(
+            f"{key} is an owner through the config file: remove it from [access] owners.",
+            markup=False,
+        )
+    else:
+        err.print(f"{key} is not a paired owner (see `threadline pair --list`).", markup=False)
+    raise typer.Exit(1)
 
 
 def _telegram_link(cfg: Config, code: str) -> str | None:

@@ -173,8 +173,9 @@ class Config(_Section):
         """The Unix socket `threadline attach` and `threadline import ID` talk to."""
         return self.data_dir() / "run" / "attach.sock"
 
-    def secrets(self) -> list[str]:
-        """Every configured secret value, for log redaction."""
+    def secrets(self, min_chars: int = 6) -> list[str]:
+        """Every configured secret value at least `min_chars` long (log redaction
+        skips shorter ones; the agent's environment is cleared of every one)."""
         values = [
             self.telegram.token,
             self.telegram.webhook_secret,
@@ -184,7 +185,7 @@ class Config(_Section):
             self.matrix.password,
             self.matrix.access_token,
         ]
-        return [v for v in values if v and len(v) >= 6]
+        return [v for v in values if v and len(v) >= max(min_chars, 1)]
 
 
 def _substitute(value: Any, path: str, errors: list[str]) -> Any:

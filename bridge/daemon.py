@@ -1,18 +1,25 @@
 """`threadline run`: build every part from the config and run until a signal.
 
-Order: logging (with secret redaction) → database (migrated) → adapters for the
-enabled platforms → the bridge (outbox, agent host, broker) → wait for SIGINT or
-SIGTERM → stop everything in reverse.  `build_adapters` is shared with `doctor`.
+Order: logging (with secret redaction) → the process environment cleared of
+Threadline's secrets and its own virtualenv (`agent/environment.py`: nothing the
+daemon spawns — Claude Code and every tool it runs, `git` — inherits a chat token)
+→ database (migrated) → adapters for the enabled platforms → the bridge (outbox,
+agent host, broker) → wait for SIGINT or SIGTERM → stop everything in reverse.
+`build_adapters` is shared with `doctor`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from adapters.base import ChatAdapter
+from agent.environment import agent_environment, own_virtualenvs
 from bridge.app import Bridge
 from bridge.config import Config
 from bridge.logs import setup_logging
@@ -48,12 +55,37 @@ def build_adapters(config: Config) -> dict[str, ChatAdapter]:
     return adapters
 
 
-async def run_daemon(config: Config, *, stop_event: asyncio.Event | None = None) -> None:
+def confine_environment(config: Config) -> dict[str, str]:
+    """Reduce this process's environment to what Claude Code may see; that environment.
+
+    Done in the process itself because the SDK starts the CLI with ``os.environ``
+    under its options' env: a name can only be kept from the CLI by removing it here.
+    """
+    wanted = agent_environment(
+        os.environ,
+        secrets=config.secrets(min_chars=1),
+        venvs=own_virtualenvs(sys.prefix, sys.base_prefix, os.environ),
+    )
+    removed = sorted(name for name in os.environ if name not in wanted)
+    for name in removed:
+        del os.environ[name]
+    os.environ.update(wanted)
+    if removed:
+        log.info("kept from Claude Code's environment: %s", ", ".join(removed))
+    return wanted
+
+
+async def run_daemon(
+    config: Config,
+    *,
+    stop_event: asyncio.Event | None = None,
+    agent_env: Mapping[str, str] | None = None,
+) -> None:
     db = open_database(config)
     adapters = build_adapters(config)
     if not adapters:
         raise SystemExit("no usable chat platform is enabled")
-    bridge = Bridge(config, db, adapters)
+    bridge = Bridge(config, db, adapters, agent_env=agent_env)
     stop = stop_event or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -73,4 +105,5 @@ async def run_daemon(config: Config, *, stop_event: asyncio.Event | None = None)
 
 def run(config: Config) -> None:
     setup_logging(config.daemon.log_level, config.secrets(), config.daemon.log_file)
-    asyncio.run(run_daemon(config))
+    agent_env = confine_environment(config)
+    asyncio.run(run_daemon(config, agent_env=agent_env))

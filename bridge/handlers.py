@@ -13,15 +13,15 @@ broker (permissions).  Commands with a module of their own are routed there
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
+import shlex
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bridge import files, importer, pairing, render, scheduler
+from bridge import files, gitsafe, importer, pairing, render, scheduler
 from bridge.access import PathRefused, resolve_session_dir
 from bridge.commands import Command
 from bridge.config import PERMISSION_MODES
@@ -393,6 +393,14 @@ class Handlers:
         thread = self.b.thread_of(target.id)
         if thread is None:
             return
+        cap = self.b.config.agent.max_concurrent_sessions
+        reopens = target.state not in ("opening", "active", "running")
+        if reopens and self.b.db.sessions.count_open() >= cap:
+            self.b.reply(
+                msg.thread,
+                render.notice(f"🚫 {cap} sessions are open already; `/end` one first."),
+            )
+            return
         await self.b.agent_for(target)
         self.b.db.sessions.update(target.id, state="active")
         self.b.reply(
@@ -438,28 +446,15 @@ class Handlers:
 
     async def cmd_diff(self, cmd: Command, msg: UserMessage, session: SessionRow | None) -> None:
         assert session is not None
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                "git",
-                "-C",
-                session.cwd,
-                "diff",
-                "--no-color",
-                "HEAD",
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )
-            out, err = await asyncio.wait_for(proc.communicate(), timeout=30)
+        try:  # run so the repository's config cannot run programs (bridge/gitsafe.py)
+            result = await gitsafe.diff_head(session.cwd)
         except (OSError, TimeoutError) as e:
             self.b.reply(msg.thread, render.notice(f"`git diff` failed: {e}"))
             return
-        if proc.returncode != 0:
-            self.b.reply(
-                msg.thread,
-                render.notice(f"`git diff` failed: {err.decode(errors='replace')[:300]}"),
-            )
+        if result.code != 0:
+            self.b.reply(msg.thread, render.notice(f"`git diff` failed: {result.err[:300]}"))
             return
-        diff = out.decode(errors="replace")
+        diff = result.out
         if not diff.strip():
             self.b.reply(msg.thread, render.notice("No changes against HEAD."))
             return
@@ -467,10 +462,11 @@ class Handlers:
 
     async def cmd_handoff(self, cmd: Command, msg: UserMessage, session: SessionRow | None) -> None:
         assert session is not None
-        lines = [f"cd {session.cwd}"]
+        q = shlex.quote  # a directory may hold spaces or `;`: every word printed is quoted
+        lines = [f"cd {q(session.cwd)}"]
         if session.claude_session_id:
-            lines.append(f"claude --resume {session.claude_session_id}")
-        attach = f"threadline attach {session.id}"
+            lines.append(f"claude --resume {q(session.claude_session_id)}")
+        attach = f"threadline attach {q(session.id)}"
         self.b.reply(
             msg.thread,
             Outbound(

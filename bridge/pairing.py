@@ -2,7 +2,8 @@
 
 `threadline pair` issues a code; the person sends `pair CODE` (Telegram: opens the
 deep link, which sends `/start CODE`) from their own account, and from then on is
-an owner (`platform:user_id`), kept in the database across restarts.
+an owner (`platform:user_id`), kept in the database across restarts as a row signed
+with the daemon's key, until `threadline unpair` (`bridge/owners.py`).
 
 A code is 12 characters of Crockford base32 (60 random bits), shown as
 ``ABCD-EFGH-JKMN``: short enough to type on a phone and to fit a Telegram deep link.
@@ -33,10 +34,11 @@ from typing import TYPE_CHECKING
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey
 
-from bridge import render
+from bridge import owners, render
 from bridge.commands import Command
 from bridge.config import Config
 from bridge.messages import Sender, UserMessage
+from bridge.owners import PairedOwners
 from storage.crypto import load_or_create_key
 from storage.db import Database
 from storage.models import PairingCodeRow, SessionRow, utcnow
@@ -115,6 +117,7 @@ class Pairing:
         self.db = db
         self.key = key
         self.now = now
+        self.owners = PairedOwners(db, key)
 
     def issue(self, platform: str = "", *, by: str = "cli") -> Issued:
         if platform and platform not in PLATFORMS:
@@ -184,7 +187,7 @@ class Pairing:
             return self._refuse(
                 sender, f"code {cid}: already used", "That pairing code has already been used."
             )
-        self.db.pairing.add_owner(sender.key, sender.platform, row.id)
+        self.owners.add(sender.key, sender.platform, row.id)
         self._audit(sender.key, sender.platform, "pair", f"code {cid}: now an owner")
         log.info("paired %s as an owner", sender.key)
         return Redeemed(True, "✅ Paired — you are now an owner. Start with `new PATH PROMPT`.")
@@ -244,18 +247,16 @@ def all_owners(config: Config) -> list[str]:
     except Exception:  # doctor reports the database on its own
         return list(config.access.owners)
     try:
-        return [*config.access.owners, *(o.key for o in db.pairing.owners())]
+        paired = PairedOwners(db, load_signing_key(key_path(config)))
+        return [*config.access.owners, *(o.key for o in paired.owners())]
     finally:
         db.close()
 
 
 def load_owners(bridge: Bridge) -> None:
-    """At start: paired owners join the config's, in access control and adapters."""
-    for owner in bridge.db.pairing.owners():
-        bridge.access.add_owner(owner.key)
-        adapter = bridge.adapters.get(owner.platform)
-        if adapter is not None:
-            adapter.add_owner(owner.key.partition(":")[2])
+    """At start: paired owners join the config's (`bridge/owners.py`); strangers'
+    invites are let in while a pairing code is open."""
+    owners.start(bridge)
     for platform, adapter in bridge.adapters.items():
         adapter.open_invites(functools.partial(bridge.pairing.invite_allowed, platform))
 
@@ -269,8 +270,7 @@ async def cmd_pair(
         bridge.reply(msg.thread, render.notice("You are already an owner; the code was not used."))
         return
     result = bridge.pairing.redeem(cmd.rest, sender)
-    if result.ok:
-        bridge.access.add_owner(sender.key)
+    if result.ok:  # access control reads the signed row; the adapter learns it now
         bridge.adapters[sender.platform].add_owner(sender.user_id)
     if result.message:
         bridge.reply(msg.thread, render.notice(result.message))

@@ -133,6 +133,23 @@ def _migration_5(engine: Engine) -> None:
 MIGRATIONS.append(_migration_5)
 
 
+# --- migration 6 (signed paired owners) -------------------------------------------------
+
+
+def _migration_6(engine: Engine) -> None:
+    """`paired_owners.signature`: rows from before it stay unsigned and make no owner
+    (see `bridge/owners.py`)."""
+    columns = {c["name"] for c in inspect(engine).get_columns("paired_owners")}
+    if "signature" not in columns:
+        with engine.begin() as conn:
+            conn.execute(
+                text("ALTER TABLE paired_owners ADD COLUMN signature VARCHAR NOT NULL DEFAULT ''")
+            )
+
+
+MIGRATIONS.append(_migration_6)
+
+
 class Database:
     """One per daemon; passed to everything that needs state."""
 

@@ -200,6 +200,9 @@ class PairedOwner(SQLModel, table=True):
     platform: str
     code_id: str = ""
     paired_at: datetime = Field(default_factory=utcnow)
+    # Ed25519 signature by the daemon's key over key, platform and code (bridge/owners.py);
+    # a row without a valid one makes no owner.  Added by migration 6.
+    signature: str = ""
 
 
 class SchemaVersion(SQLModel, table=True):

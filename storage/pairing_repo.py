@@ -48,11 +48,28 @@ class PairingRepo:
             s.commit()
             return bool(result.rowcount)
 
-    def add_owner(self, key: str, platform: str, code_id: str) -> None:
+    def add_owner(self, key: str, platform: str, code_id: str, signature: str) -> None:
+        """Record (or re-sign: pairing again replaces an old row) a paired owner."""
         with self.db.session() as s:
-            if s.get(PairedOwner, key) is None:
-                s.add(PairedOwner(key=key, platform=platform, code_id=code_id))
-                s.commit()
+            row = s.get(PairedOwner, key) or PairedOwner(key=key, platform=platform)
+            row.platform, row.code_id, row.signature = platform, code_id, signature
+            row.paired_at = utcnow()
+            s.add(row)
+            s.commit()
+
+    def get_owner(self, key: str) -> PairedOwner | None:
+        with self.db.session() as s:
+            return s.get(PairedOwner, key)
+
+    def remove_owner(self, key: str) -> bool:
+        """Delete a paired owner's row; False if there was none."""
+        with self.db.session() as s:
+            row = s.get(PairedOwner, key)
+            if row is None:
+                return False
+            s.delete(row)
+            s.commit()
+            return True
 
     def owners(self) -> list[PairedOwner]:
         with self.db.session() as s:

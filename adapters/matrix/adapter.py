@@ -78,7 +78,13 @@ class MatrixAdapter(ChatAdapter):
         verifications answered, mentioned on prompts and finals."""
         if user_id in self.owners:
             return
-        self.owners = (*self.owners, user_id)
+        self._set_owners((*self.owners, user_id))
+
+    def remove_owner(self, user_id: str) -> None:
+        self._set_owners(tuple(o for o in self.owners if o != user_id))
+
+    def _set_owners(self, owners: tuple[str, ...]) -> None:
+        self.owners = owners
         if self.receiver is not None:
             self.receiver.owners = self.owners
         for sas in (self._sas, self._room_sas):

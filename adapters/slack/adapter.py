@@ -136,6 +136,9 @@ class SlackAdapter(ChatAdapter):
         if self._client is not None:
             self._spawn(self.receiver.lookup_name(user_id))
 
+    def remove_owner(self, user_id: str) -> None:
+        self.owners = tuple(o for o in self.owners if o != user_id)
+
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
         self._tasks.add(task)

@@ -79,6 +79,10 @@ class TelegramAdapter(ChatAdapter):
         if key not in self.owners_hint:
             self.owners_hint = (*self.owners_hint, key)
 
+    def remove_owner(self, user_id: str) -> None:
+        key = f"telegram:{user_id}"
+        self.owners_hint = tuple(o for o in self.owners_hint if o != key)
+
     # --- lifecycle --------------------------------------------------------------------
 
     @property
