@@ -5,7 +5,8 @@ queued and run one turn at a time by the session's worker task; the SDK's messag
 translated into ``AgentEvent``s and handed to the sink by a second task, in order, so a
 slow sink never stalls the SDK's reader. The CLI is started on the first prompt; if it
 dies, the turn ends with ``AgentFailed`` and the next prompt starts a new CLI that resumes
-the conversation by its Claude session id. Costs are reported per turn: the SDK's
+the conversation by its Claude session id. Unless the session is ``trusted`` the CLI
+loads no settings from its folder (``agent/trust.py``). Costs are reported per turn: the SDK's
 ``total_cost_usd`` is cumulative for the life of one CLI process.
 """
 
@@ -38,6 +39,7 @@ from agent.events import (
     TurnStarted,
 )
 from agent.permissions import PermissionGate, check_mode
+from agent.trust import project_instructions, setting_sources
 from agent.turn import Prompt, Turn, as_query
 
 log = logging.getLogger(__name__)
@@ -60,9 +62,13 @@ class AgentSession:
         model: str,
         mode: PermissionMode,
         resume: str | None,
+        trusted: bool = False,
     ) -> None:
         self.session_id = session_id
         self.cwd = cwd
+        # Whether the CLI loads the folder's own settings (hooks, MCP servers, env, ...);
+        # fixed for the life of the session object: changing it means a new CLI.
+        self.trusted = trusted
         self.claude_session_id: str | None = resume
         self._sink = sink
         self._env = dict(env)
@@ -264,6 +270,11 @@ class AgentSession:
         client = self._client
         if client is None:
             self._stderr.clear()
+            # An untrusted folder's settings are not loaded; its CLAUDE.md is not code,
+            # so the session still gets it, as text, through the system prompt.
+            instructions = (
+                "" if self.trusted else await asyncio.to_thread(project_instructions, self.cwd)
+            )
             options = ClaudeAgentOptions(
                 cwd=str(self.cwd),
                 env=self._env,
@@ -274,6 +285,8 @@ class AgentSession:
                 include_partial_messages=True,
                 can_use_tool=self._gate.can_use_tool,
                 stderr=self._on_stderr,
+                setting_sources=setting_sources(self.trusted),
+                system_prompt=instructions or None,
             )
             applied = (self._model, self._mode)
             client = ClaudeSDKClient(options)

@@ -45,7 +45,7 @@ from agent.events import (
 )
 from agent.host import AgentHost
 from agent.session import AgentSession
-from bridge import files, recovery, render, sources
+from bridge import files, recovery, render, sources, trust
 from bridge.access import AccessControl
 from bridge.attach import AttachServer
 from bridge.commands import parse_command
@@ -196,14 +196,23 @@ class Bridge:
     async def agent_for(self, row: SessionRow) -> AgentSession:
         """The running agent for a session, started (resumed) if needed."""
         async with self._agent_locks[row.id]:
+            # Every CLI start (new, resume, import, schedules) and every prompt comes
+            # here: the folder's own settings load only while it is trusted as it is now.
+            trusted = await trust.wanted(self, row)
             agent = self.host.get(row.id)
+            resume = row.claude_session_id
+            if agent is not None and agent.trusted != trusted and not agent.busy:
+                resume = agent.claude_session_id or resume
+                await self.host.end_session(row.id)  # restarted below, resuming
+                agent = None
             if agent is None:
                 agent = await self.host.start_session(
                     row.id,
                     row.cwd,
-                    resume=row.claude_session_id,
+                    resume=resume,
                     model=row.model or None,
                     mode=row.mode or None,
+                    trusted=trusted,
                 )
                 current = self.db.sessions.get(row.id)  # `prompt` may have set running
                 if current is not None and current.state in ("interrupted", "ended"):

@@ -1,0 +1,318 @@
+"""Folder trust: what a folder's own Claude Code settings would run, and what the CLI is given.
+
+Claude Code loads settings from the folder it runs in — hooks, MCP servers, ``env``
+(``BASH_ENV`` is sourced by every Bash command), ``apiKeyHelper``, the status line,
+plugins, allow rules — and each of them can run a program. Interactive ``claude`` asks
+"Do you trust this folder?" first; the SDK never asks. So an ``AgentSession`` runs with
+``setting_sources=["user"]`` (nothing from the folder) unless its folder is trusted, and
+this module is the pure, synchronous half of that decision:
+
+- ``inspect_folder`` reads every file the CLI would load from the folder (measured with
+  CLI 2.1.337: ``.claude/settings.json`` and ``.claude/settings.local.json`` of the folder,
+  ``settings.local.json`` of the git root above it, ``.mcp.json`` of the folder *and of
+  every folder above it*) and lists each item that would be enabled, with a fingerprint
+  of all of it. To be safe it reads those three files in the folder and every folder
+  above it (skipping the user's own config dir). Nothing it reads can crash it: a file
+  that is not a small, regular, UTF-8 JSON object is an "unreadable" finding.
+- ``project_instructions`` is the folder's ``CLAUDE.md`` text, which an untrusted session
+  gets through its system prompt (instructions are not code; ``@imports`` are not followed).
+- ``claude_trusted`` reads Claude Code's own ``hasTrustDialogAccepted`` record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from claude_agent_sdk.types import SettingSource
+
+MAX_FILE_BYTES = 512 * 1024
+MAX_INSTRUCTIONS_CHARS = 64_000
+_SETTINGS_FILES = (".claude/settings.json", ".claude/settings.local.json")
+_HELPERS = (
+    "apiKeyHelper",
+    "awsAuthRefresh",
+    "awsCredentialExport",
+    "gcpAuthRefresh",
+    "otelHeadersHelper",
+)
+_COMMAND_SETTINGS = ("statusLine", "subagentStatusLine", "fileSuggestion")
+_INSTRUCTION_FILES = ("CLAUDE.md", "CLAUDE.local.md", ".claude/CLAUDE.md")
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One thing the folder's settings would enable. ``kind``: hook, mcp, env, helper,
+    command, plugin, marketplace, mcp-approval, allow, mode, directory, other, unreadable."""
+
+    kind: str
+    source: str  # the file it comes from, relative to the folder where possible
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class FolderSettings:
+    folder: Path  # resolved
+    items: tuple[Item, ...]
+    fingerprint: str  # sha256 of everything read; "" when there is nothing
+
+    @property
+    def needs_trust(self) -> bool:
+        return bool(self.items)
+
+    @property
+    def unreadable(self) -> bool:
+        return any(i.kind == "unreadable" for i in self.items)
+
+
+def setting_sources(trusted: bool) -> list[SettingSource]:
+    """What the CLI loads: the user's own settings always, the folder's only if trusted."""
+    return ["user", "project", "local"] if trusted else ["user"]
+
+
+def claude_config_file(env: Mapping[str, str]) -> Path:
+    """Where the CLI keeps ``hasTrustDialogAccepted`` (measured: ``$CLAUDE_CONFIG_DIR/
+    .claude.json`` when that is set, else ``~/.claude.json``)."""
+    config_dir = env.get("CLAUDE_CONFIG_DIR")
+    if config_dir:
+        return Path(config_dir).expanduser() / ".claude.json"
+    return Path(env.get("HOME") or Path.home()).expanduser() / ".claude.json"
+
+
+def user_config_dir(env: Mapping[str, str]) -> Path:
+    config_dir = env.get("CLAUDE_CONFIG_DIR")
+    home = Path(env.get("HOME") or Path.home()).expanduser()
+    return (Path(config_dir).expanduser() if config_dir else home / ".claude").resolve()
+
+
+def claude_trusted(folder: Path, env: Mapping[str, str]) -> bool:
+    """Claude Code's own trust dialog was accepted for ``folder`` or a folder above it
+    (as the CLI reads it), never counting the home directory or ``/``."""
+    data = _read_json(claude_config_file(env))
+    projects = data.get("projects") if isinstance(data, dict) else None
+    if not isinstance(projects, dict):
+        return False
+    home = Path(env.get("HOME") or Path.home()).expanduser().resolve()
+    for directory in (folder, *folder.parents):
+        if directory in (home, Path(directory.anchor)):
+            break
+        entry = projects.get(str(directory))
+        if isinstance(entry, dict) and entry.get("hasTrustDialogAccepted") is True:
+            return True
+    return False
+
+
+def inspect_folder(cwd: Path, env: Mapping[str, str] | None = None) -> FolderSettings:
+    """Everything ``cwd``'s own settings would enable if the folder were trusted."""
+    folder = cwd.resolve()
+    skip = user_config_dir(env or os.environ)
+    found: list[tuple[str, Any]] = []  # (label, parsed content or unreadable marker)
+    items: list[Item] = []
+    for directory in (folder, *folder.parents):
+        for name in (*_SETTINGS_FILES, ".mcp.json"):
+            path = directory / name
+            if _resolved(path.parent) == skip:
+                continue  # the user's own settings: loaded either way
+            label = name if directory == folder else str(path)
+            content, error = _load(path)
+            if error is not None:
+                items.append(Item("unreadable", label, f"unreadable settings: {error}"))
+                found.append((label, {"unreadable": error}))
+                continue
+            if content is None:
+                continue
+            found.append((label, content))
+            if name == ".mcp.json":
+                items.extend(_mcp_items(label, content.get("mcpServers"), content))
+            else:
+                items.extend(_settings_items(label, content))
+    if not items:
+        return FolderSettings(folder, (), "")
+    canonical = json.dumps(sorted(found, key=lambda f: f[0]), sort_keys=True, default=str)
+    return FolderSettings(folder, tuple(items), hashlib.sha256(canonical.encode()).hexdigest())
+
+
+def project_instructions(cwd: Path) -> str:
+    """The folder's CLAUDE.md files (and those of the folders above it), as the CLI would
+    read them, for an untrusted session's system prompt; "" when there are none."""
+    folder = cwd.resolve()
+    parts: list[str] = []
+    for directory in reversed((folder, *folder.parents)):  # outermost first, like the CLI
+        for name in _INSTRUCTION_FILES:
+            raw, error = _read_bytes(directory / name)
+            if raw is None or error is not None:
+                continue
+            text = raw.decode("utf-8", errors="replace").strip()
+            if text:
+                parts.append(f"Contents of {directory / name}:\n\n{text}")
+    if not parts:
+        return ""
+    text = "\n\n".join(parts)[:MAX_INSTRUCTIONS_CHARS]
+    return (
+        "Instructions from this project's CLAUDE.md files (the folder's settings are not "
+        "loaded because the owner has not trusted it):\n\n" + text
+    )
+
+
+# --- reading, defensively -------------------------------------------------------------
+
+
+def _resolved(path: Path) -> Path | None:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        return None
+
+
+def _read_bytes(path: Path) -> tuple[bytes | None, str | None]:
+    """(bytes, None), (None, None) if absent, or (None, why) — never blocks on a FIFO or
+    device, never reads more than ``MAX_FILE_BYTES``."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    except FileNotFoundError:
+        return None, None
+    except NotADirectoryError:
+        return None, None
+    except OSError as exc:
+        return None, f"cannot open ({exc.strerror or type(exc).__name__})"
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            return None, "a directory, not a file"
+        if not stat.S_ISREG(info.st_mode):
+            return None, "not a regular file"
+        if info.st_size > MAX_FILE_BYTES:
+            return None, f"too large ({info.st_size} bytes)"
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            return None, "too large"
+        return data, None
+    except OSError as exc:
+        return None, f"cannot read ({exc.strerror or type(exc).__name__})"
+    finally:
+        os.close(fd)
+
+
+def _read_json(path: Path) -> Any:
+    data, error = _read_bytes(path)
+    if data is None or error is not None:
+        return None
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _load(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    data, error = _read_bytes(path)
+    if error is not None:
+        return None, error
+    if data is None:
+        return None, None
+    if not data.strip():
+        return None, None  # an empty file enables nothing
+    try:
+        content = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        return None, "not UTF-8"
+    except RecursionError:
+        return None, "nested too deeply"
+    except ValueError as exc:
+        return None, f"not valid JSON ({str(exc)[:80]})"
+    if not isinstance(content, dict):
+        return None, "not a JSON object"
+    return (content or None), None
+
+
+def _text(value: object, limit: int = 2000) -> str:
+    shown = value if isinstance(value, str) else json.dumps(value, default=str)
+    return shown if len(shown) <= limit else shown[:limit] + f"… ({len(shown)} characters)"
+
+
+def _settings_items(source: str, content: Mapping[str, Any]) -> list[Item]:
+    items: list[Item] = []
+    for key, value in content.items():
+        if key == "hooks":
+            items.extend(_hook_items(source, value))
+        elif key == "env":
+            names = value.keys() if isinstance(value, dict) else [_text(value)]
+            items.extend(Item("env", source, f"env {name}") for name in names)
+        elif key in _HELPERS:
+            items.append(Item("helper", source, f"{key}: {_text(value)}"))
+        elif key in _COMMAND_SETTINGS:
+            command = value.get("command", value) if isinstance(value, dict) else value
+            items.append(Item("command", source, f"{key}: {_text(command)}"))
+        elif key == "enabledPlugins" and isinstance(value, dict):
+            items.extend(Item("plugin", source, f"plugin {name}") for name in value)
+        elif key == "extraKnownMarketplaces" and isinstance(value, dict):
+            items.extend(
+                Item("marketplace", source, f"plugin marketplace {name}: {_text(spec)}")
+                for name, spec in value.items()
+            )
+        elif key in ("enableAllProjectMcpServers", "enabledMcpjsonServers"):
+            items.append(Item("mcp-approval", source, f"{key}: {_text(value)}"))
+        elif key == "mcpServers":
+            items.extend(_mcp_items(source, value, content))
+        elif key == "permissions" and isinstance(value, dict):
+            items.extend(_permission_items(source, value))
+        else:
+            items.append(Item("other", source, f"setting {key}: {_text(value, 200)}"))
+    return items
+
+
+def _hook_items(source: str, hooks: object) -> list[Item]:
+    if not isinstance(hooks, dict):
+        return [Item("hook", source, f"hooks: {_text(hooks)}")]
+    items: list[Item] = []
+    for event, groups in hooks.items():
+        for group in groups if isinstance(groups, list) else [groups]:
+            matcher = group.get("matcher") if isinstance(group, dict) else None
+            where = f"{event}" + (f" ({matcher})" if matcher else "")
+            inner = group.get("hooks") if isinstance(group, dict) else None
+            for hook in inner if isinstance(inner, list) else [group]:
+                if isinstance(hook, dict):
+                    what = next((hook[k] for k in ("command", "url", "prompt") if k in hook), hook)
+                else:
+                    what = hook
+                items.append(Item("hook", source, f"hook {where}: {_text(what)}"))
+    return items
+
+
+def _mcp_items(source: str, servers: object, whole: Mapping[str, Any]) -> list[Item]:
+    if not isinstance(servers, dict):
+        return [Item("other", source, f"MCP settings: {_text(whole, 400)}")]
+    items: list[Item] = []
+    for name, spec in servers.items():
+        if isinstance(spec, dict) and "command" in spec:
+            args = spec.get("args") or []
+            words = [spec["command"], *(args if isinstance(args, list) else [args])]
+            shown = " ".join(_text(w, 500) for w in words)
+            if isinstance(spec.get("env"), dict) and spec["env"]:
+                shown += f" (env {', '.join(map(str, spec['env']))})"
+        elif isinstance(spec, dict) and "url" in spec:
+            shown = _text(spec["url"])
+        else:
+            shown = _text(spec)
+        items.append(Item("mcp", source, f"MCP server {name}: {shown}"))
+    return items
+
+
+def _permission_items(source: str, permissions: Mapping[str, Any]) -> list[Item]:
+    items: list[Item] = []
+    for key, value in permissions.items():
+        if key == "allow" and isinstance(value, list):
+            items.extend(Item("allow", source, f"allow rule {_text(rule)}") for rule in value)
+        elif key == "defaultMode":
+            items.append(Item("mode", source, f"default mode {_text(value)}"))
+        elif key == "additionalDirectories":
+            items.append(Item("directory", source, f"extra directories {_text(value)}"))
+        else:
+            items.append(Item("other", source, f"permissions.{key}: {_text(value, 400)}"))
+    return items
