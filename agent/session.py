@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections import deque
 from collections.abc import Coroutine, Mapping, Sequence
 from pathlib import Path
@@ -273,7 +274,11 @@ class AgentSession:
             # An untrusted folder's settings are not loaded; its CLAUDE.md is not code,
             # so the session still gets it, as text, through the system prompt.
             instructions = (
-                "" if self.trusted else await asyncio.to_thread(project_instructions, self.cwd)
+                ""
+                if self.trusted
+                else await asyncio.to_thread(
+                    project_instructions, self.cwd, {**os.environ, **self._env}
+                )
             )
             options = ClaudeAgentOptions(
                 cwd=str(self.cwd),

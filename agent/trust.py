@@ -138,13 +138,17 @@ def inspect_folder(cwd: Path, env: Mapping[str, str] | None = None) -> FolderSet
     return FolderSettings(folder, tuple(items), hashlib.sha256(canonical.encode()).hexdigest())
 
 
-def project_instructions(cwd: Path) -> str:
+def project_instructions(cwd: Path, env: Mapping[str, str] | None = None) -> str:
     """The folder's CLAUDE.md files (and those of the folders above it), as the CLI would
-    read them, for an untrusted session's system prompt; "" when there are none."""
+    read them, for an untrusted session's system prompt; "" when there are none. The
+    user's own ``~/.claude/CLAUDE.md`` is left out: the CLI loads it as a user setting."""
     folder = cwd.resolve()
+    skip = user_config_dir(env or os.environ)
     parts: list[str] = []
     for directory in reversed((folder, *folder.parents)):  # outermost first, like the CLI
         for name in _INSTRUCTION_FILES:
+            if _resolved((directory / name).parent) == skip:
+                continue
             raw, error = _read_bytes(directory / name)
             if raw is None or error is not None:
                 continue
