@@ -23,7 +23,15 @@ from tests.fakes.claude_env import claude_env
 from tests.fakes.telegram import FakeMessage
 from tests.harness import OWNER, STRANGER, Harness, start_harness, stop_harness
 from tests.test_agent import Recorder
-from tests.trust_folder import ALL_MARKERS, CLAUDE_MD_TOKEN, add_hook, clear, plant, ran
+from tests.trust_folder import (
+    ALL_MARKERS,
+    CLAUDE_MD_TOKEN,
+    add_hook,
+    clear,
+    plant,
+    ran,
+    wait_ran,
+)
 
 ENV = {"HOME": "/nonexistent-home", "CLAUDE_CONFIG_DIR": "/nonexistent-home/.claude"}
 
@@ -160,9 +168,7 @@ async def test_an_untrusted_folder_runs_none_of_its_settings(
             session = await host.start_session(name, folder, trusted=name == "trusted")
             await session.send("run the bash thing")
         await asyncio.gather(*(sink.turns(name, 1) for name in folders))
-        async with asyncio.timeout(20):
-            while ran(tmp_path / "markers-trusted") != ALL_MARKERS:
-                await asyncio.sleep(0.05)
+        await wait_ran(tmp_path / "markers-trusted", ALL_MARKERS)
     finally:
         await host.close()
     assert ran(tmp_path / "markers-untrusted") == set()
@@ -255,7 +261,7 @@ async def test_trust_prompt_trust_change_and_untrust(h: Harness, tmp_path: Path)
     assert record is not None and record.source == "chat" and record.trusted_by.endswith("1001")
     h.say("just say hi", thread_id=topic)
     await h.wait_text("hi there", thread_id=topic)
-    await h.tg.wait_until(lambda: {"session_start", "local_prompt", "mcp"} <= ran(markers))
+    await wait_ran(markers, {"session_start", "local_prompt", "mcp"})
 
     # the settings change: asked again, and neither the new hook nor the old ones run
     clear(markers)
@@ -304,7 +310,7 @@ async def test_claude_codes_own_trust_record_is_honoured(h: Harness, tmp_path: P
     await h.wait_text("b1", thread_id=topic)
     # trusted in Claude Code too, so the CLI applies the project's `allow: ["Bash"]`
     assert (repo / "ran.txt").exists()
-    await h.tg.wait_until(lambda: ran(markers) == ALL_MARKERS)
+    await wait_ran(markers, ALL_MARKERS)
     saved = h.db.trust.folder(str(repo))
     assert saved is not None and saved.source == "claude"
     assert not any("Trust this folder" in b for m in h.bot_messages(topic) for b in _labels(m))

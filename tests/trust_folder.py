@@ -11,6 +11,7 @@ Claude Code run a program, each one leaving a marker file when it runs.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -80,3 +81,12 @@ def clear(markers: Path) -> None:
     for p in markers.iterdir():
         if p.suffix != ".sh":
             p.unlink()
+
+
+async def wait_ran(markers: Path, expected: set[str], timeout: float = 20.0) -> None:
+    """Wait until the markers ``expected`` are all there (files: polled every 50 ms)."""
+    for _ in range(int(timeout / 0.05)):
+        if expected <= ran(markers):
+            return
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"markers {expected - ran(markers)} never appeared in {markers}")
