@@ -5,8 +5,8 @@ queued and run one turn at a time by the session's worker task; the SDK's messag
 translated into ``AgentEvent``s and handed to the sink by a second task, in order, so a
 slow sink never stalls the SDK's reader. The CLI is started on the first prompt; if it
 dies, the turn ends with ``AgentFailed`` and the next prompt starts a new CLI that resumes
-the conversation by its Claude session id. Unless the session is ``trusted`` the CLI
-loads no settings from its folder (``agent/trust.py``). Costs are reported per turn: the SDK's
+the conversation by its Claude session id. The CLI reads no settings from its folder;
+a trusted folder's are given to it as a snapshot (``project``, ``agent/trust.py``). Costs are reported per turn: the SDK's
 ``total_cost_usd`` is cumulative for the life of one CLI process.
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 from collections import deque
@@ -40,7 +41,7 @@ from agent.events import (
     TurnStarted,
 )
 from agent.permissions import PermissionGate, check_mode
-from agent.trust import project_instructions, setting_sources
+from agent.trust import SETTING_SOURCES, FolderSettings, project_instructions
 from agent.turn import Prompt, Turn, as_query
 
 log = logging.getLogger(__name__)
@@ -63,13 +64,13 @@ class AgentSession:
         model: str,
         mode: PermissionMode,
         resume: str | None,
-        trusted: bool = False,
+        project: FolderSettings | None = None,
     ) -> None:
         self.session_id = session_id
         self.cwd = cwd
-        # Whether the CLI loads the folder's own settings (hooks, MCP servers, env, ...);
-        # fixed for the life of the session object: changing it means a new CLI.
-        self.trusted = trusted
+        # The folder's own settings (hooks, MCP servers, env, ...) the CLI is given, as
+        # the owner trusted them; None: none. Fixed for the life of the session object.
+        self.project = project
         self.claude_session_id: str | None = resume
         self._sink = sink
         self._env = dict(env)
@@ -91,6 +92,11 @@ class AgentSession:
         self._tasks: set[asyncio.Task[None]] = set()
         self._worker = self._spawn(self._work(), "worker")
         self._dispatcher = self._spawn(self._dispatch(), "events")
+
+    @property
+    def project_fingerprint(self) -> str:
+        """The fingerprint of the folder settings the CLI is given; "" for none."""
+        return self.project.fingerprint if self.project else ""
 
     @property
     def busy(self) -> bool:
@@ -271,15 +277,13 @@ class AgentSession:
         client = self._client
         if client is None:
             self._stderr.clear()
-            # An untrusted folder's settings are not loaded; its CLAUDE.md is not code,
-            # so the session still gets it, as text, through the system prompt.
-            instructions = (
-                ""
-                if self.trusted
-                else await asyncio.to_thread(
-                    project_instructions, self.cwd, {**os.environ, **self._env}
-                )
+            # The CLI reads no settings of the folder's own (it would hot-reload them);
+            # a trusted folder's come as the snapshot the owner saw. CLAUDE.md is not
+            # code: every session gets it, as text, through the system prompt.
+            instructions = await asyncio.to_thread(
+                project_instructions, self.cwd, {**os.environ, **self._env}
             )
+            project = self.project
             options = ClaudeAgentOptions(
                 cwd=str(self.cwd),
                 env=self._env,
@@ -290,7 +294,9 @@ class AgentSession:
                 include_partial_messages=True,
                 can_use_tool=self._gate.can_use_tool,
                 stderr=self._on_stderr,
-                setting_sources=setting_sources(self.trusted),
+                setting_sources=SETTING_SOURCES,
+                settings=json.dumps(project.settings) if project and project.settings else None,
+                mcp_servers=dict(project.mcp_servers) if project else {},
                 system_prompt=instructions or None,
             )
             applied = (self._model, self._mode)

@@ -3,19 +3,22 @@
 Claude Code loads settings from the folder it runs in — hooks, MCP servers, ``env``
 (``BASH_ENV`` is sourced by every Bash command), ``apiKeyHelper``, the status line,
 plugins, allow rules — and each of them can run a program. Interactive ``claude`` asks
-"Do you trust this folder?" first; the SDK never asks. So an ``AgentSession`` runs with
-``setting_sources=["user"]`` (nothing from the folder) unless its folder is trusted, and
-this module is the pure, synchronous half of that decision:
+"Do you trust this folder?" first; the SDK never asks. So the CLI never reads the
+folder's settings itself (``SETTING_SOURCES`` is ``["user"]``): for an untrusted folder
+it gets none of them; for a trusted one it gets the *snapshot* the owner was shown and
+trusted, as ``--settings`` JSON and ``--mcp-config`` servers, so a file changed after
+trust (the CLI hot-reloads settings files it reads, measured) cannot run anything new.
 
 - ``inspect_folder`` reads every file the CLI would load from the folder (measured with
   CLI 2.1.337: ``.claude/settings.json`` and ``.claude/settings.local.json`` of the folder,
   ``settings.local.json`` of the git root above it, ``.mcp.json`` of the folder *and of
-  every folder above it*) and lists each item that would be enabled, with a fingerprint
-  of all of it. To be safe it reads those three files in the folder and every folder
-  above it (skipping the user's own config dir). Nothing it reads can crash it: a file
-  that is not a small, regular, UTF-8 JSON object is an "unreadable" finding.
-- ``project_instructions`` is the folder's ``CLAUDE.md`` text, which an untrusted session
-  gets through its system prompt (instructions are not code; ``@imports`` are not followed).
+  every folder above it*); to be safe it reads those three files in the folder and every
+  folder above it (skipping the user's own config dir). It lists each item that would be
+  enabled, the merged snapshot, and a fingerprint of everything read. Nothing it reads
+  can crash it: a file that is not a small, regular, UTF-8 JSON object is an
+  "unreadable" finding (and such a folder cannot be trusted until it is fixed).
+- ``project_instructions`` is the folder's ``CLAUDE.md`` text, which every session gets
+  through its system prompt (instructions are not code; ``@imports`` are not followed).
 - ``claude_trusted`` reads Claude Code's own ``hasTrustDialogAccepted`` record.
 """
 
@@ -26,7 +29,7 @@ import json
 import os
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +64,10 @@ class FolderSettings:
     folder: Path  # resolved
     items: tuple[Item, ...]
     fingerprint: str  # sha256 of everything read; "" when there is nothing
+    # What a trusted session's CLI is given: the settings files merged (outermost
+    # first, settings.local.json over settings.json) and the .mcp.json servers.
+    settings: dict[str, Any] = field(default_factory=dict, compare=False)
+    mcp_servers: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def needs_trust(self) -> bool:
@@ -71,9 +78,8 @@ class FolderSettings:
         return any(i.kind == "unreadable" for i in self.items)
 
 
-def setting_sources(trusted: bool) -> list[SettingSource]:
-    """What the CLI loads: the user's own settings always, the folder's only if trusted."""
-    return ["user", "project", "local"] if trusted else ["user"]
+# The CLI reads the user's own settings, never the folder's (see above).
+SETTING_SOURCES: list[SettingSource] = ["user"]
 
 
 def claude_config_file(env: Mapping[str, str]) -> Path:
@@ -114,7 +120,9 @@ def inspect_folder(cwd: Path, env: Mapping[str, str] | None = None) -> FolderSet
     skip = user_config_dir(env or os.environ)
     found: list[tuple[str, Any]] = []  # (label, parsed content or unreadable marker)
     items: list[Item] = []
-    for directory in (folder, *folder.parents):
+    settings: dict[str, Any] = {}
+    servers: dict[str, Any] = {}
+    for directory in reversed((folder, *folder.parents)):  # outermost first
         for name in (*_SETTINGS_FILES, ".mcp.json"):
             path = directory / name
             if _resolved(path.parent) == skip:
@@ -130,17 +138,34 @@ def inspect_folder(cwd: Path, env: Mapping[str, str] | None = None) -> FolderSet
             found.append((label, content))
             if name == ".mcp.json":
                 items.extend(_mcp_items(label, content.get("mcpServers"), content))
+                if isinstance(content.get("mcpServers"), dict):
+                    servers.update(content["mcpServers"])
             else:
                 items.extend(_settings_items(label, content))
+                settings = _merge(settings, content)
     if not items:
         return FolderSettings(folder, (), "")
-    canonical = json.dumps(sorted(found, key=lambda f: f[0]), sort_keys=True, default=str)
-    return FolderSettings(folder, tuple(items), hashlib.sha256(canonical.encode()).hexdigest())
+    canonical = json.dumps(found, sort_keys=True, default=str)
+    fingerprint = hashlib.sha256(canonical.encode()).hexdigest()
+    return FolderSettings(folder, tuple(items), fingerprint, settings, servers)
+
+
+def _merge(base: Any, over: Any) -> Any:
+    """Settings merged as the CLI merges its sources: objects key by key, lists joined
+    (without repeats), anything else replaced by the later file's value."""
+    if isinstance(base, dict) and isinstance(over, dict):
+        merged = dict(base)
+        for key, value in over.items():
+            merged[key] = _merge(base[key], value) if key in base else value
+        return merged
+    if isinstance(base, list) and isinstance(over, list):
+        return base + [v for v in over if v not in base]
+    return over
 
 
 def project_instructions(cwd: Path, env: Mapping[str, str] | None = None) -> str:
     """The folder's CLAUDE.md files (and those of the folders above it), as the CLI would
-    read them, for an untrusted session's system prompt; "" when there are none. The
+    read them, for the session's system prompt; "" when there are none. The
     user's own ``~/.claude/CLAUDE.md`` is left out: the CLI loads it as a user setting."""
     folder = cwd.resolve()
     skip = user_config_dir(env or os.environ)
@@ -158,10 +183,7 @@ def project_instructions(cwd: Path, env: Mapping[str, str] | None = None) -> str
     if not parts:
         return ""
     text = "\n\n".join(parts)[:MAX_INSTRUCTIONS_CHARS]
-    return (
-        "Instructions from this project's CLAUDE.md files (the folder's settings are not "
-        "loaded because the owner has not trusted it):\n\n" + text
-    )
+    return "Instructions from this project's CLAUDE.md files:\n\n" + text
 
 
 # --- reading, defensively -------------------------------------------------------------

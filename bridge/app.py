@@ -197,11 +197,13 @@ class Bridge:
         """The running agent for a session, started (resumed) if needed."""
         async with self._agent_locks[row.id]:
             # Every CLI start (new, resume, import, schedules) and every prompt comes
-            # here: the folder's own settings load only while it is trusted as it is now.
-            trusted = await trust.wanted(self, row)
+            # here: the CLI gets the folder's own settings only while the folder is
+            # trusted as it is now, and then exactly those (a snapshot).
+            project = await trust.wanted(self, row)
+            fingerprint = project.fingerprint if project else ""
             agent = self.host.get(row.id)
             resume = row.claude_session_id
-            if agent is not None and agent.trusted != trusted and not agent.busy:
+            if agent is not None and agent.project_fingerprint != fingerprint and not agent.busy:
                 resume = agent.claude_session_id or resume
                 await self.host.end_session(row.id)  # restarted below, resuming
                 agent = None
@@ -212,7 +214,7 @@ class Bridge:
                     resume=resume,
                     model=row.model or None,
                     mode=row.mode or None,
-                    trusted=trusted,
+                    project=project,
                 )
                 current = self.db.sessions.get(row.id)  # `prompt` may have set running
                 if current is not None and current.state in ("interrupted", "ended"):

@@ -10,8 +10,9 @@ record counts as trust (recorded as source "claude") unless the folder was untru
 here. The prompt's buttons carry a stored request's random id; a press is honoured
 only from an owner, in the prompt's thread, while pending, and only if the folder's
 settings still have the fingerprint the prompt showed — otherwise nothing is trusted
-and the folder is asked about again. A change of trust restarts an idle session's CLI
-(the conversation resumes by its Claude session id); a running turn is never cut.
+and the folder is asked about again. What the CLI is given is the snapshot that was fingerprinted (`agent/trust.py`), never
+the files as they are later. A change of trust restarts an idle session's CLI (the
+conversation resumes by its Claude session id); a running turn is never cut.
 """
 
 from __future__ import annotations
@@ -40,18 +41,19 @@ async def inspect(b: Bridge, cwd: str) -> FolderSettings:
     return await asyncio.to_thread(inspect_folder, Path(cwd), b.host.cli_env())
 
 
-async def wanted(b: Bridge, row: SessionRow, *, ask_now: bool = True) -> bool:
-    """Whether the session's CLI may load its folder's settings; when it may not and
-    the folder has some, the thread is asked once (per session and settings version)."""
+async def wanted(b: Bridge, row: SessionRow, *, ask_now: bool = True) -> FolderSettings | None:
+    """The folder settings the session's CLI may be given (trusted as they are now), or
+    None; when None and the folder has some, the thread is asked once (per session and
+    settings version)."""
     settings = await inspect(b, row.cwd)
     if not settings.needs_trust:
-        return False  # nothing to load; CLAUDE.md still comes through the system prompt
+        return None  # nothing to load; CLAUDE.md comes through the system prompt anyway
     path = str(settings.folder)
     record = b.db.trust.folder(path)
     if not settings.unreadable:
         if record is not None and record.revoked_at is None:
             if record.fingerprint == settings.fingerprint:
-                return True
+                return settings
         elif record is None and await asyncio.to_thread(
             claude_trusted, settings.folder, b.host.cli_env()
         ):
@@ -72,11 +74,11 @@ async def wanted(b: Bridge, row: SessionRow, *, ask_now: bool = True) -> bool:
                     ),
                     session_id=row.id,
                 )
-            return True
+            return settings
     if ask_now and not b.db.trust.asked(row.id, settings.fingerprint):
         changed = record is not None and record.revoked_at is None
         ask(b, row, settings, changed=changed)
-    return False
+    return None
 
 
 def ask(b: Bridge, row: SessionRow, settings: FolderSettings, *, changed: bool = False) -> None:
@@ -187,10 +189,13 @@ async def apply(b: Bridge, path: str) -> bool:
     conversation with the right settings); True if one was busy and is left running."""
     busy = False
     for session_id, agent in b.host.sessions.items():
-        if str(agent.cwd.resolve()) != path:
+        if str(await asyncio.to_thread(agent.cwd.resolve)) != path:
             continue
         row = b.db.sessions.get(session_id)
-        if row is None or await wanted(b, row, ask_now=False) == agent.trusted:
+        if row is None:
+            continue
+        project = await wanted(b, row, ask_now=False)
+        if (project.fingerprint if project else "") == agent.project_fingerprint:
             continue
         if agent.busy:
             busy = True
@@ -234,7 +239,7 @@ async def cmd_untrust(
 ) -> None:
     assert session is not None
     agent = b.host.get(session.id)
-    if agent is not None and agent.busy and agent.trusted:
+    if agent is not None and agent.busy and agent.project_fingerprint:
         b.reply(
             msg.thread,
             render.notice("A turn is running; send `stop` or wait for it to end, then `untrust`."),

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from claude_agent_sdk import ClaudeAgentOptions, ClaudeSDKClient
 
 from agent import AgentHost, PermissionAsked, PermissionDecision
 from agent.trust import claude_trusted, inspect_folder, project_instructions
@@ -165,7 +166,8 @@ async def test_an_untrusted_folder_runs_none_of_its_settings(
         plant(folder, tmp_path / f"markers-{name}")
     try:
         for name, folder in folders.items():
-            session = await host.start_session(name, folder, trusted=name == "trusted")
+            project = inspect_folder(folder) if name == "trusted" else None
+            session = await host.start_session(name, folder, project=project)
             await session.send("run the bash thing")
         await asyncio.gather(*(sink.turns(name, 1) for name in folders))
         await wait_ran(tmp_path / "markers-trusted", ALL_MARKERS)
@@ -176,7 +178,51 @@ async def test_an_untrusted_folder_runs_none_of_its_settings(
     assert [a.name for a in sink.of("untrusted", PermissionAsked)] == ["Bash"]
     # CLAUDE.md is not code: the untrusted session still gets it, as its system prompt.
     systems = [json.dumps(r.get("system")) for r in fake.requests]
-    assert any(CLAUDE_MD_TOKEN in s and "not trusted" in s for s in systems)
+    assert sum(CLAUDE_MD_TOKEN in s for s in systems) == len(systems) >= 4
+
+
+async def test_a_trusted_session_runs_what_was_trusted_not_later_changes(
+    fake: FakeAnthropic, tmp_path: Path
+) -> None:
+    """Claude Code hot-reloads settings files it reads; a trusted session's CLI gets the
+    snapshot instead, so a hook added to the folder mid-session does not run. The
+    control is a CLI reading the folder's settings itself (the SDK's default), which
+    does pick the change up."""
+    env = claude_env(tmp_path / "home", fake.base_url)
+    folders = {name: tmp_path / name for name in ("snapshot", "control")}
+    for name, folder in folders.items():
+        plant(folder, tmp_path / f"markers-{name}")
+    sink = Recorder()
+    host = AgentHost(sink, env=env)
+    control = ClaudeSDKClient(ClaudeAgentOptions(cwd=str(folders["control"]), env=env))
+    try:
+        session = await host.start_session(
+            "snap", folders["snapshot"], project=inspect_folder(folders["snapshot"])
+        )
+        await session.send("hello")
+        await control.connect()
+        await _turn(control, "hello")
+        await sink.turns("snap", 1)
+        for name, folder in folders.items():
+            add_hook(folder, tmp_path / f"markers-{name}", "added", event="UserPromptSubmit")
+        for _ in range(100):  # until the control CLI has reloaded its settings
+            await _turn(control, "hello again")
+            if "added" in ran(tmp_path / "markers-control"):
+                break
+        assert "added" in ran(tmp_path / "markers-control")
+        clear(tmp_path / "markers-snapshot")
+        await session.send("hello again")
+        await sink.turns("snap", 2)
+    finally:
+        await control.disconnect()
+        await host.close()
+    assert ran(tmp_path / "markers-snapshot") == {"local_prompt"}, "the trusted hooks only"
+
+
+async def _turn(client: ClaudeSDKClient, prompt: str) -> None:
+    await client.query(prompt)
+    async for _ in client.receive_response():
+        pass
 
 
 # --- the daemon on Telegram --------------------------------------------------------------

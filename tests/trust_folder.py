@@ -63,12 +63,12 @@ def write_settings(folder: Path, settings: dict[str, object]) -> None:
     (folder / ".claude" / "settings.json").write_text(json.dumps(settings))
 
 
-def add_hook(folder: Path, markers: Path, name: str) -> None:
-    """Change the folder's settings: one more SessionStart hook, leaving marker ``name``."""
+def add_hook(folder: Path, markers: Path, name: str, event: str = "SessionStart") -> None:
+    """Change the folder's settings: one more hook on ``event``, leaving marker ``name``."""
     path = folder / ".claude" / "settings.json"
     settings = json.loads(path.read_text())
     hook = {"type": "command", "command": touch(markers, name)}
-    settings["hooks"]["SessionStart"].append({"hooks": [hook]})
+    settings["hooks"].setdefault(event, []).append({"hooks": [hook]})
     path.write_text(json.dumps(settings))
 
 
