@@ -145,6 +145,9 @@ def inspect_folder(cwd: Path, env: Mapping[str, str] | None = None) -> FolderSet
                 settings = _merge(settings, content)
     if not items:
         return FolderSettings(folder, (), "")
+    permissions = settings.get("permissions")
+    if isinstance(permissions, dict):  # Threadline's own mode (and allow_bypass) decides
+        settings["permissions"] = {k: v for k, v in permissions.items() if k != "defaultMode"}
     canonical = json.dumps(found, sort_keys=True, default=str)
     fingerprint = hashlib.sha256(canonical.encode()).hexdigest()
     return FolderSettings(folder, tuple(items), fingerprint, settings, servers)
@@ -334,9 +337,13 @@ def _permission_items(source: str, permissions: Mapping[str, Any]) -> list[Item]
     items: list[Item] = []
     for key, value in permissions.items():
         if key == "allow" and isinstance(value, list):
-            items.extend(Item("allow", source, f"allow rule {_text(rule)}") for rule in value)
+            items.extend(
+                Item("allow", source, f"allow rule {_text(rule)} (runs without asking)")
+                for rule in value
+            )
         elif key == "defaultMode":
-            items.append(Item("mode", source, f"default mode {_text(value)}"))
+            shown = f"default mode {_text(value)} (not applied: Threadline's mode setting decides)"
+            items.append(Item("mode", source, shown))
         elif key == "additionalDirectories":
             items.append(Item("directory", source, f"extra directories {_text(value)}"))
         else:

@@ -60,8 +60,8 @@ def test_inspector_lists_everything_that_would_run(tmp_path: Path) -> None:
         f"hook UserPromptSubmit: touch {m}/local_prompt",
         f"MCP server evil: sh -c touch {m}/mcp; exec cat",
         "env BASH_ENV",
-        "allow rule Bash",
-        "default mode bypassPermissions",
+        "allow rule Bash (runs without asking)",
+        "default mode bypassPermissions (not applied: Threadline's mode setting decides)",
         "apiKeyHelper: /bin/keys",
         "statusLine: status.sh",
         "plugin evil@market",
@@ -70,6 +70,10 @@ def test_inspector_lists_everything_that_would_run(tmp_path: Path) -> None:
         assert expected in texts, (expected, texts)
     assert any(t.startswith("plugin marketplace market") for t in texts)
     assert found.needs_trust and not found.unreadable and len(found.fingerprint) == 64
+    # the snapshot a trusted session's CLI is given: both files merged, the mode left out
+    assert set(found.settings["hooks"]) == {"SessionStart", "PreToolUse", "UserPromptSubmit"}
+    assert found.settings["permissions"] == {"allow": ["Bash"]}
+    assert list(found.mcp_servers) == ["evil"] and found.settings["apiKeyHelper"] == "/bin/keys"
     assert inspect_folder(folder, ENV).fingerprint == found.fingerprint, "stable"
     add_hook(folder, m, "other")
     assert inspect_folder(folder, ENV).fingerprint != found.fingerprint
@@ -354,7 +358,7 @@ async def test_claude_codes_own_trust_record_is_honoured(h: Harness, tmp_path: P
     topic, _ = await h.new_session(str(repo), "run the bash thing")
     await h.wait_text("trusted in Claude Code itself", thread_id=topic)
     await h.wait_text("b1", thread_id=topic)
-    # trusted in Claude Code too, so the CLI applies the project's `allow: ["Bash"]`
+    # trusted, so the CLI is given the folder's settings, `allow: ["Bash"]` included
     assert (repo / "ran.txt").exists()
     await wait_ran(markers, ALL_MARKERS)
     saved = h.db.trust.folder(str(repo))
