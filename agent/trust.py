@@ -260,9 +260,10 @@ def _load(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     return (content or None), None
 
 
-def _text(value: object, limit: int = 2000) -> str:
-    shown = value if isinstance(value, str) else json.dumps(value, default=str)
-    return shown if len(shown) <= limit else shown[:limit] + f"… ({len(shown)} characters)"
+def _text(value: object) -> str:
+    """The whole value, never shortened: the owner must see all of what they trust (a
+    long list goes to the chat as a file)."""
+    return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
 def _settings_items(source: str, content: Mapping[str, Any]) -> list[Item]:
@@ -271,8 +272,8 @@ def _settings_items(source: str, content: Mapping[str, Any]) -> list[Item]:
         if key == "hooks":
             items.extend(_hook_items(source, value))
         elif key == "env":
-            names = value.keys() if isinstance(value, dict) else [_text(value)]
-            items.extend(Item("env", source, f"env {name}") for name in names)
+            pairs = value.items() if isinstance(value, dict) else [("(malformed)", value)]
+            items.extend(Item("env", source, f"env {name}={_text(v)}") for name, v in pairs)
         elif key in _HELPERS:
             items.append(Item("helper", source, f"{key}: {_text(value)}"))
         elif key in _COMMAND_SETTINGS:
@@ -292,7 +293,7 @@ def _settings_items(source: str, content: Mapping[str, Any]) -> list[Item]:
         elif key == "permissions" and isinstance(value, dict):
             items.extend(_permission_items(source, value))
         else:
-            items.append(Item("other", source, f"setting {key}: {_text(value, 200)}"))
+            items.append(Item("other", source, f"setting {key}: {_text(value)}"))
     return items
 
 
@@ -316,13 +317,13 @@ def _hook_items(source: str, hooks: object) -> list[Item]:
 
 def _mcp_items(source: str, servers: object, whole: Mapping[str, Any]) -> list[Item]:
     if not isinstance(servers, dict):
-        return [Item("other", source, f"MCP settings: {_text(whole, 400)}")]
+        return [Item("other", source, f"MCP settings: {_text(whole)}")]
     items: list[Item] = []
     for name, spec in servers.items():
         if isinstance(spec, dict) and "command" in spec:
             args = spec.get("args") or []
             words = [spec["command"], *(args if isinstance(args, list) else [args])]
-            shown = " ".join(_text(w, 500) for w in words)
+            shown = " ".join(_text(w) for w in words)
             if isinstance(spec.get("env"), dict) and spec["env"]:
                 shown += f" (env {', '.join(map(str, spec['env']))})"
         elif isinstance(spec, dict) and "url" in spec:
@@ -347,5 +348,5 @@ def _permission_items(source: str, permissions: Mapping[str, Any]) -> list[Item]
         elif key == "additionalDirectories":
             items.append(Item("directory", source, f"extra directories {_text(value)}"))
         else:
-            items.append(Item("other", source, f"permissions.{key}: {_text(value, 400)}"))
+            items.append(Item("other", source, f"permissions.{key}: {_text(value)}"))
     return items

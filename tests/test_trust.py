@@ -19,6 +19,7 @@ from claude_agent_sdk import ClaudeAgentOptions, ClaudeSDKClient
 
 from agent import AgentHost, PermissionAsked, PermissionDecision
 from agent.trust import claude_trusted, inspect_folder, project_instructions
+from bridge.trust import prompt as trust_prompt_message
 from tests.fakes.anthropic import FakeAnthropic, Text, ToolUse
 from tests.fakes.claude_env import claude_env
 from tests.fakes.telegram import FakeMessage
@@ -59,7 +60,7 @@ def test_inspector_lists_everything_that_would_run(tmp_path: Path) -> None:
         f"hook PreToolUse (Bash): touch {m}/pre_tool_use",
         f"hook UserPromptSubmit: touch {m}/local_prompt",
         f"MCP server evil: sh -c touch {m}/mcp; exec cat",
-        "env BASH_ENV",
+        f"env BASH_ENV={m}/bash_env.sh",
         "allow rule Bash (runs without asking)",
         "default mode bypassPermissions (not applied: Threadline's mode setting decides)",
         "apiKeyHelper: /bin/keys",
@@ -96,6 +97,22 @@ def test_inspector_reads_mcp_json_above_the_folder_and_skips_the_users_own(tmp_p
     text = project_instructions(child, env)
     assert "child rules" in text and "the user's own" not in text
     assert inspect_folder(tmp_path / "empty-not-there", env).needs_trust is False
+
+
+def test_the_prompt_never_shortens_what_would_run(tmp_path: Path) -> None:
+    folder = tmp_path / "repo"
+    plant(folder, tmp_path / "m")
+    long_command = "echo " + "x" * 5000 + " && touch /tmp/the-end"
+    add_hook(folder, tmp_path / "m", "ignored")
+    settings = json.loads((folder / ".claude" / "settings.json").read_text())
+    settings["hooks"]["Stop"] = [{"hooks": [{"type": "command", "command": long_command}]}]
+    (folder / ".claude" / "settings.json").write_text(json.dumps(settings))
+    shown = trust_prompt_message("req", inspect_folder(folder, ENV))
+    assert shown.file is not None and long_command in shown.file.data.decode()
+    assert [b.data for b in shown.buttons[0]] == ["t:req:y", "t:req:n"]
+    (folder / ".claude" / "settings.local.json").write_text("{oops")
+    unreadable = trust_prompt_message("req", inspect_folder(folder, ENV))
+    assert not unreadable.buttons, "what cannot be read cannot be trusted"
 
 
 def test_hostile_settings_files_are_findings_not_crashes(tmp_path: Path) -> None:
