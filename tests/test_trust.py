@@ -349,12 +349,24 @@ async def test_trust_prompt_trust_change_and_untrust(h: Harness, tmp_path: Path)
     assert "nothing was trusted" in h.tg.message(h.chat_id, again.message_id).visible_text
     assert h.db.trust.folder(str(repo)).fingerprint == record.fingerprint  # type: ignore[union-attr]
 
-    # trusted as it is now, then untrusted: nothing runs any more
-    h.press(third, "Trust this folder")
+    # Not now trusts nothing; `trust` asks again
+    h.press(third, "Not now")
     await h.wait_msg(
-        lambda m: m.message_id == third.message_id and "trusted by Ada" in m.visible_text,
+        lambda m: m.message_id == third.message_id and "Not now, Ada" in m.visible_text,
         thread_id=topic,
     )
+    h.say("/trust", thread_id=topic)
+    fourth = await trust_prompt(h, topic, after=third.message_id)
+    h.say("/trust", thread_id=other_topic)
+    await h.wait_text("Nothing to trust", thread_id=other_topic)
+
+    # trusted as it is now, then untrusted: nothing runs any more
+    h.press(fourth, "Trust this folder")
+    await h.wait_msg(
+        lambda m: m.message_id == fourth.message_id and "trusted by Ada" in m.visible_text,
+        thread_id=topic,
+    )
+    assert h.db.trust.folder(str(repo)).fingerprint != record.fingerprint  # type: ignore[union-attr]
     h.say("/untrust", thread_id=topic)
     await h.wait_text("no longer trusted", thread_id=topic)
     h.model.on("after untrust", Text("untrusted ok"))
