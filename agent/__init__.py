@@ -4,7 +4,8 @@
 process (through ``claude-agent-sdk``), takes prompts, interrupts, model and permission
 mode changes, and reports what happens as ``AgentEvent``s to one sink. Permission
 requests arrive as ``PermissionAsked`` events carrying a future the consumer resolves with
-a ``PermissionDecision``. Nothing in this package imports a chat platform, the bridge or
+a ``PermissionDecision``. A CLI never reads its folder's own settings; a trusted
+folder's are passed to it as the snapshot the owner saw (``agent/trust.py``). Nothing in this package imports a chat platform, the bridge or
 the storage layer.
 """
 

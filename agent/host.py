@@ -4,7 +4,8 @@
 Threadline session id its owner chose, and closes them all on shutdown. It holds what
 every session's CLI gets: the event sink, the environment (``os.environ`` overlaid with
 ``env``, applied by the SDK when it spawns the CLI), the CLI binary (the SDK's bundled one
-by default), and the default model and permission mode. Sessions start their CLI lazily,
+by default), and the default model and permission mode. Whether a session's CLI loads
+its folder's own settings is the caller's explicit choice (``project``). Sessions start their CLI lazily,
 on their first prompt, so resuming many idle sessions after a restart costs nothing.
 """
 
@@ -12,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
 from agent.events import EventSink
 from agent.permissions import check_mode
 from agent.session import AgentSession
+from agent.trust import FolderSettings
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +53,11 @@ class AgentHost:
         resume: str | None = None,
         model: str | None = None,
         mode: str | None = None,
+        project: FolderSettings | None = None,
     ) -> AgentSession:
         """A new session in ``cwd``; ``resume`` continues a Claude session by its id.
+        ``project``: the folder's own settings the CLI is given (the snapshot of
+        ``agent/trust.inspect_folder`` the owner trusted); by default none.
 
         The CLI starts on the first prompt; ``SessionStarted`` then reports the Claude
         session id (the same id again when resuming).
@@ -72,9 +78,14 @@ class AgentHost:
             model=self._default_model if model is None else model,
             mode=self._default_mode if mode is None else check_mode(mode),
             resume=resume,
+            project=project,
         )
         self._sessions[session_id] = session
         return session
+
+    def cli_env(self) -> dict[str, str]:
+        """The environment the CLI runs with (where it finds its config, HOME, ...)."""
+        return {**os.environ, **self._env}
 
     def get(self, session_id: str) -> AgentSession | None:
         return self._sessions.get(session_id)

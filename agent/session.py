@@ -5,7 +5,8 @@ queued and run one turn at a time by the session's worker task; the SDK's messag
 translated into ``AgentEvent``s and handed to the sink by a second task, in order, so a
 slow sink never stalls the SDK's reader. The CLI is started on the first prompt; if it
 dies, the turn ends with ``AgentFailed`` and the next prompt starts a new CLI that resumes
-the conversation by its Claude session id. Costs are reported per turn: the SDK's
+the conversation by its Claude session id. The CLI reads no settings from its folder;
+a trusted folder's are given to it as a snapshot (``project``, ``agent/trust.py``). Costs are reported per turn: the SDK's
 ``total_cost_usd`` is cumulative for the life of one CLI process.
 """
 
@@ -13,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import os
 from collections import deque
 from collections.abc import Coroutine, Mapping, Sequence
 from pathlib import Path
@@ -29,6 +32,7 @@ from claude_agent_sdk import (
     ResultMessage,
     SystemMessage,
 )
+from claude_agent_sdk.types import SystemPromptPreset
 
 from agent.events import (
     AgentEvent,
@@ -38,6 +42,7 @@ from agent.events import (
     TurnStarted,
 )
 from agent.permissions import PermissionGate, check_mode
+from agent.trust import SETTING_SOURCES, FolderSettings, project_instructions
 from agent.turn import Prompt, Turn, as_query
 
 log = logging.getLogger(__name__)
@@ -60,9 +65,13 @@ class AgentSession:
         model: str,
         mode: PermissionMode,
         resume: str | None,
+        project: FolderSettings | None = None,
     ) -> None:
         self.session_id = session_id
         self.cwd = cwd
+        # The folder's own settings (hooks, MCP servers, env, ...) the CLI is given, as
+        # the owner trusted them; None: none. Fixed for the life of the session object.
+        self.project = project
         self.claude_session_id: str | None = resume
         self._sink = sink
         self._env = dict(env)
@@ -84,6 +93,11 @@ class AgentSession:
         self._tasks: set[asyncio.Task[None]] = set()
         self._worker = self._spawn(self._work(), "worker")
         self._dispatcher = self._spawn(self._dispatch(), "events")
+
+    @property
+    def project_fingerprint(self) -> str:
+        """The fingerprint of the folder settings the CLI is given; "" for none."""
+        return self.project.fingerprint if self.project else ""
 
     @property
     def busy(self) -> bool:
@@ -264,6 +278,14 @@ class AgentSession:
         client = self._client
         if client is None:
             self._stderr.clear()
+            # The CLI reads no settings of the folder's own (it would hot-reload them);
+            # a trusted folder's come as the snapshot the owner saw. CLAUDE.md is not
+            # code: every session gets it, as text, appended to Claude Code's own system
+            # prompt (the SDK's default is an empty one, not the one `claude` uses).
+            instructions = await asyncio.to_thread(
+                project_instructions, self.cwd, {**os.environ, **self._env}
+            )
+            project = self.project
             options = ClaudeAgentOptions(
                 cwd=str(self.cwd),
                 env=self._env,
@@ -274,6 +296,14 @@ class AgentSession:
                 include_partial_messages=True,
                 can_use_tool=self._gate.can_use_tool,
                 stderr=self._on_stderr,
+                setting_sources=SETTING_SOURCES,
+                settings=json.dumps(project.settings) if project and project.settings else None,
+                mcp_servers=dict(project.mcp_servers) if project else {},
+                system_prompt=SystemPromptPreset(
+                    type="preset", preset="claude_code", append=instructions
+                )
+                if instructions
+                else SystemPromptPreset(type="preset", preset="claude_code"),
             )
             applied = (self._model, self._mode)
             client = ClaudeSDKClient(options)

@@ -45,7 +45,7 @@ from agent.events import (
 )
 from agent.host import AgentHost
 from agent.session import AgentSession
-from bridge import files, recovery, render, revoke, sources
+from bridge import files, recovery, render, revoke, sources, trust
 from bridge.access import AccessControl
 from bridge.attach import AttachServer
 from bridge.commands import parse_command
@@ -196,14 +196,25 @@ class Bridge:
     async def agent_for(self, row: SessionRow) -> AgentSession:
         """The running agent for a session, started (resumed) if needed."""
         async with self._agent_locks[row.id]:
+            # Every CLI start (new, resume, import, schedules) and every prompt comes
+            # here: the CLI gets the folder's own settings only while the folder is
+            # trusted as it is now, and then exactly those (a snapshot).
+            project = await trust.wanted(self, row)
+            fingerprint = project.fingerprint if project else ""
             agent = self.host.get(row.id)
+            resume = row.claude_session_id
+            if agent is not None and agent.project_fingerprint != fingerprint and not agent.busy:
+                resume = agent.claude_session_id or resume
+                await self.host.end_session(row.id)  # restarted below, resuming
+                agent = None
             if agent is None:
                 agent = await self.host.start_session(
                     row.id,
                     row.cwd,
-                    resume=row.claude_session_id,
+                    resume=resume,
                     model=row.model or None,
                     mode=revoke.startable_mode(self, row),  # no bypass the config revoked
+                    project=project,
                 )
                 current = self.db.sessions.get(row.id)  # `prompt` may have set running
                 if current is not None and current.state in ("interrupted", "ended"):

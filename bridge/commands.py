@@ -32,6 +32,8 @@ HELP: Final[list[tuple[str, str]]] = [
     ("schedule CRON PROMPT", 'schedule a prompt: schedule "0 9 * * 1-5" run the tests'),
     ("schedules", "list this session's scheduled prompts"),
     ("unschedule ID", "remove a scheduled prompt"),
+    ("trust", "show what this folder's own Claude Code settings would run, and trust it"),
+    ("untrust", "stop loading this folder's own Claude Code settings"),
     ("pair CODE", "complete pairing with a code from threadline pair"),
     ("help", "this list"),
 ]

@@ -8,7 +8,7 @@ broker (permissions).  Commands with a module of their own are routed there
 (`bridge/pairing.py`).  Button data is opaque and short: ``p:<request>:<a|s|d>``
 (permission), ``x:<session>`` (stop), ``m:<session>:<mode index>`` (mode),
 ``n:<session>`` (new session in that one's directory), ``i:<claude session id>``
-(import).  Every press is checked against the thread it came from.
+(import), ``t:<trust request>:<y|n>`` (folder trust, `bridge/trust.py`).  Every press is checked against the thread it came from.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bridge import files, gitsafe, importer, pairing, render, scheduler
+from bridge import files, gitsafe, importer, pairing, render, scheduler, trust
 from bridge.access import PathRefused, resolve_session_dir
 from bridge.commands import Command
 from bridge.config import PERMISSION_MODES
@@ -51,6 +51,8 @@ IMPLEMENTED = (
     "schedules",
     "unschedule",
     "pair",
+    "trust",
+    "untrust",
     "help",
 )
 Handler = Callable[["Bridge", Command, UserMessage, SessionRow | None], Awaitable[None]]
@@ -61,8 +63,21 @@ EXTERNAL: dict[str, Handler] = {
     "schedules": scheduler.cmd_schedules,
     "unschedule": scheduler.cmd_unschedule,
     "pair": pairing.cmd_pair,
+    "trust": trust.cmd_trust,
+    "untrust": trust.cmd_untrust,
 }
-IN_SESSION = ("stop", "mode", "model", "diff", "end", "handoff", "get", "schedule")
+IN_SESSION = (
+    "stop",
+    "mode",
+    "model",
+    "diff",
+    "end",
+    "handoff",
+    "get",
+    "schedule",
+    "trust",
+    "untrust",
+)
 _MODE_LABELS = {
     "default": "Default",
     "acceptEdits": "Accept edits",
@@ -106,6 +121,11 @@ class Handlers:
             log.info("permission press %s → %s", choice, answer)
             if not answer.startswith(("Allowed", "Denied")):
                 await self.b.adapters[press.thread.platform].answer_press(press, answer)
+            return
+        if kind == "t":  # trust prompt: checked against its stored request (bridge/trust.py)
+            answer = await trust.press(self.b, press, rest)
+            log.info("trust press → %s", answer)
+            await self.b.adapters[press.thread.platform].answer_press(press, answer)
             return
         if kind == "i":
             await importer.import_and_tell(self.b, press.thread, press.sender.key, rest)

@@ -150,6 +150,18 @@ def _migration_6(engine: Engine) -> None:
 MIGRATIONS.append(_migration_6)
 
 
+# --- migration 7 (folder trust) -----------------------------------------------------------
+
+
+def _migration_7(engine: Engine) -> None:
+    """Trusted folders and the trust prompts shown (`bridge/trust.py`)."""
+    tables = [models.TrustedFolder.__table__, models.TrustRequestRow.__table__]  # type: ignore[attr-defined]
+    SQLModel.metadata.create_all(engine, tables=tables)
+
+
+MIGRATIONS.append(_migration_7)
+
+
 class Database:
     """One per daemon; passed to everything that needs state."""
 
@@ -167,6 +179,7 @@ class Database:
         from storage.pairing_repo import PairingRepo
         from storage.repos import AuditRepo, BindingRepo, PermissionRepo, SessionRepo, TurnRepo
         from storage.schedule_repo import ScheduleRepo
+        from storage.trust_repo import TrustRepo
 
         self.sessions = SessionRepo(self)
         self.bindings = BindingRepo(self)
@@ -176,6 +189,7 @@ class Database:
         self.audit = AuditRepo(self)
         self.schedules = ScheduleRepo(self)
         self.pairing = PairingRepo(self)
+        self.trust = TrustRepo(self)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -205,6 +205,42 @@ class PairedOwner(SQLModel, table=True):
     signature: str = ""
 
 
+class TrustedFolder(SQLModel, table=True):
+    """A folder whose own Claude Code settings (hooks, MCP servers, env, ...) the owner
+    let run, as they were when trusted (`fingerprint`, see `agent/trust.py`).  `source`:
+    "chat" (the Trust button) or "claude" (Claude Code's own trust dialog was accepted
+    there).  `untrust` sets `revoked_at` rather than deleting, so Claude Code's record
+    is not honoured again after a revocation.  Added by migration 7."""
+
+    __tablename__ = "trusted_folders"
+
+    path: str = Field(primary_key=True)  # resolved
+    fingerprint: str = ""
+    trusted_by: str = ""  # Sender.key, or "claude"
+    trusted_at: datetime = Field(default_factory=utcnow)
+    source: str = "chat"  # chat | claude
+    revoked_at: datetime | None = None
+    revoked_by: str = ""
+
+
+class TrustRequestRow(SQLModel, table=True):
+    """A Trust this folder / Not now prompt: the buttons carry its random id, and it
+    holds the fingerprint of exactly what the prompt showed.  Added by migration 7."""
+
+    __tablename__ = "trust_requests"
+
+    id: str = Field(primary_key=True, max_length=32)
+    session_id: str = Field(index=True)
+    path: str
+    fingerprint: str
+    thread_key: str
+    state: str = Field(default="pending", index=True)  # pending | trusted | declined | stale
+    decided_by: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+    decided_at: datetime | None = None
+    prompt_outbox_id: int | None = None
+
+
 class SchemaVersion(SQLModel, table=True):
     __tablename__ = "schema_version"
 
