@@ -1,9 +1,14 @@
 """The bridge: sessions ↔ threads.
 
 `Bridge` is the router between the three seams.  Inbound events from adapters are
-checked against access control, serialised per thread (so prompts keep their
-order) but handled concurrently across threads, and dispatched to a command handler
-(`bridge/handlers.py`) or sent to the session as a prompt.  Agent events are routed
+checked against access control first (nothing a stranger sends is downloaded: the
+adapters hand over attachments unfetched).  Messages are placed in their thread (a
+reply to one of our messages belongs to that message's thread: reply-chain sessions),
+serialised per thread (so prompts keep their order) but handled concurrently across
+threads, and dispatched to a command handler (`bridge/handlers.py`) or sent to the
+session as a prompt.  Button presses are placed in the thread of the message they
+were pressed on (as the outbox recorded it; a press on anything else is refused) and
+handled at once, never queued behind a thread's messages.  Agent events are routed
 to the session's `TurnView` (streaming, final message) or to the permission broker.
 Everything outgoing goes through the durable outbox.
 
@@ -26,6 +31,7 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
@@ -185,13 +191,38 @@ class Bridge:
         self._threads.pop(session_id, None)
 
     def session_for(self, msg: Inbound) -> SessionRow | None:
+        """The session of the thread an event was placed in (`place_message`,
+        `place_press`)."""
         binding = self.db.bindings.by_thread_key(msg.thread.key)
-        if binding is None and isinstance(msg, UserMessage) and msg.reply_to:
-            key = self.db.outbox.thread_key_of_message(
-                msg.thread.platform, msg.thread.chat_id, msg.reply_to
-            )
-            binding = self.db.bindings.by_thread_key(key) if key else None
         return self.db.sessions.get(binding.session_id) if binding else None
+
+    def place_message(self, msg: UserMessage) -> UserMessage:
+        """A message that replies to one of ours, where no session lives, belongs to
+        the replied message's thread: how reply-chain sessions (no platform thread)
+        are continued.  Replying to a chain's header counts too."""
+        if not msg.reply_to or self.db.bindings.by_thread_key(msg.thread.key) is not None:
+            return msg
+        platform, chat_id = msg.thread.platform, msg.thread.chat_id
+        origin = self.db.outbox.origin_of_message(platform, chat_id, msg.reply_to)
+        if origin is not None:
+            thread = ThreadRef(platform, chat_id, origin.thread_id)
+        else:
+            thread = ThreadRef(platform, chat_id, f"reply:{msg.reply_to}")
+            if self.db.bindings.by_thread_key(thread.key) is None:
+                return msg
+        return msg if thread == msg.thread else replace(msg, thread=thread)
+
+    def place_press(self, press: ButtonPress) -> ButtonPress | None:
+        """A press belongs to the thread of the message it was pressed on, as the
+        outbox recorded it when sending — the only way to place a press in a reply
+        chain, which the platform knows nothing of.  None (refuse it) when the message
+        is not one we sent, or when the platform puts it in another thread than ours."""
+        platform, chat_id = press.thread.platform, press.thread.chat_id
+        origin = self.db.outbox.origin_of_message(platform, chat_id, press.message_id)
+        if origin is None or press.thread.thread_id not in (None, origin.thread_id):
+            return None
+        thread = ThreadRef(platform, chat_id, origin.thread_id)
+        return press if thread == press.thread else replace(press, thread=thread)
 
     async def agent_for(self, row: SessionRow) -> AgentSession:
         """The running agent for a session, started (resumed) if needed."""
@@ -282,7 +313,13 @@ class Bridge:
                 )
                 return
             if not self.access.is_owner(event.sender) and not self._is_pairing(event):
-                self._refuse(event)
+                self._refuse(event)  # before anything of theirs is fetched or looked at
+                return
+            if isinstance(event, ButtonPress):
+                # Never behind a thread's messages (a slow download, Claude Code
+                # starting): Allow, Deny and Stop act at once; the broker and the
+                # handlers decide each press atomically on their own.
+                self.tasks.spawn(self._press(event), name=f"press-{event.thread.key}")
                 return
             self.tasks.spawn(self._handle_in_order(event), name=f"inbound-{event.thread.key}")
         except Exception:
@@ -302,21 +339,41 @@ class Bridge:
         if self.access.refuse(event.sender, what, detail):
             self.reply(event.thread, render.notice("Sorry — this bot only works for its owners."))
 
-    async def _handle_in_order(self, event: Inbound) -> None:
-        async with self.thread_lock(event.thread):
-            try:
-                if isinstance(event, ButtonPress):
-                    await self.handlers.button(event)
-                else:
-                    await self._message(event)
-            except Exception as e:
-                log.exception("handling %s failed", type(event).__name__)
-                self.reply(
-                    event.thread,
-                    render.notice(
-                        f"⚠️ Something went wrong: {type(e).__name__}. The error is in the daemon's log."
-                    ),
-                )
+    async def _press(self, press: ButtonPress) -> None:
+        placed = self.place_press(press)
+        if placed is None:
+            log.warning(
+                "refused button %r from %s: not on a message of ours in %s",
+                press.data[:64],
+                press.sender.key,
+                press.thread.key,
+            )
+            self.db.audit.log(
+                platform=press.sender.platform,
+                user=press.sender.key,
+                action="button",
+                detail=f"not on a message of ours: {press.message_id[:100]}",
+                allowed=False,
+            )
+            return
+        await self._guarded(placed, self.handlers.button(placed))
+
+    async def _handle_in_order(self, msg: UserMessage) -> None:
+        msg = self.place_message(msg)
+        async with self.thread_lock(msg.thread):
+            await self._guarded(msg, self._message(msg))
+
+    async def _guarded(self, event: Inbound, work: Awaitable[None]) -> None:
+        try:
+            await work
+        except Exception as e:
+            log.exception("handling %s failed", type(event).__name__)
+            self.reply(
+                event.thread,
+                render.notice(
+                    f"⚠️ Something went wrong: {type(e).__name__}. The error is in the daemon's log."
+                ),
+            )
 
     async def _message(self, msg: UserMessage) -> None:
         adapter = self.adapters[msg.thread.platform]
@@ -338,7 +395,10 @@ class Bridge:
             thread, msg.text, msg.sender.key, msg.sender.display_name
         ):
             return
-        text, images = await files.prompt_parts(self, session, msg)
+        parts = await files.prompt_parts(self, session, msg, thread)
+        if parts is None:  # only a file, and it was left out (the thread was told)
+            return
+        text, images = parts
         by = msg.sender.display_name or msg.sender.user_id
         self.attach.publish(
             session.id, {"t": "prompt", "source": msg.thread.platform, "by": by, "text": text}

@@ -207,7 +207,8 @@ async def test_inbound_messages_threads_and_encrypted_attachments(s: Setup) -> N
     msg = await s.next_inbound(UserMessage)
     assert isinstance(msg, UserMessage)
     [att] = msg.attachments
-    assert (att.kind, att.name, att.mime, att.data) == ("image", "cat.png", "image/png", data)
+    assert (att.kind, att.name, att.mime) == ("image", "cat.png", "image/png")
+    assert await att.fetch(2**20) == data, "fetched (and decrypted) only when asked"
 
 
 async def test_sending_to_an_unencrypted_room_is_refused(s: Setup) -> None:
