@@ -7,8 +7,8 @@ reply to one of our messages belongs to that message's thread: reply-chain sessi
 serialised per thread (so prompts keep their order) but handled concurrently across
 threads, and dispatched to a command handler (`bridge/handlers.py`) or sent to the
 session as a prompt.  Button presses are placed in the thread of the message they
-were pressed on (as the outbox recorded it; a press on anything else is refused) and
-handled at once, never queued behind a thread's messages.  Agent events are routed
+were pressed on (as the outbox recorded it; a press on anything else is refused;
+`bridge/placement.py`) and handled at once, never queued behind a thread's messages.  Agent events are routed
 to the session's `TurnView` (streaming, final message) or to the permission broker.
 Everything outgoing goes through the durable outbox.
 
@@ -31,7 +31,6 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
@@ -51,7 +50,7 @@ from agent.events import (
 )
 from agent.host import AgentHost
 from agent.session import AgentSession
-from bridge import files, recovery, render, sources
+from bridge import files, placement, recovery, render, sources
 from bridge.access import AccessControl
 from bridge.attach import AttachServer
 from bridge.commands import parse_command
@@ -191,38 +190,9 @@ class Bridge:
         self._threads.pop(session_id, None)
 
     def session_for(self, msg: Inbound) -> SessionRow | None:
-        """The session of the thread an event was placed in (`place_message`,
-        `place_press`)."""
+        """The session of the thread an event was placed in (`bridge/placement.py`)."""
         binding = self.db.bindings.by_thread_key(msg.thread.key)
         return self.db.sessions.get(binding.session_id) if binding else None
-
-    def place_message(self, msg: UserMessage) -> UserMessage:
-        """A message that replies to one of ours, where no session lives, belongs to
-        the replied message's thread: how reply-chain sessions (no platform thread)
-        are continued.  Replying to a chain's header counts too."""
-        if not msg.reply_to or self.db.bindings.by_thread_key(msg.thread.key) is not None:
-            return msg
-        platform, chat_id = msg.thread.platform, msg.thread.chat_id
-        origin = self.db.outbox.origin_of_message(platform, chat_id, msg.reply_to)
-        if origin is not None:
-            thread = ThreadRef(platform, chat_id, origin.thread_id)
-        else:
-            thread = ThreadRef(platform, chat_id, f"reply:{msg.reply_to}")
-            if self.db.bindings.by_thread_key(thread.key) is None:
-                return msg
-        return msg if thread == msg.thread else replace(msg, thread=thread)
-
-    def place_press(self, press: ButtonPress) -> ButtonPress | None:
-        """A press belongs to the thread of the message it was pressed on, as the
-        outbox recorded it when sending — the only way to place a press in a reply
-        chain, which the platform knows nothing of.  None (refuse it) when the message
-        is not one we sent, or when the platform puts it in another thread than ours."""
-        platform, chat_id = press.thread.platform, press.thread.chat_id
-        origin = self.db.outbox.origin_of_message(platform, chat_id, press.message_id)
-        if origin is None or press.thread.thread_id not in (None, origin.thread_id):
-            return None
-        thread = ThreadRef(platform, chat_id, origin.thread_id)
-        return press if thread == press.thread else replace(press, thread=thread)
 
     async def agent_for(self, row: SessionRow) -> AgentSession:
         """The running agent for a session, started (resumed) if needed."""
@@ -340,7 +310,7 @@ class Bridge:
             self.reply(event.thread, render.notice("Sorry — this bot only works for its owners."))
 
     async def _press(self, press: ButtonPress) -> None:
-        placed = self.place_press(press)
+        placed = placement.place_press(self.db, press)
         if placed is None:
             log.warning(
                 "refused button %r from %s: not on a message of ours in %s",
@@ -359,7 +329,7 @@ class Bridge:
         await self._guarded(placed, self.handlers.button(placed))
 
     async def _handle_in_order(self, msg: UserMessage) -> None:
-        msg = self.place_message(msg)
+        msg = placement.place_message(self.db, msg)
         async with self.thread_lock(msg.thread):
             await self._guarded(msg, self._message(msg))
 
