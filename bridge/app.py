@@ -1,9 +1,14 @@
 """The bridge: sessions ↔ threads.
 
 `Bridge` is the router between the three seams.  Inbound events from adapters are
-checked against access control, serialised per thread (so prompts keep their
-order) but handled concurrently across threads, and dispatched to a command handler
-(`bridge/handlers.py`) or sent to the session as a prompt.  Agent events are routed
+checked against access control first (nothing a stranger sends is downloaded: the
+adapters hand over attachments unfetched).  Messages are placed in their thread (a
+reply to one of our messages belongs to that message's thread: reply-chain sessions),
+serialised per thread (so prompts keep their order) but handled concurrently across
+threads, and dispatched to a command handler (`bridge/handlers.py`) or sent to the
+session as a prompt.  Button presses are placed in the thread of the message they
+were pressed on (as the outbox recorded it; a press on anything else is refused;
+`bridge/placement.py`) and handled at once, never queued behind a thread's messages.  Agent events are routed
 to the session's `TurnView` (streaming, final message) or to the permission broker.
 Everything outgoing goes through the durable outbox.
 
@@ -45,7 +50,7 @@ from agent.events import (
 )
 from agent.host import AgentHost
 from agent.session import AgentSession
-from bridge import files, recovery, render, revoke, sources, trust
+from bridge import files, placement, recovery, render, revoke, sources, trust
 from bridge.access import AccessControl
 from bridge.attach import AttachServer
 from bridge.commands import parse_command
@@ -185,12 +190,8 @@ class Bridge:
         self._threads.pop(session_id, None)
 
     def session_for(self, msg: Inbound) -> SessionRow | None:
+        """The session of the thread an event was placed in (`bridge/placement.py`)."""
         binding = self.db.bindings.by_thread_key(msg.thread.key)
-        if binding is None and isinstance(msg, UserMessage) and msg.reply_to:
-            key = self.db.outbox.thread_key_of_message(
-                msg.thread.platform, msg.thread.chat_id, msg.reply_to
-            )
-            binding = self.db.bindings.by_thread_key(key) if key else None
         return self.db.sessions.get(binding.session_id) if binding else None
 
     async def agent_for(self, row: SessionRow) -> AgentSession:
@@ -293,7 +294,13 @@ class Bridge:
                 )
                 return
             if not self.access.is_owner(event.sender) and not self._is_pairing(event):
-                self._refuse(event)
+                self._refuse(event)  # before anything of theirs is fetched or looked at
+                return
+            if isinstance(event, ButtonPress):
+                # Never behind a thread's messages (a slow download, Claude Code
+                # starting): Allow, Deny and Stop act at once; the broker and the
+                # handlers decide each press atomically on their own.
+                self.tasks.spawn(self._press(event), name=f"press-{event.thread.key}")
                 return
             self.tasks.spawn(self._handle_in_order(event), name=f"inbound-{event.thread.key}")
         except Exception:
@@ -313,21 +320,41 @@ class Bridge:
         if self.access.refuse(event.sender, what, detail):
             self.reply(event.thread, render.notice("Sorry — this bot only works for its owners."))
 
-    async def _handle_in_order(self, event: Inbound) -> None:
-        async with self.thread_lock(event.thread):
-            try:
-                if isinstance(event, ButtonPress):
-                    await self.handlers.button(event)
-                else:
-                    await self._message(event)
-            except Exception as e:
-                log.exception("handling %s failed", type(event).__name__)
-                self.reply(
-                    event.thread,
-                    render.notice(
-                        f"⚠️ Something went wrong: {type(e).__name__}. The error is in the daemon's log."
-                    ),
-                )
+    async def _press(self, press: ButtonPress) -> None:
+        placed = placement.place_press(self.db, press)
+        if placed is None:
+            log.warning(
+                "refused button %r from %s: not on a message of ours in %s",
+                press.data[:64],
+                press.sender.key,
+                press.thread.key,
+            )
+            self.db.audit.log(
+                platform=press.sender.platform,
+                user=press.sender.key,
+                action="button",
+                detail=f"not on a message of ours: {press.message_id[:100]}",
+                allowed=False,
+            )
+            return
+        await self._guarded(placed, self.handlers.button(placed))
+
+    async def _handle_in_order(self, msg: UserMessage) -> None:
+        msg = placement.place_message(self.db, msg)
+        async with self.thread_lock(msg.thread):
+            await self._guarded(msg, self._message(msg))
+
+    async def _guarded(self, event: Inbound, work: Awaitable[None]) -> None:
+        try:
+            await work
+        except Exception as e:
+            log.exception("handling %s failed", type(event).__name__)
+            self.reply(
+                event.thread,
+                render.notice(
+                    f"⚠️ Something went wrong: {type(e).__name__}. The error is in the daemon's log."
+                ),
+            )
 
     async def _message(self, msg: UserMessage) -> None:
         adapter = self.adapters[msg.thread.platform]
@@ -349,7 +376,10 @@ class Bridge:
             thread, msg.text, msg.sender.key, msg.sender.display_name
         ):
             return
-        text, images = await files.prompt_parts(self, session, msg)
+        parts = await files.prompt_parts(self, session, msg, thread)
+        if parts is None:  # only a file, and it was left out (the thread was told)
+            return
+        text, images = parts
         by = msg.sender.display_name or msg.sender.user_id
         self.attach.publish(
             session.id, {"t": "prompt", "source": msg.thread.platform, "by": by, "text": text}

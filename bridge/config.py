@@ -57,8 +57,9 @@ class AgentConfig(_Section):
     # A scheduled run missed while the daemon was down: run it once when the daemon is
     # back ("run_once", several missed runs coalesced), or only say so ("report").
     schedule_missed: Literal["run_once", "report"] = "run_once"
-    # Documents sent into a session thread are saved to <session dir>/.threadline/inbox/
-    # up to this size; `get PATH` sends files up to this size.
+    # Attachments an owner sends are downloaded up to this size (streamed, cut at the
+    # cap) and documents saved to <session dir>/.threadline/inbox/; `get PATH` sends
+    # files up to this size.
     max_file_mb: float = Field(default=20, gt=0)
 
     @field_validator("allowed_roots")

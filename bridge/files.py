@@ -1,13 +1,18 @@
 """Files in and out of a session: chat attachments to Claude, and `get PATH` back.
 
-In: a photo reaches Claude as an image block (its media type sniffed from the bytes,
-not trusted from the platform); any other file is saved into the session directory's
-`.threadline/inbox/` under a sanitised, non-clobbering name, capped at
-`[agent] max_file_mb`, and named in the prompt so Claude can read it.  The inbox gets
-a `.gitignore` of its own so attachments never show up in `git diff`.  A repository
-decides what is in its directory, so `.threadline` and `inbox` are opened (or made)
-one at a time without following symlinks: a planted `.threadline -> ~/.ssh` makes
-the upload fail with a clear note instead of landing outside the session directory.
+In: attachments arrive undownloaded (`Attachment.fetch`); they are fetched here, so
+only after the bridge has let the sender in — nothing a stranger sends is ever
+downloaded.  Each download streams and stops at `[agent] max_file_mb` (20 MB by
+default, Telegram's own getFile limit) and at `FETCH_TIMEOUT_S`; a file left out is
+told to the person in the thread and nothing of it is kept.  A photo reaches Claude
+as an image block (its media type sniffed from the bytes, not trusted from the
+platform); any other file is saved into the session directory's `.threadline/inbox/`
+under a sanitised, non-clobbering name and named in the prompt so Claude can read
+it.  The inbox gets a `.gitignore` of its own so attachments never show up in
+`git diff`.  A repository decides what is in its directory, so `.threadline` and
+`inbox` are opened (or made) one at a time without following symlinks: a planted
+`.threadline -> ~/.ssh` makes the upload fail with a clear note instead of landing
+outside the session directory.
 
 Out: `get PATH` sends a file back as an attachment, only from inside the session
 directory.  The path is walked from the session directory one component at a time
@@ -35,7 +40,15 @@ from typing import TYPE_CHECKING, Final
 
 from bridge import render
 from bridge.commands import Command
-from bridge.messages import Attachment, FileOut, Outbound, UserMessage
+from bridge.messages import (
+    Attachment,
+    AttachmentTooLarge,
+    AttachmentUnavailable,
+    FileOut,
+    Outbound,
+    ThreadRef,
+    UserMessage,
+)
 from storage.models import SessionRow
 
 if TYPE_CHECKING:
@@ -46,6 +59,9 @@ log = logging.getLogger(__name__)
 INBOX: Final = Path(".threadline") / "inbox"
 MAX_NAME: Final = 120
 IMAGE_PROMPT: Final = "(See the attached image.)"
+# One download may take this long; the thread's later messages wait behind it (button
+# presses do not: they never wait for a thread's messages).
+FETCH_TIMEOUT_S: Final = 180.0
 _UNSAFE = re.compile(r"[^\w.\- ()+,@=]+")
 _DIR: Final = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _NOFOLLOW_DIR: Final = _DIR | os.O_NOFOLLOW
@@ -157,29 +173,39 @@ def _size(n: int) -> str:
 
 
 def prepare_prompt(
-    text: str, attachments: Sequence[Attachment], cwd: Path, *, max_bytes: int
+    text: str,
+    files: Sequence[tuple[Attachment, bytes]],
+    cwd: Path,
+    *,
+    max_bytes: int,
+    notes: Sequence[str] = (),
 ) -> PreparedPrompt:
-    """The prompt for a message with attachments: images as image blocks, other
-    files saved to the inbox and named at the end of the text."""
+    """The prompt for a message with fetched attachments: images as image blocks,
+    other files saved to the inbox and named at the end of the text (after `notes`
+    about files that were left out)."""
     out = PreparedPrompt(text)
-    notes: list[str] = []
-    for a in attachments:
-        mime = sniff_image(a.data) if a.kind == "image" or a.mime.startswith("image/") else None
+    notes = list(notes)
+    for a, data in files:
+        mime = sniff_image(data) if a.kind == "image" or a.mime.startswith("image/") else None
         if mime is not None:
-            out.images.append((mime, a.data))
+            out.images.append((mime, data))
             continue
-        if len(a.data) > max_bytes:
-            notes.append(f"[{sanitise_name(a.name)} not saved: over {max_bytes // 2**20} MB]")
+        if len(data) > max_bytes:
+            notes.append(f"[{sanitise_name(a.name)} not saved: over {_size(max_bytes)}]")
             continue
         try:
-            path = save_to_inbox(cwd, a.name, a.data)
-        except (OSError, FileRefused) as e:
+            path = save_to_inbox(cwd, a.name, data)
+        except FileRefused as e:  # a planted symlink: say so, the person can fix it
+            log.warning("saving attachment %r refused: %s", a.name[:100], e)
+            notes.append(f"[{sanitise_name(a.name)} could not be saved: {e}]")
+            continue
+        except OSError as e:
             log.warning("saving attachment %r failed: %s", a.name[:100], e)
             notes.append(f"[{sanitise_name(a.name)} could not be saved]")
             continue
         out.saved.append(path)
         rel = path.relative_to(cwd)
-        notes.append(f"[Attached file saved to {rel} ({_size(len(a.data))}, {a.mime})]")
+        notes.append(f"[Attached file saved to {rel} ({_size(len(data))}, {a.mime})]")
     if notes:
         out.text = "\n\n".join(p for p in (text.strip(), "\n".join(notes)) if p)
     elif out.images and not text.strip():
@@ -302,14 +328,49 @@ async def cmd_get(b: Bridge, cmd: Command, msg: UserMessage, session: SessionRow
     b.reply(thread, Outbound(file=FileOut(rel.name, data, caption=str(rel))), session_id=session.id)
 
 
+async def fetch_attachments(
+    attachments: Sequence[Attachment], limit: int
+) -> tuple[list[tuple[Attachment, bytes]], list[tuple[str, str]]]:
+    """Download a message's attachments, each capped at `limit` bytes; returns the
+    fetched ones and, for each one left out, its name and why."""
+    got: list[tuple[Attachment, bytes]] = []
+    left_out: list[tuple[str, str]] = []
+    for a in attachments:
+        name = sanitise_name(a.name)
+        try:
+            data = await asyncio.wait_for(a.fetch(limit), FETCH_TIMEOUT_S)
+        except AttachmentTooLarge as e:
+            size = f"{_size(e.size)}, " if e.size is not None else ""
+            left_out.append((name, f"{size}over the {_size(e.limit)} limit"))
+            continue
+        except (AttachmentUnavailable, TimeoutError) as e:
+            log.warning("fetching attachment %r failed: %s", name, str(e) or type(e).__name__)
+            left_out.append((name, "it could not be downloaded"))
+            continue
+        if len(data) > limit:  # an adapter that did not stop at the cap
+            left_out.append((name, f"{_size(len(data))}, over the {_size(limit)} limit"))
+            continue
+        got.append((a, data))
+    return got, left_out
+
+
 async def prompt_parts(
-    b: Bridge, session: SessionRow, msg: UserMessage
-) -> tuple[str, list[tuple[str, bytes]] | None]:
-    """A chat message's prompt text and images (documents saved to the inbox)."""
+    b: Bridge, session: SessionRow, msg: UserMessage, thread: ThreadRef
+) -> tuple[str, list[tuple[str, bytes]] | None] | None:
+    """A chat message's prompt text and images (documents saved to the inbox), or
+    None when nothing is left to send (its only file was left out; `thread` is told)."""
     if not msg.attachments:
         return msg.text, None
+    limit = max_bytes(b)
+    got, left_out = await fetch_attachments(msg.attachments, limit)
+    if left_out:
+        listed = "; ".join(f"{render.md_escape(n)} ({why})" for n, why in left_out)
+        b.reply(thread, render.notice(f"📎 Not attached: {listed}."), session_id=session.id)
+    if not got and not msg.text.strip():
+        return None
+    notes = [f"[{n} was sent but not attached: {why}]" for n, why in left_out]
     prepared = await asyncio.to_thread(
-        prepare_prompt, msg.text, msg.attachments, Path(session.cwd), max_bytes=max_bytes(b)
+        prepare_prompt, msg.text, got, Path(session.cwd), max_bytes=limit, notes=notes
     )
     return prepared.text, prepared.images
 
@@ -322,6 +383,7 @@ __all__ = [
     "FileRefused",
     "PreparedPrompt",
     "cmd_get",
+    "fetch_attachments",
     "prepare_prompt",
     "read_inside",
     "sanitise_name",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -47,12 +48,47 @@ class Sender:
         return f"{self.platform}:{self.user_id}"
 
 
+class AttachmentTooLarge(Exception):
+    """The file is over the size cap: announced so by the platform (nothing fetched) or
+    found so while streaming it (the download was stopped, nothing kept)."""
+
+    def __init__(self, name: str, limit: int, size: int | None = None) -> None:
+        super().__init__(f"{name} is over the {limit} byte limit")
+        self.name, self.limit, self.size = name, limit, size
+
+
+class AttachmentUnavailable(Exception):
+    """The file could not be fetched (gone, refused, not the platform's URL, network)."""
+
+
+Fetch = Callable[[int], Awaitable[bytes]]
+
+
 @dataclass(frozen=True, slots=True)
 class Attachment:
+    """A file someone sent, not yet downloaded.
+
+    Only the bridge knows who may send files, so adapters never download: they hand
+    over this description with a `fetch(limit)` that streams the bytes and stops
+    (`AttachmentTooLarge`) past `limit`, or fails with `AttachmentUnavailable`.  The
+    bridge calls it after the sender passed the access check (`bridge/files.py`)."""
+
     kind: Literal["image", "file"]
     name: str
     mime: str
-    data: bytes
+    size: int | None  # as announced by the platform; None when unknown
+    fetch: Fetch = field(repr=False, compare=False)
+
+    @classmethod
+    def of(cls, kind: Literal["image", "file"], name: str, mime: str, data: bytes) -> Attachment:
+        """An attachment whose bytes are already here (tests, local sources)."""
+
+        async def fetch(limit: int) -> bytes:
+            if len(data) > limit:
+                raise AttachmentTooLarge(name, limit, len(data))
+            return data
+
+        return cls(kind, name, mime, len(data), fetch)
 
 
 @dataclass(frozen=True, slots=True)

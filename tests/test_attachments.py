@@ -75,11 +75,11 @@ def test_inbox_never_overwrites_and_is_gitignored(tmp_path: Path) -> None:
 
 
 def test_prepare_prompt_caps_documents_and_defaults_image_text(tmp_path: Path) -> None:
-    photo = Attachment("image", "photo.jpg", "image/jpeg", TINY_PNG)
-    only_photo = prepare_prompt("", [photo], tmp_path, max_bytes=1000)
+    photo = Attachment.of("image", "photo.jpg", "image/jpeg", TINY_PNG)
+    only_photo = prepare_prompt("", [(photo, TINY_PNG)], tmp_path, max_bytes=1000)
     assert only_photo.images == [("image/png", TINY_PNG)] and only_photo.text
-    big = Attachment("file", "big.bin", "application/octet-stream", b"x" * 2000)
-    capped = prepare_prompt("look", [big], tmp_path, max_bytes=1000)
+    big = Attachment.of("file", "big.bin", "application/octet-stream", b"x" * 2000)
+    capped = prepare_prompt("look", [(big, b"x" * 2000)], tmp_path, max_bytes=1000)
     assert not capped.saved and "not saved" in capped.text and capped.text.startswith("look")
 
 

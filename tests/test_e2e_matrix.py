@@ -11,12 +11,14 @@ Matrix client), and what really happened on disk.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from nio import UploadResponse
 from nio.crypto.attachments import decrypt_attachment
 
 from adapters.matrix import RateLimit
@@ -269,6 +271,7 @@ async def test_invites_and_strangers(h: MatrixHarness, synapse: Synapse) -> None
         await stranger.wait_member(h.room, h.bot.user_id)
         await stranger.react(h.room, prompt.event_id, "✅")
         await stranger.say(h.room, f"!new {h.root / 'app'} steal the keys")
+        bait = await _send_file(stranger, h.room, b"x" * 4096, "bait.txt", thread)
         await h.wait_text("only works for its owners")  # once, wherever it was first due
         await asyncio.sleep(1.0)
         assert not target.exists() and "Allowed" not in prompt.body
@@ -277,8 +280,38 @@ async def test_invites_and_strangers(h: MatrixHarness, synapse: Synapse) -> None
         assert not target.exists() and not h.model_saw("steal the keys")
         refused = [r for r in h.db.audit.recent() if not r.allowed]
         assert refused and all(r.user == f"matrix:{stranger.user_id}" for r in refused)
+        assert len(refused) >= 3, "the reaction, the command and the file were refused"
+        # the stranger's file was never fetched; the owner's is (Synapse's access log)
+        h.model.on("here is my file", Text("Got the file."))
+        mine = await _send_file(h.phone, h.room, b"mine\n", "mine.txt", thread, "here is my file")
+        await h.wait_text("Got the file.", thread=thread)
+        fetched = " ".join(synapse.responses(h.bot.user_id, 200))
+        assert mine in fetched and bait not in fetched
+        assert (h.root / "app" / ".threadline" / "inbox" / "mine.txt").read_bytes() == b"mine\n"
     finally:
         await stranger.stop()
+
+
+async def _send_file(
+    phone: Phone, room: str, data: bytes, name: str, thread: str, caption: str = ""
+) -> str:
+    """An encrypted `m.file` in `thread`; returns its media id."""
+    resp, keys = await phone.client.upload(
+        io.BytesIO(data), "text/plain", name, encrypt=True, filesize=len(data)
+    )
+    assert isinstance(resp, UploadResponse) and keys, resp
+    await phone.send(
+        room,
+        {
+            "msgtype": "m.file",
+            "body": caption or name,
+            "filename": name,
+            "info": {"mimetype": "text/plain", "size": len(data)},
+            "file": {**keys, "url": resp.content_uri},
+            "m.relates_to": {"rel_type": "m.thread", "event_id": thread},
+        },
+    )
+    return str(resp.content_uri).rsplit("/", 1)[-1]
 
 
 def _membership(synapse: Synapse, room: str, user: str) -> str | None:

@@ -21,7 +21,14 @@ from adapters.base import PermanentError, RateLimited
 from adapters.matrix import MatrixAdapter, RateLimit
 from bridge.config import Config, MatrixConfig
 from bridge.doctor_matrix import check_matrix_async
-from bridge.messages import ButtonPress, Inbound, ThreadRef, UserMessage
+from bridge.messages import (
+    AttachmentTooLarge,
+    AttachmentUnavailable,
+    ButtonPress,
+    Inbound,
+    ThreadRef,
+    UserMessage,
+)
 from bridge.render import notice, permission_decided, permission_prompt
 from tests.matrix_phone import Phone
 from tests.synapse import Account, Synapse
@@ -207,7 +214,26 @@ async def test_inbound_messages_threads_and_encrypted_attachments(s: Setup) -> N
     msg = await s.next_inbound(UserMessage)
     assert isinstance(msg, UserMessage)
     [att] = msg.attachments
-    assert (att.kind, att.name, att.mime, att.data) == ("image", "cat.png", "image/png", data)
+    assert (att.kind, att.name, att.mime) == ("image", "cat.png", "image/png")
+    assert await att.fetch(2**20) == data, "fetched (and decrypted) only when asked"
+    with pytest.raises(AttachmentTooLarge):
+        await att.fetch(len(data) - 1)  # the body is streamed and cut at the cap
+    # the adapter hands a message on without touching its file: one that cannot be
+    # fetched arrives all the same, and only fails when the bridge asks for it
+    s.inbound.clear()
+    await s.phone.send(
+        s.room,
+        {
+            "msgtype": "m.file",
+            "body": "ghost.txt",
+            "url": f"mxc://{s.phone.user_id.split(':', 1)[1]}/missingmedia",
+        },
+    )
+    msg = await s.next_inbound(UserMessage)
+    assert isinstance(msg, UserMessage) and msg.text == ""
+    [ghost] = msg.attachments
+    with pytest.raises(AttachmentUnavailable):
+        await ghost.fetch(2**20)
 
 
 async def test_sending_to_an_unencrypted_room_is_refused(s: Setup) -> None:

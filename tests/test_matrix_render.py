@@ -258,7 +258,7 @@ def test_attachments_are_file_refs_with_their_keys() -> None:
         "info": {"size": 99_000_000},
     }
     [ref] = inbound.parse_message("!r", _event(plain), own_user="@bot:x").files  # type: ignore[union-attr]
-    assert ref.kind == "file" and ref.crypto is None and ref.too_big
+    assert ref.kind == "file" and ref.crypto is None and (ref.size or 0) > ref.limit
 
 
 def test_reactions_parse_and_the_button_map_survives_a_restart(tmp_path: Path) -> None:

@@ -135,7 +135,7 @@ async def test_files_are_downloaded_with_the_bot_token(started: Started) -> None
     )
     got = await next_event(queue)
     assert isinstance(got, UserMessage)
-    assert [(a.kind, a.name, a.data) for a in got.attachments] == [
+    assert [(a.kind, a.name, await a.fetch(2**20)) for a in got.attachments] == [
         ("image", "shot.png", b"\x89PNG..."),
         ("file", "a.txt", b"hi"),
     ]

@@ -235,13 +235,15 @@ async def test_photo_and_document_become_attachments(started: Started) -> None:
     msg = await _next(queue)
     assert isinstance(msg, UserMessage) and msg.text == "what is this?"
     (att,) = msg.attachments
-    assert (att.kind, att.mime, att.data) == ("image", "image/jpeg", TINY_PNG)
+    assert (att.kind, att.mime) == ("image", "image/jpeg")
+    assert await att.fetch(2**20) == TINY_PNG
 
     fake.user_document(OWNER, OWNER, b"col\n1\n", file_name="data.csv", mime_type="text/csv")
     msg = await _next(queue)
     assert isinstance(msg, UserMessage)
     (att,) = msg.attachments
-    assert (att.kind, att.name, att.mime, att.data) == ("file", "data.csv", "text/csv", b"col\n1\n")
+    assert (att.kind, att.name, att.mime) == ("file", "data.csv", "text/csv")
+    assert await att.fetch(2**20) == b"col\n1\n"
 
 
 async def test_button_press_is_answered_once_then_forwarded(started: Started) -> None:

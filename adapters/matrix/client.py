@@ -11,7 +11,8 @@ timeouts.  After every sync we do what nio's `sync_forever` does between syncs â
 send queued to-device messages, upload, query and claim keys â€” and then trust the
 owners' devices on first use (TOFU): nio refuses to encrypt for undecided devices,
 owners' devices become verified when first seen, everyone else's are shared keys
-with but left unverified.
+with but left unverified.  Attachments people send are fetched only when the bridge
+asks (after its access check), streamed within a size cap.
 """
 
 from __future__ import annotations
@@ -19,20 +20,25 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import quote, urlsplit
 
+import aiohttp
 from nio import AsyncClient, AsyncClientConfig, ErrorResponse, WhoamiResponse
 from nio.crypto.attachments import decrypt_attachment
 
 from adapters.base import PermanentError
+from adapters.download import CHUNK, check_announced, read_capped
 from adapters.matrix.errors import MatrixErrors, http_status
 from adapters.matrix.inbound import FileRef
 from adapters.matrix.store import Credentials, MatrixStore
 from bridge.config import MatrixConfig
+from bridge.messages import Attachment, AttachmentUnavailable
 
 log = logging.getLogger(__name__)
 
 DEVICE_NAME = "Threadline"
 SYNC_TIMEOUT_MS = 30_000
+MEDIA_DOWNLOAD = "/_matrix/client/v1/media/download"  # authenticated media (spec v1.11)
 # A fresh device can never decrypt the history before it, and we ignore events older
 # than our start anyway: take little of it.  Later syncs take a lot, so that a burst
 # of events between two syncs never leaves a gap ("limited" timeline).
@@ -156,17 +162,45 @@ def trust_owners(client: AsyncClient, owners: Iterable[str]) -> list[str]:
     return trusted
 
 
-async def download(client: AsyncClient, ref: FileRef, errors: MatrixErrors) -> bytes:
-    """An attachment's bytes, decrypted if it came from an encrypted room."""
-    resp = await errors.call(lambda: client.download(ref.url))
-    data: bytes = getattr(resp, "body", b"")
-    if ref.crypto is not None:
+def attachment(client: AsyncClient, ref: FileRef) -> Attachment:
+    """The bridge's lazy `Attachment` for a file someone sent: nothing is fetched until
+    the bridge calls `fetch(limit)` (after its access check); then the media is
+    streamed (authenticated media, the token in a header) and abandoned past the cap,
+    and decrypted if it came from an encrypted room."""
+
+    async def fetch(limit: int) -> bytes:
+        cap = min(limit, ref.limit)
+        check_announced(ref.name, ref.size, cap)
+        mxc = urlsplit(ref.url)
+        media_id = mxc.path.strip("/")
+        session = client.client_session
+        if mxc.scheme != "mxc" or not mxc.netloc or not media_id or session is None:
+            raise AttachmentUnavailable(f"cannot fetch {ref.url[:100]!r}")
+        url = f"{client.homeserver}{MEDIA_DOWNLOAD}/{quote(mxc.netloc)}/{quote(media_id)}"
         try:
-            key = ref.crypto["key"]["k"]
-            data = decrypt_attachment(data, key, ref.crypto["hashes"]["sha256"], ref.crypto["iv"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise PermanentError(f"cannot decrypt attachment {ref.name}: {e}") from e
-    return data
+            async with session.get(
+                url,
+                headers={"Authorization": f"Bearer {client.access_token}"},
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=30),
+                allow_redirects=False,
+                ssl=client.ssl,
+            ) as r:
+                if r.status != 200:
+                    raise AttachmentUnavailable(f"media download answered {r.status}")
+                data = await read_capped(r.content.iter_chunked(CHUNK), name=ref.name, limit=cap)
+        except (aiohttp.ClientError, OSError) as e:
+            raise AttachmentUnavailable(type(e).__name__) from None
+        if ref.crypto is not None:
+            try:
+                key = ref.crypto["key"]["k"]
+                data = decrypt_attachment(
+                    data, key, ref.crypto["hashes"]["sha256"], ref.crypto["iv"]
+                )
+            except (KeyError, TypeError, ValueError) as e:
+                raise AttachmentUnavailable(f"cannot decrypt attachment {ref.name}: {e}") from e
+        return data
+
+    return Attachment(ref.kind, ref.name, ref.mime, ref.size, fetch)
 
 
 async def upload(

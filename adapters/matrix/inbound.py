@@ -7,8 +7,8 @@ the thread rooted at the relation's `event_id` (the session header); a reply out
 threads names the message replied to, which the bridge maps to a session.  What the
 bridge should not see parses to ``None``: our own events, edits (`m.replace`),
 notices (bots talk in notices; answering them would loop), redacted and state events,
-emotes, audio, video, stickers.  Attachments are described as `FileRef`s; the adapter
-downloads (and decrypts) them.  Fields are read through `adapters.payload`: an event
+emotes, audio, video, stickers.  Attachments are described as `FileRef`s; the bridge
+downloads (and decrypts) them through the adapter after its access check.  Fields are read through `adapters.payload`: an event
 with a field missing or of the wrong type parses to ``None`` instead of raising.
 """
 
@@ -36,10 +36,6 @@ class FileRef:
     size: int | None
     limit: int
     crypto: dict[str, Any] | None = None  # the `file` object (key, iv, hashes)
-
-    @property
-    def too_big(self) -> bool:
-        return self.size is not None and self.size > self.limit
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,8 +10,9 @@ our own.  A message in an unencrypted room while `encryption = "required"` is no
 handed on: the room is told why instead (at most every `REFUSAL_INTERVAL_S`).  An
 event that could not be decrypted yet (its room key is still on the way) is kept and
 retried after later syncs for `UNDECRYPTED_KEEP_S`.  Reactions become `ButtonPress`es
-through the `ButtonMap`; messages become `UserMessage`s via `inbound.py`, attachments
-downloaded.
+through the `ButtonMap`; messages become `UserMessage`s via `inbound.py`, their
+attachments lazy (the bridge downloads them, only for an owner — never on the sync
+path).
 """
 
 from __future__ import annotations
@@ -24,12 +25,11 @@ from typing import Any
 
 from nio import AsyncClient, InviteMemberEvent, MatrixRoom, MegolmEvent, SyncResponse
 
-from adapters.base import AdapterError
 from adapters.matrix import client as mx_client
 from adapters.matrix import inbound
 from adapters.matrix.buttons import ButtonMap
 from adapters.matrix.errors import MatrixErrors
-from bridge.messages import Attachment, ButtonPress, Inbound, ThreadRef
+from bridge.messages import ButtonPress, Inbound, ThreadRef
 
 log = logging.getLogger(__name__)
 
@@ -185,33 +185,10 @@ class Receiver:
         if parsed is None:
             return
         msg = parsed.message
-        if parsed.files:
-            attachments, notes = await self._download(parsed.files)
-            text = "\n".join([msg.text, *notes]).strip() if notes else msg.text
-            msg = replace(msg, attachments=attachments, text=text)
+        if parsed.files:  # downloaded by the bridge, and only for an owner
+            attachments = tuple(mx_client.attachment(self.client, ref) for ref in parsed.files)
+            msg = replace(msg, attachments=attachments)
         await self.deliver(msg)
-
-    async def _download(
-        self, files: Sequence[inbound.FileRef]
-    ) -> tuple[tuple[Attachment, ...], list[str]]:
-        out: list[Attachment] = []
-        notes: list[str] = []
-        for ref in files:
-            too_big = f"[{ref.name} not attached: over {ref.limit // 2**20} MB]"
-            if ref.too_big:
-                notes.append(too_big)
-                continue
-            try:
-                data = await mx_client.download(self.client, ref, self.errors)
-            except AdapterError as e:
-                log.warning("Matrix: downloading %s failed: %s", ref.name, e)
-                notes.append(f"[{ref.name} could not be downloaded]")
-                continue
-            if len(data) > ref.limit:
-                notes.append(too_big)
-                continue
-            out.append(Attachment(kind=ref.kind, name=ref.name, mime=ref.mime, data=data))
-        return tuple(out), notes
 
     def _refuse(self, room_id: str) -> None:
         now = time.monotonic()

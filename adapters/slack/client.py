@@ -7,7 +7,7 @@ arrive — Socket Mode (`AsyncSocketModeHandler`; the app token is checked with
 ``apps.connections.open`` before connecting, so a bad token fails `start()` instead
 of retrying forever) and HTTP mode (Bolt's aiohttp adapter at ``/slack/events`` on
 127.0.0.1) — downloading files people share (``url_private_download`` with the bot
-token), and reading the bot scopes out of ``manifest.yaml`` for `threadline doctor`.
+token; lazily, when the bridge asks after its access check, streamed within a cap), and reading the bot scopes out of ``manifest.yaml`` for `threadline doctor`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,10 +27,11 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.download import CHUNK, check_announced, read_capped
 from adapters.slack.errors import SlackErrors
 from adapters.slack.inbound import FileRef
 from bridge.config import SlackConfig
-from bridge.messages import Attachment
+from bridge.messages import Attachment, AttachmentUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -137,42 +138,35 @@ def file_host_allowed(url: str, api_base: str = "") -> bool:
     )
 
 
-async def download(
+def attachment(
     session: aiohttp.ClientSession,
     token: str,
-    files: Sequence[FileRef],
+    ref: FileRef,
     redact: Callable[[str], str],
     api_base: str = "",
-) -> tuple[tuple[Attachment, ...], list[str]]:
-    """Fetch shared files (bot token in the header), each within its cap; one note
-    per file left out, for the message text.  Files not hosted by Slack (or the
-    configured API host) are left out, never fetched."""
-    out: list[Attachment] = []
-    notes: list[str] = []
-    headers = {"Authorization": f"Bearer {token}"}
-    for ref in files:
+) -> Attachment:
+    """The bridge's lazy `Attachment` for a shared file: nothing is fetched until the
+    bridge calls `fetch(limit)` (after its access check); then the file is streamed
+    with the bot token in the header and abandoned past the cap.  A URL that is not
+    Slack's (or the configured API host's) is never fetched: it would hand the token
+    to its host."""
+
+    async def fetch(limit: int) -> bytes:
         if not file_host_allowed(ref.url, api_base):
             log.warning("not fetching %s: its URL is not Slack's", ref.name)
-            notes.append(f"[{ref.name} not attached: not a Slack file URL]")
-            continue
-        too_big = f"[{ref.name} not attached: over {ref.limit // 2**20} MB]"
-        if ref.size > ref.limit:
-            notes.append(too_big)
-            continue
+            raise AttachmentUnavailable("not a Slack file URL")
+        cap = min(limit, ref.limit)
+        check_announced(ref.name, ref.size or None, cap)
+        headers = {"Authorization": f"Bearer {token}"}
         try:
             async with session.get(ref.url, headers=headers, allow_redirects=False) as r:
                 if r.status != 200:
-                    raise aiohttp.ClientResponseError(r.request_info, (), status=r.status)
-                data = await r.content.read(ref.limit + 1)
-        except (aiohttp.ClientError, OSError, TimeoutError) as e:
-            log.warning("downloading %s failed: %s", ref.name, redact(str(e)))
-            notes.append(f"[{ref.name} could not be downloaded]")
-            continue
-        if len(data) > ref.limit:
-            notes.append(too_big)
-            continue
-        out.append(Attachment(kind=ref.kind, name=ref.name, mime=ref.mime, data=data))
-    return tuple(out), notes
+                    raise AttachmentUnavailable(f"file download answered {r.status}")
+                return await read_capped(r.content.iter_chunked(CHUNK), name=ref.name, limit=cap)
+        except (aiohttp.ClientError, OSError) as e:
+            raise AttachmentUnavailable(redact(str(e))) from None
+
+    return Attachment(ref.kind, ref.name, ref.mime, ref.size or None, fetch)
 
 
 def manifest_scopes(path: Path = MANIFEST) -> list[str]:

@@ -9,7 +9,7 @@ in (Slack does not say which thread).  Slack's text encoding is undone (``&lt;``
 ``<url|label>``, ``<@U…>`` mentions, a leading mention of the bot itself).
 Anything the bridge should not see — edits, deletions, joins, messages from bots
 (ours included), hidden events — parses to ``None``.  Attachments are described as
-`FileRef`s; the adapter downloads them.  Every field is read through
+`FileRef`s; the bridge downloads them (after its access check).  Every field is read through
 `adapters.payload`: a payload with a field missing or of the wrong type parses to
 ``None`` instead of raising.
 """

@@ -5,7 +5,8 @@ and button presses call `ack()` before anything else, because Slack shows the pe
 an error after 3 s), then drops a delivery it has already handled — Slack repeats an
 event it thinks went unacknowledged (HTTP ``X-Slack-Retry-Num``, Socket Mode
 ``retry_attempt``), with the same event id or trigger id — then parses it
-(`adapters.slack.inbound`), downloads shared files, and hands the result to the sink.
+(`adapters.slack.inbound`), wraps shared files as lazy attachments (the bridge
+downloads them only for an owner), and hands the result to the sink.
 Messages in channels other than ``[slack] channel`` are refused by `allowed()` (the
 bridge asks through `accepts_chat`, drops them and writes an audit row; DMs and slash
 commands are always ours); strangers are passed on, because the bridge refuses
@@ -97,15 +98,18 @@ class Receiver:
             if msg.sender.user_id not in self.names:
                 self._spawn(self.lookup_name(msg.sender.user_id))
             if parsed.files and self.session is not None:
-                attachments, notes = await client.download(
-                    self.session,
-                    self.config.bot_token,
-                    parsed.files,
-                    self.errors.redact,
-                    self.config.base_url,
+                session = self.session  # the bridge downloads them, only for an owner
+                attachments = tuple(
+                    client.attachment(
+                        session,
+                        self.config.bot_token,
+                        ref,
+                        self.errors.redact,
+                        self.config.base_url,
+                    )
+                    for ref in parsed.files
                 )
-                text = "\n".join([msg.text, *notes]).strip() if notes else msg.text
-                msg = replace(msg, attachments=attachments, text=text)
+                msg = replace(msg, attachments=attachments)
             self.last_sender[msg.thread.key] = msg.sender.user_id
             await self.deliver(msg)
         except Exception:

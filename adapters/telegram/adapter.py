@@ -180,12 +180,11 @@ class TelegramAdapter(ChatAdapter):
                 log.debug("ignoring update %s (not a person's new message)", update.update_id)
                 return
             msg = parsed.message
-            if parsed.files:
-                attachments, notes = await client.download(
-                    self.app.bot, parsed.files, self.errors.redact
+            if parsed.files:  # downloaded by the bridge, and only for an owner
+                attachments = tuple(
+                    client.attachment(self.app.bot, ref, self.errors.redact) for ref in parsed.files
                 )
-                text = "\n".join([msg.text, *notes]).strip() if notes else msg.text
-                msg = replace(msg, attachments=attachments, text=text)
+                msg = replace(msg, attachments=attachments)
             await self._deliver(msg)
         except Exception:
             log.exception("dropping malformed update %s", getattr(update, "update_id", "?"))

@@ -3,7 +3,8 @@
 One place for the transport choices: the Bot API base URL (a self-hosted or fake
 server), HTTP timeouts sized for long polling and 50 MB uploads, no PTB rate limiter
 (the bridge's outbox paces every chat itself), the "/" command menu, and downloading
-inbound attachments within their size caps.  It also
+inbound attachments (lazily: only when the bridge asks, after its access check;
+streamed, within their size caps).  It also
 hardens long polling: PTB parses a `getUpdates` batch as a whole, so a single update
 it cannot parse would make it fetch the same batch forever; `TolerantBot` drops just
 that update and lets the offset move on.
@@ -15,15 +16,17 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import httpx
 from telegram import Bot, BotCommand, Update
 from telegram.error import TelegramError
 from telegram.ext import Application, ExtBot
 from telegram.request import HTTPXRequest
 
+from adapters.download import CHUNK, check_announced, read_capped
 from adapters.telegram import limits
 from adapters.telegram.inbound import FileRef
 from bridge.config import TelegramConfig
-from bridge.messages import Attachment
+from bridge.messages import Attachment, AttachmentUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -147,29 +150,31 @@ def build_application(config: TelegramConfig) -> Application[Any, Any, Any, Any,
     return Application.builder().bot(bot).build()
 
 
-async def download(
-    bot: Bot, files: Sequence[FileRef], redact: Callable[[str], str]
-) -> tuple[tuple[Attachment, ...], list[str]]:
-    """Fetch a message's attachments (getFile + the file URL), each within its cap.
+def attachment(bot: Bot, ref: FileRef, redact: Callable[[str], str]) -> Attachment:
+    """The bridge's lazy `Attachment` for a file someone sent: nothing is requested
+    until the bridge calls `fetch(limit)`, which skips getFile when Telegram already
+    announced the file as too big and streams the file URL, stopping at the cap."""
 
-    Returns the attachments and one note per file left out, for the message text, so
-    the person and Claude know something was sent but not attached."""
-    out: list[Attachment] = []
-    notes: list[str] = []
-    for ref in files:
-        too_big = f"[{ref.name} not attached: over {ref.limit // 2**20} MB]"
-        if ref.too_big:
-            notes.append(too_big)
-            continue
+    async def fetch(limit: int) -> bytes:
+        cap = min(limit, ref.limit)
+        check_announced(ref.name, ref.size, cap)
         try:
             tg_file = await bot.get_file(ref.file_id)
-            data = bytes(await tg_file.download_as_bytearray())
-        except (TelegramError, OSError) as e:
-            log.warning("downloading %s failed: %s", ref.name, redact(str(e)))
-            notes.append(f"[{ref.name} could not be downloaded]")
-            continue
-        if len(data) > ref.limit:
-            notes.append(too_big)
-            continue
-        out.append(Attachment(kind=ref.kind, name=ref.name, mime=ref.mime, data=data))
-    return tuple(out), notes
+        except TelegramError as e:
+            raise AttachmentUnavailable(redact(str(e))) from None
+        check_announced(ref.name, tg_file.file_size, cap)
+        url = tg_file.file_path or ""  # PTB makes it the full file URL (with the token)
+        if not url.startswith(("https://", "http://")):
+            raise AttachmentUnavailable("Telegram gave no file URL")
+        try:
+            async with (
+                httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0)) as http,
+                http.stream("GET", url) as r,
+            ):
+                if r.status_code != 200:
+                    raise AttachmentUnavailable(f"file download answered {r.status_code}")
+                return await read_capped(r.aiter_bytes(CHUNK), name=ref.name, limit=cap)
+        except httpx.HTTPError as e:
+            raise AttachmentUnavailable(redact(f"{type(e).__name__}: {e}")) from None
+
+    return Attachment(ref.kind, ref.name, ref.mime, ref.size, fetch)

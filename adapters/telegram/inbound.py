@@ -2,10 +2,11 @@
 
 Pure functions, no I/O: this is the only place that looks inside python-telegram-bot
 objects on the way in, so no raw PTB object gets past the adapter.  Attachments are
-described here as `FileRef`s (which file, how big, what kind); the adapter downloads
-them and attaches the bytes.  Anything the bridge should not see — edited messages,
-channel posts, service messages (topic created, member joined…), messages from bots —
-parses to ``None`` and is logged at debug level by the caller.
+described here as `FileRef`s (which file, how big, what kind); the adapter wraps
+them as lazy `Attachment`s that the bridge downloads after its access check.
+Anything the bridge should not see — edited messages, channel posts, service
+messages (topic created, member joined…), messages from bots — parses to ``None``
+and is logged at debug level by the caller.
 
 python-telegram-bot builds its objects from the JSON without checking types, so a
 malformed update can carry ``None`` or a dict where an id belongs: every field used
@@ -40,10 +41,6 @@ class FileRef:
     mime: str
     size: int | None  # as announced by Telegram; None when unknown
     limit: int
-
-    @property
-    def too_big(self) -> bool:
-        return self.size is not None and self.size > self.limit
 
 
 @dataclass(frozen=True, slots=True)

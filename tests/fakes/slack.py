@@ -54,7 +54,7 @@ What it models (real HTTP and WebSocket on 127.0.0.1, a free port, aiohttp.web):
   :meth:`FakeSlack.deliver_raw` posts any body with any signature.
 * A person (Python methods): :meth:`user_message`, :meth:`user_edit`,
   :meth:`user_join`, :meth:`bot_message`, :meth:`slash`, :meth:`click`; a transcript:
-  :meth:`messages`, :meth:`message`, :meth:`ephemerals`, ``files``, ``statuses``,
+  :meth:`messages`, :meth:`message`, :meth:`ephemerals`, ``files``, ``downloads``, ``statuses``,
   ``calls``, ``count_429``, ``deliveries``, :meth:`wait_for`, :meth:`wait_until`;
   faults: :meth:`fail_next`, :meth:`set_outage`.
 
@@ -545,6 +545,7 @@ class FakeSlack:
         self.statuses: list[StatusCall] = []
         self.files: dict[str, FakeFile] = {}
         self.calls: list[ApiCall] = []
+        self.downloads: list[str] = []  # ids of files fetched with the bot token
         self.deliveries: list[Delivery] = []
         self.count_429 = 0
         self.hello_count = 0
@@ -1279,6 +1280,7 @@ class FakeSlack:
     async def _handle_download(self, request: web.Request) -> web.Response:
         if request.headers.get("Authorization", "") != f"Bearer {self.bot_token}":
             return web.Response(status=302, headers={"Location": "/login"})
+        self.downloads.append(request.match_info["file_id"])
         f = self.files.get(request.match_info["file_id"])
         if f is None:
             return web.Response(status=404)

@@ -19,7 +19,10 @@ What it models (over real HTTP on 127.0.0.1, a free port, aiohttp.web):
   (``parameters`` only when there is one, as Telegram does — PTB reports any other
   parameter as "unknown").  Wrong token → 401 ``Unauthorized``; unknown method → 404
   ``Not Found`` (both become ``InvalidToken`` in PTB).  Files: ``GET
-  /file/bot<token>/<file_path>``.
+  /file/bot<token>/<file_path>``; every such request is logged in ``file_downloads``,
+  and while ``hold_files`` is an unset event the answer waits for it (a download held
+  open); a document sent with ``announce_size=False`` carries no ``file_size`` (in the
+  message nor in getFile).
 * Updates: ``getUpdates`` long polling (held for ``timeout`` s, ``[]`` at timeout,
   ``offset`` confirms, negative offsets, ``allowed_updates``, a second concurrent poll
   ends the first with 409 "terminated by other getUpdates request", 409 while a webhook
@@ -834,6 +837,7 @@ class FileRecord:
     mime_type: str | None = None
     width: int | None = None
     height: int | None = None
+    announce_size: bool = True  # False: no file_size in the message (Telegram may omit it)
 
 
 @dataclass(repr=False)
@@ -959,11 +963,12 @@ class FakeMessage:
                     }
                 ]
             else:
-                doc = {
+                doc: dict[str, Any] = {
                     "file_id": f.file_id,
                     "file_unique_id": f.file_unique_id,
-                    "file_size": len(f.data),
                 }
+                if f.announce_size:
+                    doc["file_size"] = len(f.data)
                 if f.file_name:
                     doc["file_name"] = f.file_name
                 if f.mime_type:
@@ -1275,6 +1280,8 @@ class FakeTelegram:
         self.unknown_methods: list[str] = []
         self.webhook_deliveries: list[WebhookDelivery] = []
         self.reactions: list[dict[str, Any]] = []
+        self.file_downloads: list[str] = []  # file paths requested from /file/bot…
+        self.hold_files: asyncio.Event | None = None  # unset: file answers wait for it
 
         self._chats: dict[int, _Chat] = {}
         self._drafts: list[Draft] = []
@@ -1615,10 +1622,13 @@ class FakeTelegram:
         reply_to: int | None = None,
         chat_type: str | None = None,
         is_forum: bool | None = None,
+        *,
+        announce_size: bool = True,
     ) -> dict[str, Any]:
         """The person sends a file (bytes downloadable via getFile)."""
         ext = "." + file_name.rsplit(".", 1)[1] if "." in file_name else ""
         rec = self._store_file(data, "documents", ext, file_name, mime_type)
+        rec.announce_size = announce_size
         version = Version(caption, caption, None, (), None, int(time.time()))
         msg = self._person_message(
             chat_id,
@@ -2051,11 +2061,15 @@ class FakeTelegram:
             return web.json_response(
                 {"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401
             )
+        self.file_downloads.append(request.match_info["path"])
+        self._changed.fire()
         rec = self._files_by_path.get(request.match_info["path"])
         if rec is None:
             return web.json_response(
                 {"ok": False, "error_code": 404, "description": "Not Found"}, status=404
             )
+        if self.hold_files is not None:
+            await self.hold_files.wait()
         return web.Response(body=rec.data, content_type=rec.mime_type or "application/octet-stream")
 
     def _take_fault(self, method: str, params: dict[str, Any]) -> Fault | None:
@@ -2796,12 +2810,14 @@ class FakeTelegram:
             raise _bad("invalid file_id")
         if len(rec.data) > DOWNLOAD_LIMIT:
             raise _bad("file is too big")
-        return {
+        out: dict[str, Any] = {
             "file_id": rec.file_id,
             "file_unique_id": rec.file_unique_id,
-            "file_size": len(rec.data),
             "file_path": rec.file_path,
         }
+        if rec.announce_size:
+            out["file_size"] = len(rec.data)
+        return out
 
     async def _api_setmessagereaction(self, p: dict[str, Any], f: Any) -> Any:
         chat = self._chat_for(p)
