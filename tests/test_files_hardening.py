@@ -114,9 +114,11 @@ def test_an_upload_never_follows_a_planted_threadline_symlink(
         save_to_inbox(cwd, "authorized_keys", b"ssh-ed25519 AAAA attacker")
     assert list(outside.iterdir()) == []
     # through a chat message: the prompt says the file could not be saved
-    doc = Attachment("file", "authorized_keys", "text/plain", b"ssh-ed25519 AAAA attacker")
-    prepared = prepare_prompt("here", [doc], cwd, max_bytes=1000)
+    data = b"ssh-ed25519 AAAA attacker"
+    doc = Attachment.of("file", "authorized_keys", "text/plain", data)
+    prepared = prepare_prompt("here", [(doc, data)], cwd, max_bytes=1000)
     assert not prepared.saved and "could not be saved" in prepared.text
+    assert "symbolic link" in prepared.text  # the person is told why
     assert list(outside.iterdir()) == []
 
 
