@@ -33,6 +33,7 @@ HELP: Final[list[tuple[str, str]]] = [
     ("schedules", "list this session's scheduled prompts"),
     ("unschedule ID", "remove a scheduled prompt"),
     ("pair CODE", "complete pairing with a code from threadline pair"),
+    ("rules", "list what runs without asking here; buttons remove session rules"),
     ("help", "this list"),
 ]
 

@@ -82,6 +82,19 @@ def _migration_4(engine: Engine) -> None:
 MIGRATIONS.append(_migration_4)
 
 
+# --- migration 5 (strict session rules) ----------------------------------------------
+
+
+def _migration_5(engine: Engine) -> None:
+    """Session rules are Claude Code rules now (`bridge/rules.py`); an empty pattern
+    used to mean "any input" — such rules are dropped rather than kept meaning nothing."""
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM session_rules WHERE pattern = ''"))
+
+
+MIGRATIONS.append(_migration_5)
+
+
 class Database:
     """One per daemon; passed to everything that needs state."""
 
