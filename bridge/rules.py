@@ -18,6 +18,8 @@ command that is empty, does not parse, or contains shell metacharacters (chainin
 pipes, redirection, substitution, variables, newlines) never makes a rule and never
 matches one.  A request the CLI flags — a ``blocked_path``, or a ``decision_reason``
 other than its generic "This command requires approval" — is never allowed by a rule.
+(A ``blocked_path`` inside the session directory, which the CLI also sends for plain
+writes there, does not count — see `flagged`.)
 
 Why Threadline matches its own rules instead of answering ``can_use_tool`` with the
 CLI's ``suggestions`` as ``updated_permissions`` (measured with the bundled CLI
@@ -139,9 +141,16 @@ def parse_rule(text: str) -> Rule | None:
 
 
 def flagged(req: Request) -> bool:
-    """The CLI itself marked the request as special: never allowed by a rule."""
+    """The CLI itself marked the request as special: never allowed by a rule.
+
+    A `blocked_path` counts unless it resolves inside the session directory to no
+    protected place: the CLI sets one for plain writes there too (measured: `touch
+    marker` and `rm -rf build/` in the directory came with it), and those may still
+    have an exact rule.  Any reason but the generic one counts."""
     reason = req.decision_reason.strip()
-    return bool(req.blocked_path) or (bool(reason) and reason not in GENERIC_REASONS)
+    if reason and reason not in GENERIC_REASONS:
+        return True
+    return bool(req.blocked_path) and not editable(req.blocked_path, req.cwd)
 
 
 def _words(command: str) -> list[str] | None:

@@ -124,9 +124,23 @@ def test_an_empty_rule_matches_nothing(stored: str) -> None:
 def test_flagged_requests_make_no_rule_and_match_none() -> None:
     rule = approve("npm test")
     assert matches(rule, bash("npm test", decision_reason="This command requires approval"))
-    for context in ({"blocked_path": "/etc"}, {"decision_reason": "A hook asks: careful"}):
+    for context in (
+        {"blocked_path": "/etc"},
+        {"blocked_path": "/w/.git/hooks/pre-commit"},
+        {"decision_reason": "A hook asks: careful"},
+        {"decision_reason": "Path is outside allowed working directories"},
+    ):
         assert rule_for(bash("npm test", **context)) is None
         assert not matches(rule, bash("npm test", **context))
+
+
+def test_a_blocked_path_inside_the_session_directory_still_allows_an_exact_rule(
+    tmp_path: Path,
+) -> None:
+    # measured: the CLI sends blocked_path=<cwd>/marker for `touch marker`
+    req = Request("Bash", {"command": "touch marker"}, str(tmp_path), str(tmp_path / "marker"))
+    rule = rule_for(req)
+    assert rule is not None and rule.text == "Bash(touch marker)" and matches(rule, req)
 
 
 # Anything after an approved exact command, or any other text, must not match.
