@@ -65,4 +65,4 @@ def offer_line(offer: rules.Rule | None) -> str:
     """The prompt's line about "Allow for session", or "" when it is not offered."""
     if offer is None:
         return ""
-    return f"♾️ _Allow for session_ stores `{rules.tick(offer.text)}`: {offer.describe()}."
+    return f"♾️ _Allow for session_ stores `{rules.tick(offer.shown)}`: {offer.describe()}."

@@ -301,7 +301,7 @@ class PermissionBroker:
             by,
             "" if rule else row.reason,
             timeout_s=self.timeout_s,
-            rule_note=f"{rule.describe()} (rule `{rules.tick(rule.text)}`)" if rule else "",
+            rule_note=f"{rule.describe()} (rule `{rules.tick(rule.shown)}`)" if rule else "",
         )
         self.outbox.enqueue_edit(thread, row.prompt_outbox_id, decided, priority=0)
 

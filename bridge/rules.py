@@ -86,6 +86,7 @@ PROTECTED: Final = frozenset(
 # Any other reason (a protected path, a hook's "ask", a sandbox) disables rules.
 GENERIC_REASONS: Final = frozenset({"This command requires approval"})
 
+SHOWN_CHARS: Final = 200  # a rule longer than this is named, not repeated, in chat
 _META = re.compile(r"[;&|<>`$(){}\\\n\r\x00-\x08\x0b-\x1f\x7f]")
 _RULE = re.compile(r"(?P<tool>[A-Za-z][A-Za-z0-9_]*)\((?P<content>.*)\)", re.DOTALL)
 _HOST = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
@@ -102,10 +103,20 @@ class Rule:
     def text(self) -> str:
         return f"{self.tool}({self.content})"
 
+    @property
+    def shown(self) -> str:
+        """`text` for a chat line: a long exact command is named, not repeated (the
+        prompt shows or attaches it whole)."""
+        if len(self.content) <= SHOWN_CHARS:
+            return self.text
+        return f"{self.tool}(<this exact {len(self.content)}-character command>)"
+
     def describe(self) -> str:
         """What the rule lets through, in a sentence for the decided prompt (Markdown)."""
         if self.tool == "Bash" and self.content.endswith(":*"):
             return f"later `{tick(self.content[:-2])} …` runs without asking"
+        if self.tool == "Bash" and len(self.content) > SHOWN_CHARS:
+            return "later exactly this command, character for character, runs without asking"
         if self.tool == "Bash":
             return f"later exactly `{tick(self.content)}` runs without asking"
         if self.tool == "Edit":

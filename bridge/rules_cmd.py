@@ -72,7 +72,7 @@ def rules_message(b: Bridge, session: SessionRow) -> Outbound:
         lines.append("_None — nothing runs without asking._")
     for n, row in enumerate(rows[:MAX_SHOWN], start=1):
         rule = rules.Rule(row.tool_name, row.pattern)
-        lines.append(f"{n}. `{rules.tick(_shown(rule.text))}` — {rule.describe()}")
+        lines.append(f"{n}. `{rules.tick(rule.shown)}` — {rule.describe()}")
         buttons.append((Button(f"🗑 Remove {n}", f"r:{session.id}:{row.id}", "danger"),))
     if len(rows) > MAX_SHOWN:
         lines.append(f"_… and {len(rows) - MAX_SHOWN} more; remove some to see them._")
@@ -109,7 +109,7 @@ async def remove_pressed(
         )
         await b.adapters[press.thread.platform].answer_press(press, "That rule is gone already.")
         return
-    text = rules.Rule(row.tool_name, row.pattern).text
+    text = rules.Rule(row.tool_name, row.pattern).shown
     if not b.db.permissions.remove_rule(int(rule_id)):
         await b.adapters[press.thread.platform].answer_press(press, "That rule is gone already.")
         return
@@ -121,6 +121,6 @@ async def remove_pressed(
     )
     b.reply(
         thread,
-        render.notice(f"🗑 Removed `{rules.tick(_shown(text))}` — it asks again from now on."),
+        render.notice(f"🗑 Removed `{rules.tick(text)}` — it asks again from now on."),
         session_id=session.id,
     )

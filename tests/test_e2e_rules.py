@@ -18,9 +18,10 @@ import pytest
 from agent.events import PermissionAsked
 from tests.fakes.anthropic import Text, ToolUse
 from tests.fakes.telegram import FakeMessage
-from tests.harness import Harness, start_harness, stop_harness
+from tests.harness import OWNER, OWNER_NAME, Harness, start_harness, stop_harness
 
 pytestmark = pytest.mark.e2e
+OWNER_USER = {"id": OWNER, "is_bot": False, "first_name": OWNER_NAME}
 
 
 @pytest.fixture()
@@ -100,6 +101,12 @@ async def test_allow_for_session_on_a_write_does_not_cover_claude_settings(
     assert (app / "more.py").read_text() == "b = 2\n", "a write inside the folder ran unasked"
     assert not settings.exists()
     assert planted.button_labels == ["✅ Allow", "❌ Deny"], "no session button for .claude/"
+    forged = planted.callback_data("Allow")[:-1] + "s"  # the button that was not offered
+    h.tg.press_button(h.chat_id, planted.message_id, forged, OWNER_USER, strict=False)
+    await h.tg.wait_until(
+        lambda: any("no session rule offered" in a.detail for a in h.db.audit.recent(20)), 30
+    )
+    assert len(h.db.permissions.rules(sid)) == 1 and not settings.exists()
     h.press(planted, "Deny")
     away = await h.wait_msg(lambda m: is_prompt(m, "outside.txt"), thread_id=topic)
     assert "Outside the session directory" in away.visible_text
@@ -172,12 +179,20 @@ async def test_rules_lists_and_removes_a_session_rule(h: Harness) -> None:
     assert "This folder's own rules" in listing.visible_text
     assert "Bash(make:*)" in listing.visible_text and "trusted" in listing.visible_text
     assert listing.button_labels == ["🗑 Remove 1"]
+    data = listing.callback_data("Remove 1")
+    assert len(data.encode()) <= 64
+    elsewhere = next(m for m in h.bot_messages() if m.thread_id != topic)
+    h.tg.press_button(h.chat_id, elsewhere.message_id, data, OWNER_USER, strict=False)
+    await h.tg.wait_until(
+        lambda: any(a.detail == "stale or foreign button" for a in h.db.audit.recent(20)), 30
+    )
+    assert len(h.db.permissions.rules(sid)) == 1, "a press from another thread removes nothing"
     h.press(listing, "Remove 1")
     await h.wait_text("Removed Bash(touch marker)", thread_id=topic)
     assert h.db.permissions.rules(sid) == []
-    assert any(
-        a.action == "rule-remove" and a.allowed for a in h.db.audit.recent(20)
-    ), "the removal is audit-logged"
+    assert any(a.action == "rule-remove" and a.allowed for a in h.db.audit.recent(20)), (
+        "the removal is audit-logged"
+    )
     h.press(listing, "Remove 1")  # pressing it again removes nothing and breaks nothing
     h.say("touch again", thread_id=topic)
     again = await h.wait_msg(
@@ -186,3 +201,17 @@ async def test_rules_lists_and_removes_a_session_rule(h: Harness) -> None:
     )
     h.press(again, "Deny")
     await h.wait_text("again", thread_id=topic)
+
+
+async def test_a_long_command_is_asked_with_the_whole_text_attached(h: Harness) -> None:
+    app = h.root / "app"
+    command = "python3 -m json.tool " + "a" * 5000 + " out.json"
+    h.model.on("long one", ToolUse("Bash", {"command": command}), Text("long over"))
+    topic, _ = await h.new_session(str(app), "long one")
+    prompt = await h.wait_msg(lambda m: is_prompt(m, "not shown here"), thread_id=topic)
+    doc = await h.wait_msg(lambda m: m.kind == "document", thread_id=topic)
+    assert doc.file is not None and doc.file.data == command.encode()
+    assert f"this exact {len(command)}-character command" in prompt.visible_text
+    assert "a" * 3001 not in prompt.visible_text, "the message shows the start, the file all"
+    h.press(prompt, "Deny")
+    await h.wait_text("long over", thread_id=topic)

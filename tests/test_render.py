@@ -4,7 +4,6 @@ status, final, help and session list messages."""
 from __future__ import annotations
 
 import json
-
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
