@@ -4,9 +4,11 @@ buttons, and a button press (or a timeout) back into the agent's decision.
 A request is a database row first (random id, used in the button data), so a press
 can be checked against it: the request must exist, still be pending, belong to the
 thread the press came from.  The first answer wins: the pending → decided
-transition is a single conditional UPDATE.  "Allow for session" stores a rule (the
-tool; for Bash the command prefix) that later requests in the session match without
-asking.  Unanswered requests are denied after `timeout_s`, and the thread says so.
+transition is a single conditional UPDATE.  "Allow for session" — offered only when
+`bridge/rules.py` can make a rule that cannot widen — stores that rule, in Claude
+Code's rule language, and later requests of the session that match it strictly run
+without asking; the decided prompt says which rule.  Text answers (`allow`, `always`,
+`deny [reason]`) decide the prompt they reply to, or the only one pending.  Unanswered requests are denied after `timeout_s`, and the thread says so.
 On start, requests left pending by a previous run are marked expired and their
 prompts edited: their buttons no longer act and nothing is approved silently.
 """
@@ -153,7 +155,8 @@ class PermissionBroker:
             platform=thread.platform,
             user=by_key,
             action="permission",
-            detail=f"{row.tool_name} {state}" + (f" {offer.text}" if offer and note else ""),
+            detail=f"{row.tool_name} {state}"
+            + (f" {offer.text[:300]}" if offer and state == "allowed_session" else ""),
         )
         if state == "allowed_session" and offer is not None:
             self.db.permissions.add_rule(
@@ -293,9 +296,13 @@ class PermissionBroker:
             return
         thread = ThreadRef(binding.platform, binding.chat_id, binding.thread_id)
         rule = rules.parse_rule(row.reason) if state == "allowed_session" else None
+        try:
+            shown = json.loads(row.input_json)
+        except ValueError:  # stored cut at 100 000 characters
+            shown = {"input": row.input_json[:2000] + "…"}
         decided = render.permission_decided(
             row.tool_name,
-            json.loads(row.input_json),
+            shown,
             session.cwd,
             cast(render.Decision, state),
             by,
