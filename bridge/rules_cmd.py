@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 
 SETTINGS_FILES: Final = (".claude/settings.json", ".claude/settings.local.json")
 MAX_SETTINGS_BYTES: Final = 256 * 1024
-MAX_SHOWN: Final = 30  # rules per list; a chat message has room for about that many buttons
+# Rules with a button per list: Matrix turns buttons into reactions, keycaps 1️⃣–🔟.
+MAX_SHOWN: Final = 10
 _RULE_CHARS: Final = 200
 
 
@@ -69,13 +70,14 @@ def rules_message(b: Bridge, session: SessionRow) -> Outbound:
     lines = ["**Allowed for this session**"]
     buttons: list[tuple[Button, ...]] = []
     if not rows:
-        lines.append("_None — nothing runs without asking._")
+        lines.append("_None._")
     for n, row in enumerate(rows[:MAX_SHOWN], start=1):
         rule = rules.Rule(row.tool_name, row.pattern)
         lines.append(f"{n}. `{rules.tick(rule.shown)}` — {rule.describe()}")
-        buttons.append((Button(f"🗑 Remove {n}", f"r:{session.id}:{row.id}", "danger"),))
+        # no emoji in the label: on Matrix "Remove n" is then keycap n
+        buttons.append((Button(f"Remove {n}", f"r:{session.id}:{row.id}", "danger"),))
     if len(rows) > MAX_SHOWN:
-        lines.append(f"_… and {len(rows) - MAX_SHOWN} more; remove some to see them._")
+        lines.append(f"_… and {len(rows) - MAX_SHOWN} more: remove some to list them._")
     project = project_rules(session.cwd)
     if project:
         lines += [
