@@ -71,9 +71,10 @@ def test_a_permission_prompt_has_html_a_hint_reaction_keys_and_a_mention() -> No
     assert c["m.mentions"] == {"user_ids": [OWNER]}
     bare = br.permission_prompt("req2", "Bash", {"command": "ls; id"}, "/w")
     [plain] = render(bare, [OWNER])
-    assert "React ✅ Allow · ❌ Deny — or reply allow or deny <reason>." in plain.payload[
-        "content"
-    ]["body"], "no session button, no `always` in the hint"
+    assert (
+        "React ✅ Allow · ❌ Deny — or reply allow or deny <reason>."
+        in plain.payload["content"]["body"]
+    ), "no session button, no `always` in the hint"
     assert f'<a href="https://matrix.to/#/{OWNER}">{OWNER}</a>' in c["formatted_body"]
     assert len(out.payload["txn"]) >= 16, "a transaction id, stored with the row"
 
