@@ -27,7 +27,11 @@ CLI's ``suggestions`` as ``updated_permissions`` (measured with the bundled CLI
 ``npm test`` is suggested as ``Bash(npm test *)`` (``npm test --script-shell=./x``
 then runs any program), a Write inside the directory gets only ``setMode acceptEdits``
 (every later edit in the session), and Bash rules go to ``localSettings``, i.e. into
-the repository's own ``.claude/settings.local.json``.  A rule applied through
+the repository's own ``.claude/settings.local.json`` (``touch marker`` came as
+``Bash(touch marker *)``, which also touches any other file).  ``python -m pytest``,
+``git -C d status`` and ``pytest -q`` came as exact rules.  (``git status``, ``ls; id``
+and an empty command never reach ``can_use_tool``: the CLI runs what it judges
+read-only by itself.)  A rule applied through
 ``updated_permissions`` with destination ``session`` holds only while that CLI process
 lives: after a restart with ``resume=`` the same command was asked again.  Threadline
 restarts CLIs (idle, crash, daemon restart), and its rules must be listable and

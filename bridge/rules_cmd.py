@@ -99,7 +99,8 @@ async def remove_pressed(
     b: Bridge, press: ButtonPress, session: SessionRow, thread: ThreadRef, rule_id: str
 ) -> None:
     """A remove button of a `rules` list (owner and thread already checked)."""
-    row = b.db.permissions.rule(int(rule_id)) if rule_id.isdigit() else None
+    valid = rule_id.isascii() and rule_id.isdigit() and len(rule_id) <= 18  # fits SQLite
+    row = b.db.permissions.rule(int(rule_id)) if valid else None
     if row is None or row.session_id != session.id:
         log.warning("refused rule removal %r from %s: no such rule", rule_id[:20], press.sender.key)
         b.db.audit.log(

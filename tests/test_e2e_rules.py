@@ -194,6 +194,8 @@ async def test_rules_lists_and_removes_a_session_rule(h: Harness) -> None:
         "the removal is audit-logged"
     )
     h.press(listing, "Remove 1")  # pressing it again removes nothing and breaks nothing
+    for forged in (f"r:{sid}:" + "9" * 40, f"r:{sid}:-1", f"r:{sid}:١"):
+        h.tg.press_button(h.chat_id, listing.message_id, forged, OWNER_USER, strict=False)
     h.say("touch again", thread_id=topic)
     again = await h.wait_msg(
         lambda m: is_prompt(m, "touch marker") and m.message_id != first.message_id,
@@ -201,6 +203,7 @@ async def test_rules_lists_and_removes_a_session_rule(h: Harness) -> None:
     )
     h.press(again, "Deny")
     await h.wait_text("again", thread_id=topic)
+    assert not any("went wrong" in (m.visible_text or "") for m in h.bot_messages(topic))
 
 
 async def test_a_long_command_is_asked_with_the_whole_text_attached(h: Harness) -> None:
