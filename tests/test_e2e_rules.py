@@ -50,13 +50,9 @@ async def test_allow_for_session_on_bash_does_not_cover_a_widened_command(h: Har
     h.model.on("widen", ToolUse("Bash", {"command": widened}), Text("widen over"))
     topic, sid = await h.new_session(str(app), "check json")
     first = await h.wait_msg(lambda m: is_prompt(m, "json.tool"), thread_id=topic)
-    assert "Allow for session" in " ".join(first.button_labels)
-    assert f"Bash({approved})" in first.visible_text, "the prompt says which rule it would store"
+    offered = first.visible_text
     h.press(first, "Allow for session")
     await h.wait_text("json ok", thread_id=topic)
-    decided = h.tg.message(h.chat_id, first.message_id)
-    assert f"later exactly {approved} runs without asking" in decided.visible_text
-    assert [(r.tool_name, r.pattern) for r in h.db.permissions.rules(sid)] == [("Bash", approved)]
 
     h.say("again", thread_id=topic)
     await h.wait_text("again ok", thread_id=topic)
@@ -68,6 +64,11 @@ async def test_allow_for_session_on_bash_does_not_cover_a_widened_command(h: Har
     h.press(second, "Deny")
     await h.wait_text("widen over", thread_id=topic)
     assert not (app / "pwned.json").exists()
+    # what the person was told: the rule before the press, and after it
+    assert f"Bash({approved})" in offered, "the prompt says which rule it would store"
+    decided = h.tg.message(h.chat_id, first.message_id)
+    assert f"later exactly {approved} runs without asking" in decided.visible_text
+    assert [(r.tool_name, r.pattern) for r in h.db.permissions.rules(sid)] == [("Bash", approved)]
 
 
 async def test_allow_for_session_on_a_write_does_not_cover_claude_settings(
@@ -93,8 +94,6 @@ async def test_allow_for_session_on_a_write_does_not_cover_claude_settings(
     first = await h.wait_msg(lambda m: is_prompt(m, "src.py"), thread_id=topic)
     h.press(first, "Allow for session")
     await h.wait_text("code written", thread_id=topic)
-    [rule] = h.db.permissions.rules(sid)
-    assert rule.tool_name == "Edit" and rule.pattern.endswith(f"{app.resolve()}/**")
 
     h.say("more code", thread_id=topic)
     planted = await h.wait_msg(lambda m: is_prompt(m, "settings.local.json"), thread_id=topic)
@@ -114,6 +113,8 @@ async def test_allow_for_session_on_a_write_does_not_cover_claude_settings(
     h.press(away, "Deny")
     await h.wait_text("more over", thread_id=topic)
     assert not settings.exists() and not outside.exists()
+    [rule] = h.db.permissions.rules(sid)
+    assert rule.tool_name == "Edit" and rule.pattern.endswith(f"{app.resolve()}/**")
 
 
 async def test_text_answers_decide_the_prompt_they_reply_to(h: Harness) -> None:
