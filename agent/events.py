@@ -82,6 +82,13 @@ class PermissionAsked:
     Cancelling the future denies. If the turn is interrupted (or the CLI gives up on the
     request) the future is cancelled by the session, so a stale prompt can check
     ``future.done()`` before showing a decision.
+
+    The rest is what the CLI said about the request, as plain data: ``title`` (its own
+    prompt sentence), ``decision_reason`` (why it asks, e.g. a hook's reason or a
+    protected path), ``blocked_path`` (the path outside the allowed directories that
+    triggered it) and ``suggestions`` (the permission updates it proposes, in the
+    control protocol's dict form: ``{"type": "addRules", "rules": [{"toolName": …,
+    "ruleContent": …}], "behavior": …, "destination": …}``).
     """
 
     session_id: str
@@ -89,6 +96,10 @@ class PermissionAsked:
     name: str
     input: Mapping[str, Any]
     future: asyncio.Future[PermissionDecision]
+    title: str = ""
+    decision_reason: str = ""
+    blocked_path: str = ""
+    suggestions: tuple[Mapping[str, Any], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

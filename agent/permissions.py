@@ -6,6 +6,8 @@ reader. The gate publishes a ``PermissionAsked`` carrying a fresh future and wai
 a ``PermissionDecision`` allows or denies; a cancelled or failed future denies. When the
 CLI withdraws the request (an interrupt makes it cancel the callback) or the session
 interrupts or closes, the gate cancels the future so the consumer can retire its prompt.
+The gate passes on what the CLI said about each request (``title``, ``decision_reason``,
+``blocked_path``, ``suggestions``) as plain data; it never applies a suggestion itself.
 ``check_mode`` validates the permission modes Claude Code knows (``MODES``).
 """
 
@@ -14,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, get_args
 
@@ -70,7 +72,15 @@ class PermissionGate:
         try:
             self._emit(
                 PermissionAsked(
-                    self._session_id, tool_use_id, name, MappingProxyType(dict(tool_input)), future
+                    self._session_id,
+                    tool_use_id,
+                    name,
+                    MappingProxyType(dict(tool_input)),
+                    future,
+                    title=context.title or "",
+                    decision_reason=context.decision_reason or "",
+                    blocked_path=context.blocked_path or "",
+                    suggestions=_suggestions(context),
                 )
             )
             # wait() rather than awaiting the future: a cancelled future must read as a
@@ -83,6 +93,18 @@ class PermissionGate:
         finally:
             self._pending.discard(future)
         return _to_result(future, tool_use_id)
+
+
+def _suggestions(context: ToolPermissionContext) -> tuple[Mapping[str, Any], ...]:
+    """The CLI's suggested permission updates as plain, read-only dicts (one that does
+    not convert is dropped: the consumer only shows them and never applies them)."""
+    out: list[Mapping[str, Any]] = []
+    for update in context.suggestions or ():
+        try:
+            out.append(MappingProxyType(update.to_dict()))
+        except (ValueError, AttributeError, TypeError):
+            log.debug("ignoring a permission suggestion that does not convert: %r", update)
+    return tuple(out)
 
 
 def _to_result(future: asyncio.Future[PermissionDecision], tool_use_id: str) -> PermissionResult:

@@ -373,7 +373,7 @@ class Bridge:
             return
         thread = self.thread_of(session.id) or msg.thread
         if not msg.attachments and await self.broker.answer_text(
-            thread, msg.text, msg.sender.key, msg.sender.display_name
+            thread, msg.text, msg.sender.key, msg.sender.display_name, reply_to=msg.reply_to
         ):
             return
         parts = await files.prompt_parts(self, session, msg, thread)

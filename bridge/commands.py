@@ -35,6 +35,7 @@ HELP: Final[list[tuple[str, str]]] = [
     ("trust", "show what this folder's own Claude Code settings would run, and trust it"),
     ("untrust", "stop loading this folder's own Claude Code settings"),
     ("pair CODE", "complete pairing with a code from threadline pair"),
+    ("rules", "list what runs without asking here; buttons remove session rules"),
     ("help", "this list"),
 ]
 

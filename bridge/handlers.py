@@ -5,10 +5,11 @@ it came from, and leaves the heavy lifting to the bridge (sessions, outbox) and 
 broker (permissions).  Commands with a module of their own are routed there
 (`EXTERNAL`): `import` (`bridge/importer.py`), `get` (`bridge/files.py`),
 `schedule` / `schedules` / `unschedule` (`bridge/scheduler.py`), `pair`
-(`bridge/pairing.py`).  Button data is opaque and short: ``p:<request>:<a|s|d>``
+(`bridge/pairing.py`), `rules` (`bridge/rules_cmd.py`).  Button data is opaque and short: ``p:<request>:<a|s|d>``
 (permission), ``x:<session>`` (stop), ``m:<session>:<mode index>`` (mode),
 ``n:<session>`` (new session in that one's directory), ``i:<claude session id>``
-(import), ``t:<trust request>:<y|n>`` (folder trust, `bridge/trust.py`).  Every press is checked against the thread it came from.
+(import), ``t:<trust request>:<y|n>`` (folder trust, `bridge/trust.py`), ``r:<session>:<rule id>``
+(remove a session rule).  Every press is checked against the thread it came from.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bridge import files, gitsafe, importer, pairing, render, scheduler, trust
+from bridge import files, gitsafe, importer, pairing, render, rules_cmd, scheduler, trust
 from bridge.access import PathRefused, resolve_session_dir
 from bridge.commands import Command
 from bridge.config import PERMISSION_MODES
@@ -53,6 +54,7 @@ IMPLEMENTED = (
     "pair",
     "trust",
     "untrust",
+    "rules",
     "help",
 )
 Handler = Callable[["Bridge", Command, UserMessage, SessionRow | None], Awaitable[None]]
@@ -65,6 +67,7 @@ EXTERNAL: dict[str, Handler] = {
     "pair": pairing.cmd_pair,
     "trust": trust.cmd_trust,
     "untrust": trust.cmd_untrust,
+    "rules": rules_cmd.cmd_rules,
 }
 IN_SESSION = (
     "stop",
@@ -77,6 +80,7 @@ IN_SESSION = (
     "schedule",
     "trust",
     "untrust",
+    "rules",
 )
 _MODE_LABELS = {
     "default": "Default",
@@ -145,6 +149,8 @@ class Handlers:
             await self.stop_turn(session, thread)
         elif kind == "m" and index.isdigit() and int(index) < len(PERMISSION_MODES):
             await self._set_mode(session, thread, PERMISSION_MODES[int(index)])
+        elif kind == "r":
+            await rules_cmd.remove_pressed(self.b, press, session, thread, index)
         else:
             self._refuse_press(press, "unknown button")
 

@@ -4,9 +4,11 @@ buttons, and a button press (or a timeout) back into the agent's decision.
 A request is a database row first (random id, used in the button data), so a press
 can be checked against it: the request must exist, still be pending, belong to the
 thread the press came from.  The first answer wins: the pending → decided
-transition is a single conditional UPDATE.  "Allow for session" stores a rule (the
-tool; for Bash the command prefix) that later requests in the session match without
-asking.  Unanswered requests are denied after `timeout_s`, and the thread says so.
+transition is a single conditional UPDATE.  "Allow for session" — offered only when
+`bridge/rules.py` can make a rule that cannot widen — stores that rule, in Claude
+Code's rule language, and later requests of the session that match it strictly run
+without asking; the decided prompt says which rule.  Text answers (`allow`, `always`,
+`deny [reason]`) decide the prompt they reply to, or the only one pending.  Unanswered requests are denied after `timeout_s`, and the thread says so.
 On start, requests left pending by a previous run are marked expired and their
 prompts edited: their buttons no longer act and nothing is approved silently.
 """
@@ -17,15 +19,15 @@ import asyncio
 import json
 import logging
 import secrets
-import shlex
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, cast
 
 from agent.events import PermissionAsked, PermissionDecision
-from bridge import render
+from bridge import render, rules
 from bridge.messages import ThreadRef
 from bridge.outbox import Outbox
+from bridge.permission_notes import offer_line, prompt_notes
+from bridge.render import md_escape as md
 from bridge.tasks import TaskGroup
 from storage.db import Database
 from storage.models import PermissionRequestRow, SessionRule
@@ -34,37 +36,13 @@ log = logging.getLogger(__name__)
 
 Choice = Literal["a", "s", "d"]
 _CHOICE_STATE = {"a": "allowed", "s": "allowed_session", "d": "denied"}
-_SHELL_META = (";", "&&", "||", "|", "`", "$(", ">", "<", "\n", "&")
+# Text answers (Matrix relies on them).  Conversational words (yes, no, ok) are not
+# approvals: they go to Claude as a prompt.
+_TEXT_CHOICE = {"allow": "a", "always": "s", "deny": "d"}
 
 
-def bash_prefix(command: str) -> str:
-    """The prefix an "Allow for session" rule stores for a Bash command: the program
-    and, if it looks like one, its subcommand (`npm test`, `git status`, `pytest`)."""
-    try:
-        words = shlex.split(command)
-    except ValueError:
-        words = command.split()
-    if not words:
-        return ""
-    if (
-        len(words) > 1
-        and words[1].replace("-", "").replace("_", "").isalnum()
-        and not words[1].startswith("-")
-    ):
-        return f"{words[0]} {words[1]}"
-    return words[0]
-
-
-def rule_matches(rule: SessionRule, tool: str, tool_input: Mapping[str, object]) -> bool:
-    if rule.tool_name != tool:
-        return False
-    if tool != "Bash" or not rule.pattern:
-        return True
-    command = str(tool_input.get("command", "")).strip()
-    # A chained or redirected command could smuggle anything past the prefix.
-    if any(meta in command for meta in _SHELL_META):
-        return False
-    return command == rule.pattern or command.startswith(rule.pattern + " ")
+def stored_rule(row: SessionRule) -> rules.Rule:
+    return rules.Rule(row.tool_name, row.pattern)
 
 
 @dataclass(slots=True)
@@ -73,6 +51,8 @@ class _Pending:
     event: PermissionAsked
     thread: ThreadRef
     cwd: str
+    offer: rules.Rule | None  # what "Allow for session" stores; None: no such button
+    prompt_ids: tuple[int, ...] = ()
     timer: asyncio.Task[None] | None = None
 
 
@@ -86,9 +66,15 @@ class PermissionBroker:
 
     async def ask(self, event: PermissionAsked, thread: ThreadRef, cwd: str) -> None:
         """Resolve at once by a session rule, or post a prompt and wait for a press."""
-        for rule in self.db.permissions.rules(event.session_id):
-            if rule_matches(rule, event.name, event.input):
-                log.info("session %s: %s allowed by session rule", event.session_id, event.name)
+        req = rules.Request(event.name, event.input, cwd, event.blocked_path, event.decision_reason)
+        for row in self.db.permissions.rules(event.session_id):
+            if rules.matches(stored_rule(row), req):
+                log.info(
+                    "session %s: %s allowed by rule %s",
+                    event.session_id,
+                    event.name,
+                    stored_rule(row).text,
+                )
                 self._resolve(event, PermissionDecision(allow=True))
                 return
         request_id = secrets.token_urlsafe(12)
@@ -102,10 +88,19 @@ class PermissionBroker:
                 thread_key=thread.key,
             )
         )
-        pending = _Pending(request_id, event, thread, cwd)
+        offer = rules.rule_for(req)
+        pending = _Pending(request_id, event, thread, cwd, offer)
         self._pending[request_id] = pending
-        prompt = render.permission_prompt(request_id, event.name, event.input, cwd)
+        prompt = render.permission_prompt(
+            request_id,
+            event.name,
+            event.input,
+            cwd,
+            session_rule=offer_line(offer),
+            notes=prompt_notes(event, cwd),
+        )
         ids = self.outbox.enqueue(thread, prompt, session_id=event.session_id, priority=0)
+        pending.prompt_ids = tuple(ids)
         self.db.permissions.set_prompt(request_id, ids[0])
         pending.timer = self.tasks.spawn(
             self._expire_later(request_id), name=f"permission-timeout-{request_id}"
@@ -142,23 +137,33 @@ class PermissionBroker:
                 thread, by_key, request_id, f"already {row.state}", f"Already decided{who}."
             )
         state = _CHOICE_STATE[choice]
-        if not await self._finish(request_id, state, by=by_name or by_key, reason=reason[:500]):
+        pending = self._pending.get(request_id)
+        offer = pending.offer if pending is not None else None
+        if state == "allowed_session" and offer is None:
+            return self._refused(
+                thread,
+                by_key,
+                request_id,
+                "no session rule offered",
+                "This request cannot be allowed for the session.",
+            )
+        # An allowed-for-session prompt keeps the rule it stored (shown when decided).
+        note = offer.text if state == "allowed_session" and offer else reason[:500]
+        if not await self._finish(request_id, state, by=by_name or by_key, reason=note):
             return self._refused(thread, by_key, request_id, "already decided", "Already decided.")
         self.db.audit.log(
             platform=thread.platform,
             user=by_key,
             action="permission",
-            detail=f"{row.tool_name} {state}",
+            detail=f"{row.tool_name} {state}"
+            + (f" {offer.text[:300]}" if offer and state == "allowed_session" else ""),
         )
-        if state == "allowed_session":
-            command = (
-                json.loads(row.input_json).get("command", "") if row.tool_name == "Bash" else ""
-            )
+        if state == "allowed_session" and offer is not None:
             self.db.permissions.add_rule(
                 SessionRule(
                     session_id=row.session_id,
-                    tool_name=row.tool_name,
-                    pattern=bash_prefix(str(command)),
+                    tool_name=offer.tool,
+                    pattern=offer.content,
                     created_by=by_key,
                 )
             )
@@ -183,23 +188,57 @@ class PermissionBroker:
         )
         return answer
 
-    async def answer_text(self, thread: ThreadRef, text: str, by_key: str, by_name: str) -> bool:
-        """A text answer (`allow`, `always`, `deny [reason]`) to the newest pending prompt
-        in `thread`; False if there is none or the text is not an answer."""
-        word, _, reason = text.strip().partition(" ")
-        choice = {"allow": "a", "yes": "a", "always": "s", "deny": "d", "no": "d"}.get(word.lower())
+    async def answer_text(
+        self, thread: ThreadRef, text: str, by_key: str, by_name: str, *, reply_to: str | None
+    ) -> bool:
+        """A text answer — `allow`, `always`, `deny [reason]` — to a pending prompt in
+        `thread`: the prompt it replies to, else the only one pending.  With several
+        pending and no reply to one of them, nothing is decided and the thread is told
+        to reply to the prompt meant.  False if the text is not an answer (it is then a
+        prompt for Claude)."""
+        word, _, rest = text.strip().partition(" ")
+        choice = _TEXT_CHOICE.get(word.lower().rstrip(".!"))
+        if choice is None or (choice != "d" and rest.strip()):
+            return False  # "allow me to explain…" is a prompt, not an answer
         candidates = [p for p in self._pending.values() if p.thread == thread]
-        if choice is None or not candidates:
+        target = self._replied(thread, reply_to)
+        if target is None and not candidates:
             return False
-        await self.press(
-            candidates[-1].request_id,
+        if target is None and len(candidates) > 1:
+            self.outbox.enqueue(
+                thread,
+                render.notice(
+                    f"{len(candidates)} requests are waiting: use the buttons of the one "
+                    f"you mean, or reply to it with `{md(word.lower())}`."
+                ),
+                priority=0,
+            )
+            return True
+        request_id = target or candidates[0].request_id
+        answer = await self.press(
+            request_id,
             choice,
             thread,
             by_key,
             by_name,
-            reason=reason.strip() if choice == "d" else "",
+            reason=rest.strip() if choice == "d" else "",
         )
+        if not answer.startswith(("Allowed", "Denied")):
+            self.outbox.enqueue(thread, render.notice(md(answer)), priority=0)
         return True
+
+    def _replied(self, thread: ThreadRef, reply_to: str | None) -> str | None:
+        """The request whose prompt `reply_to` (a platform message id) is, if any."""
+        if not reply_to:
+            return None
+        row_id = self.db.outbox.row_of_message(thread.platform, thread.chat_id, reply_to)
+        if row_id is None:
+            return None
+        for pending in self._pending.values():
+            if row_id in pending.prompt_ids:
+                return pending.request_id
+        found = self.db.permissions.by_prompt(row_id)
+        return found.id if found is not None else None
 
     async def cancel_session(self, session_id: str, reason: str) -> None:
         """Deny everything pending for a session (stop, end)."""
@@ -256,14 +295,20 @@ class PermissionBroker:
         if binding is None or session is None:
             return
         thread = ThreadRef(binding.platform, binding.chat_id, binding.thread_id)
+        rule = rules.parse_rule(row.reason) if state == "allowed_session" else None
+        try:
+            shown = json.loads(row.input_json)
+        except ValueError:  # stored cut at 100 000 characters
+            shown = {"input": row.input_json[:2000] + "…"}
         decided = render.permission_decided(
             row.tool_name,
-            json.loads(row.input_json),
+            shown,
             session.cwd,
             cast(render.Decision, state),
             by,
-            row.reason,
+            "" if rule else row.reason,
             timeout_s=self.timeout_s,
+            rule_note=f"{rule.describe()} (rule `{rules.tick(rule.shown)}`)" if rule else "",
         )
         self.outbox.enqueue_edit(thread, row.prompt_outbox_id, decided, priority=0)
 

@@ -84,13 +84,26 @@ def tool_line(name: str, input: Mapping[str, Any], cwd: str = "") -> str:
     return _one_line(line)
 
 
-def _code_capped(text: str, language: str) -> list[Block]:
+def _code_capped(
+    text: str, language: str, *, attach: bool, name: str
+) -> tuple[list[Block], FileOut | None]:
+    """Code shown whole, or — too long for a message — its start with the whole text
+    attached as a file (`attach`), so nothing is approved unseen."""
     if len(text) <= MAX_CODE_CHARS:
-        return [Code(text, language)]
-    return [
-        Code(text[:MAX_CODE_CHARS], language),
-        Markdown(f"_… {len(text) - MAX_CODE_CHARS} more characters_"),
-    ]
+        return [Code(text, language)], None
+    more = len(text) - MAX_CODE_CHARS
+    if not attach:
+        return [
+            Code(text[:MAX_CODE_CHARS], language),
+            Markdown(f"_… {more} more characters_"),
+        ], None
+    note = Markdown(
+        f"⚠️ **{more} more characters are not shown here** — the whole text is attached "
+        f"as `{name}`: read it before allowing."
+    )
+    return [Code(text[:MAX_CODE_CHARS], language), note], FileOut(
+        name, text.encode("utf-8", "replace")
+    )
 
 
 def _tool_summary(
@@ -112,30 +125,52 @@ def _tool_summary(
         )
         return [Code(shown, "diff"), Markdown(f"_{md_escape(note)}_")], file
     if name == "Bash":
-        blocks = _code_capped(_str(inp, "command"), "bash")
+        blocks, file = _code_capped(
+            _str(inp, "command"), "bash", attach=attach, name="command.sh.txt"
+        )
         if inp.get("description"):
             blocks.insert(0, Markdown(f"_{md_escape(_one_line(_str(inp, 'description'), 300))}_"))
-        return blocks, None
+        return blocks, file
     if name == "ExitPlanMode" and isinstance(inp.get("plan"), str):
-        return [Markdown(inp["plan"][: MAX_CODE_CHARS * 2])], None
+        plan: str = inp["plan"]
+        if len(plan) <= MAX_CODE_CHARS * 2 or not attach:
+            return [Markdown(plan[: MAX_CODE_CHARS * 2])], None
+        more = len(plan) - MAX_CODE_CHARS * 2
+        cut = Markdown(f"⚠️ **{more} more characters** — the whole plan is attached as `plan.md`.")
+        return [Markdown(plan[: MAX_CODE_CHARS * 2]), cut], FileOut(
+            "plan.md", plan.encode("utf-8", "replace")
+        )
     raw = json.dumps(dict(inp), ensure_ascii=False, separators=(",", ":"), default=str)
-    return _code_capped(raw, "json"), None
+    return _code_capped(raw, "json", attach=attach, name="input.json")
 
 
-def permission_prompt(request_id: str, name: str, input: Mapping[str, Any], cwd: str) -> Outbound:
-    """The message asking the owner to allow a tool call, with Allow / Allow for
-    session / Deny buttons whose data is ``p:<request_id>:<a|s|d>``."""
+def permission_prompt(
+    request_id: str,
+    name: str,
+    input: Mapping[str, Any],
+    cwd: str,
+    *,
+    session_rule: str = "",
+    notes: Sequence[str] = (),
+) -> Outbound:
+    """The message asking the owner to allow a tool call, with Allow / Deny buttons
+    whose data is ``p:<request_id>:<a|s|d>``, and Allow for session only with a
+    `session_rule` (the Markdown line saying what it would store).  `notes` (Markdown
+    lines: the real target, Claude Code's reason) go under the header."""
     data = {k: f"p:{request_id}:{k}" for k in "asd"}
     if any(len(d.encode()) > 64 for d in data.values()):
         raise ValueError(f"request id too long for button data: {request_id!r}")
     body, file = _tool_summary(name, input, cwd, max_diff=PROMPT_DIFF_CHARS, attach=True)
     header = Markdown(f"🔐 Allow **{md_escape(tool_line(name, input, cwd))}**?")
+    extra: list[Block] = [Markdown("\n".join(notes))] if notes else []
+    if session_rule:
+        body.append(Markdown(session_rule))
     buttons = (
         Button("✅ Allow", data["a"], "primary"),
-        Button("♾️ Allow for session", data["s"]),
+        *((Button("♾️ Allow for session", data["s"]),) if session_rule else ()),
         Button("❌ Deny", data["d"], "danger"),
     )
-    return Outbound((header, *body), (buttons,), notify=True, file=file, mention=True)
+    return Outbound((header, *extra, *body), (buttons,), notify=True, file=file, mention=True)
 
 
 def _duration(seconds: float) -> str:
@@ -156,8 +191,10 @@ def permission_decided(
     reason: str = "",
     *,
     timeout_s: float = 600,
+    rule_note: str = "",
 ) -> Outbound:
-    """A permission prompt's edited form once decided: no buttons, who decided what."""
+    """A permission prompt's edited form once decided: no buttons, who decided what;
+    `rule_note` (Markdown) says which rule an "allowed for session" stored."""
     body, _ = _tool_summary(name, input, cwd, max_diff=DECIDED_DIFF_CHARS, attach=False)
     who = f" by {md_escape(by)}" if by else ""
     minutes = f"{timeout_s / 60:g} min" if timeout_s >= 60 else f"{timeout_s:g} s"
@@ -170,6 +207,8 @@ def permission_decided(
     }.get(decision, f"❔ {md_escape(str(decision))}")
     if reason:
         line += f": {md_escape(_one_line(reason, 500))}"
+    if rule_note:
+        line += f" — {rule_note}"
     header = Markdown(f"🔐 **{md_escape(tool_line(name, input, cwd))}**")
     return Outbound((header, *body, Markdown(line)))
 

@@ -162,6 +162,19 @@ def _migration_7(engine: Engine) -> None:
 MIGRATIONS.append(_migration_7)
 
 
+# --- migration 8 (strict session rules) ----------------------------------------------
+
+
+def _migration_8(engine: Engine) -> None:
+    """Session rules are Claude Code rules now (`bridge/rules.py`); an empty pattern
+    used to mean "any input" — such rules are dropped rather than kept meaning nothing."""
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM session_rules WHERE pattern = ''"))
+
+
+MIGRATIONS.append(_migration_8)
+
+
 class Database:
     """One per daemon; passed to everything that needs state."""
 

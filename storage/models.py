@@ -109,14 +109,15 @@ class PermissionRequestRow(SQLModel, table=True):
 
 
 class SessionRule(SQLModel, table=True):
-    """'Allow for session': later requests matching tool (+ Bash prefix) pass."""
+    """'Allow for session': a rule in Claude Code's language, `tool_name(pattern)`
+    (`Bash(git status:*)`, `Edit(//home/me/app/**)`), matched by `bridge/rules.py`."""
 
     __tablename__ = "session_rules"
 
     id: int | None = Field(default=None, primary_key=True)
     session_id: str = Field(index=True)
     tool_name: str
-    pattern: str = ""  # Bash: command prefix; empty: any input
+    pattern: str = ""  # the rule content; empty matches nothing
     created_by: str = ""
     created_at: datetime = Field(default_factory=utcnow)
 

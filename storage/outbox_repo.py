@@ -419,6 +419,22 @@ class OutboxRepo:
         earlier = [(_aware(at), str(mid)) for mid, at in rows if at and _aware(at) < _aware(before)]
         return (max(earlier)[1] if earlier else None), ours
 
+    def row_of_message(self, platform: str, chat_id: str, message_id: str) -> int | None:
+        """The outbox row that sent platform message `message_id` in this chat (for a
+        text answer that replies to a permission prompt)."""
+        q = (
+            select(T.id)
+            .where(
+                T.chat_key == chat_key_of(platform, chat_id), T.platform_message_id == message_id
+            )
+            .where(T.op == "send", T.state == "sent")
+            .order_by(T.id.desc())
+            .limit(1)
+        )
+        with self.db.engine.connect() as c:
+            found = c.execute(q).scalar()
+        return None if found is None else int(found)
+
     def thread_key_of_message(self, platform: str, chat_id: str, message_id: str) -> str | None:
         """For reply-chain routing: the thread of a message we sent, if any."""
         origin = self.origin_of_message(platform, chat_id, message_id)

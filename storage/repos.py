@@ -210,7 +210,29 @@ class PermissionRepo(_Repo):
 
     def rules(self, session_id: str) -> list[SessionRule]:
         with self.db.session() as s:
-            return list(s.exec(select(SessionRule).where(SessionRule.session_id == session_id)))
+            q = select(SessionRule).where(SessionRule.session_id == session_id)
+            return list(s.exec(q.order_by(col(SessionRule.id))))
+
+    def rule(self, rule_id: int) -> SessionRule | None:
+        with self.db.session() as s:
+            return s.get(SessionRule, rule_id)
+
+    def remove_rule(self, rule_id: int) -> bool:
+        """Delete a session rule; False if it was already gone."""
+        with self.db.session() as s:
+            from sqlalchemy import delete
+
+            result = s.exec(delete(SessionRule).where(col(SessionRule.id) == rule_id))
+            s.commit()
+            return bool(result.rowcount)
+
+    def by_prompt(self, outbox_id: int) -> PermissionRequestRow | None:
+        """The request whose prompt is outbox row `outbox_id`."""
+        with self.db.session() as s:
+            q = select(PermissionRequestRow).where(
+                PermissionRequestRow.prompt_outbox_id == outbox_id
+            )
+            return self._open(s.exec(q).first())
 
 
 class TurnRepo(_Repo):

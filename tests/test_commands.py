@@ -127,7 +127,8 @@ def test_unbalanced_quotes_fall_back_to_whitespace() -> None:
 def test_help_covers_every_command_and_fits_the_telegram_menu() -> None:
     assert COMMAND_NAMES == {
         "new", "stop", "mode", "model", "diff", "cost", "end", "resume", "sessions", "import",
-        "get", "handoff", "schedule", "schedules", "unschedule", "trust", "untrust", "pair", "help",
+        "get", "handoff", "schedule", "schedules", "unschedule", "trust", "untrust", "pair", "rules",
+        "help",
     }  # fmt: skip
     for usage, description in HELP:
         name = usage.split()[0]

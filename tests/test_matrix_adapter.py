@@ -131,7 +131,9 @@ async def test_threads_edits_and_reactions_as_buttons(s: Setup) -> None:
     assert thread == ThreadRef("matrix", s.room, header_id)
     header = await s.phone.wait_message(lambda m: m.event_id == header_id)
     assert header.thread is None and header.body.startswith("app: a title")
-    prompt = permission_prompt("req42", "Bash", {"command": "make"}, "/w")
+    prompt = permission_prompt(
+        "req42", "Bash", {"command": "make"}, "/w", session_rule="stores `Bash(make)`"
+    )
     [rendered] = a.render(prompt)
     prompt_id = await a.send(thread, rendered)
     shown = await s.phone.wait_message(lambda m: m.event_id == prompt_id)

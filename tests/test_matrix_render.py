@@ -57,7 +57,9 @@ def test_code_blocks_carry_their_language_class() -> None:
 
 
 def test_a_permission_prompt_has_html_a_hint_reaction_keys_and_a_mention() -> None:
-    prompt = br.permission_prompt("req1", "Bash", {"command": "rm -rf build"}, "/w")
+    prompt = br.permission_prompt(
+        "req1", "Bash", {"command": "rm -rf build"}, "/w", session_rule="stores a rule"
+    )
     [out] = render(prompt, [OWNER])
     c = out.payload["content"]
     assert c["msgtype"] == "m.text", "a prompt notifies"
@@ -67,6 +69,12 @@ def test_a_permission_prompt_has_html_a_hint_reaction_keys_and_a_mention() -> No
     assert "React ✅ Allow · ♾️ Allow for session · ❌ Deny — or reply allow" in c["body"]
     assert out.payload["buttons"] == [["✅", "p:req1:a"], ["♾️", "p:req1:s"], ["❌", "p:req1:d"]]
     assert c["m.mentions"] == {"user_ids": [OWNER]}
+    bare = br.permission_prompt("req2", "Bash", {"command": "ls; id"}, "/w")
+    [plain] = render(bare, [OWNER])
+    assert (
+        "React ✅ Allow · ❌ Deny — or reply allow or deny <reason>."
+        in plain.payload["content"]["body"]
+    ), "no session button, no `always` in the hint"
     assert f'<a href="https://matrix.to/#/{OWNER}">{OWNER}</a>' in c["formatted_body"]
     assert len(out.payload["txn"]) >= 16, "a transaction id, stored with the row"
 

@@ -411,7 +411,9 @@ def test_permission_prompt_end_to_end(tmp_path) -> None:  # type: ignore[no-unty
         "old_string": "x10 = '<10>' & 1\n",
         "new_string": "".join(f"y{i} = {i}\n" for i in range(500)),
     }
-    rendered = render(permission_prompt("abc123", "Edit", edit, str(tmp_path)))
+    rendered = render(
+        permission_prompt("abc123", "Edit", edit, str(tmp_path), session_rule="stores a rule")
+    )
     *messages, document = rendered
     for chunk in texts(messages):
         shown = check(chunk)

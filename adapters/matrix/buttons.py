@@ -71,7 +71,9 @@ def hint(keyed: Sequence[Keyed]) -> str:
     """The line telling the person what to tap (and, for a permission prompt, type)."""
     choices = " · ".join(f"{key} {label}" for key, label, _ in keyed)
     if keyed and all(data.startswith("p:") for _, _, data in keyed):
-        return f"React {choices} — or reply allow, always or deny <reason>."
+        always = any(data.endswith(":s") for _, _, data in keyed)
+        words = "allow, always or deny" if always else "allow or deny"
+        return f"React {choices} — or reply {words} <reason>."
     return f"React {choices}"
 
 

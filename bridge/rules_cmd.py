@@ -1,0 +1,129 @@
+"""The `rules` command (SPEC §3): what runs without asking in this session, and undoing it.
+
+It lists the session's "Allow for session" rules from the database, each with a remove
+button (data ``r:<session>:<rule id>``; the press is checked like every session button
+— owner, the session's own thread — and then that the rule still exists and belongs to
+that session; removals are audit-logged).  It also lists the ``permissions.allow``
+rules of the session directory's own ``.claude/settings.json`` and
+``.claude/settings.local.json``: read as data (never executed), shown as the folder's
+own, which Claude Code applies only when the folder is trusted; they cannot be removed
+from the chat.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from bridge import render, rules
+from bridge.commands import Command
+from bridge.messages import Button, ButtonPress, Markdown, Outbound, ThreadRef, UserMessage
+from storage.models import SessionRow
+
+if TYPE_CHECKING:
+    from bridge.app import Bridge
+
+log = logging.getLogger(__name__)
+
+SETTINGS_FILES: Final = (".claude/settings.json", ".claude/settings.local.json")
+MAX_SETTINGS_BYTES: Final = 256 * 1024
+# Rules with a button per list: Matrix turns buttons into reactions, keycaps 1️⃣–🔟.
+MAX_SHOWN: Final = 10
+_RULE_CHARS: Final = 200
+
+
+def _shown(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= _RULE_CHARS else flat[: _RULE_CHARS - 1] + "…"
+
+
+def project_rules(cwd: str) -> list[tuple[str, str]]:
+    """(file, rule) for each `permissions.allow` entry of the folder's Claude Code
+    settings.  Only regular files inside the folder, of a sane size, are read."""
+    root = Path(os.path.realpath(cwd))
+    out: list[tuple[str, str]] = []
+    for name in SETTINGS_FILES:
+        path = root / name
+        real = Path(os.path.realpath(path))
+        if not real.is_relative_to(root) or not real.is_file():
+            continue
+        try:
+            if real.stat().st_size > MAX_SETTINGS_BYTES:
+                log.info("%s is too large to list its rules", real)
+                continue
+            data: Any = json.loads(real.read_text(encoding="utf-8", errors="replace"))
+        except (OSError, ValueError) as e:
+            log.info("cannot read %s: %s", real, e)
+            continue
+        perms = data.get("permissions") if isinstance(data, dict) else None
+        allow = perms.get("allow") if isinstance(perms, dict) else None
+        if isinstance(allow, list):
+            out += [(name, r) for r in allow if isinstance(r, str) and r.strip()]
+    return out
+
+
+def rules_message(b: Bridge, session: SessionRow) -> Outbound:
+    rows = b.db.permissions.rules(session.id)
+    lines = ["**Allowed for this session**"]
+    buttons: list[tuple[Button, ...]] = []
+    if not rows:
+        lines.append("_None._")
+    for n, row in enumerate(rows[:MAX_SHOWN], start=1):
+        rule = rules.Rule(row.tool_name, row.pattern)
+        lines.append(f"{n}. `{rules.tick(rule.shown)}` — {rule.describe()}")
+        # no emoji in the label: on Matrix "Remove n" is then keycap n
+        buttons.append((Button(f"Remove {n}", f"r:{session.id}:{row.id}", "danger"),))
+    if len(rows) > MAX_SHOWN:
+        lines.append(f"_… and {len(rows) - MAX_SHOWN} more: remove some to list them._")
+    project = project_rules(session.cwd)
+    if project:
+        lines += [
+            "",
+            "**This folder's own rules** (from its `.claude` settings; Claude Code applies "
+            "them only when the folder is trusted — edit the files to change them)",
+        ]
+        lines += [f"• `{rules.tick(_shown(r))}` ({render.md_escape(f)})" for f, r in project]
+    return Outbound((Markdown("\n".join(lines)),), tuple(buttons))
+
+
+async def cmd_rules(b: Bridge, cmd: Command, msg: UserMessage, session: SessionRow | None) -> None:
+    assert session is not None  # an IN_SESSION command
+    thread = b.thread_of(session.id) or msg.thread
+    b.reply(thread, rules_message(b, session), session_id=session.id)
+
+
+async def remove_pressed(
+    b: Bridge, press: ButtonPress, session: SessionRow, thread: ThreadRef, rule_id: str
+) -> None:
+    """A remove button of a `rules` list (owner and thread already checked)."""
+    valid = rule_id.isascii() and rule_id.isdigit() and len(rule_id) <= 18  # fits SQLite
+    row = b.db.permissions.rule(int(rule_id)) if valid else None
+    if row is None or row.session_id != session.id:
+        log.warning("refused rule removal %r from %s: no such rule", rule_id[:20], press.sender.key)
+        b.db.audit.log(
+            platform=press.sender.platform,
+            user=press.sender.key,
+            action="rule-remove",
+            detail=f"refused {rule_id[:20]}: no such rule in {session.id}",
+            allowed=False,
+        )
+        await b.adapters[press.thread.platform].answer_press(press, "That rule is gone already.")
+        return
+    text = rules.Rule(row.tool_name, row.pattern).shown
+    if not b.db.permissions.remove_rule(int(rule_id)):
+        await b.adapters[press.thread.platform].answer_press(press, "That rule is gone already.")
+        return
+    b.db.audit.log(
+        platform=press.sender.platform,
+        user=press.sender.key,
+        action="rule-remove",
+        detail=f"{session.id} {text[:300]}",
+    )
+    b.reply(
+        thread,
+        render.notice(f"🗑 Removed `{rules.tick(text)}` — it asks again from now on."),
+        session_id=session.id,
+    )
