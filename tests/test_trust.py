@@ -388,7 +388,16 @@ async def test_claude_codes_own_trust_record_is_honoured(h: Harness, tmp_path: P
     await h.wait_text("trusted in Claude Code itself", thread_id=topic)
     await h.wait_text("b1", thread_id=topic)
     # trusted, so the CLI is given the folder's settings, `allow: ["Bash"]` included
-    assert (repo / "ran.txt").exists()
+    results = [
+        block
+        for r in h.model.requests
+        for m in r.get("messages", [])
+        if isinstance(m.get("content"), list)
+        for block in m["content"]
+        if isinstance(block, dict) and block.get("type") == "tool_result"
+    ]
+    prompts = [m.visible_text for m in h.bot_messages(topic)]
+    assert (repo / "ran.txt").exists(), (results, prompts)
     await wait_ran(markers, ALL_MARKERS)
     saved = h.db.trust.folder(str(repo))
     assert saved is not None and saved.source == "claude"
