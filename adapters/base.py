@@ -19,7 +19,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 
-from bridge.messages import ButtonPress, Inbound, Outbound, Rendered, ThreadRef
+from adapters.messages import ButtonPress, Inbound, Outbound, Rendered, ThreadRef
 
 InboundSink = Callable[[Inbound], Awaitable[None]]
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from bridge.messages import AttachmentTooLarge
+from adapters.messages import AttachmentTooLarge
 
 CHUNK = 64 * 1024
 

@@ -20,7 +20,7 @@ Everything else is kept as it is: ``ANTHROPIC_*`` and ``CLAUDE_*`` (how the CLI
 reaches the model), proxies, ``HOME``, locale, ``PATH``'s other entries. By Claude
 Code's design its API key stays visible to the tools it runs.
 
-Pure functions of explicit inputs; the composition root (``bridge/daemon.py``)
+Pure functions of explicit inputs; the composition root (``bridge/cli/daemon.py``)
 applies them to the process.
 """
 

@@ -28,8 +28,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from adapters.base import Capabilities, ChatAdapter, InboundSink, RateLimited  # noqa: E402
-from bridge.messages import Outbound, Rendered, ThreadRef, text  # noqa: E402
-from bridge.outbox import Outbox  # noqa: E402
+from adapters.messages import Outbound, Rendered, ThreadRef, text  # noqa: E402
+from bridge.outbox.outbox import Outbox  # noqa: E402
 from storage.db import Database  # noqa: E402
 
 

@@ -39,10 +39,10 @@ import bench_outbox  # noqa: E402
 import support as S  # noqa: E402
 from bare_bot import start_bare_bot, stop_bare_bot  # noqa: E402
 
+from adapters.messages import Rendered, ThreadRef  # noqa: E402
 from bridge.app import Bridge  # noqa: E402
+from bridge.cli.daemon import build_adapters, open_database  # noqa: E402
 from bridge.config import load_config  # noqa: E402
-from bridge.daemon import build_adapters, open_database  # noqa: E402
-from bridge.messages import Rendered, ThreadRef  # noqa: E402
 from tests.fakes.anthropic import Text, ToolUse  # noqa: E402
 from tests.fakes.claude_env import claude_env  # noqa: E402
 
@@ -458,7 +458,7 @@ async def bench_daemon(model: S.TimedAnthropic, tmp: Path, p: dict[str, Any]) ->
             await asyncio.sleep(1.0)
             bare_rss = S.rss_kb(proc.pid)
             await wait_exit(proc)
-        # Threadline: `threadline run` (python -m bridge.cli run), cold, fresh database.
+        # Threadline: `threadline run` (python -m bridge.cli.main run), cold, fresh database.
         cold: list[float] = []
         proc = None
         for rep in range(p["cold_reps"]):
@@ -725,7 +725,7 @@ def environment() -> dict[str, Any]:
         "claude-agent-sdk": getattr(claude_agent_sdk, "__version__", "?"),
     }
     try:
-        from bridge.cli import claude_cli_path, claude_version
+        from bridge.cli.main import claude_cli_path, claude_version
 
         path = claude_cli_path("")
         env["claude-code-cli"] = claude_version(path) if path else None

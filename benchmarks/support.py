@@ -42,13 +42,13 @@ if str(ROOT) not in sys.path:
 import bridge.app as bridge_app  # noqa: E402
 import tests.fakes.anthropic as fake_anthropic  # noqa: E402
 from adapters.base import Capabilities  # noqa: E402
+from adapters.messages import ThreadRef  # noqa: E402
 from adapters.telegram import TelegramAdapter  # noqa: E402
 from agent.events import AgentEvent, TurnEnded, TurnStarted  # noqa: E402
 from agent.permissions import PermissionGate  # noqa: E402
 from bridge.app import Bridge  # noqa: E402
 from bridge.config import Config  # noqa: E402
-from bridge.messages import ThreadRef  # noqa: E402
-from bridge.ratelimit import RateBudget  # noqa: E402
+from bridge.outbox.ratelimit import RateBudget  # noqa: E402
 from bridge.turns import TurnView  # noqa: E402
 from storage.db import Database  # noqa: E402
 from storage.models import SessionRow  # noqa: E402

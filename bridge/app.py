@@ -5,15 +5,15 @@ checked against access control first (nothing a stranger sends is downloaded: th
 adapters hand over attachments unfetched).  Messages are placed in their thread (a
 reply to one of our messages belongs to that message's thread: reply-chain sessions),
 serialised per thread (so prompts keep their order) but handled concurrently across
-threads, and dispatched to a command handler (`bridge/handlers.py`) or sent to the
+threads, and dispatched to a command handler (`bridge/commands/handlers.py`) or sent to the
 session as a prompt.  Button presses are placed in the thread of the message they
 were pressed on (as the outbox recorded it; a press on anything else is refused;
 `bridge/placement.py`) and handled at once, never queued behind a thread's messages.  Agent events are routed
 to the session's `TurnView` (streaming, final message) or to the permission broker.
 Everything outgoing goes through the durable outbox.
 
-Prompts from elsewhere — the terminal (`threadline attach`, `bridge/attach.py`) and
-schedules (`bridge/scheduler.py`) — come in through `bridge/sources.py`, which shows
+Prompts from elsewhere — the terminal (`threadline attach`, `bridge/sources/attach.py`) and
+schedules (`bridge/sources/scheduler.py`) — come in through `bridge/sources/prompts.py`, which shows
 them in the thread marked with their source; chat prompts and every agent event are
 shown to attached terminals.  Attachments become image blocks or inbox files
 (`bridge/files.py`) before the prompt is sent.
@@ -36,6 +36,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from adapters.base import ChatAdapter, RateLimited, TransientError
+from adapters.messages import ButtonPress, Inbound, Outbound, ThreadRef, UserMessage
+from adapters.tasks import TaskGroup
 from agent.events import (
     AgentEvent,
     AgentFailed,
@@ -50,20 +52,20 @@ from agent.events import (
 )
 from agent.host import AgentHost
 from agent.session import AgentSession
-from bridge import files, placement, recovery, render, revoke, sources, trust
-from bridge.access import AccessControl
-from bridge.attach import AttachServer
-from bridge.commands import parse_command
+from bridge import files, placement, recovery, render
+from bridge.access.control import AccessControl
+from bridge.access.pairing import Pairing, load_signing_key
+from bridge.access.pairing import key_path as pairing_key_path
+from bridge.access.pairing import load_owners as load_paired_owners
+from bridge.approvals import revoke, trust
+from bridge.approvals.permissions import PermissionBroker
+from bridge.commands.parse import parse_command
 from bridge.config import Config
-from bridge.importer import ClaudeSessions
-from bridge.messages import ButtonPress, Inbound, Outbound, ThreadRef, UserMessage
-from bridge.outbox import Outbox
-from bridge.pairing import Pairing, load_signing_key
-from bridge.pairing import key_path as pairing_key_path
-from bridge.pairing import load_owners as load_paired_owners
-from bridge.permissions import PermissionBroker
-from bridge.scheduler import Scheduler, TriggerFactory, cron_trigger
-from bridge.tasks import TaskGroup
+from bridge.outbox.outbox import Outbox
+from bridge.sources import prompts as sources
+from bridge.sources.attach import AttachServer
+from bridge.sources.importer import ClaudeSessions
+from bridge.sources.scheduler import Scheduler, TriggerFactory, cron_trigger
 from bridge.turns import TurnView
 from storage.db import Database
 from storage.models import SessionRow, ThreadBinding, utcnow
@@ -128,7 +130,7 @@ class Bridge:
         self._turn_rows: dict[str, int] = {}
         self._thread_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._agent_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        from bridge.handlers import Handlers
+        from bridge.commands.handlers import Handlers
 
         self.handlers = Handlers(self)
 

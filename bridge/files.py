@@ -38,9 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from bridge import render
-from bridge.commands import Command
-from bridge.messages import (
+from adapters.messages import (
     Attachment,
     AttachmentTooLarge,
     AttachmentUnavailable,
@@ -49,6 +47,8 @@ from bridge.messages import (
     ThreadRef,
     UserMessage,
 )
+from bridge import render
+from bridge.commands.parse import Command
 from storage.models import SessionRow
 
 if TYPE_CHECKING:

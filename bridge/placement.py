@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from bridge.messages import ButtonPress, ThreadRef, UserMessage
+from adapters.messages import ButtonPress, ThreadRef, UserMessage
 from storage.db import Database
 
 

@@ -30,8 +30,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from adapters.messages import ThreadRef
 from bridge import render
-from bridge.messages import ThreadRef
 
 if TYPE_CHECKING:
     from bridge.app import Bridge

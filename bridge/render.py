@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
-from bridge.commands import HELP
+from adapters.messages import Block, Button, Code, FileOut, Folded, Markdown, Outbound
+from bridge.commands.parse import HELP
 from bridge.diffs import PROMPT_DIFF_CHARS, file_diff, rel_path, shorten_diff
-from bridge.messages import Block, Button, Code, FileOut, Folded, Markdown, Outbound
 
 TOOL_LINE_CHARS: Final = 80
 MAX_CODE_CHARS: Final = 3000  # a Bash command or tool input shown in a prompt

@@ -16,11 +16,11 @@ import dataclasses
 import time
 from collections.abc import Callable
 
+from adapters.messages import Outbound, ThreadRef
+from adapters.tasks import TaskGroup
 from agent.events import TextDelta, TextDone, ToolFinished, ToolStarted, TurnEnded
 from bridge import render
-from bridge.messages import Outbound, ThreadRef
-from bridge.outbox import Outbox
-from bridge.tasks import TaskGroup
+from bridge.outbox.outbox import Outbox
 
 PREVIEW_CHARS = 3000  # tail of the streamed text shown in an edited status message
 LONG_TURN_S = 60.0

@@ -92,7 +92,7 @@ MIGRATIONS: list[Callable[[Engine], None]] = [_migration_1, _migration_2, _migra
 
 def _migration_4(engine: Engine) -> None:
     """`outbox.attempted_at`: set before a row's platform call, so a restart knows
-    which sends may already have reached the platform (see `bridge/outbox.py`)."""
+    which sends may already have reached the platform (see `bridge/outbox/outbox.py`)."""
     columns = {c["name"] for c in inspect(engine).get_columns("outbox")}
     if "attempted_at" not in columns:
         with engine.begin() as conn:
@@ -138,7 +138,7 @@ MIGRATIONS.append(_migration_5)
 
 def _migration_6(engine: Engine) -> None:
     """`paired_owners.signature`: rows from before it stay unsigned and make no owner
-    (see `bridge/owners.py`)."""
+    (see `bridge/access/owners.py`)."""
     columns = {c["name"] for c in inspect(engine).get_columns("paired_owners")}
     if "signature" not in columns:
         with engine.begin() as conn:
@@ -154,7 +154,7 @@ MIGRATIONS.append(_migration_6)
 
 
 def _migration_7(engine: Engine) -> None:
-    """Trusted folders and the trust prompts shown (`bridge/trust.py`)."""
+    """Trusted folders and the trust prompts shown (`bridge/approvals/trust.py`)."""
     tables = [models.TrustedFolder.__table__, models.TrustRequestRow.__table__]  # type: ignore[attr-defined]
     SQLModel.metadata.create_all(engine, tables=tables)
 
@@ -166,7 +166,7 @@ MIGRATIONS.append(_migration_7)
 
 
 def _migration_8(engine: Engine) -> None:
-    """Session rules are Claude Code rules now (`bridge/rules.py`); an empty pattern
+    """Session rules are Claude Code rules now (`bridge/approvals/rules.py`); an empty pattern
     used to mean "any input" — such rules are dropped rather than kept meaning nothing."""
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM session_rules WHERE pattern = ''"))

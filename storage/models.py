@@ -110,7 +110,7 @@ class PermissionRequestRow(SQLModel, table=True):
 
 class SessionRule(SQLModel, table=True):
     """'Allow for session': a rule in Claude Code's language, `tool_name(pattern)`
-    (`Bash(git status:*)`, `Edit(//home/me/app/**)`), matched by `bridge/rules.py`."""
+    (`Bash(git status:*)`, `Edit(//home/me/app/**)`), matched by `bridge/approvals/rules.py`."""
 
     __tablename__ = "session_rules"
 
@@ -201,7 +201,7 @@ class PairedOwner(SQLModel, table=True):
     platform: str
     code_id: str = ""
     paired_at: datetime = Field(default_factory=utcnow)
-    # Ed25519 signature by the daemon's key over key, platform and code (bridge/owners.py);
+    # Ed25519 signature by the daemon's key over key, platform and code (bridge/access/owners.py);
     # a row without a valid one makes no owner.  Added by migration 6.
     signature: str = ""
 

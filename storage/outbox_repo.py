@@ -1,6 +1,6 @@
 """The outbox's queries: the durable queue of outgoing platform operations.
 
-`bridge/outbox.py` decides *when* to deliver; this repository decides *what* is
+`bridge/outbox/outbox.py` decides *when* to deliver; this repository decides *what* is
 deliverable and records every state change, each in one short transaction.  A row
 is written before it is attempted, stamped `attempted_at` before its first platform
 call (so a restart knows which sends may have arrived), then moves once from

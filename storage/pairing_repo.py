@@ -1,6 +1,6 @@
 """The `pairing_codes` and `paired_owners` tables' queries.
 
-Storage only: signing and checking codes is `bridge/pairing.py`'s job.  `claim` is
+Storage only: signing and checking codes is `bridge/access/pairing.py`'s job.  `claim` is
 the single-use guarantee — one conditional UPDATE, so of two people redeeming the
 same code at once (two tasks, two threads or two processes) exactly one wins.
 """

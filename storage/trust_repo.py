@@ -1,6 +1,6 @@
 """The `trusted_folders` and `trust_requests` tables' queries.
 
-Storage only: what a folder's settings enable and when to ask is `bridge/trust.py`'s
+Storage only: what a folder's settings enable and when to ask is `bridge/approvals/trust.py`'s
 job.  `decide` is the first-answer-wins guarantee for a trust prompt — one conditional
 UPDATE, so of two presses at once exactly one decides.
 """

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.access import AccessControl, PathRefused, resolve_session_dir
-from bridge.messages import Sender
+from adapters.messages import Sender
+from bridge.access.control import AccessControl, PathRefused, resolve_session_dir
 from storage.db import Database
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from bridge.attach_client import AttachConnection, TerminalView
+from bridge.cli.attach_client import AttachConnection, TerminalView
 from tests.fakes.anthropic import Text, ToolUse
 from tests.harness import OWNER, Harness, start_harness, stop_harness
 

@@ -1,6 +1,6 @@
 """What `threadline attach` prints can never act on the owner's terminal.
 
-A small attach server speaking the daemon's protocol (`bridge/attach.py`) sends the
+A small attach server speaking the daemon's protocol (`bridge/sources/attach.py`) sends the
 real attach client (`run_terminal`) one of every event, each carrying hostile text:
 OSC 52 clipboard writes, OSC 8 hyperlinks, cursor movement that would overwrite a
 permission prompt's command, C1 controls, a carriage return, a bidi override, rich
@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from bridge.attach_client import run_terminal
-from bridge.terminal_text import clean
+from bridge.cli.attach_client import run_terminal
+from bridge.cli.terminal_text import clean
 from tests.fakes.anthropic import Text, ToolUse
 from tests.harness import Harness, start_harness, stop_harness
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from adapters.messages import Attachment
 from bridge.files import (
     FileRefused,
     prepare_prompt,
@@ -22,7 +23,6 @@ from bridge.files import (
     save_to_inbox,
     sniff_image,
 )
-from bridge.messages import Attachment
 from tests.fakes.anthropic import Text
 from tests.fakes.telegram import TINY_PNG
 from tests.harness import OWNER, Harness, start_harness, stop_harness

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.commands import COMMAND_NAMES, HELP, Command, parse_command
+from bridge.commands.parse import COMMAND_NAMES, HELP, Command, parse_command
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 """`kill -9` in the middle of a streamed answer, then `threadline run` again.
 
-The daemon runs as a real process (`python -m bridge.cli run`), with the real
+The daemon runs as a real process (`python -m bridge.cli.main run`), with the real
 python-telegram-bot against the fake Bot API and the real Claude Code CLI against the
 fake model, both of which live in the test and outlast the daemon.  One session is
 streaming a long answer and another is waiting on a permission prompt when the daemon

@@ -22,10 +22,10 @@ from typing import cast
 import pytest
 from sqlmodel import select
 
+from adapters.messages import ThreadRef
+from adapters.tasks import TaskGroup
 from agent import AgentEvent, AgentHost, TextDelta, TurnEnded
-from bridge.messages import ThreadRef
-from bridge.outbox import Outbox
-from bridge.tasks import TaskGroup
+from bridge.outbox.outbox import Outbox
 from bridge.turns import TurnView
 from storage.models import TurnRow
 from tests.fakes.anthropic import Cut, Error, FakeAnthropic, Text, turn_position

@@ -13,7 +13,7 @@ import stat
 import sys
 from pathlib import Path
 
-from bridge.logs import private_log_file
+from bridge.cli.logs import private_log_file
 from storage.db import Database
 from tests.fakes.telegram import FakeTelegram
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from adapters.messages import Attachment
 from bridge.files import FileRefused, prepare_prompt, read_inside, save_to_inbox
-from bridge.messages import Attachment
 
 
 @pytest.fixture()

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from sqlmodel import select
 
+from adapters.messages import ThreadRef
 from bridge import render
-from bridge.messages import ThreadRef
 from storage.models import AuditRow
 from tests.harness import STRANGER, Harness, start_harness, stop_harness
 

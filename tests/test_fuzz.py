@@ -36,7 +36,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from bridge.commands import COMMAND_NAMES, Command, parse_command
+from bridge.commands.parse import COMMAND_NAMES, Command, parse_command
 
 FUZZ = settings(
     max_examples=150,
@@ -585,7 +585,7 @@ async def h(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[An
 
 
 def _inbound_events() -> st.SearchStrategy[Any]:
-    from bridge.messages import ButtonPress, Sender, ThreadRef, UserMessage
+    from adapters.messages import ButtonPress, Sender, ThreadRef, UserMessage
     from tests.harness import OWNER, STRANGER
 
     people = st.sampled_from([OWNER, OWNER, STRANGER, 4242])
@@ -638,7 +638,7 @@ async def test_arbitrary_input_through_the_bridge(h: Any) -> None:
     """Owner and strangers send arbitrary text and button data: each is answered
     (an outbox row) or refused and audited, nothing escapes, and `/help` still works."""
     from adapters import payload
-    from bridge.messages import ButtonPress, Sender, ThreadRef, UserMessage
+    from adapters.messages import ButtonPress, Sender, ThreadRef, UserMessage
     from tests.harness import OWNER
 
     loop = asyncio.get_running_loop()

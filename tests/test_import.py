@@ -56,7 +56,7 @@ async def threadline(h: Harness, cfg: Path, *args: str) -> tuple[int, str]:
 
 def session_ids(h: Harness) -> dict[str, str]:
     """First prompt → Claude session id, read from the transcripts on disk."""
-    from bridge.importer import ClaudeSessions
+    from bridge.sources.importer import ClaudeSessions
 
     return {s.first_prompt: s.id for s in ClaudeSessions(["/"], h.env).recent()}
 

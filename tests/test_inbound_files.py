@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from adapters.download import read_capped
-from bridge.messages import Attachment, AttachmentTooLarge
+from adapters.messages import Attachment, AttachmentTooLarge
 from tests.fakes.anthropic import Text, ToolUse
 from tests.harness import OWNER, STRANGER, Harness, start_harness, stop_harness
 from tests.slack_harness import OWNER as SLACK_OWNER

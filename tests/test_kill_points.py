@@ -1,6 +1,6 @@
 """`kill -9` at 20+ points of a scripted run: the transcript equals an uninterrupted run's.
 
-The daemon runs as a real process (`python -m bridge.cli run`) against the fake Bot API
+The daemon runs as a real process (`python -m bridge.cli.main run`) against the fake Bot API
 and the fake model, which live in the test and outlast it.  A "phone" plays the person
 through a fixed script — two sessions, a long streamed answer that is split in two
 messages, a Write that needs a permission prompt, a resumed context — and behaves like
@@ -53,11 +53,11 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
+from adapters.messages import ThreadRef
 from adapters.telegram import TelegramAdapter
 from bridge import render
 from bridge.config import TelegramConfig
-from bridge.messages import ThreadRef
-from bridge.outbox import Outbox
+from bridge.outbox.outbox import Outbox
 from storage.db import Database
 from storage.models import OutboxRow, ThreadBinding, TurnRow
 from tests.fakes.anthropic import FakeAnthropic, Text, ToolUse

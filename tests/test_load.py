@@ -22,9 +22,9 @@ from typing import Any
 from sqlmodel import col, select
 
 from adapters.matrix import RateLimit
+from adapters.messages import ThreadRef
 from bridge import render
 from bridge.app import Bridge
-from bridge.messages import ThreadRef
 from storage.db import Database
 from storage.models import OutboxRow, PermissionRequestRow, SessionRow
 from tests.fakes.anthropic import FakeAnthropic, Text, ToolUse

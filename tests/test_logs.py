@@ -12,7 +12,7 @@ from urllib.parse import quote, quote_plus
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from bridge.logs import RedactingFilter, setup_logging
+from bridge.cli.logs import RedactingFilter, setup_logging
 from tests.fakes.anthropic import Text
 from tests.harness import start_harness, stop_harness
 

@@ -19,9 +19,7 @@ from rich.console import Console
 
 from adapters.base import PermanentError, RateLimited
 from adapters.matrix import MatrixAdapter, RateLimit
-from bridge.config import Config, MatrixConfig
-from bridge.doctor_matrix import check_matrix_async
-from bridge.messages import (
+from adapters.messages import (
     AttachmentTooLarge,
     AttachmentUnavailable,
     ButtonPress,
@@ -29,6 +27,8 @@ from bridge.messages import (
     ThreadRef,
     UserMessage,
 )
+from bridge.cli.doctor_matrix import check_matrix_async
+from bridge.config import Config, MatrixConfig
 from bridge.render import notice, permission_decided, permission_prompt
 from tests.matrix_phone import Phone
 from tests.synapse import Account, Synapse

@@ -23,8 +23,8 @@ from adapters.matrix.markdown import html_to_text, markdown_to_html
 from adapters.matrix.pacing import Pacer
 from adapters.matrix.render import json_size, render, render_edit
 from adapters.matrix.store import Credentials, MatrixStore
+from adapters.messages import Button, Code, FileOut, Folded, Markdown, Outbound
 from bridge import render as br
-from bridge.messages import Button, Code, FileOut, Folded, Markdown, Outbound
 
 OWNER = "@ada:example.org"
 

@@ -3,7 +3,7 @@
 `FakePlatform` behaves like a chat API rather than a mock: it assigns message ids,
 keeps message contents, refuses edits of unknown messages and identical edits,
 enforces its own strict per-chat token bucket (an independent implementation, not
-`bridge.ratelimit`) and answers `RateLimited(retry_after)` when a caller exceeds it,
+`bridge.outbox.ratelimit`) and answers `RateLimited(retry_after)` when a caller exceeds it,
 keeps refusing until a retry_after has passed, can be told to fail the next calls,
 and records every call with a timestamp.  Rates are fast so the suite stays quick;
 assertions compare behaviour (order, counts, zero 429s, gaps), not wall time.
@@ -33,9 +33,9 @@ from adapters.base import (
     ThreadGone,
     TransientError,
 )
-from bridge.messages import Outbound, Rendered, ThreadRef, text
-from bridge.outbox import DeliveryFailed, Outbox
-from bridge.ratelimit import RateBudget
+from adapters.messages import Outbound, Rendered, ThreadRef, text
+from bridge.outbox.outbox import DeliveryFailed, Outbox
+from bridge.outbox.ratelimit import RateBudget
 from storage.crypto import BodyCipher
 from storage.db import Database
 

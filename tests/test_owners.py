@@ -1,4 +1,4 @@
-"""Paired owners are signed and revocable (`bridge/owners.py`, `threadline unpair`).
+"""Paired owners are signed and revocable (`bridge/access/owners.py`, `threadline unpair`).
 
 A row written into the database by anyone without the daemon's key makes no owner;
 rows from before signing make none either (and the daemon says how to re-pair);
@@ -16,9 +16,9 @@ import pytest
 from nacl.signing import SigningKey
 from sqlalchemy import text
 
-from bridge.messages import Sender
-from bridge.owners import PairedOwners
-from bridge.pairing import load_signing_key
+from adapters.messages import Sender
+from bridge.access.owners import PairedOwners
+from bridge.access.pairing import load_signing_key
 from storage.db import Database
 from storage.models import PairedOwner
 from tests.harness import OWNER, STRANGER, Harness, start_harness, stop_harness

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from nacl.signing import SigningKey
 
-from bridge.messages import Markdown, Outbound, Sender
-from bridge.pairing import (
+from adapters.messages import Markdown, Outbound, Sender
+from bridge.access.pairing import (
     MAX_FAILURES,
     Pairing,
     code_id,

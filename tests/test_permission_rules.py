@@ -1,4 +1,4 @@
-"""'Allow for session' rules (bridge/rules.py): which requests may make one, what is
+"""'Allow for session' rules (bridge/approvals/rules.py): which requests may make one, what is
 stored, and — above all — that a rule never widens into running other code."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.rules import Request, Rule, matches, parse_rule, rule_for
+from bridge.approvals.rules import Request, Rule, matches, parse_rule, rule_for
 
 
 def bash(command: str, **context: str) -> Request:

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from bridge.messages import ButtonPress, Sender, ThreadRef, UserMessage, text
-from bridge.outbox import Outbox
+from adapters.messages import ButtonPress, Sender, ThreadRef, UserMessage, text
+from bridge.outbox.outbox import Outbox
 from bridge.placement import place_message, place_press
 from storage.db import Database
 from storage.models import SessionRow, ThreadBinding

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.base import Capabilities
-from bridge.ratelimit import RateBudget
+from bridge.outbox.ratelimit import RateBudget
 
 GROUP = "-100"
 

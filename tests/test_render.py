@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from adapters.messages import Code, FileOut, Markdown, Outbound
 from bridge import render
-from bridge.messages import Code, FileOut, Markdown, Outbound
 
 
 def codes(msg: Outbound) -> list[Code]:

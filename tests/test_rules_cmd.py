@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from bridge.rules_cmd import MAX_SETTINGS_BYTES, project_rules
+from bridge.approvals.rules_cmd import MAX_SETTINGS_BYTES, project_rules
 from storage import db as db_module
 from storage.db import MIGRATIONS, Database
 from storage.models import SessionRule

@@ -23,7 +23,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import inspect, text
 
 from bridge.config import ConfigError, parse_config
-from bridge.scheduler import Scheduler, cron_trigger
+from bridge.sources.scheduler import Scheduler, cron_trigger
 from storage.db import Database
 from storage.models import ScheduleRow
 from tests.fakes.anthropic import Text
@@ -187,7 +187,7 @@ async def test_a_schedule_fires_survives_a_restart_and_is_removed(tmp_path: Path
     ],
 )
 def test_crontab_day_numbers_start_on_sunday(field: str, names: str) -> None:
-    from bridge.scheduler import cron_days
+    from bridge.sources.scheduler import cron_days
 
     assert cron_days(field) == names
 

@@ -24,8 +24,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlmodel import select
 
+from bridge.cli.logs import setup_logging
 from bridge.files import FileRefused, read_inside, save_to_inbox
-from bridge.logs import setup_logging
 from storage.crypto import BodyCipher, load_or_create_key
 from storage.models import AuditRow, PermissionRequestRow, SessionRow, TurnRow
 from tests.fakes.anthropic import Text, ToolUse
@@ -50,7 +50,7 @@ async def test_encrypted_storage_keeps_no_message_text_in_the_database_file(
     key_file = tmp_path / "keys" / "db.key"
     h = await start_harness(tmp_path)
     try:
-        # as `threadline run` does with `[storage] encrypt = true` (bridge/daemon.py);
+        # as `threadline run` does with `[storage] encrypt = true` (bridge/cli/daemon.py);
         # nothing has been stored yet
         h.db.cipher = BodyCipher(load_or_create_key(key_file))
         assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
@@ -177,7 +177,7 @@ async def test_telegram_foreign_forged_strangers_and_stale_presses_are_refused(
 
 @contextmanager
 def debug_log(h: Any, path: Path) -> Iterator[None]:
-    """The daemon's logging (bridge/logs.py) at DEBUG into `path`, the client
+    """The daemon's logging (bridge/cli/logs.py) at DEBUG into `path`, the client
     libraries included; restored afterwards."""
     root = logging.getLogger()
     saved = root.handlers[:], root.level
@@ -374,7 +374,7 @@ def test_get_refuses_or_stays_inside_the_session(raw: str) -> None:
 def test_new_refuses_or_stays_inside_the_roots_even_for_unencodable_text(raw: str) -> None:
     import tempfile
 
-    from bridge.access import PathRefused, resolve_session_dir
+    from bridge.access.control import PathRefused, resolve_session_dir
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp).resolve()

@@ -12,10 +12,7 @@ from typing import Any
 import pytest
 
 from adapters.base import NotModified, PermanentError, RateLimited, ThreadGone, TransientError
-from adapters.slack import SlackAdapter
-from adapters.slack.render import section
-from bridge.config import SlackConfig
-from bridge.messages import (
+from adapters.messages import (
     Button,
     ButtonPress,
     Inbound,
@@ -27,6 +24,9 @@ from bridge.messages import (
     UserMessage,
     text,
 )
+from adapters.slack import SlackAdapter
+from adapters.slack.render import section
+from bridge.config import SlackConfig
 from tests.fakes.slack import BOT_USER, TEAM_ID, FakeSlack
 from tests.slack_harness import free_port
 
@@ -206,7 +206,7 @@ async def test_sending_editing_deleting_and_identical_edits(started: Started) ->
     fid = await adapter.send(
         thread,
         adapter.render(
-            Outbound(file=__import__("bridge.messages").messages.FileOut("d.diff", b"+x", "diff"))
+            Outbound(file=__import__("adapters.messages").messages.FileOut("d.diff", b"+x", "diff"))
         )[0],
     )
     assert fid.startswith("file:")
@@ -354,8 +354,8 @@ async def test_doctor_names_missing_scopes_and_channel_problems(started: Started
 
     from rich.console import Console
 
+    from bridge.cli.doctor_slack import check_slack
     from bridge.config import Config
-    from bridge.doctor_slack import check_slack
 
     fake, _, _ = await started()
 

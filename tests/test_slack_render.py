@@ -10,6 +10,7 @@ import re
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from adapters.messages import Button, Code, FileOut, Folded, Markdown, Outbound, Rendered, text
 from adapters.slack import limits
 from adapters.slack.markdown import markdown_to_mrkdwn
 from adapters.slack.render import (
@@ -19,7 +20,6 @@ from adapters.slack.render import (
     render_edit,
     split_mrkdwn,
 )
-from bridge.messages import Button, Code, FileOut, Folded, Markdown, Outbound, Rendered, text
 from tests.fakes.slack import check_blocks, mrkdwn_plain
 
 FENCE = "```"

@@ -21,10 +21,7 @@ from adapters.base import (
     ThreadGone,
     TransientError,
 )
-from adapters.telegram import TelegramAdapter, inbound
-from adapters.telegram.errors import TelegramErrors
-from bridge.config import TelegramConfig
-from bridge.messages import (
+from adapters.messages import (
     Button,
     ButtonPress,
     Code,
@@ -36,6 +33,9 @@ from bridge.messages import (
     UserMessage,
     text,
 )
+from adapters.telegram import TelegramAdapter, inbound
+from adapters.telegram.errors import TelegramErrors
+from bridge.config import TelegramConfig
 from tests.fakes.telegram import TINY_PNG, FakeTelegram
 
 pytestmark = [
@@ -129,7 +129,7 @@ async def test_start_reads_identity_and_sets_menu(started: Started) -> None:
         "handoff",
         "help",
     ]
-    from bridge.handlers import IMPLEMENTED
+    from bridge.commands.handlers import IMPLEMENTED
 
     assert set(names) <= set(IMPLEMENTED), "the menu offers only commands that work"
     assert all(0 < len(c["description"]) <= 256 for c in fake.commands())

@@ -15,10 +15,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from adapters.messages import (
+    Block,
+    Button,
+    Code,
+    FileOut,
+    Folded,
+    Markdown,
+    Outbound,
+    Rendered,
+    text,
+)
 from adapters.telegram.limits import MAX_CALLBACK_DATA, MAX_TEXT, utf16_len
 from adapters.telegram.markdown import markdown_to_html
 from adapters.telegram.render import render, render_edit, split_html, visible_text
-from bridge.messages import Block, Button, Code, FileOut, Folded, Markdown, Outbound, Rendered, text
 
 _TAGS: dict[str, set[str]] = {
     "b": set(), "strong": set(), "i": set(), "em": set(), "u": set(), "ins": set(),

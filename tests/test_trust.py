@@ -19,7 +19,7 @@ from claude_agent_sdk import ClaudeAgentOptions, ClaudeSDKClient
 
 from agent import AgentHost, PermissionAsked, PermissionDecision
 from agent.trust import claude_trusted, inspect_folder, project_instructions
-from bridge.trust import prompt as trust_prompt_message
+from bridge.approvals.trust import prompt as trust_prompt_message
 from tests.fakes.anthropic import FakeAnthropic, Text, ToolUse
 from tests.fakes.claude_env import claude_env
 from tests.fakes.telegram import FakeMessage

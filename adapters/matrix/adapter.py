@@ -36,9 +36,9 @@ from adapters.matrix.pacing import Pacer
 from adapters.matrix.receiver import Receiver
 from adapters.matrix.sas_core import owner_ids
 from adapters.matrix.store import MatrixStore
+from adapters.messages import Inbound, Outbound, Rendered, ThreadRef
+from adapters.tasks import TaskGroup
 from bridge.config import MatrixConfig
-from bridge.messages import Inbound, Outbound, Rendered, ThreadRef
-from bridge.tasks import TaskGroup
 
 log = logging.getLogger(__name__)
 

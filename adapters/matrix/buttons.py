@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bridge.messages import Button
+from adapters.messages import Button
 
 log = logging.getLogger(__name__)
 

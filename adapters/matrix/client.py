@@ -31,8 +31,8 @@ from adapters.download import CHUNK, check_announced, read_capped
 from adapters.matrix.errors import MatrixErrors, http_status
 from adapters.matrix.inbound import FileRef
 from adapters.matrix.store import Credentials, MatrixStore
+from adapters.messages import Attachment, AttachmentUnavailable
 from bridge.config import MatrixConfig
-from bridge.messages import Attachment, AttachmentUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from adapters import payload
-from bridge.messages import Sender, ThreadRef, UserMessage
+from adapters.messages import Sender, ThreadRef, UserMessage
 
 PLATFORM = "matrix"
 MAX_PHOTO_BYTES = 10 * 1024 * 1024

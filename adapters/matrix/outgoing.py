@@ -36,8 +36,8 @@ from adapters.matrix import render as mx_render
 from adapters.matrix.buttons import ButtonMap, Entry
 from adapters.matrix.errors import MatrixErrors
 from adapters.matrix.pacing import Pacer
-from bridge.messages import Rendered, ThreadRef
-from bridge.tasks import TaskGroup
+from adapters.messages import Rendered, ThreadRef
+from adapters.tasks import TaskGroup
 
 log = logging.getLogger(__name__)
 

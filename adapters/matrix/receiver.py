@@ -29,7 +29,7 @@ from adapters.matrix import client as mx_client
 from adapters.matrix import inbound
 from adapters.matrix.buttons import ButtonMap
 from adapters.matrix.errors import MatrixErrors
-from bridge.messages import ButtonPress, Inbound, ThreadRef
+from adapters.messages import ButtonPress, Inbound, ThreadRef
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ from adapters.matrix.buttons import assign_keys, hint
 from adapters.matrix.limits import MAX_CONTENT_BYTES, MAX_EDIT_CONTENT_BYTES
 from adapters.matrix.markdown import code_html, escape, escape_attr, markdown_to_html
 from adapters.mdtext import clean_text
-from bridge.messages import Block, Code, FileOut, Folded, Outbound, Rendered
+from adapters.messages import Block, Code, FileOut, Folded, Outbound, Rendered
 
 HTML_FORMAT = "org.matrix.custom.html"
 OVERHEAD = 400  # msgtype, format, keys, mentions: what a content adds around its texts

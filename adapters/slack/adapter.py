@@ -29,6 +29,7 @@ import aiohttp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.base import ChatAdapter, InboundSink, NotModified, PermanentError, RateLimited
+from adapters.messages import ButtonPress, Outbound, Rendered, ThreadRef
 from adapters.slack import client, limits
 from adapters.slack import render as slack_render
 from adapters.slack.errors import SlackErrors
@@ -37,7 +38,6 @@ from adapters.slack.receiver import Receiver
 from adapters.slack.stream import Streamer
 from adapters.slack.turns import Turns
 from bridge.config import SlackConfig
-from bridge.messages import ButtonPress, Outbound, Rendered, ThreadRef
 
 log = logging.getLogger(__name__)
 

@@ -28,10 +28,10 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.download import CHUNK, check_announced, read_capped
+from adapters.messages import Attachment, AttachmentUnavailable
 from adapters.slack.errors import SlackErrors
 from adapters.slack.inbound import FileRef
 from bridge.config import SlackConfig
-from bridge.messages import Attachment, AttachmentUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from adapters import payload
+from adapters.messages import ButtonPress, Sender, ThreadRef, UserMessage
 from adapters.slack import limits
-from bridge.messages import ButtonPress, Sender, ThreadRef, UserMessage
 
 PLATFORM = "slack"
 SLASH_COMMAND = "/threadline"

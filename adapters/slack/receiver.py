@@ -30,10 +30,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters import payload
 from adapters.base import InboundSink
+from adapters.messages import Inbound, ThreadRef
 from adapters.slack import client, inbound
 from adapters.slack.errors import SlackErrors
 from bridge.config import SlackConfig
-from bridge.messages import Inbound, ThreadRef
 
 log = logging.getLogger(__name__)
 

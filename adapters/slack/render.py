@@ -25,9 +25,9 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from adapters.mdtext import clean_text
+from adapters.messages import Block, Code, Folded, Markdown, Outbound, Rendered
 from adapters.slack import limits
 from adapters.slack.markdown import FENCE, code_block, escape, markdown_to_mrkdwn
-from bridge.messages import Block, Code, Folded, Markdown, Outbound, Rendered
 
 log = logging.getLogger(__name__)
 

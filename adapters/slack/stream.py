@@ -33,9 +33,9 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.base import RateLimited, TransientError
+from adapters.messages import ThreadRef
 from adapters.slack import limits
 from adapters.slack.errors import SlackErrors, error_code
-from bridge.messages import ThreadRef
 
 log = logging.getLogger(__name__)
 

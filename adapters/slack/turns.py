@@ -26,10 +26,10 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.messages import ThreadRef
 from adapters.slack.errors import SlackErrors
 from adapters.slack.render import merge_preview
 from adapters.slack.stream import Streamer
-from bridge.messages import ThreadRef
 
 log = logging.getLogger(__name__)
 

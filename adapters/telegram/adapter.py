@@ -40,11 +40,11 @@ from adapters.base import (
     PermanentError,
     ThreadGone,
 )
+from adapters.messages import Inbound, Outbound, Rendered, ThreadRef
 from adapters.telegram import client, inbound, limits
 from adapters.telegram import render as tg_render
 from adapters.telegram.errors import TelegramErrors
 from bridge.config import TelegramConfig
-from bridge.messages import Inbound, Outbound, Rendered, ThreadRef
 
 log = logging.getLogger(__name__)
 

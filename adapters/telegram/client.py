@@ -23,10 +23,10 @@ from telegram.ext import Application, ExtBot
 from telegram.request import HTTPXRequest
 
 from adapters.download import CHUNK, check_announced, read_capped
+from adapters.messages import Attachment, AttachmentUnavailable
 from adapters.telegram import limits
 from adapters.telegram.inbound import FileRef
 from bridge.config import TelegramConfig
-from bridge.messages import Attachment, AttachmentUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ REQUEST_TIMEOUT_S = 30.0
 def menu() -> list[BotCommand]:
     """setMyCommands entries, described from the bridge's own help table when present."""
     try:
-        from bridge.commands import HELP
+        from bridge.commands.parse import HELP
     except ImportError:  # the adapter does not need the bridge's command parser
         return [BotCommand(name, desc) for name, desc in _STATIC_MENU.items()]
     described = {usage.split()[0]: (usage, desc) for usage, desc in HELP}

@@ -21,7 +21,7 @@ from typing import Literal
 from telegram import CallbackQuery, Chat, Document, Message, PhotoSize, Update, User
 
 from adapters import payload
-from bridge.messages import ButtonPress, Sender, ThreadRef, UserMessage
+from adapters.messages import ButtonPress, Sender, ThreadRef, UserMessage
 
 PLATFORM = "telegram"
 

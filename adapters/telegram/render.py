@@ -30,9 +30,9 @@ from itertools import accumulate
 from typing import Any, Literal
 
 from adapters.mdtext import clean_text
+from adapters.messages import Block, Code, Folded, Markdown, Outbound, Rendered
 from adapters.telegram.limits import MAX_CALLBACK_DATA, MAX_CAPTION, MAX_TEXT, utf16_len
 from adapters.telegram.markdown import code_html, escape, markdown_to_html
-from bridge.messages import Block, Code, Folded, Markdown, Outbound, Rendered
 
 log = logging.getLogger(__name__)
 

@@ -23,10 +23,10 @@ import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from adapters.messages import Button, ButtonPress, Code, FileOut, Markdown, Outbound, UserMessage
 from agent.trust import FolderSettings, claude_trusted, inspect_folder
 from bridge import render
-from bridge.commands import Command
-from bridge.messages import Button, ButtonPress, Code, FileOut, Markdown, Outbound, UserMessage
+from bridge.commands.parse import Command
 from storage.models import SessionRow, TrustRequestRow
 
 if TYPE_CHECKING:

@@ -3,12 +3,12 @@
 One method per command in SPEC §3; each validates its input, answers in the thread
 it came from, and leaves the heavy lifting to the bridge (sessions, outbox) and the
 broker (permissions).  Commands with a module of their own are routed there
-(`EXTERNAL`): `import` (`bridge/importer.py`), `get` (`bridge/files.py`),
-`schedule` / `schedules` / `unschedule` (`bridge/scheduler.py`), `pair`
-(`bridge/pairing.py`), `rules` (`bridge/rules_cmd.py`).  Button data is opaque and short: ``p:<request>:<a|s|d>``
+(`EXTERNAL`): `import` (`bridge/sources/importer.py`), `get` (`bridge/files.py`),
+`schedule` / `schedules` / `unschedule` (`bridge/sources/scheduler.py`), `pair`
+(`bridge/access/pairing.py`), `rules` (`bridge/approvals/rules_cmd.py`).  Button data is opaque and short: ``p:<request>:<a|s|d>``
 (permission), ``x:<session>`` (stop), ``m:<session>:<mode index>`` (mode),
 ``n:<session>`` (new session in that one's directory), ``i:<claude session id>``
-(import), ``t:<trust request>:<y|n>`` (folder trust, `bridge/trust.py`), ``r:<session>:<rule id>``
+(import), ``t:<trust request>:<y|n>`` (folder trust, `bridge/approvals/trust.py`), ``r:<session>:<rule id>``
 (remove a session rule).  Every press is checked against the thread it came from.
 """
 
@@ -22,12 +22,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bridge import files, gitsafe, importer, pairing, render, rules_cmd, scheduler, trust
-from bridge.access import PathRefused, resolve_session_dir
-from bridge.commands import Command
+from adapters.messages import Button, ButtonPress, Code, Markdown, Outbound, ThreadRef, UserMessage
+from bridge import files, gitsafe, render
+from bridge.access import pairing
+from bridge.access.control import PathRefused, resolve_session_dir
+from bridge.approvals import rules_cmd, trust
+from bridge.commands.parse import Command
 from bridge.config import PERMISSION_MODES
-from bridge.messages import Button, ButtonPress, Code, Markdown, Outbound, ThreadRef, UserMessage
-from bridge.outbox import DeliveryFailed
+from bridge.outbox.outbox import DeliveryFailed
+from bridge.sources import importer, scheduler
 from storage.models import SessionRow
 
 if TYPE_CHECKING:
@@ -126,7 +129,7 @@ class Handlers:
             if not answer.startswith(("Allowed", "Denied")):
                 await self.b.adapters[press.thread.platform].answer_press(press, answer)
             return
-        if kind == "t":  # trust prompt: checked against its stored request (bridge/trust.py)
+        if kind == "t":  # trust prompt: checked against its stored request (bridge/approvals/trust.py)
             answer = await trust.press(self.b, press, rest)
             log.info("trust press → %s", answer)
             await self.b.adapters[press.thread.platform].answer_press(press, answer)

@@ -30,10 +30,10 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 import claude_agent_sdk
 
+from adapters.messages import Button, Markdown, Outbound, ThreadRef, UserMessage
 from bridge import render
-from bridge.access import PathRefused, resolve_session_dir
-from bridge.commands import Command
-from bridge.messages import Button, Markdown, Outbound, ThreadRef, UserMessage
+from bridge.access.control import PathRefused, resolve_session_dir
+from bridge.commands.parse import Command
 from storage.models import SessionRow
 
 if TYPE_CHECKING:

@@ -1,7 +1,7 @@
 """Access control: who may use the bot, and where sessions may run.
 
 Owners come from config `[access] owners` (``platform:id``) and from pairing (signed
-rows in the database, checked on each use: `bridge/owners.py`).  Anyone else gets at
+rows in the database, checked on each use: `bridge/access/owners.py`).  Anyone else gets at
 most one polite refusal per hour and an audit-log row; nothing of theirs reaches
 Claude.  `resolve_session_dir` decides whether a directory asked for in `new` is
 allowed: under one of `allowed_roots` after resolving symlinks, no `..`, no
@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from pathlib import Path
 
-from bridge.messages import Sender
+from adapters.messages import Sender
 from storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ class AccessControl:
         return sender.key in self._owners or self._paired(sender.key)
 
     def use_paired(self, check: Callable[[str], bool]) -> None:
-        """Paired owners: `check(key)` (`bridge/owners.py`)."""
+        """Paired owners: `check(key)` (`bridge/access/owners.py`)."""
         self._paired = check
 
     def refuse(self, sender: Sender, action: str, detail: str = "") -> bool:

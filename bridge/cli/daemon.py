@@ -21,8 +21,8 @@ from pathlib import Path
 from adapters.base import ChatAdapter
 from agent.environment import agent_environment, own_virtualenvs
 from bridge.app import Bridge
+from bridge.cli.logs import setup_logging
 from bridge.config import Config
-from bridge.logs import setup_logging
 from storage.crypto import BodyCipher, load_or_create_key
 from storage.db import Database
 

@@ -1,6 +1,6 @@
 """Paired owners: signed rows, checked on every use, revocable while the daemon runs.
 
-Pairing (`bridge/pairing.py`) makes someone an owner by writing a `paired_owners` row.
+Pairing (`bridge/access/pairing.py`) makes someone an owner by writing a `paired_owners` row.
 A row alone proves nothing — anyone able to write the database could insert one — so
 each row carries an Ed25519 signature by the daemon's key (the one that signs pairing
 codes, ``<data_dir>/pairing.key``, mode 0600) over its owner key, platform and pairing

@@ -16,8 +16,8 @@ from nio import AsyncClient, AsyncClientConfig, ErrorResponse, JoinedRoomsRespon
 from rich.console import Console
 
 from adapters.matrix.store import MatrixStore
+from bridge.cli.doctor_out import _fail, _ok, _warn
 from bridge.config import Config
-from bridge.doctor_out import _fail, _ok, _warn
 
 _MXID = re.compile(r"@[^:\s]+:\S+")
 
@@ -62,7 +62,7 @@ async def check_matrix_async(cfg: Config, out: Console) -> int:
         )
     finally:
         await client.close()
-    from bridge.pairing import all_owners
+    from bridge.access.pairing import all_owners
 
     if not any(o.startswith("matrix:") for o in all_owners(cfg)):
         failures += 1

@@ -38,7 +38,7 @@ ConfigOpt = Annotated[
         help="Config file (default: $THREADLINE_CONFIG, then ~/.config/threadline/config.toml)",
     ),
 ]
-EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
 
 
 def _load(config: str | None) -> Config:
@@ -69,7 +69,7 @@ def init(config: ConfigOpt = None) -> None:
 @app.command()
 def run(config: ConfigOpt = None) -> None:
     """Run the daemon: every enabled adapter, the Claude Code host, the scheduler."""
-    from bridge.daemon import run as run_daemon
+    from bridge.cli.daemon import run as run_daemon
 
     run_daemon(_load(config))
 
@@ -77,7 +77,7 @@ def run(config: ConfigOpt = None) -> None:
 @app.command()
 def doctor(config: ConfigOpt = None) -> None:
     """Check config, database, Claude Code and each platform's credentials."""
-    from bridge.doctor import run_checks
+    from bridge.cli.doctor import run_checks
 
     cfg = _load(config)
     out.print(f"[green]ok[/green]   config {config_path(config)}")
@@ -102,8 +102,8 @@ def pair(
     """Print a one-time pairing code (and link, and QR code) that makes whoever uses
     it an owner.  Single use, valid for 10 minutes.  `pair --list` lists the owners;
     `unpair KEY` revokes a paired one."""
-    from bridge.daemon import open_database
-    from bridge.pairing import PLATFORMS, Pairing, key_path, load_signing_key
+    from bridge.access.pairing import PLATFORMS, Pairing, key_path, load_signing_key
+    from bridge.cli.daemon import open_database
 
     cfg = _load(config)
     if list_owners:
@@ -141,8 +141,8 @@ def pair(
 
 
 def _list_owners(cfg: Config) -> None:
-    from bridge.daemon import open_database
-    from bridge.pairing import Pairing, key_path, load_signing_key
+    from bridge.access.pairing import Pairing, key_path, load_signing_key
+    from bridge.cli.daemon import open_database
 
     table = Table("owner", "how", "since (UTC)", "status")
     for key in cfg.access.owners:
@@ -168,8 +168,8 @@ def unpair(
 
     The running daemon refuses their next message at once; no restart needed.
     Owners in the config file's [access] owners are removed there instead."""
-    from bridge.daemon import open_database
-    from bridge.pairing import Pairing, key_path, load_signing_key
+    from bridge.access.pairing import Pairing, key_path, load_signing_key
+    from bridge.cli.daemon import open_database
 
     cfg = _load(config)
     db = open_database(cfg)
@@ -238,7 +238,7 @@ def _print_qr(text: str) -> None:
 @app.command()
 def sessions(config: ConfigOpt = None) -> None:
     """List sessions: id, thread, directory, state, last activity, cost."""
-    from bridge.daemon import open_database
+    from bridge.cli.daemon import open_database
 
     db = open_database(_load(config))
     table = Table("id", "thread", "directory", "state", "last activity (UTC)", "cost")
@@ -263,7 +263,7 @@ def audit(
     config: ConfigOpt = None, limit: Annotated[int, typer.Option(help="How many entries")] = 100
 ) -> None:
     """Print the audit log: who, what, when, allowed or refused."""
-    from bridge.daemon import open_database
+    from bridge.cli.daemon import open_database
 
     db = open_database(_load(config))
     table = Table("when (UTC)", "who", "what", "detail", "result")
@@ -289,7 +289,7 @@ def attach(
     prompt, or answers an open permission prompt (allow / always / deny)."""
     import asyncio
 
-    from bridge.attach_client import run_terminal, stdin_lines
+    from bridge.cli.attach_client import run_terminal, stdin_lines
 
     cfg = _load(config)
     tty = sys.stdin.isatty()
@@ -319,8 +319,8 @@ def import_(
     prompt.  With ID: the running daemon opens a thread for it, with a recap."""
     import asyncio
 
-    from bridge.attach_client import DaemonUnavailable, request_import
-    from bridge.importer import ClaudeSessions
+    from bridge.cli.attach_client import DaemonUnavailable, request_import
+    from bridge.sources.importer import ClaudeSessions
 
     cfg = _load(config)
     if claude_session_id is None:

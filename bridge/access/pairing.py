@@ -3,7 +3,7 @@
 `threadline pair` issues a code; the person sends `pair CODE` (Telegram: opens the
 deep link, which sends `/start CODE`) from their own account, and from then on is
 an owner (`platform:user_id`), kept in the database across restarts as a row signed
-with the daemon's key, until `threadline unpair` (`bridge/owners.py`).
+with the daemon's key, until `threadline unpair` (`bridge/access/owners.py`).
 
 A code is 12 characters of Crockford base32 (60 random bits), shown as
 ``ABCD-EFGH-JKMN``: short enough to type on a phone and to fit a Telegram deep link.
@@ -34,11 +34,12 @@ from typing import TYPE_CHECKING
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey
 
-from bridge import owners, render
-from bridge.commands import Command
+from adapters.messages import Sender, UserMessage
+from bridge import render
+from bridge.access import owners
+from bridge.access.owners import PairedOwners
+from bridge.commands.parse import Command
 from bridge.config import Config
-from bridge.messages import Sender, UserMessage
-from bridge.owners import PairedOwners
 from storage.crypto import load_or_create_key
 from storage.db import Database
 from storage.models import PairingCodeRow, SessionRow, utcnow
@@ -240,7 +241,7 @@ class Pairing:
 
 def all_owners(config: Config) -> list[str]:
     """The config's owners and those paired so far (for `threadline doctor`)."""
-    from bridge.daemon import open_database
+    from bridge.cli.daemon import open_database
 
     try:
         db = open_database(config)
@@ -254,7 +255,7 @@ def all_owners(config: Config) -> list[str]:
 
 
 def load_owners(bridge: Bridge) -> None:
-    """At start: paired owners join the config's (`bridge/owners.py`); strangers'
+    """At start: paired owners join the config's (`bridge/access/owners.py`); strangers'
     invites are let in while a pairing code is open."""
     owners.start(bridge)
     for platform, adapter in bridge.adapters.items():

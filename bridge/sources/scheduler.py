@@ -39,9 +39,9 @@ from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
+from adapters.messages import UserMessage
 from bridge import render
-from bridge.commands import Command
-from bridge.messages import UserMessage
+from bridge.commands.parse import Command
 from storage.db import Database
 from storage.models import ScheduleRow, SessionRow
 

@@ -54,8 +54,9 @@ from agent.events import (
     TurnEnded,
     TurnStarted,
 )
-from bridge import render, sources
+from bridge import render
 from bridge.diffs import file_diff
+from bridge.sources import prompts as sources
 
 if TYPE_CHECKING:
     from bridge.app import Bridge
@@ -332,7 +333,7 @@ class AttachServer:
             await self._attach(client, str(msg.get("session", "")))
             return
         if op == "import":
-            from bridge.importer import import_session
+            from bridge.sources.importer import import_session
 
             row, said = await import_session(self.b, None, who, str(msg.get("id", "")))
             self._put(

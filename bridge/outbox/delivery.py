@@ -43,8 +43,8 @@ from adapters.base import (
     ThreadGone,
     TransientError,
 )
-from bridge.messages import Rendered, ThreadRef
-from bridge.ratelimit import Kind, RateBudget
+from adapters.messages import Rendered, ThreadRef
+from bridge.outbox.ratelimit import Kind, RateBudget
 from storage.outbox_repo import OutboxRepo, PendingItem, chat_key_of
 
 log = logging.getLogger("bridge.outbox")

@@ -1,7 +1,7 @@
 """The terminal side of `threadline attach ID` (and of `threadline import ID`).
 
 `AttachConnection` speaks the daemon's newline-delimited JSON protocol over the Unix
-socket (`bridge/attach.py` documents it); tests drive a session through it directly.
+socket (`bridge/sources/attach.py` documents it); tests drive a session through it directly.
 `TerminalView` renders the daemon's events with rich: the recent history, prompts
 from the chat (marked with where they came from), Claude's text as it streams, one
 dim line per tool call, permission prompts as panels with the diff or command, and a
@@ -11,7 +11,7 @@ prompt — or, while a permission prompt is open, `allow` / `always` / `deny [re
 leaves, and the session keeps running in the daemon.
 
 Nothing received is trusted to be terminal-safe or markup-free: every string in
-every event passes through `bridge.terminal_text.clean` as it is read (escape
+every event passes through `bridge.cli.terminal_text.clean` as it is read (escape
 sequences and control characters neutralised), and received text is only ever
 printed as rich `Text`, `Markdown` or `Syntax`, or escaped before it joins our own
 markup, so a title like `[/x]` is shown as typed rather than read as rich markup.
@@ -35,7 +35,7 @@ from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.text import Text
 
-from bridge.terminal_text import clean_event
+from bridge.cli.terminal_text import clean_event
 
 MAX_LINE: Final = 1 << 22
 ANSWERS: Final = {

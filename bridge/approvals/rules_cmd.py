@@ -18,9 +18,10 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from bridge import render, rules
-from bridge.commands import Command
-from bridge.messages import Button, ButtonPress, Markdown, Outbound, ThreadRef, UserMessage
+from adapters.messages import Button, ButtonPress, Markdown, Outbound, ThreadRef, UserMessage
+from bridge import render
+from bridge.approvals import rules
+from bridge.commands.parse import Command
 from storage.models import SessionRow
 
 if TYPE_CHECKING:

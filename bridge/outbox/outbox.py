@@ -1,7 +1,7 @@
 """The durable outbox: every outgoing chat operation is stored, then delivered.
 
 `enqueue*` / `update_stream` render through the adapter and write rows before
-anything is sent; one `ChatWorker` per chat (`bridge/delivery.py`) then delivers
+anything is sent; one `ChatWorker` per chat (`bridge/outbox/delivery.py`) then delivers
 them, woken by an `asyncio.Event` when rows arrive and by a timer when a retried row
 comes due — no polling.  What goes next is decided by `OutboxRepo.next_for_chat`:
 in order per thread, priority 0 (prompts, finals, notices) ahead of priority-1
@@ -36,9 +36,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from adapters.base import ChatAdapter
-from bridge.delivery import ChatWorker, RetryPolicy, describe, to_datetime, wait_event
-from bridge.messages import Outbound, ThreadRef
-from bridge.ratelimit import Kind, RateBudget
+from adapters.messages import Outbound, ThreadRef
+from bridge.outbox.delivery import ChatWorker, RetryPolicy, describe, to_datetime, wait_event
+from bridge.outbox.ratelimit import Kind, RateBudget
 from storage.db import Database
 from storage.outbox_repo import PendingItem, chat_key_of
 

@@ -9,13 +9,13 @@ from pathlib import Path
 
 from rich.console import Console
 
+from bridge.cli.doctor_out import _fail, _ok, _warn
 from bridge.config import Config
-from bridge.doctor_out import _fail, _ok, _warn
 
 
 def run_checks(cfg: Config, out: Console) -> int:
-    from bridge.cli import claude_cli_path, claude_version
-    from bridge.daemon import open_database
+    from bridge.cli.daemon import open_database
+    from bridge.cli.main import claude_cli_path, claude_version
 
     failures = 0
     try:
@@ -68,11 +68,11 @@ def run_checks(cfg: Config, out: Console) -> int:
     if cfg.telegram.enabled:
         failures += asyncio.run(_check_telegram(cfg, out))
     if cfg.slack.enabled:
-        from bridge.doctor_slack import check_slack
+        from bridge.cli.doctor_slack import check_slack
 
         failures += check_slack(cfg, out)
     if cfg.matrix.enabled:
-        from bridge.doctor_matrix import check_matrix
+        from bridge.cli.doctor_matrix import check_matrix
 
         failures += check_matrix(cfg, out)
     return failures
@@ -109,7 +109,7 @@ async def _check_telegram(cfg: Config, out: Console) -> int:
         )
         return 1
     _ok(out, f"Telegram bot @{me.username}")
-    from bridge.pairing import all_owners
+    from bridge.access.pairing import all_owners
 
     if not any(o.startswith("telegram:") for o in all_owners(cfg)):
         _fail(

@@ -5,7 +5,7 @@ A request is a database row first (random id, used in the button data), so a pre
 can be checked against it: the request must exist, still be pending, belong to the
 thread the press came from.  The first answer wins: the pending → decided
 transition is a single conditional UPDATE.  "Allow for session" — offered only when
-`bridge/rules.py` can make a rule that cannot widen — stores that rule, in Claude
+`bridge/approvals/rules.py` can make a rule that cannot widen — stores that rule, in Claude
 Code's rule language, and later requests of the session that match it strictly run
 without asking; the decided prompt says which rule.  Text answers (`allow`, `always`,
 `deny [reason]`) decide the prompt they reply to, or the only one pending.  Unanswered requests are denied after `timeout_s`, and the thread says so.
@@ -22,13 +22,14 @@ import secrets
 from dataclasses import dataclass
 from typing import Literal, cast
 
+from adapters.messages import ThreadRef
+from adapters.tasks import TaskGroup
 from agent.events import PermissionAsked, PermissionDecision
-from bridge import render, rules
-from bridge.messages import ThreadRef
-from bridge.outbox import Outbox
-from bridge.permission_notes import offer_line, prompt_notes
+from bridge import render
+from bridge.approvals import rules
+from bridge.approvals.permission_notes import offer_line, prompt_notes
+from bridge.outbox.outbox import Outbox
 from bridge.render import md_escape as md
-from bridge.tasks import TaskGroup
 from storage.db import Database
 from storage.models import PermissionRequestRow, SessionRule
 

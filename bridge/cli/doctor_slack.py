@@ -3,7 +3,7 @@ scope the manifest asks for, can it open a Socket Mode connection (or verify HTT
 requests), is it in the configured channel, and is there a Slack owner.
 
 `check_slack(cfg, out)` prints one line per check (ok / FAIL with the fix / warn) in
-the style of `bridge.doctor` and returns the number of failures.  The scopes a token
+the style of `bridge.cli.doctor` and returns the number of failures.  The scopes a token
 really has come from the ``x-oauth-scopes`` header Slack puts on every Web API answer;
 the scopes it should have from ``adapters/slack/manifest.yaml``.
 """
@@ -22,8 +22,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.client import header_scopes, manifest_scopes, web_client
 from adapters.slack.errors import error_code
+from bridge.cli.doctor_out import _fail, _ok, _warn
 from bridge.config import Config
-from bridge.doctor_out import _fail, _ok, _warn
 
 T = TypeVar("T")
 MANIFEST = "adapters/slack/manifest.yaml"
@@ -70,7 +70,7 @@ async def _check(cfg: Config, out: Console) -> int:
         failures = _scopes(out, header_scopes(auth.headers))
         failures += await _transport(cfg, client, out)
         failures += await _channel(cfg, client, out)
-    from bridge.pairing import all_owners
+    from bridge.access.pairing import all_owners
 
     if not any(o.startswith("slack:") for o in all_owners(cfg)):
         failures += 1

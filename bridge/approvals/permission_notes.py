@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.events import PermissionAsked
-from bridge import rules
+from bridge.approvals import rules
 from bridge.render import md_escape
 
 _PATH_KEYS = ("file_path", "notebook_path", "path")

@@ -1,0 +1,1 @@
+"""Who may act: owners, pairing, signed paired owners, and path checks."""

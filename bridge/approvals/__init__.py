@@ -1,0 +1,1 @@
+"""Approvals: the permission broker, session rules, folder trust, revoked modes."""

@@ -1,0 +1,1 @@
+"""The `threadline` command: the daemon process, doctor, logs, and the attach client."""

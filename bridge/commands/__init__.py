@@ -1,0 +1,1 @@
+"""Chat commands: the parser and the handlers."""

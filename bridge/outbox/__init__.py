@@ -1,0 +1,1 @@
+"""Delivery: the durable outbox, one worker per chat, and the rate budget."""

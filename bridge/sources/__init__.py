@@ -1,0 +1,1 @@
+"""Side doors into sessions: the terminal (attach), schedules, and import from disk."""
