@@ -431,7 +431,11 @@ async def test_a_socket_mode_reconnect_mid_stream_loses_and_repeats_nothing(
     done = finals(h, thread)
     assert len(done) == 2 and words(answer) in words(done[0].visible_text), "arrived whole"
     streams = h.slack.stream_messages(h.channel)
-    assert streams and all(s.deleted and s.text in answer for s in streams)
+    # A loaded machine may start a native stream for the short second answer too: each
+    # stream message must be part of its own turn's answer, and deleted.
+    second = "Answered after the reconnect."
+    assert streams and all(s.deleted and (s.text in answer or s.text in second) for s in streams)
+    assert any(s.text in answer and len(s.stream_chunks) >= 2 for s in streams)
     assert turns_started(h, "after the reconnect") == 1
     assert turns_started(h, "stream through a reconnect") == 1
     assert len([m for m in h.bot_messages(thread) if "Queued" in m.visible_text]) == 1
@@ -448,7 +452,9 @@ async def test_without_native_streaming_two_sessions_stream_by_edits_without_a_4
         for name in ("one", "two"):
             (h.root / name).mkdir()
             texts[name] = " ".join(f"{name}-{i}" for i in range(200))
-            h.model.on(f"stream {name}", Text(texts[name], chunk=10, delay=0.05))
+            # ~3 s of stream each: two sessions share the channel's ~1 message/s, so a
+            # shorter stream can end (on a loaded machine) before its status is edited.
+            h.model.on(f"stream {name}", Text(texts[name], chunk=10, delay=0.15))
         for name in ("one", "two"):
             thread, _ = await h.new_session(str(h.root / name), f"stream {name}")
             threads.append((name, thread))
