@@ -641,8 +641,9 @@ async def test_reply_chain_lookup(make_outbox: Any, db: Database) -> None:
     await outbox.start()
     row = outbox.enqueue(B, text("header"), session_id="sess9")[0]
     mid = await outbox.wait_sent(row, timeout=5)
-    assert db.outbox.thread_key_of_message(P, "chat1", mid) == B.key
-    assert db.outbox.thread_key_of_message(P, "other-chat", mid) is None
+    origin = db.outbox.origin_of_message(P, "chat1", mid)
+    assert origin is not None and origin.thread_key == B.key
+    assert db.outbox.origin_of_message(P, "other-chat", mid) is None
 
 
 async def test_stop_cancels_every_task(make_outbox: Any) -> None:

@@ -48,11 +48,9 @@ async def test_encrypted_storage_keeps_no_message_text_in_the_database_file(
     tmp_path: Path,
 ) -> None:
     key_file = tmp_path / "keys" / "db.key"
-    h = await start_harness(tmp_path)
+    # as `threadline run` does with `[storage] encrypt = true` (bridge/cli/daemon.py)
+    h = await start_harness(tmp_path, cipher=BodyCipher(load_or_create_key(key_file)))
     try:
-        # as `threadline run` does with `[storage] encrypt = true` (bridge/cli/daemon.py);
-        # nothing has been stored yet
-        h.db.cipher = BodyCipher(load_or_create_key(key_file))
         assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
         app = h.root / "app"
         h.model.on(

@@ -32,6 +32,7 @@ from bridge.config import PERMISSION_MODES
 from bridge.outbox.outbox import DeliveryFailed
 from bridge.sources import importer, scheduler
 from storage.models import SessionRow
+from storage.types import BindingKind
 
 if TYPE_CHECKING:
     from bridge.app import Bridge
@@ -287,7 +288,7 @@ class Handlers:
             lambda: adapter.open_thread(chat, title[:120], header, on_created=created),
             calls=2,
         )
-        kind = "reply" if (thread.thread_id or "").startswith("reply:") else "topic"
+        kind: BindingKind = "reply" if (thread.thread_id or "").startswith("reply:") else "topic"
         row.state = "active"
         if early:  # the header is in; the thread may have become a reply chain meanwhile
             b.db.bindings.rebind(

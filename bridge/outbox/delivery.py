@@ -30,7 +30,7 @@ import asyncio
 import logging
 import random
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -46,14 +46,21 @@ from adapters.base import (
 from adapters.messages import Rendered, ThreadRef
 from bridge.outbox.ratelimit import Kind, RateBudget
 from storage.outbox_repo import OutboxRepo, PendingItem, chat_key_of
+from storage.types import OutboxOp, OutboxState
 
 log = logging.getLogger("bridge.outbox")
 
 KINDS: tuple[Kind, ...] = ("message", "draft")
-OPS_OF: dict[Kind, tuple[str, ...]] = {"message": ("send", "edit", "delete"), "draft": ("draft",)}
-Settle = Callable[[list[int], str, str | None], None]
+OPS_OF: dict[Kind, tuple[OutboxOp, ...]] = {
+    "message": ("send", "edit", "delete"),
+    "draft": ("draft",),
+}
+Settle = Callable[[Sequence[int], OutboxState, str | None], None]
 ThreadGoneHandler = Callable[[ThreadRef, PendingItem], Awaitable[None]]
-EPHEMERAL_OPS = ("draft", "delete")  # retried a few times only: losing one is harmless
+EPHEMERAL_OPS: tuple[OutboxOp, ...] = (
+    "draft",
+    "delete",
+)  # retried a few times only: losing one is harmless
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +98,7 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}{where}"
 
 
-def kind_of(op: str) -> Kind:
+def kind_of(op: OutboxOp) -> Kind:
     """Which budget an operation spends."""
     return "draft" if op == "draft" else "message"
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from adapters.base import ChatAdapter
@@ -41,6 +41,7 @@ from bridge.outbox.delivery import ChatWorker, RetryPolicy, describe, to_datetim
 from bridge.outbox.ratelimit import Kind, RateBudget
 from storage.db import Database
 from storage.outbox_repo import PendingItem, chat_key_of
+from storage.types import OutboxId, OutboxOp, OutboxState
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ ThreadFallback = Callable[[ThreadRef], Awaitable[ThreadRef | None]]
 class DeliveryFailed(Exception):
     """`wait_sent` on a row that ended failed or superseded."""
 
-    def __init__(self, row_id: int, state: str) -> None:
+    def __init__(self, row_id: int, state: OutboxState) -> None:
         super().__init__(f"outbox row {row_id} was {state}")
         self.row_id = row_id
         self.state = state
@@ -89,7 +90,7 @@ class Outbox:
 
     def enqueue(
         self, thread: ThreadRef, msg: Outbound, *, session_id: str | None = None, priority: int = 0
-    ) -> list[int]:
+    ) -> list[OutboxId]:
         """Store `msg` as one row per platform message; the first id is "the message"."""
         thread = self._resolve(thread)
         payloads = [r.payload for r in self._adapter(thread).render(msg)]
@@ -105,7 +106,7 @@ class Outbox:
         *,
         priority: int = 0,
         stream_key: str | None = None,
-    ) -> int:
+    ) -> OutboxId:
         """Edit the message of row `target_id` once it is sent.  With `stream_key`, an
         unsent earlier edit of the same target and key is replaced instead."""
         thread = self._resolve(thread)
@@ -178,7 +179,7 @@ class Outbox:
         self._settle([row_id], "superseded", None)
         return True
 
-    def enqueue_delete(self, thread: ThreadRef, target_id: int) -> int | None:
+    def enqueue_delete(self, thread: ThreadRef, target_id: int) -> OutboxId | None:
         """Delete the message of row `target_id`.  If it was never sent it is simply
         cancelled and None is returned."""
         thread = self._resolve(thread)
@@ -303,7 +304,7 @@ class Outbox:
 
     # --- helpers ------------------------------------------------------------------
 
-    def _settle(self, ids: list[int], state: str, message_id: str | None) -> None:
+    def _settle(self, ids: Sequence[int], state: OutboxState, message_id: str | None) -> None:
         """Rows reached a final state: answer `wait_sent`, nudge `wait_idle`."""
         for row_id in ids:
             for fut in self._waiters.pop(row_id, []):
@@ -358,14 +359,14 @@ class Outbox:
     def _add(
         self,
         thread: ThreadRef,
-        op: str,
+        op: OutboxOp,
         payloads: list[dict[str, Any]],
         priority: int,
         *,
         session_id: str | None,
         target_id: int | None = None,
         stream_key: str | None = None,
-    ) -> list[int]:
+    ) -> list[OutboxId]:
         return self._repo.add(
             platform=thread.platform,
             chat_id=thread.chat_id,
