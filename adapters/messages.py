@@ -4,17 +4,15 @@ Inbound: what an adapter hands the bridge after parsing a platform payload
 (`UserMessage`, `ButtonPress`) — no raw platform object gets past an adapter's
 `inbound.py`.  Outbound: what the bridge asks an adapter to show (`Outbound`, built
 from `Block`s and `Button`s), which the adapter's `render.py` turns into the
-platform's format.  Everything here is a frozen, slotted dataclass and JSON-able via
-`to_json` / `outbound_from_json`, because outbound messages are stored in the outbox
-before they are sent.
+platform's format.  Everything here is a frozen, slotted dataclass.  The outbox stores
+what the adapter rendered (`Rendered.payload`, one row per platform message), not the
+`Outbound`: a message is rendered once, when it is enqueued.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 
@@ -172,12 +170,6 @@ class Outbound:
     file: FileOut | None = None
     mention: bool = False  # Slack/Matrix: mention the owner (permission, long turn end)
 
-    def to_json(self) -> str:
-        d = asdict(self)
-        if self.file is not None:
-            d["file"]["data"] = base64.b64encode(self.file.data).decode()
-        return json.dumps(d, ensure_ascii=False)
-
     @property
     def plain(self) -> str:
         """The text content, for logs and search; no formatting."""
@@ -192,27 +184,6 @@ def text(
 ) -> Outbound:
     """The common case: one markdown block."""
     return Outbound(blocks=(Markdown(markdown),), notify=notify, buttons=buttons)
-
-
-def _block_from(d: dict[str, Any]) -> Block:
-    kind = d.get("kind")
-    if kind == "code":
-        return Code(d["text"], d.get("language", ""))
-    if kind == "folded":
-        return Folded(d["summary"], d["body"])
-    return Markdown(d["text"])
-
-
-def outbound_from_json(raw: str) -> Outbound:
-    d = json.loads(raw)
-    f = d.get("file")
-    return Outbound(
-        blocks=tuple(_block_from(b) for b in d.get("blocks", ())),
-        buttons=tuple(tuple(Button(**b) for b in row) for row in d.get("buttons", ())),
-        notify=bool(d.get("notify", False)),
-        file=FileOut(f["name"], base64.b64decode(f["data"]), f.get("caption", "")) if f else None,
-        mention=bool(d.get("mention", False)),
-    )
 
 
 @dataclass(frozen=True, slots=True)
