@@ -1,4 +1,4 @@
-"""Security tests that try the attack (SPEC §5): encryption at rest read back from the
+"""Security tests that try the attack: encryption at rest read back from the
 raw SQLite bytes, secrets grepped from a whole Slack run's logs and transcript, forged,
 replayed, foreign, stale and strangers' button presses on Telegram and Slack (and
 reactions on Matrix), hostile file names and paths for uploads and `get`.

@@ -1,6 +1,6 @@
 """Chat command handlers and button presses.
 
-One method per command in SPEC §3; each validates its input, answers in the thread
+One method per chat command (the README's "Chat commands" table); each validates its input, answers in the thread
 it came from, and leaves the heavy lifting to the bridge (sessions, outbox) and the
 broker (permissions).  Commands with a module of their own are routed there
 (`EXTERNAL`): `import` (`bridge/sources/importer.py`), `get` (`bridge/files.py`),
