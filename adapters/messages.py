@@ -11,6 +11,8 @@ what the adapter rendered (`Rendered.payload`, one row per platform message), no
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -186,10 +188,21 @@ def text(
     return Outbound(blocks=(Markdown(markdown),), notify=notify, buttons=buttons)
 
 
+ATTEMPT_KEY = "txn"
+
+
 @dataclass(frozen=True, slots=True)
 class Rendered:
     """One platform message, ready to send: what an adapter's `render()` returns and
     the outbox stores (one row per platform message, so a split message is never
-    re-sent in part after a restart).  `payload` is adapter-defined and JSON-able."""
+    re-sent in part after a restart).  `payload` is adapter-defined and JSON-able.
+    An entry under `ATTEMPT_KEY` names the attempt (a transaction id reused on retries,
+    so the platform applies it once), not the content: the outbox ignores it when it
+    asks whether an edit would change anything."""
 
     payload: dict[str, Any] = field(default_factory=dict)
+
+    def content_digest(self) -> str:
+        """The same for two payloads that show the same thing."""
+        content = {k: v for k, v in self.payload.items() if k != ATTEMPT_KEY}
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
