@@ -21,6 +21,8 @@ from storage.types import (
     OutboxState,
     PairingState,
     PermissionState,
+    RequestId,
+    SessionId,
     SessionState,
     TrustRequestState,
     TrustSource,
@@ -35,7 +37,7 @@ def utcnow() -> datetime:
 class SessionRow(SQLModel, table=True):
     __tablename__ = "sessions"
 
-    id: str = Field(primary_key=True, max_length=16)
+    id: SessionId = Field(primary_key=True, max_length=16, sa_type=AutoString(16))
     platform: str = Field(index=True)
     cwd: str
     title: str = ""
@@ -104,7 +106,7 @@ class OutboxRow(SQLModel, table=True):
 class PermissionRequestRow(SQLModel, table=True):
     __tablename__ = "permission_requests"
 
-    id: str = Field(primary_key=True, max_length=24)  # random token used in button data
+    id: RequestId = Field(primary_key=True, max_length=24, sa_type=AutoString(24))  # in button data
     session_id: str = Field(index=True)
     tool_use_id: str
     tool_name: str

@@ -2,12 +2,14 @@
 
 States and kinds are `Literal` aliases rather than enums: the database stores these
 very strings and callers pass them as plain literals, so the type checker catches a
-misspelt state without any conversion at the edges.  Ids minted by the database or
-by a repository are `NewType`s where they come out of storage (an outbox row id
-returned by `OutboxRepo.add`, a turn id from `TurnRepo.start`), so their meaning is
-in the signature; parameters take the plain base type, because ids also arrive from
-button data, command arguments and other rows' columns, and a cast at each of those
-would say nothing new.
+misspelt state without any conversion at the edges.
+
+Ids are `NewType`s where they are minted: a session's and a permission request's
+random id on their row (wrapped once, where the row is made), an outbox row id
+returned by `OutboxRepo.add`, a turn id by `TurnRepo.start`.  Parameters take the
+plain base type (a `NewType` is a subtype, so minted ids pass unchanged), because ids
+also arrive from button data, command arguments and other rows' columns, and a cast
+at each of those would say nothing new.
 """
 
 from __future__ import annotations

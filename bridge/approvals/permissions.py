@@ -31,6 +31,7 @@ from bridge.outbox.outbox import Outbox
 from bridge.render import md_escape as md
 from storage.db import Database
 from storage.models import PermissionRequestRow, SessionRule
+from storage.types import RequestId
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class PermissionBroker:
                 )
                 self._resolve(event, PermissionDecision(allow=True))
                 return
-        request_id = secrets.token_urlsafe(12)
+        request_id = RequestId(secrets.token_urlsafe(12))
         self.db.permissions.add(
             PermissionRequestRow(
                 id=request_id,

@@ -32,7 +32,7 @@ from bridge.config import PERMISSION_MODES
 from bridge.outbox.outbox import DeliveryFailed
 from bridge.sources import importer, scheduler
 from storage.models import SessionRow
-from storage.types import BindingKind
+from storage.types import BindingKind, SessionId
 
 if TYPE_CHECKING:
     from bridge.app import Bridge
@@ -260,7 +260,7 @@ class Handlers:
             return None
         adapter = b.adapters[origin.platform]
         row = SessionRow(
-            id=secrets.token_hex(3),
+            id=SessionId(secrets.token_hex(3)),
             platform=origin.platform,
             cwd=str(cwd),
             title=title,
