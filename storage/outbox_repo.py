@@ -455,7 +455,11 @@ class OutboxRepo(Repo):
     def _seal(self, payload: dict[str, Any]) -> str:
         return self._cipher.seal(json.dumps(payload, ensure_ascii=False, separators=(",", ":")))
 
-    def _bulk_state(self, cond: Any, state: OutboxState, **values: Any) -> list[OutboxId]:
+    def _bulk_state(
+        self, cond: Any, state: OutboxState, *, last_error: str | None = None
+    ) -> list[OutboxId]:
+        """Move the pending rows matching `cond` to `state`; returns their ids."""
+        values = {} if last_error is None else {"last_error": last_error}
         with self._tx() as c:
             ids = [
                 OutboxId(int(i))
