@@ -4,19 +4,15 @@
 deliverable and records every state change, each in one short transaction.  A row
 is written before it is attempted, stamped `attempted_at` before its first platform
 call (so a restart knows which sends may have arrived), then moves once from
-``pending`` to ``sent``, ``failed`` or ``superseded``.  The pick query (`next_for_chat`) encodes the
-delivery order: per thread first-in first-out, except that a priority-0 row may
-overtake earlier priority-1 stream updates (edits/drafts) it does not conflict
-with, and a draft (an ephemeral preview) waits for nothing but its own stream; an
-edit or delete waits until its target is no longer pending; across the threads of
-a chat, priority 0 goes first, then age.  Payloads are sealed with
+``pending`` to ``sent``, ``failed`` or ``superseded``.  Which row goes next
+(`next_for_chat`) is the pick statement of `storage/outbox_pick.py`.  Payloads are sealed with
 the database cipher (encryption at rest) and opened only when a row is picked for
 sending.  `prune` is the housekeeping: settled rows past a retention are deleted
 where nothing reads them any more, and emptied where something still does.
 
 SQLAlchemy Core rather than ORM objects, and the per-delivery statements built
-once with bound parameters: they run a few times per message, and building an
-aliased ORM query cost more than executing it.
+once with bound parameters (`storage/outbox_pick.py`): they run a few times per
+message, and building an aliased ORM query cost more than executing it.
 """
 
 from __future__ import annotations
@@ -28,88 +24,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, exists, func, insert, not_, or_, select, update
+from sqlalchemy import and_, exists, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from storage.base import Repo
 from storage.models import OutboxRow, ThreadBinding
+from storage.outbox_pick import ALL_OPS, NEXT_DUE, OUTBOX, PICK, SET_STATE, PendingItem, T
 from storage.types import OutboxId, OutboxOp, OutboxState
 
-OUTBOX: Table = OutboxRow.__table__  # type: ignore[attr-defined]
-T = OUTBOX.c
 B = ThreadBinding.__table__.c  # type: ignore[attr-defined]
-STREAM_OPS: tuple[OutboxOp, ...] = ("edit", "draft")  # priority-1 rows of these may be overtaken
-ALL_OPS: tuple[OutboxOp, ...] = ("send", "edit", "draft", "delete")
 # Settled rows of these ops are read by nothing: no row targets them (edits and deletes
 # target sends), and the pick query only looks at pending rows.
 PRUNABLE_OPS: tuple[OutboxOp, ...] = ("edit", "draft", "delete")
-
-
-def _pick_statement() -> Any:
-    r, e, t = OUTBOX.alias("r"), OUTBOX.alias("e"), OUTBOX.alias("t")
-    # e (earlier, same thread, pending) blocks r unless r is priority 0 and e is a
-    # priority-1 stream update touching neither r's target nor r's stream; or r is a
-    # draft (an ephemeral preview, not a message in the history: only an earlier
-    # draft of its own stream holds it back).
-    overtakable = or_(
-        and_(
-            r.c.priority == 0,
-            e.c.priority > 0,
-            e.c.op.in_(STREAM_OPS),
-            or_(e.c.target_id.is_(None), r.c.target_id.is_(None), e.c.target_id != r.c.target_id),
-            or_(
-                e.c.stream_key.is_(None), r.c.stream_key.is_(None), e.c.stream_key != r.c.stream_key
-            ),
-        ),
-        and_(r.c.op == "draft", or_(e.c.stream_key.is_(None), e.c.stream_key != r.c.stream_key)),
-    )
-    blocked = exists().where(
-        e.c.thread_key == r.c.thread_key, e.c.state == "pending", e.c.id < r.c.id, not_(overtakable)
-    )
-    return (
-        select(r, t.c.state.label("target_state"), t.c.platform_message_id.label("target_mid"))
-        .select_from(r.outerjoin(t, t.c.id == r.c.target_id))
-        .where(r.c.chat_key == bindparam("chat_key"), r.c.state == "pending")
-        .where(r.c.op.in_(bindparam("ops", expanding=True)))
-        .where(r.c.not_before <= bindparam("now", type_=T.not_before.type))
-        .where(or_(r.c.target_id.is_(None), t.c.state.is_(None), t.c.state != "pending"))
-        .where(not_(blocked))
-        # A row attempted before goes first: after a restart the check whether it was
-        # delivered (`ChatAdapter.find_sent`) must run before anything else is sent.
-        .order_by(r.c.attempted_at.is_(None), r.c.priority, r.c.id)
-        .limit(1)
-    )
-
-
-_PICK = _pick_statement()
-_NEXT_DUE = select(func.min(T.not_before)).where(
-    T.chat_key == bindparam("chat_key"),
-    T.state == "pending",
-    T.not_before > bindparam("now", type_=T.not_before.type),
-)
-_SET_STATE = update(OUTBOX).where(T.id == bindparam("row_id"))
-_INSERT = insert(OUTBOX)
-
-
-@dataclass(frozen=True, slots=True)
-class PendingItem:
-    """A row picked for delivery, payload opened, with what its target resolved to."""
-
-    id: OutboxId
-    platform: str
-    chat_id: str
-    thread_id: str | None
-    thread_key: str
-    session_id: str | None
-    op: OutboxOp
-    priority: int
-    stream_key: str | None
-    attempts: int
-    payload: dict[str, Any]
-    target_id: int | None
-    target_state: OutboxState | None  # None: no target, or the target row does not exist
-    target_message_id: str | None
-    attempted_at: datetime | None = None  # the first platform call for it began then
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +95,7 @@ class OutboxRepo(Repo):
         with self._tx() as c:
             ids = []
             for p in payloads:  # one by one: each insert reports its id, in order
-                result = c.execute(_INSERT, {**common, "payload": self._seal(p)})
+                result = c.execute(insert(OUTBOX), {**common, "payload": self._seal(p)})
                 ids.append(result.inserted_primary_key[0])  # type: ignore[index]
             return [OutboxId(int(i)) for i in ids]
 
@@ -197,13 +123,13 @@ class OutboxRepo(Repo):
                 return None
             row_id, old_priority = found
             values = {"payload": self._seal(payload), "priority": min(old_priority, priority)}
-            c.execute(_SET_STATE, {"row_id": row_id, **values})
+            c.execute(SET_STATE, {"row_id": row_id, **values})
             return OutboxId(int(row_id))
 
     def mark_sent(self, row_id: int, platform_message_id: str | None, at: datetime) -> None:
         with self._tx() as c:
             values = {"state": "sent", "platform_message_id": platform_message_id, "sent_at": at}
-            c.execute(_SET_STATE, {"row_id": row_id, **values})
+            c.execute(SET_STATE, {"row_id": row_id, **values})
 
     def mark_attempted(self, row_id: int, at: datetime | None) -> None:
         """Record, before the platform call, that the row's delivery began (`at`; the
@@ -216,7 +142,7 @@ class OutboxRepo(Repo):
 
     def mark_failed(self, row_id: int, error: str) -> None:
         with self._tx() as c:
-            c.execute(_SET_STATE, {"row_id": row_id, "state": "failed", "last_error": error[:500]})
+            c.execute(SET_STATE, {"row_id": row_id, "state": "failed", "last_error": error[:500]})
 
     def mark_superseded(self, row_id: int) -> bool:
         """Cancel a row if it is still pending; False if it had already settled."""
@@ -323,7 +249,7 @@ class OutboxRepo(Repo):
         rows of other ops still hold back later rows of their thread."""
         params = {"chat_key": chat_key, "now": now, "ops": list(ops)}
         with self._engine.connect() as c:
-            row = c.execute(_PICK, params).mappings().first()
+            row = c.execute(PICK, params).mappings().first()
         if row is None:
             return None
         return PendingItem(
@@ -347,7 +273,7 @@ class OutboxRepo(Repo):
     def next_due(self, chat_key: str, now: datetime) -> datetime | None:
         """When the earliest row of this chat that is waiting for its time comes due."""
         with self._engine.connect() as c:
-            due: datetime | None = c.execute(_NEXT_DUE, {"chat_key": chat_key, "now": now}).scalar()
+            due: datetime | None = c.execute(NEXT_DUE, {"chat_key": chat_key, "now": now}).scalar()
             return due
 
     # --- reading --------------------------------------------------------------------

@@ -19,7 +19,8 @@ from sqlmodel import select
 from adapters.base import PermanentError
 from adapters.messages import ThreadRef, text
 from bridge.outbox.delivery import to_datetime
-from bridge.outbox.outbox import RETENTION, Outbox
+from bridge.outbox.housekeeping import RETENTION
+from bridge.outbox.outbox import Outbox
 from storage.db import Database
 from storage.models import OutboxRow
 from tests.test_outbox import A, B, FakePlatform, P
@@ -84,7 +85,7 @@ async def test_old_settled_rows_are_pruned_and_routing_still_works(
     assert {r.op for r in before.values()} == {"send", "edit", "draft", "delete"}
     assert before[failed].state == "failed"
 
-    assert await outbox.prune() == 0, "nothing is past the retention yet"
+    assert await outbox.pruner.prune() == 0, "nothing is past the retention yet"
     assert rows(db) == before
 
     skew[0] = RETENTION + DAY
@@ -92,7 +93,7 @@ async def test_old_settled_rows_are_pruned_and_routing_still_works(
     await outbox.wait_sent(fresh, timeout=5)
     fresh_edit = outbox.enqueue_edit(A, fresh, text("a new message, edited"))
     await outbox.wait_sent(fresh_edit, timeout=5)
-    changed = await outbox.prune()
+    changed = await outbox.pruner.prune()
 
     after = rows(db)
     old_ops = {r.op for i, r in after.items() if i in before}
@@ -107,7 +108,7 @@ async def test_old_settled_rows_are_pruned_and_routing_still_works(
     assert after[stuck].state == "pending"
     assert after[fresh].payload != "", "a recent row is kept whole"
     assert after[fresh_edit].payload != ""
-    assert await outbox.prune() == 0, "a second run finds nothing"
+    assert await outbox.pruner.prune() == 0, "a second run finds nothing"
 
     # what still reads the old send rows: reply-chain routing, find_sent, later edits
     origin = db.outbox.origin_of_message(P, A.chat_id, mid)

@@ -49,7 +49,8 @@ from adapters.base import (
 )
 from adapters.messages import Rendered, ThreadRef
 from bridge.outbox.ratelimit import Kind, RateBudget
-from storage.outbox_repo import OutboxRepo, PendingItem, chat_key_of
+from storage.outbox_pick import PendingItem
+from storage.outbox_repo import OutboxRepo, chat_key_of
 from storage.types import OutboxOp, OutboxState
 
 log = logging.getLogger("bridge.outbox")

@@ -14,7 +14,8 @@ allows and the last content always goes out.
 This class is the producers' face and the owner of state that spans chats: the
 workers, thread fallbacks (`ThreadGone` → `thread_fallback` → the thread's pending
 rows move, and later rows for the gone thread follow), `wait_sent` / `wait_idle`,
-and the housekeeping: every hour, settled rows older than 30 days are pruned.
+and the housekeeping (`bridge/outbox/housekeeping.py`: settled rows older than 30
+days are pruned every hour).
 
 Delivery survives kill -9 without duplicates where the platform lets us check: a
 send row is stamped `attempted_at` before its platform call and marked sent in the
@@ -39,18 +40,16 @@ from typing import Any
 from adapters.base import ChatAdapter
 from adapters.messages import Outbound, ThreadRef
 from bridge.outbox.delivery import ChatWorker, RetryPolicy, describe, to_datetime, wait_event
+from bridge.outbox.housekeeping import PRUNE_EVERY, RETENTION, Pruner
 from bridge.outbox.ratelimit import Kind, RateBudget
 from storage.db import Database
-from storage.outbox_repo import PendingItem, chat_key_of
+from storage.outbox_pick import PendingItem
+from storage.outbox_repo import chat_key_of
 from storage.types import OutboxId, OutboxOp, OutboxState
 
 log = logging.getLogger(__name__)
 
 ThreadFallback = Callable[[ThreadRef], Awaitable[ThreadRef | None]]
-# Settled rows are kept this long (for looking into a delivery problem), then pruned.
-RETENTION = 30 * 86400.0
-PRUNE_EVERY = 3600.0
-PRUNE_BATCH = 500
 
 
 class DeliveryFailed(Exception):
@@ -92,8 +91,7 @@ class Outbox:
         self._waiters: dict[int, list[asyncio.Future[str]]] = {}
         self._progress: set[asyncio.Event] = set()
         self._started = False
-        self._retention, self._prune_every = retention, prune_every
-        self._pruner: asyncio.Task[None] | None = None
+        self.pruner = Pruner(self._repo, clock=clock, retention=retention, every=prune_every)
 
     # --- producing ----------------------------------------------------------------
 
@@ -266,9 +264,7 @@ class Outbox:
             self._wake(platform, chat_id)
         for worker in self._workers.values():
             worker.start()
-        self._pruner = asyncio.get_running_loop().create_task(
-            self._prune_periodically(), name="outbox-prune"
-        )
+        self.pruner.start()
         orphans = self._repo.count(state="pending") - self._repo.count(
             state="pending", platforms=self._adapters
         )
@@ -279,35 +275,8 @@ class Outbox:
         """Stop every worker: idle ones at once; a platform call under way gets
         `grace` seconds to return and be recorded.  Rows stay for the next start."""
         self._started = False
-        pruner, self._pruner = self._pruner, None
-        if pruner is not None:
-            pruner.cancel()
-            await asyncio.gather(pruner, return_exceptions=True)
+        await self.pruner.stop()
         await asyncio.gather(*(w.stop(grace) for w in self._workers.values()))
-
-    # --- housekeeping ---------------------------------------------------------------
-
-    async def prune(self) -> int:
-        """Settled rows older than the retention: edits, drafts and deletes deleted,
-        sends emptied of their content (`OutboxRepo.prune` says what is kept and why).
-        In batches, each its own short transaction with the event loop free between
-        them (deliveries go on); returns how many rows changed."""
-        before = to_datetime(self._clock() - self._retention)
-        total = 0
-        while (changed := self._repo.prune(before, batch=PRUNE_BATCH)) > 0:
-            total += changed
-            await asyncio.sleep(0)
-        if total:
-            log.info("outbox: pruned %d settled rows older than %s", total, before.date())
-        return total
-
-    async def _prune_periodically(self) -> None:
-        while True:
-            try:
-                await self.prune()
-            except Exception as exc:  # housekeeping must not end; deliveries go on
-                log.error("outbox: pruning failed: %s", describe(exc))
-            await asyncio.sleep(self._prune_every)
 
     # --- thread fallback ------------------------------------------------------------
 
