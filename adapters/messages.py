@@ -4,17 +4,17 @@ Inbound: what an adapter hands the bridge after parsing a platform payload
 (`UserMessage`, `ButtonPress`) — no raw platform object gets past an adapter's
 `inbound.py`.  Outbound: what the bridge asks an adapter to show (`Outbound`, built
 from `Block`s and `Button`s), which the adapter's `render.py` turns into the
-platform's format.  Everything here is a frozen, slotted dataclass and JSON-able via
-`to_json` / `outbound_from_json`, because outbound messages are stored in the outbox
-before they are sent.
+platform's format.  Everything here is a frozen, slotted dataclass.  The outbox stores
+what the adapter rendered (`Rendered.payload`, one row per platform message), not the
+`Outbound`: a message is rendered once, when it is enqueued.
 """
 
 from __future__ import annotations
 
-import base64
+import hashlib
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 
@@ -172,12 +172,6 @@ class Outbound:
     file: FileOut | None = None
     mention: bool = False  # Slack/Matrix: mention the owner (permission, long turn end)
 
-    def to_json(self) -> str:
-        d = asdict(self)
-        if self.file is not None:
-            d["file"]["data"] = base64.b64encode(self.file.data).decode()
-        return json.dumps(d, ensure_ascii=False)
-
     @property
     def plain(self) -> str:
         """The text content, for logs and search; no formatting."""
@@ -194,31 +188,21 @@ def text(
     return Outbound(blocks=(Markdown(markdown),), notify=notify, buttons=buttons)
 
 
-def _block_from(d: dict[str, Any]) -> Block:
-    kind = d.get("kind")
-    if kind == "code":
-        return Code(d["text"], d.get("language", ""))
-    if kind == "folded":
-        return Folded(d["summary"], d["body"])
-    return Markdown(d["text"])
-
-
-def outbound_from_json(raw: str) -> Outbound:
-    d = json.loads(raw)
-    f = d.get("file")
-    return Outbound(
-        blocks=tuple(_block_from(b) for b in d.get("blocks", ())),
-        buttons=tuple(tuple(Button(**b) for b in row) for row in d.get("buttons", ())),
-        notify=bool(d.get("notify", False)),
-        file=FileOut(f["name"], base64.b64decode(f["data"]), f.get("caption", "")) if f else None,
-        mention=bool(d.get("mention", False)),
-    )
+ATTEMPT_KEY = "txn"
 
 
 @dataclass(frozen=True, slots=True)
 class Rendered:
     """One platform message, ready to send: what an adapter's `render()` returns and
     the outbox stores (one row per platform message, so a split message is never
-    re-sent in part after a restart).  `payload` is adapter-defined and JSON-able."""
+    re-sent in part after a restart).  `payload` is adapter-defined and JSON-able.
+    An entry under `ATTEMPT_KEY` names the attempt (a transaction id reused on retries,
+    so the platform applies it once), not the content: the outbox ignores it when it
+    asks whether an edit would change anything."""
 
     payload: dict[str, Any] = field(default_factory=dict)
+
+    def content_digest(self) -> str:
+        """The same for two payloads that show the same thing."""
+        content = {k: v for k, v in self.payload.items() if k != ATTEMPT_KEY}
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()

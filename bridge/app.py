@@ -69,6 +69,7 @@ from bridge.sources.scheduler import Scheduler, TriggerFactory, cron_trigger
 from bridge.turns import TurnView
 from storage.db import Database
 from storage.models import SessionRow, ThreadBinding, utcnow
+from storage.types import BindingKind, OutboxId
 
 log = logging.getLogger(__name__)
 
@@ -251,10 +252,12 @@ class Bridge:
 
     def reply(
         self, thread: ThreadRef, msg: Outbound, *, session_id: str | None = None
-    ) -> list[int]:
+    ) -> list[OutboxId]:
         return self.outbox.enqueue(thread, msg, session_id=session_id, priority=0)
 
-    def bind(self, row: SessionRow, thread: ThreadRef, header_id: str | None, kind: str) -> None:
+    def bind(
+        self, row: SessionRow, thread: ThreadRef, header_id: str | None, kind: BindingKind
+    ) -> None:
         self.db.sessions.add(row)
         self.db.bindings.add(
             ThreadBinding(

@@ -1,7 +1,8 @@
 """Configuration: load the TOML file, substitute `${NAME}` from the environment,
 validate everything at start and report every problem as one clear line.
 
-The keys are the contract in SPEC.md §2 (see `config.example.toml`).  Validation is
+The keys are the user-facing contract (`config.example.toml` shows every one and the
+README documents them), so renaming one breaks existing configs.  Validation is
 pydantic (already a dependency through sqlmodel); `load_config` turns its errors into
 `ConfigError` with lines like ``telegram.token: environment variable
 TELEGRAM_BOT_TOKEN is not set``.

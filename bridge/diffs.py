@@ -1,4 +1,4 @@
-"""Unified diffs of Claude's file edits, for permission prompts (SPEC §4 "Diffs").
+"""Unified diffs of Claude's file edits, for permission prompts.
 
 An `Edit`, `MultiEdit` or `Write` tool call carries the new text, not a diff; this
 module reads the file as it is on disk now, applies the edit in memory and returns a

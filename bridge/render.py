@@ -1,8 +1,9 @@
-"""Agent events → platform-neutral `Outbound` messages (SPEC §4).
+"""Agent events → platform-neutral `Outbound` messages.
 
-Pure functions that decide *what* a session looks like in a chat: one-line tool
+Functions that decide *what* a session looks like in a chat: one-line tool
 summaries, permission prompts (with the unified diff of an edit, computed against the
-file on disk), their edited "decided" form, the running turn's live status message,
+file on disk by `bridge/diffs.py` — the one thing here that reads anything; nothing
+sends or stores), their edited "decided" form, the running turn's live status message,
 the final answer with its footer, notices, help and the session list.  Adapters
 decide *how* it looks on their platform.  Text we interpolate into Markdown is
 escaped with `md_escape`; Claude's own text is passed through as Markdown.

@@ -4,7 +4,8 @@ SQLite (WAL, `synchronous=NORMAL`) by default, any SQLAlchemy URL (PostgreSQL vi
 `postgresql+psycopg://…`) by config.  Migrations are numbered functions applied in
 order on start and recorded in `schema_version`.  Queries are grouped by table in
 small repository classes (`db.sessions`, `db.outbox`, …) so nothing outside
-`storage/` needs sqlmodel.  All calls are synchronous and short; SQLite in WAL mode
+`storage/` needs sqlmodel; `Database` builds them from its engine and cipher, and
+they import nothing back from here.  All calls are synchronous and short; SQLite in WAL mode
 answers them in well under a millisecond, so the event loop is not held up.
 """
 
@@ -12,8 +13,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,8 +23,14 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, create_engine, select
 
 from storage import models
+from storage.base import open_session
 from storage.crypto import BodyCipher
 from storage.models import SchemaVersion
+from storage.outbox_repo import OutboxRepo
+from storage.pairing_repo import PairingRepo
+from storage.repos import AuditRepo, BindingRepo, PermissionRepo, SessionRepo, TurnRepo
+from storage.schedule_repo import ScheduleRepo
+from storage.trust_repo import TrustRepo
 
 log = logging.getLogger(__name__)
 
@@ -188,26 +195,20 @@ class Database:
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self.cipher = cipher or BodyCipher(None)
-        from storage.outbox_repo import OutboxRepo
-        from storage.pairing_repo import PairingRepo
-        from storage.repos import AuditRepo, BindingRepo, PermissionRepo, SessionRepo, TurnRepo
-        from storage.schedule_repo import ScheduleRepo
-        from storage.trust_repo import TrustRepo
+        engine, sealed = self.engine, self.cipher
+        self.sessions = SessionRepo(engine, sealed)
+        self.bindings = BindingRepo(engine, sealed)
+        self.outbox = OutboxRepo(engine, sealed)
+        self.permissions = PermissionRepo(engine, sealed)
+        self.turns = TurnRepo(engine, sealed)
+        self.audit = AuditRepo(engine, sealed)
+        self.schedules = ScheduleRepo(engine, sealed)
+        self.pairing = PairingRepo(engine, sealed)
+        self.trust = TrustRepo(engine, sealed)
 
-        self.sessions = SessionRepo(self)
-        self.bindings = BindingRepo(self)
-        self.outbox = OutboxRepo(self)
-        self.permissions = PermissionRepo(self)
-        self.turns = TurnRepo(self)
-        self.audit = AuditRepo(self)
-        self.schedules = ScheduleRepo(self)
-        self.pairing = PairingRepo(self)
-        self.trust = TrustRepo(self)
-
-    @contextmanager
-    def session(self) -> Iterator[Session]:
-        with Session(self.engine, expire_on_commit=False) as s:
-            yield s
+    def session(self) -> AbstractContextManager[Session]:
+        """A sqlmodel session for tests and tools that read rows raw."""
+        return open_session(self.engine)
 
     def migrate(self) -> int:
         """Create or upgrade the schema; returns the version now in force."""

@@ -4,7 +4,8 @@ One table per concern: sessions and their thread bindings, the durable outbox,
 permission requests and "allow for session" rules, per-turn costs, scheduled
 prompts, pairing codes and paired owners, the audit log, and the schema version.
 Only `storage/` imports sqlmodel; the rest of the code uses these classes through
-`storage.db.Database`.
+`storage.db.Database`.  The closed sets of states and kinds are `storage/types.py`'s
+`Literal`s (stored as the same strings, `VARCHAR`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,21 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import Index
-from sqlmodel import Field, SQLModel
+from sqlmodel import AutoString, Field, SQLModel
+
+from storage.types import (
+    BindingKind,
+    OutboxOp,
+    OutboxState,
+    PairingState,
+    PermissionState,
+    RequestId,
+    SessionId,
+    SessionState,
+    TrustRequestState,
+    TrustSource,
+    TurnState,
+)
 
 
 def utcnow() -> datetime:
@@ -22,14 +37,12 @@ def utcnow() -> datetime:
 class SessionRow(SQLModel, table=True):
     __tablename__ = "sessions"
 
-    id: str = Field(primary_key=True, max_length=16)
+    id: SessionId = Field(primary_key=True, max_length=16, sa_type=AutoString(16))
     platform: str = Field(index=True)
     cwd: str
     title: str = ""
     claude_session_id: str | None = Field(default=None, index=True)
-    # active: idle and usable; running: a turn is in progress; interrupted: the
-    # daemon stopped during a turn; ended: /end.
-    state: str = Field(default="active", index=True)
+    state: SessionState = Field(default="active", index=True, sa_type=AutoString)
     model: str = ""
     mode: str = "default"
     owner: str = ""  # Sender.key of who started it
@@ -50,7 +63,7 @@ class ThreadBinding(SQLModel, table=True):
     chat_id: str
     thread_id: str | None = None
     header_message_id: str | None = None
-    kind: str = "topic"  # topic | reply | thread
+    kind: BindingKind = Field(default="topic", sa_type=AutoString)
     thread_key: str = Field(unique=True)  # ThreadRef.key
 
 
@@ -73,12 +86,12 @@ class OutboxRow(SQLModel, table=True):
     chat_id: str
     thread_id: str | None = None
     session_id: str | None = Field(default=None, index=True)
-    op: str = "send"  # send | edit | draft | delete
+    op: OutboxOp = Field(default="send", sa_type=AutoString)
     priority: int = 1  # 0: prompts, finals, notices; 1: stream updates
     target_id: int | None = None  # for edit/delete: the outbox row of the message
     stream_key: str | None = Field(default=None, index=True)  # coalescing key for updates
     payload: str = ""  # Rendered.payload as JSON (possibly encrypted)
-    state: str = Field(default="pending", index=True)  # pending | sent | superseded | failed
+    state: OutboxState = Field(default="pending", index=True, sa_type=AutoString)
     platform_message_id: str | None = Field(default=None, index=True)
     attempts: int = 0
     not_before: datetime = Field(default_factory=utcnow)
@@ -93,15 +106,14 @@ class OutboxRow(SQLModel, table=True):
 class PermissionRequestRow(SQLModel, table=True):
     __tablename__ = "permission_requests"
 
-    id: str = Field(primary_key=True, max_length=24)  # random token used in button data
+    id: RequestId = Field(primary_key=True, max_length=24, sa_type=AutoString(24))  # in button data
     session_id: str = Field(index=True)
     tool_use_id: str
     tool_name: str
     input_json: str = "{}"
     thread_key: str = ""
     prompt_outbox_id: int | None = None
-    # pending | allowed | allowed_session | denied | timeout | expired
-    state: str = Field(default="pending", index=True)
+    state: PermissionState = Field(default="pending", index=True, sa_type=AutoString)
     decided_by: str = ""
     reason: str = ""
     created_at: datetime = Field(default_factory=utcnow)
@@ -135,7 +147,7 @@ class TurnRow(SQLModel, table=True):
     output_tokens: int = 0
     duration_ms: int = 0
     tools: str = ""
-    state: str = "running"  # running | done | error | interrupted
+    state: TurnState = Field(default="running", sa_type=AutoString)
     # The outbox row of the turn's status message (Stop button), so a restart can
     # mark it interrupted.  Added by migration 2.
     status_outbox_id: int | None = None
@@ -185,7 +197,7 @@ class PairingCodeRow(SQLModel, table=True):
     payload: str
     signature: str  # hex
     platform: str = ""  # informational copy of the signed one; "" = any platform
-    state: str = Field(default="pending", index=True)  # pending | used
+    state: PairingState = Field(default="pending", index=True, sa_type=AutoString)
     used_by: str = ""  # Sender.key of who redeemed it
     created_at: datetime = Field(default_factory=utcnow)
     used_at: datetime | None = None
@@ -219,7 +231,7 @@ class TrustedFolder(SQLModel, table=True):
     fingerprint: str = ""
     trusted_by: str = ""  # Sender.key, or "claude"
     trusted_at: datetime = Field(default_factory=utcnow)
-    source: str = "chat"  # chat | claude
+    source: TrustSource = Field(default="chat", sa_type=AutoString)
     revoked_at: datetime | None = None
     revoked_by: str = ""
 
@@ -235,7 +247,7 @@ class TrustRequestRow(SQLModel, table=True):
     path: str
     fingerprint: str
     thread_key: str
-    state: str = Field(default="pending", index=True)  # pending | trusted | declined | stale
+    state: TrustRequestState = Field(default="pending", index=True, sa_type=AutoString)
     decided_by: str = ""
     created_at: datetime = Field(default_factory=utcnow)
     decided_at: datetime | None = None

@@ -4,17 +4,15 @@
 deliverable and records every state change, each in one short transaction.  A row
 is written before it is attempted, stamped `attempted_at` before its first platform
 call (so a restart knows which sends may have arrived), then moves once from
-``pending`` to ``sent``, ``failed`` or ``superseded``.  The pick query (`next_for_chat`) encodes the
-delivery order: per thread first-in first-out, except that a priority-0 row may
-overtake earlier priority-1 stream updates (edits/drafts) it does not conflict
-with, and a draft (an ephemeral preview) waits for nothing but its own stream; an
-edit or delete waits until its target is no longer pending; across the threads of
-a chat, priority 0 goes first, then age.  Payloads are sealed with
-`db.cipher` (encryption at rest) and opened only when a row is picked for sending.
+``pending`` to ``sent``, ``failed`` or ``superseded``.  Which row goes next
+(`next_for_chat`) is the pick statement of `storage/outbox_pick.py`.  Payloads are sealed with
+the database cipher (encryption at rest) and opened only when a row is picked for
+sending.  `prune` is the housekeeping: settled rows past a retention are deleted
+where nothing reads them any more, and emptied where something still does.
 
 SQLAlchemy Core rather than ORM objects, and the per-delivery statements built
-once with bound parameters: they run a few times per message, and building an
-aliased ORM query cost more than executing it.
+once with bound parameters (`storage/outbox_pick.py`): they run a few times per
+message, and building an aliased ORM query cost more than executing it.
 """
 
 from __future__ import annotations
@@ -24,88 +22,20 @@ from collections.abc import Collection, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, exists, func, insert, not_, or_, select, update
+from sqlalchemy import and_, exists, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
+from storage.base import Repo
 from storage.models import OutboxRow, ThreadBinding
+from storage.outbox_pick import ALL_OPS, NEXT_DUE, OUTBOX, PICK, SET_STATE, PendingItem, T
+from storage.types import OutboxId, OutboxOp, OutboxState
 
-if TYPE_CHECKING:
-    from storage.db import Database
-
-OUTBOX: Table = OutboxRow.__table__  # type: ignore[attr-defined]
-T = OUTBOX.c
 B = ThreadBinding.__table__.c  # type: ignore[attr-defined]
-STREAM_OPS = ("edit", "draft")  # priority-1 rows of these ops may be overtaken
-ALL_OPS = ("send", "edit", "draft", "delete")
-
-
-def _pick_statement() -> Any:
-    r, e, t = OUTBOX.alias("r"), OUTBOX.alias("e"), OUTBOX.alias("t")
-    # e (earlier, same thread, pending) blocks r unless r is priority 0 and e is a
-    # priority-1 stream update touching neither r's target nor r's stream; or r is a
-    # draft (an ephemeral preview, not a message in the history: only an earlier
-    # draft of its own stream holds it back).
-    overtakable = or_(
-        and_(
-            r.c.priority == 0,
-            e.c.priority > 0,
-            e.c.op.in_(STREAM_OPS),
-            or_(e.c.target_id.is_(None), r.c.target_id.is_(None), e.c.target_id != r.c.target_id),
-            or_(
-                e.c.stream_key.is_(None), r.c.stream_key.is_(None), e.c.stream_key != r.c.stream_key
-            ),
-        ),
-        and_(r.c.op == "draft", or_(e.c.stream_key.is_(None), e.c.stream_key != r.c.stream_key)),
-    )
-    blocked = exists().where(
-        e.c.thread_key == r.c.thread_key, e.c.state == "pending", e.c.id < r.c.id, not_(overtakable)
-    )
-    return (
-        select(r, t.c.state.label("target_state"), t.c.platform_message_id.label("target_mid"))
-        .select_from(r.outerjoin(t, t.c.id == r.c.target_id))
-        .where(r.c.chat_key == bindparam("chat_key"), r.c.state == "pending")
-        .where(r.c.op.in_(bindparam("ops", expanding=True)))
-        .where(r.c.not_before <= bindparam("now", type_=T.not_before.type))
-        .where(or_(r.c.target_id.is_(None), t.c.state.is_(None), t.c.state != "pending"))
-        .where(not_(blocked))
-        # A row attempted before goes first: after a restart the check whether it was
-        # delivered (`ChatAdapter.find_sent`) must run before anything else is sent.
-        .order_by(r.c.attempted_at.is_(None), r.c.priority, r.c.id)
-        .limit(1)
-    )
-
-
-_PICK = _pick_statement()
-_NEXT_DUE = select(func.min(T.not_before)).where(
-    T.chat_key == bindparam("chat_key"),
-    T.state == "pending",
-    T.not_before > bindparam("now", type_=T.not_before.type),
-)
-_SET_STATE = update(OUTBOX).where(T.id == bindparam("row_id"))
-_INSERT = insert(OUTBOX)
-
-
-@dataclass(frozen=True, slots=True)
-class PendingItem:
-    """A row picked for delivery, payload opened, with what its target resolved to."""
-
-    id: int
-    platform: str
-    chat_id: str
-    thread_id: str | None
-    thread_key: str
-    session_id: str | None
-    op: str
-    priority: int
-    stream_key: str | None
-    attempts: int
-    payload: dict[str, Any]
-    target_id: int | None
-    target_state: str | None  # None: no target, or the target row does not exist
-    target_message_id: str | None
-    attempted_at: datetime | None = None  # the first platform call for it began then
+# Settled rows of these ops are read by nothing: no row targets them (edits and deletes
+# target sends), and the pick query only looks at pending rows.
+PRUNABLE_OPS: tuple[OutboxOp, ...] = ("edit", "draft", "delete")
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,10 +56,7 @@ def _aware(at: datetime) -> datetime:
     return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
-class OutboxRepo:
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
+class OutboxRepo(Repo):
     # --- writing ------------------------------------------------------------------
 
     def add(
@@ -139,14 +66,14 @@ class OutboxRepo:
         chat_id: str,
         thread_id: str | None,
         thread_key: str,
-        op: str,
+        op: OutboxOp,
         payloads: Sequence[dict[str, Any]],
         priority: int,
         not_before: datetime,
         session_id: str | None = None,
         target_id: int | None = None,
         stream_key: str | None = None,
-    ) -> list[int]:
+    ) -> list[OutboxId]:
         """Insert one row per payload in one transaction; returns their ids in order."""
         common = {
             "chat_key": chat_key_of(platform, chat_id),
@@ -168,20 +95,20 @@ class OutboxRepo:
         with self._tx() as c:
             ids = []
             for p in payloads:  # one by one: each insert reports its id, in order
-                result = c.execute(_INSERT, {**common, "payload": self._seal(p)})
+                result = c.execute(insert(OUTBOX), {**common, "payload": self._seal(p)})
                 ids.append(result.inserted_primary_key[0])  # type: ignore[index]
-            return [int(i) for i in ids]
+            return [OutboxId(int(i)) for i in ids]
 
     def coalesce(
         self,
         *,
         stream_key: str,
-        op: str,
+        op: OutboxOp,
         target_id: int | None,
         payload: dict[str, Any],
         priority: int,
         exclude: Collection[int] = (),
-    ) -> int | None:
+    ) -> OutboxId | None:
         """Replace the content of the newest unsent row of this stream (same op and
         target) that is not in flight; returns its id, or None if there is none."""
         q = select(T.id, T.priority).where(
@@ -196,13 +123,13 @@ class OutboxRepo:
                 return None
             row_id, old_priority = found
             values = {"payload": self._seal(payload), "priority": min(old_priority, priority)}
-            c.execute(_SET_STATE, {"row_id": row_id, **values})
-            return int(row_id)
+            c.execute(SET_STATE, {"row_id": row_id, **values})
+            return OutboxId(int(row_id))
 
     def mark_sent(self, row_id: int, platform_message_id: str | None, at: datetime) -> None:
         with self._tx() as c:
             values = {"state": "sent", "platform_message_id": platform_message_id, "sent_at": at}
-            c.execute(_SET_STATE, {"row_id": row_id, **values})
+            c.execute(SET_STATE, {"row_id": row_id, **values})
 
     def mark_attempted(self, row_id: int, at: datetime | None) -> None:
         """Record, before the platform call, that the row's delivery began (`at`; the
@@ -215,7 +142,7 @@ class OutboxRepo:
 
     def mark_failed(self, row_id: int, error: str) -> None:
         with self._tx() as c:
-            c.execute(_SET_STATE, {"row_id": row_id, "state": "failed", "last_error": error[:500]})
+            c.execute(SET_STATE, {"row_id": row_id, "state": "failed", "last_error": error[:500]})
 
     def mark_superseded(self, row_id: int) -> bool:
         """Cancel a row if it is still pending; False if it had already settled."""
@@ -233,7 +160,7 @@ class OutboxRepo:
         with self._tx() as c:
             c.execute(update(OUTBOX).where(T.id == row_id).values(**values))
 
-    def supersede(self, stream_key: str, *, exclude: Collection[int] = ()) -> list[int]:
+    def supersede(self, stream_key: str, *, exclude: Collection[int] = ()) -> list[OutboxId]:
         """Drop the unsent rows of a stream (not those in flight); returns their ids."""
         return self._bulk_state(
             and_(T.stream_key == stream_key, T.id.not_in(list(exclude))), "superseded"
@@ -259,7 +186,7 @@ class OutboxRepo:
         with self._tx() as c:
             return bool(c.execute(stmt).rowcount)
 
-    def fail_thread(self, thread_key: str, error: str) -> list[int]:
+    def fail_thread(self, thread_key: str, error: str) -> list[OutboxId]:
         return self._bulk_state(T.thread_key == thread_key, "failed", last_error=error[:500])
 
     def move_thread(
@@ -270,11 +197,11 @@ class OutboxRepo:
         chat_id: str,
         thread_id: str | None,
         thread_key: str,
-    ) -> list[int]:
+    ) -> list[OutboxId]:
         """Re-home a thread's pending rows (ThreadGone fallback); returns their ids."""
         with self._tx() as c:
             ids = [
-                int(i)
+                OutboxId(int(i))
                 for i in c.execute(
                     select(T.id).where(T.thread_key == old_thread_key, T.state == "pending")
                 ).scalars()
@@ -293,26 +220,36 @@ class OutboxRepo:
                 )
             return ids
 
-    def prune(self, before: datetime, *, keep_sent_messages: bool = True) -> int:
-        """Delete finished rows created before `before`.  Sent `send` rows are kept by
-        default: they map platform message ids to threads for reply routing."""
-        cond = and_(T.state != "pending", T.created_at < before)
-        if keep_sent_messages:
-            cond = and_(cond, not_(and_(T.state == "sent", T.op == "send")))
+    def prune(self, before: datetime, *, batch: int = 500) -> int:
+        """Housekeeping for settled rows created before `before`, at most `batch` of
+        them per call (one short transaction: deliveries are not held up); returns how
+        many it changed, so a caller repeats while it gets `batch`.
+
+        Edits, drafts and deletes are deleted.  Sends are kept, their payload emptied:
+        the row still maps a platform message id to its thread and session (replies and
+        presses on old messages, `origin_of_message`), answers `our_messages` for
+        `find_sent`, and is the target an edit or a prompt's decision refers to."""
+        old = and_(T.state != "pending", T.created_at < before)
+        doomed = select(T.id).where(old, T.op.in_(PRUNABLE_OPS)).limit(batch)
+        emptied = select(T.id).where(old, T.op == "send", T.payload != "").limit(batch)
         with self._tx() as c:
-            return int(c.execute(OUTBOX.delete().where(cond)).rowcount or 0)
+            deleted = c.execute(OUTBOX.delete().where(T.id.in_(doomed.scalar_subquery())))
+            kept = c.execute(
+                update(OUTBOX).where(T.id.in_(emptied.scalar_subquery())).values(payload="")
+            )
+            return int(deleted.rowcount or 0) + int(kept.rowcount or 0)
 
     # --- picking --------------------------------------------------------------------
 
     def next_for_chat(
-        self, chat_key: str, now: datetime, ops: Collection[str] = ALL_OPS
+        self, chat_key: str, now: datetime, ops: Collection[OutboxOp] = ALL_OPS
     ) -> PendingItem | None:
         """The row to deliver next in this chat, or None if nothing is deliverable now.
         `ops` narrows the choice (e.g. to drafts while the message budget is spent);
         rows of other ops still hold back later rows of their thread."""
         params = {"chat_key": chat_key, "now": now, "ops": list(ops)}
-        with self.db.engine.connect() as c:
-            row = c.execute(_PICK, params).mappings().first()
+        with self._engine.connect() as c:
+            row = c.execute(PICK, params).mappings().first()
         if row is None:
             return None
         return PendingItem(
@@ -326,7 +263,7 @@ class OutboxRepo:
             priority=row["priority"],
             stream_key=row["stream_key"],
             attempts=row["attempts"],
-            payload=json.loads(self.db.cipher.open(row["payload"])),
+            payload=json.loads(self._cipher.open(row["payload"])),
             target_id=row["target_id"],
             target_state=row["target_state"],
             target_message_id=row["target_mid"],
@@ -335,18 +272,18 @@ class OutboxRepo:
 
     def next_due(self, chat_key: str, now: datetime) -> datetime | None:
         """When the earliest row of this chat that is waiting for its time comes due."""
-        with self.db.engine.connect() as c:
-            due: datetime | None = c.execute(_NEXT_DUE, {"chat_key": chat_key, "now": now}).scalar()
+        with self._engine.connect() as c:
+            due: datetime | None = c.execute(NEXT_DUE, {"chat_key": chat_key, "now": now}).scalar()
             return due
 
     # --- reading --------------------------------------------------------------------
 
     def get(self, row_id: int) -> OutboxRow | None:
-        with self.db.session() as s:
+        with self._session() as s:
             return s.get(OutboxRow, row_id)
 
-    def state_of(self, row_id: int) -> tuple[str, str | None] | None:
-        with self.db.engine.connect() as c:
+    def state_of(self, row_id: int) -> tuple[OutboxState, str | None] | None:
+        with self._engine.connect() as c:
             found = c.execute(select(T.state, T.platform_message_id).where(T.id == row_id)).first()
         return None if found is None else (found[0], found[1])
 
@@ -355,13 +292,13 @@ class OutboxRepo:
         q = select(T.platform, T.chat_id).where(T.state == "pending").distinct()
         if platforms is not None:
             q = q.where(T.platform.in_(list(platforms)))
-        with self.db.engine.connect() as c:
+        with self._engine.connect() as c:
             return [(p, cid) for p, cid in c.execute(q)]
 
     def count(
         self,
         *,
-        state: str | None = None,
+        state: OutboxState | None = None,
         chat_key: str | None = None,
         platforms: Iterable[str] | None = None,
     ) -> int:
@@ -372,12 +309,12 @@ class OutboxRepo:
             q = q.where(T.chat_key == chat_key)
         if platforms is not None:
             q = q.where(T.platform.in_(list(platforms)))
-        with self.db.engine.connect() as c:
+        with self._engine.connect() as c:
             return int(c.execute(q).scalar() or 0)
 
     def counts(self) -> dict[str, int]:
         """Rows per state, e.g. ``{"sent": 12, "pending": 1}`` (tests, benchmarks)."""
-        with self.db.engine.connect() as c:
+        with self._engine.connect() as c:
             return {
                 st: int(n) for st, n in c.execute(select(T.state, func.count()).group_by(T.state))
             }
@@ -395,7 +332,7 @@ class OutboxRepo:
             .order_by(T.id.desc())
             .limit(1)
         )
-        with self.db.engine.connect() as c:
+        with self._engine.connect() as c:
             found = c.execute(q).first()
         return None if found is None else MessageOrigin(found[0], found[1], found[2])
 
@@ -412,14 +349,14 @@ class OutboxRepo:
         headers = select(B.header_message_id).where(
             B.platform == platform, B.chat_id == chat_id, B.header_message_id.is_not(None)
         )
-        with self.db.engine.connect() as c:
+        with self._engine.connect() as c:
             rows = c.execute(sent.order_by(T.id)).all()
             ours = {str(h) for h in c.execute(headers).scalars()}
         ours.update(str(mid) for mid, _ in rows)
         earlier = [(_aware(at), str(mid)) for mid, at in rows if at and _aware(at) < _aware(before)]
         return (max(earlier)[1] if earlier else None), ours
 
-    def row_of_message(self, platform: str, chat_id: str, message_id: str) -> int | None:
+    def row_of_message(self, platform: str, chat_id: str, message_id: str) -> OutboxId | None:
         """The outbox row that sent platform message `message_id` in this chat (for a
         text answer that replies to a permission prompt)."""
         q = (
@@ -431,28 +368,28 @@ class OutboxRepo:
             .order_by(T.id.desc())
             .limit(1)
         )
-        with self.db.engine.connect() as c:
+        with self._engine.connect() as c:
             found = c.execute(q).scalar()
-        return None if found is None else int(found)
-
-    def thread_key_of_message(self, platform: str, chat_id: str, message_id: str) -> str | None:
-        """For reply-chain routing: the thread of a message we sent, if any."""
-        origin = self.origin_of_message(platform, chat_id, message_id)
-        return origin.thread_key if origin else None
+        return None if found is None else OutboxId(int(found))
 
     # --- helpers --------------------------------------------------------------------
 
     def _tx(self) -> AbstractContextManager[Connection]:
         """One short transaction, committed on exit."""
-        return self.db.engine.begin()
+        return self._engine.begin()
 
     def _seal(self, payload: dict[str, Any]) -> str:
-        return self.db.cipher.seal(json.dumps(payload, ensure_ascii=False, separators=(",", ":")))
+        return self._cipher.seal(json.dumps(payload, ensure_ascii=False, separators=(",", ":")))
 
-    def _bulk_state(self, cond: Any, state: str, **values: Any) -> list[int]:
+    def _bulk_state(
+        self, cond: Any, state: OutboxState, *, last_error: str | None = None
+    ) -> list[OutboxId]:
+        """Move the pending rows matching `cond` to `state`; returns their ids."""
+        values = {} if last_error is None else {"last_error": last_error}
         with self._tx() as c:
             ids = [
-                int(i) for i in c.execute(select(T.id).where(cond, T.state == "pending")).scalars()
+                OutboxId(int(i))
+                for i in c.execute(select(T.id).where(cond, T.state == "pending")).scalars()
             ]
             if ids:
                 c.execute(update(OUTBOX).where(T.id.in_(ids)).values(state=state, **values))

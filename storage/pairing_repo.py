@@ -8,37 +8,31 @@ same code at once (two tasks, two threads or two processes) exactly one wins.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from sqlalchemy import update
 from sqlmodel import col, func, select
 
+from storage.base import Repo
 from storage.models import AuditRow, PairedOwner, PairingCodeRow, utcnow
 
-if TYPE_CHECKING:
-    from storage.db import Database
 
-
-class PairingRepo:
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
+class PairingRepo(Repo):
     def add_code(self, row: PairingCodeRow) -> None:
-        with self.db.session() as s:
+        with self._session() as s:
             s.add(row)
             s.commit()
 
     def get_code(self, code_id: str) -> PairingCodeRow | None:
-        with self.db.session() as s:
+        with self._session() as s:
             return s.get(PairingCodeRow, code_id)
 
     def pending_codes(self) -> list[PairingCodeRow]:
-        with self.db.session() as s:
+        with self._session() as s:
             return list(s.exec(select(PairingCodeRow).where(PairingCodeRow.state == "pending")))
 
     def claim(self, code_id: str, by: str) -> bool:
         """Mark a pending code used by `by`; False if it was not pending any more."""
-        with self.db.session() as s:
+        with self._session() as s:
             result = s.exec(
                 update(PairingCodeRow)
                 .where(col(PairingCodeRow.id) == code_id)
@@ -50,7 +44,7 @@ class PairingRepo:
 
     def add_owner(self, key: str, platform: str, code_id: str, signature: str) -> None:
         """Record (or re-sign: pairing again replaces an old row) a paired owner."""
-        with self.db.session() as s:
+        with self._session() as s:
             row = s.get(PairedOwner, key) or PairedOwner(key=key, platform=platform)
             row.platform, row.code_id, row.signature = platform, code_id, signature
             row.paired_at = utcnow()
@@ -58,12 +52,12 @@ class PairingRepo:
             s.commit()
 
     def get_owner(self, key: str) -> PairedOwner | None:
-        with self.db.session() as s:
+        with self._session() as s:
             return s.get(PairedOwner, key)
 
     def remove_owner(self, key: str) -> bool:
         """Delete a paired owner's row; False if there was none."""
-        with self.db.session() as s:
+        with self._session() as s:
             row = s.get(PairedOwner, key)
             if row is None:
                 return False
@@ -72,13 +66,13 @@ class PairingRepo:
             return True
 
     def owners(self) -> list[PairedOwner]:
-        with self.db.session() as s:
+        with self._session() as s:
             return list(s.exec(select(PairedOwner).order_by(col(PairedOwner.paired_at))))
 
     def failures_since(self, user: str, since: datetime, actions: tuple[str, ...]) -> int:
         """How many of `user`'s audit rows with one of `actions` are newer than `since`
         (failed pairing attempts, for the brute-force limit)."""
-        with self.db.session() as s:
+        with self._session() as s:
             q = (
                 select(func.count())
                 .select_from(AuditRow)

@@ -7,29 +7,23 @@ UPDATE, so of two presses at once exactly one decides.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from sqlalchemy import update
 from sqlmodel import col, select
 
+from storage.base import Repo
 from storage.models import TrustedFolder, TrustRequestRow, utcnow
-
-if TYPE_CHECKING:
-    from storage.db import Database
+from storage.types import TrustRequestState, TrustSource
 
 
-class TrustRepo:
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
+class TrustRepo(Repo):
     def folder(self, path: str) -> TrustedFolder | None:
         """The folder's record, revoked or not; None if it was never trusted."""
-        with self.db.session() as s:
+        with self._session() as s:
             return s.get(TrustedFolder, path)
 
-    def trust(self, path: str, fingerprint: str, *, by: str, source: str) -> None:
+    def trust(self, path: str, fingerprint: str, *, by: str, source: TrustSource) -> None:
         """Trust `path` as it is now (replaces an earlier record, revoked or not)."""
-        with self.db.session() as s:
+        with self._session() as s:
             row = s.get(TrustedFolder, path) or TrustedFolder(path=path)
             row.fingerprint, row.trusted_by, row.source = fingerprint, by, source
             row.trusted_at, row.revoked_at, row.revoked_by = utcnow(), None, ""
@@ -39,7 +33,7 @@ class TrustRepo:
     def revoke(self, path: str, *, by: str) -> bool:
         """Revoke trust; False if the folder was not trusted.  A record is kept (revoked),
         so Claude Code's own trust record is not taken as trust again."""
-        with self.db.session() as s:
+        with self._session() as s:
             row = s.get(TrustedFolder, path)
             was_trusted = row is not None and row.revoked_at is None
             row = row or TrustedFolder(path=path, source="revoked")
@@ -49,16 +43,16 @@ class TrustRepo:
             return was_trusted
 
     def add_request(self, row: TrustRequestRow) -> None:
-        with self.db.session() as s:
+        with self._session() as s:
             s.add(row)
             s.commit()
 
     def request(self, request_id: str) -> TrustRequestRow | None:
-        with self.db.session() as s:
+        with self._session() as s:
             return s.get(TrustRequestRow, request_id)
 
     def pending_for(self, session_id: str) -> list[TrustRequestRow]:
-        with self.db.session() as s:
+        with self._session() as s:
             query = (
                 select(TrustRequestRow)
                 .where(TrustRequestRow.session_id == session_id)
@@ -70,7 +64,7 @@ class TrustRepo:
     def asked(self, session_id: str, fingerprint: str) -> bool:
         """A prompt for this fingerprint was shown in this session and not found stale:
         pending, answered Not now, or trusted (and perhaps untrusted since)."""
-        with self.db.session() as s:
+        with self._session() as s:
             query = (
                 select(TrustRequestRow.id)
                 .where(TrustRequestRow.session_id == session_id)
@@ -80,16 +74,16 @@ class TrustRepo:
             return s.exec(query).first() is not None
 
     def set_prompt(self, request_id: str, outbox_id: int) -> None:
-        with self.db.session() as s:
+        with self._session() as s:
             row = s.get(TrustRequestRow, request_id)
             if row is not None:
                 row.prompt_outbox_id = outbox_id
                 s.add(row)
                 s.commit()
 
-    def decide(self, request_id: str, state: str, *, by: str) -> bool:
+    def decide(self, request_id: str, state: TrustRequestState, *, by: str) -> bool:
         """pending → `state`; False if it was not pending any more (first answer wins)."""
-        with self.db.session() as s:
+        with self._session() as s:
             result = s.exec(
                 update(TrustRequestRow)
                 .where(col(TrustRequestRow.id) == request_id)

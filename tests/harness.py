@@ -18,6 +18,7 @@ from typing import Any
 from adapters.telegram import TelegramAdapter
 from bridge.app import Bridge
 from bridge.config import Config, parse_config
+from storage.crypto import BodyCipher
 from storage.db import Database
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.claude_env import claude_env
@@ -156,6 +157,7 @@ async def start_harness(
     tg: FakeTelegram | None = None,
     model: FakeAnthropic | None = None,
     bridge_kwargs: dict[str, Any] | None = None,
+    cipher: BodyCipher | None = None,
 ) -> Harness:
     """Start fakes (unless given) and the bridge.  Caller stops with `stop_harness`."""
     if tg is None:
@@ -180,7 +182,7 @@ async def start_harness(
     )
     for key, value in (agent_extra or {}).items():
         setattr(config.agent, key, value)
-    db = Database(config.storage.url)
+    db = Database(config.storage.url, cipher=cipher)
     db.migrate()
     home = tmp_path / "claude-home"
     env = claude_env(home, model.base_url)

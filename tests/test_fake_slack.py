@@ -1,5 +1,5 @@
 """The fake Slack against the real slack_sdk: what it accepts, what it refuses and how
-(the errors and limits of TESTING.md), its rate limits, streams, uploads, Socket Mode
+(the errors and limits Slack's Web API documents), its rate limits, streams, uploads, Socket Mode
 (hello, envelopes, acks, redelivery, refresh) and signed HTTP delivery with retries."""
 
 from __future__ import annotations

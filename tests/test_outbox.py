@@ -534,6 +534,43 @@ async def test_not_modified_counts_as_sent(make_outbox: Any) -> None:
     assert await outbox.wait_sent(edit, timeout=5) == await outbox.wait_sent(target, timeout=5)
 
 
+class AttemptIdPlatform(FakePlatform):
+    """Renders edits with a fresh attempt id each time, as the Matrix adapter does."""
+
+    def render_edit(self, msg: Outbound) -> Rendered:
+        self._next_id += 1
+        return Rendered({**super().render_edit(msg).payload, "txn": f"t{self._next_id}"})
+
+
+@pytest.mark.parametrize("platform", [FakePlatform, AttemptIdPlatform])
+async def test_identical_edit_costs_no_call(make_outbox: Any, platform: type[FakePlatform]) -> None:
+    fake = platform()
+    attempts: list[str] = []  # every edit call, answered or refused
+    edit = fake.edit
+
+    async def counted(thread: ThreadRef, message_id: str, msg: Rendered) -> None:
+        attempts.append(msg.payload["text"])
+        await edit(thread, message_id, msg)
+
+    fake.edit = counted  # type: ignore[method-assign]
+    outbox = make_outbox(fake)
+    await outbox.start()
+    target = outbox.enqueue(A, text("v1"))[0]
+    mid = await outbox.wait_sent(target, timeout=5)
+    first = outbox.enqueue_edit(A, target, text("v2"))
+    assert await outbox.wait_sent(first, timeout=5) == mid
+    again = outbox.enqueue_edit(A, target, text("v2"))
+    assert await outbox.wait_sent(again, timeout=5) == mid, "counted as sent"
+    assert attempts == ["v2"], "an edit that changes nothing makes no platform call"
+    changed = outbox.enqueue_edit(A, target, text("v3"))
+    await outbox.wait_sent(changed, timeout=5)
+    back = outbox.enqueue_edit(A, target, text("v2"))
+    await outbox.wait_sent(back, timeout=5)
+    assert attempts == ["v2", "v3", "v2"]
+    assert [c.text for c in fake.calls if c.op == "edit"] == ["v2", "v3", "v2"]
+    assert fake.messages[("chat1", mid)] == "v2"
+
+
 async def test_thread_gone_moves_pending_rows_to_the_fallback_thread(
     make_outbox: Any, db: Database
 ) -> None:
@@ -641,8 +678,9 @@ async def test_reply_chain_lookup(make_outbox: Any, db: Database) -> None:
     await outbox.start()
     row = outbox.enqueue(B, text("header"), session_id="sess9")[0]
     mid = await outbox.wait_sent(row, timeout=5)
-    assert db.outbox.thread_key_of_message(P, "chat1", mid) == B.key
-    assert db.outbox.thread_key_of_message(P, "other-chat", mid) is None
+    origin = db.outbox.origin_of_message(P, "chat1", mid)
+    assert origin is not None and origin.thread_key == B.key
+    assert db.outbox.origin_of_message(P, "other-chat", mid) is None
 
 
 async def test_stop_cancels_every_task(make_outbox: Any) -> None:

@@ -1,4 +1,4 @@
-"""Security tests that try the attack (SPEC §5): encryption at rest read back from the
+"""Security tests that try the attack: encryption at rest read back from the
 raw SQLite bytes, secrets grepped from a whole Slack run's logs and transcript, forged,
 replayed, foreign, stale and strangers' button presses on Telegram and Slack (and
 reactions on Matrix), hostile file names and paths for uploads and `get`.
@@ -48,11 +48,9 @@ async def test_encrypted_storage_keeps_no_message_text_in_the_database_file(
     tmp_path: Path,
 ) -> None:
     key_file = tmp_path / "keys" / "db.key"
-    h = await start_harness(tmp_path)
+    # as `threadline run` does with `[storage] encrypt = true` (bridge/cli/daemon.py)
+    h = await start_harness(tmp_path, cipher=BodyCipher(load_or_create_key(key_file)))
     try:
-        # as `threadline run` does with `[storage] encrypt = true` (bridge/cli/daemon.py);
-        # nothing has been stored yet
-        h.db.cipher = BodyCipher(load_or_create_key(key_file))
         assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
         app = h.root / "app"
         h.model.on(

@@ -25,13 +25,10 @@ from typing import Final
 
 from adapters.base import Capabilities
 
-MAX_EVENT_BYTES: Final = 65_536  # spec: a whole event, canonical JSON
 MAX_CONTENT_BYTES: Final = 32_000  # our budget for one message's content JSON (UTF-8)
 MAX_EDIT_CONTENT_BYTES: Final = MAX_CONTENT_BYTES // 2  # an edit carries it twice
 MAX_TEXT: Final = 12_000  # characters a message aims for (Capabilities.max_text)
 MAX_UPLOAD_BYTES: Final = 50 * 1024 * 1024  # Synapse's default max_upload_size
-MAX_ATTACHMENT_BYTES: Final = 20 * 1024 * 1024  # what we download from a person
-MAX_BUTTONS: Final = 10  # reactions we put under one message
 
 SYNAPSE_RATE: Final = 0.2  # rc_message per_second, Synapse's default
 SYNAPSE_BURST: Final = 10  # rc_message burst_count, Synapse's default

@@ -6,7 +6,7 @@ the reply fallback, `is_falling_back` and `m.in_reply_to` the thread's latest ev
 for clients without threads), an `m.replace` edit with `m.new_content`, an uploaded
 (and, in an encrypted room, encrypted) file.  Each event passes the `Pacer` first and
 carries the transaction id stored in its row, so a retried row is one event, not two.
-Identical edits are skipped (`NotModified`) to spare the rate budget.
+(Identical edits never get here: the outbox counts them as sent without a call.)
 
 Buttons are the bot's own reactions on the message, sent after it by a background
 task: unencrypted, as every Matrix client sends reactions — clients only aggregate
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import json
 import logging
 from collections import OrderedDict
@@ -43,7 +42,7 @@ log = logging.getLogger(__name__)
 
 BACKGROUND_ATTEMPTS = 5
 ROOM_WAIT_S = 10.0  # a room just joined is known from the next sync on
-MAX_TRACKED = 2000  # edited-content digests and thread tails kept in memory
+MAX_TRACKED = 2000  # thread tails kept in memory
 
 
 def _remember(cache: OrderedDict[Any, str], key: Any, value: str) -> None:
@@ -70,7 +69,6 @@ class Outgoing:
         self.errors = errors
         self.buttons = buttons
         self.tasks = tasks
-        self._edited: OrderedDict[str, str] = OrderedDict()  # event → digest of its content
         self._tails: OrderedDict[tuple[str, str], str] = OrderedDict()  # thread → latest event
 
     async def room(self, room_id: str) -> MatrixRoom:
@@ -161,9 +159,6 @@ class Outgoing:
             raise NotModified("a file message cannot be edited")
         new = dict(p["content"])
         pairs = [(str(k), str(d)) for k, d in p.get("buttons") or ()]
-        digest = hashlib.sha256(json.dumps([new, pairs], sort_keys=True).encode()).hexdigest()
-        if self._edited.get(message_id) == digest:
-            raise NotModified("same content")
         content = {
             "msgtype": new.get("msgtype", "m.notice"),
             "body": f"* {new.get('body', '')}",
@@ -176,7 +171,6 @@ class Outgoing:
         txn = str(p.get("txn") or mx_render.txn())
         await self.pacer.inline()
         await self.room_send(room.room_id, "m.room.message", content, txn)
-        _remember(self._edited, message_id, digest)
         old = self.buttons.get(message_id)
         if not pairs:
             self.buttons.forget(message_id)  # later reactions on it are stale

@@ -71,9 +71,6 @@ class MatrixStore:
     def save_credentials(self, creds: Credentials) -> None:
         _write_secret(self.credentials_file, json.dumps(asdict(creds)))
 
-    def forget_credentials(self) -> None:
-        self.credentials_file.unlink(missing_ok=True)
-
     def pickle_key(self) -> str:
         """The crypto store's passphrase, created on first use."""
         path = self.path / "pickle.key"

@@ -33,11 +33,9 @@ from adapters.base import Capabilities
 MAX_BLOCKS: Final = 50
 MAX_SECTION_TEXT: Final = 3000
 MAX_CONTEXT_TEXT: Final = 3000
-MAX_CONTEXT_ELEMENTS: Final = 10
 MAX_ACTIONS_ELEMENTS: Final = 25
 MAX_BUTTON_TEXT: Final = 75
 MAX_BUTTON_VALUE: Final = 2000
-MAX_ACTION_ID: Final = 255
 MAX_BLOCK_TEXT: Final = 12_000  # all block text of one message, button labels included
 MAX_TEXT: Final = 40_000  # the `text` field
 MAX_FALLBACK_TEXT: Final = 3000  # what we put in `text` next to blocks (notifications)

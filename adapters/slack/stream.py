@@ -121,9 +121,6 @@ class Streamer:
         self._clock = clock
         self._streams: dict[str, _Stream] = {}
 
-    def active(self, thread: ThreadRef) -> bool:
-        return thread.key in self._streams
-
     async def _call(self, method: str, fn: Callable[[], Awaitable[Any]]) -> Any:
         wait = self._guard.wait(method)
         if wait > 0:

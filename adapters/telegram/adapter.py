@@ -5,8 +5,8 @@ verified secret token in webhook mode), hands parsed inbound events to the bridg
 sink (answering every callback query first), and delivers rendered outbox rows with
 sendMessage / sendDocument / editMessageText / sendMessageDraft.  Sessions live in
 forum topics where the chat allows them and in reply chains where it does not (or
-where Telegram refuses topics at runtime — see TESTING.md on the Bot API 10.0
-regressions).  Every PTB error is translated into the outbox's vocabulary
+where Telegram refuses topics at runtime: a failed `createForumTopic` or an unusable
+new topic makes the chat use reply chains for an hour, `TOPIC_RETRY_S`).  Every PTB error is translated into the outbox's vocabulary
 (`RateLimited`, `TransientError`, `PermanentError`, `NotModified`, `ThreadGone`) by
 `adapters.telegram.errors`; the bot token never appears in our messages or logs.
 """

@@ -1,8 +1,8 @@
 """Telegram failures → the outbox's error vocabulary, plus the plain-text retry.
 
 python-telegram-bot raises `RetryAfter`, `TimedOut`, `NetworkError`, `BadRequest`,
-`Forbidden`, `InvalidToken`, `ChatMigrated`, `Conflict` (see TESTING.md for which
-HTTP answers become which).  The outbox only knows `RateLimited` (honour
+`Forbidden`, `InvalidToken`, `ChatMigrated`, `Conflict` (`translate` below says
+which of them, and which `BadRequest` descriptions, become which of ours).  The outbox only knows `RateLimited` (honour
 `retry_after`), `TransientError` (back off and retry), `NotModified` (already
 delivered), `ThreadGone` (the topic is unusable: fall back to a reply chain) and
 `PermanentError` (give up on this row).  `TelegramErrors.call_html` also handles

@@ -43,6 +43,7 @@ from bridge.config import Config
 from storage.crypto import load_or_create_key
 from storage.db import Database
 from storage.models import PairingCodeRow, SessionRow, utcnow
+from storage.types import PairingPayload
 
 if TYPE_CHECKING:
     from bridge.app import Bridge
@@ -126,16 +127,14 @@ class Pairing:
         code = "".join(secrets.choice(ALPHABET) for _ in range(CODE_CHARS))
         expires = self.now() + TTL
         cid = code_id(code)
-        payload = json.dumps(
-            {
-                "v": 1,
-                "id": cid,
-                "platform": platform,
-                "expires": int(expires.timestamp()),
-                "nonce": secrets.token_hex(16),
-            },
-            sort_keys=True,
-        )
+        signed: PairingPayload = {
+            "v": 1,
+            "id": cid,
+            "platform": platform,
+            "expires": int(expires.timestamp()),
+            "nonce": secrets.token_hex(16),
+        }
+        payload = json.dumps(signed, sort_keys=True)
         signature = self.key.sign(_SIGNED_PREFIX + payload.encode()).signature.hex()
         self.db.pairing.add_code(
             PairingCodeRow(id=cid, payload=payload, signature=signature, platform=platform)
@@ -217,7 +216,7 @@ class Pairing:
             self.key.verify_key.verify(
                 _SIGNED_PREFIX + row.payload.encode(), bytes.fromhex(row.signature)
             )
-            payload = json.loads(row.payload)
+            payload: PairingPayload = json.loads(row.payload)
             if payload["id"] != row.id:  # a genuine payload copied onto another code
                 return None
             return _Signed(

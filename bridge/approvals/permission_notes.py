@@ -1,4 +1,4 @@
-"""What a permission prompt says beyond the tool call itself (SPEC §4, issue 10 M3).
+"""What a permission prompt says beyond the tool call itself.
 
 The model names a path; what gets written is where that path *resolves* to.  These
 lines show the real target when it differs (a symlink, `..`), warn when it leaves the

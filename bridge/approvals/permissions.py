@@ -20,7 +20,6 @@ import json
 import logging
 import secrets
 from dataclasses import dataclass
-from typing import Literal, cast
 
 from adapters.messages import ThreadRef
 from adapters.tasks import TaskGroup
@@ -32,11 +31,11 @@ from bridge.outbox.outbox import Outbox
 from bridge.render import md_escape as md
 from storage.db import Database
 from storage.models import PermissionRequestRow, SessionRule
+from storage.types import RequestId
 
 log = logging.getLogger(__name__)
 
-Choice = Literal["a", "s", "d"]
-_CHOICE_STATE = {"a": "allowed", "s": "allowed_session", "d": "denied"}
+_CHOICE_STATE: dict[str, render.Decision] = {"a": "allowed", "s": "allowed_session", "d": "denied"}
 # Text answers (Matrix relies on them).  Conversational words (yes, no, ok) are not
 # approvals: they go to Claude as a prompt.
 _TEXT_CHOICE = {"allow": "a", "always": "s", "deny": "d"}
@@ -78,7 +77,7 @@ class PermissionBroker:
                 )
                 self._resolve(event, PermissionDecision(allow=True))
                 return
-        request_id = secrets.token_urlsafe(12)
+        request_id = RequestId(secrets.token_urlsafe(12))
         self.db.permissions.add(
             PermissionRequestRow(
                 id=request_id,
@@ -273,7 +272,9 @@ class PermissionBroker:
                 priority=0,
             )
 
-    async def _finish(self, request_id: str, state: str, *, by: str, reason: str = "") -> bool:
+    async def _finish(
+        self, request_id: str, state: render.Decision, *, by: str, reason: str = ""
+    ) -> bool:
         if not self.db.permissions.decide(request_id, state, by=by, reason=reason):
             return False
         pending = self._pending.pop(request_id, None)
@@ -288,7 +289,7 @@ class PermissionBroker:
             self._resolve(pending.event, PermissionDecision(allow=allow, message=message))
         return True
 
-    def _edit_prompt(self, row: PermissionRequestRow, state: str, *, by: str) -> None:
+    def _edit_prompt(self, row: PermissionRequestRow, state: render.Decision, *, by: str) -> None:
         if row.prompt_outbox_id is None:
             return
         binding = self.db.bindings.for_session(row.session_id)
@@ -305,7 +306,7 @@ class PermissionBroker:
             row.tool_name,
             shown,
             session.cwd,
-            cast(render.Decision, state),
+            state,
             by,
             "" if rule else row.reason,
             timeout_s=self.timeout_s,

@@ -1,4 +1,4 @@
-"""The `rules` command (SPEC §3): what runs without asking in this session, and undoing it.
+"""The `rules` command: what runs without asking in this session, and undoing it.
 
 It lists the session's "Allow for session" rules from the database, each with a remove
 button (data ``r:<session>:<rule id>``; the press is checked like every session button

@@ -5,7 +5,6 @@ Threadline's secrets and its own virtualenv (`agent/environment.py`: nothing the
 daemon spawns — Claude Code and every tool it runs, `git` — inherits a chat token)
 → database (migrated) → adapters for the enabled platforms → the bridge (outbox,
 agent host, broker) → wait for SIGINT or SIGTERM → stop everything in reverse.
-`build_adapters` is shared with `doctor`.
 """
 
 from __future__ import annotations

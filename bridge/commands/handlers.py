@@ -1,6 +1,6 @@
 """Chat command handlers and button presses.
 
-One method per command in SPEC §3; each validates its input, answers in the thread
+One method per chat command (the README's "Chat commands" table); each validates its input, answers in the thread
 it came from, and leaves the heavy lifting to the bridge (sessions, outbox) and the
 broker (permissions).  Commands with a module of their own are routed there
 (`EXTERNAL`): `import` (`bridge/sources/importer.py`), `get` (`bridge/files.py`),
@@ -32,6 +32,7 @@ from bridge.config import PERMISSION_MODES
 from bridge.outbox.outbox import DeliveryFailed
 from bridge.sources import importer, scheduler
 from storage.models import SessionRow
+from storage.types import BindingKind, SessionId
 
 if TYPE_CHECKING:
     from bridge.app import Bridge
@@ -259,7 +260,7 @@ class Handlers:
             return None
         adapter = b.adapters[origin.platform]
         row = SessionRow(
-            id=secrets.token_hex(3),
+            id=SessionId(secrets.token_hex(3)),
             platform=origin.platform,
             cwd=str(cwd),
             title=title,
@@ -287,7 +288,7 @@ class Handlers:
             lambda: adapter.open_thread(chat, title[:120], header, on_created=created),
             calls=2,
         )
-        kind = "reply" if (thread.thread_id or "").startswith("reply:") else "topic"
+        kind: BindingKind = "reply" if (thread.thread_id or "").startswith("reply:") else "topic"
         row.state = "active"
         if early:  # the header is in; the thread may have become a reply chain meanwhile
             b.db.bindings.rebind(

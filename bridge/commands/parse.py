@@ -1,6 +1,6 @@
 """Chat command parsing: a message's text → a `Command`, or `None` for a plain prompt.
 
-The same commands exist on every platform (SPEC §3).  A command starts with `/` or `!`,
+The same commands exist on every platform (the README's "Chat commands" table lists them).  A command starts with `/` or `!`,
 its name is case-insensitive, and on Telegram it may be addressed as `/cmd@botname`.
 Arguments are split shell-style (`shlex`) so a PATH can be quoted to contain spaces;
 text that does not split cleanly (an apostrophe in a prompt) falls back to whitespace

@@ -11,7 +11,10 @@ call and records the outcome at once.  Outcomes map the
 adapter errors: `RateLimited` pauses the chat's budget, `TransientError` and
 anything unexpected reschedule the row with capped exponential backoff and jitter,
 `PermanentError` fails it, `NotModified` counts as sent, `ThreadGone` is handed to
-the outbox (it owns thread fallbacks, which may span chats).
+the outbox (it owns thread fallbacks, which may span chats).  An edit that would
+show what its message already shows (the content the last edit put there, the
+adapter's attempt id aside: `Rendered.content_digest`) counts as sent without a
+call or any budget — on every platform, so no adapter checks it again.
 
 Exactly once, as far as the platform allows: a send row is stamped
 `attempted_at` before its first call and marked sent in the same event-loop step
@@ -30,7 +33,8 @@ import asyncio
 import logging
 import random
 import zlib
-from collections.abc import Awaitable, Callable
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -45,15 +49,22 @@ from adapters.base import (
 )
 from adapters.messages import Rendered, ThreadRef
 from bridge.outbox.ratelimit import Kind, RateBudget
-from storage.outbox_repo import OutboxRepo, PendingItem, chat_key_of
+from storage.outbox_pick import PendingItem
+from storage.outbox_repo import OutboxRepo, chat_key_of
+from storage.types import OutboxOp, OutboxState
 
 log = logging.getLogger("bridge.outbox")
 
 KINDS: tuple[Kind, ...] = ("message", "draft")
-OPS_OF: dict[Kind, tuple[str, ...]] = {"message": ("send", "edit", "delete"), "draft": ("draft",)}
-Settle = Callable[[list[int], str, str | None], None]
+OPS_OF: dict[Kind, tuple[OutboxOp, ...]] = {
+    "message": ("send", "edit", "delete"),
+    "draft": ("draft",),
+}
+Settle = Callable[[Sequence[int], OutboxState, str | None], None]
 ThreadGoneHandler = Callable[[ThreadRef, PendingItem], Awaitable[None]]
-EPHEMERAL_OPS = ("draft", "delete")  # retried a few times only: losing one is harmless
+# Retried a few times only: losing one is harmless.
+EPHEMERAL_OPS: tuple[OutboxOp, ...] = ("draft", "delete")
+EDITS_REMEMBERED = 1000  # messages per chat whose last edited content is remembered
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +102,7 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}{where}"
 
 
-def kind_of(op: str) -> Kind:
+def kind_of(op: OutboxOp) -> Kind:
     """Which budget an operation spends."""
     return "draft" if op == "draft" else "message"
 
@@ -130,6 +141,7 @@ class ChatWorker:
         self._settle, self._thread_gone = settle, thread_gone
         self._wake = asyncio.Event()
         self._woken: set[Kind] = set()  # kinds of rows that arrived since the last pick
+        self._shown: OrderedDict[int, str] = OrderedDict()  # target row → its content digest
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -195,6 +207,9 @@ class ChatWorker:
         if item.target_id is not None and item.target_state != "sent":
             self._doom(item)
             return
+        if item.op == "edit" and self._shows(item) == Rendered(item.payload).content_digest():
+            self._record_sent(item, item.target_message_id)  # nothing would change
+            return
         kind = kind_of(item.op)
         taken = self._budget.take(self.chat_id, kind)
         try:
@@ -251,8 +266,20 @@ class ChatWorker:
         finally:
             self.in_flight = None
         # The at-least-once window ends here: no await since the platform answered.
+        self._record_sent(item, message_id)
+
+    def _record_sent(self, item: PendingItem, message_id: str | None) -> None:
         self._repo.mark_sent(item.id, message_id, to_datetime(self._clock()))
+        if item.op == "edit" and item.target_id is not None:
+            self._shown[item.target_id] = Rendered(item.payload).content_digest()
+            self._shown.move_to_end(item.target_id)
+            while len(self._shown) > EDITS_REMEMBERED:
+                self._shown.popitem(last=False)
         self._settle([item.id], "sent", message_id)
+
+    def _shows(self, item: PendingItem) -> str | None:
+        """The content digest of what the target message shows, if an edit put it."""
+        return None if item.target_id is None else self._shown.get(item.target_id)
 
     async def _pace(self) -> None:
         """One more call in this chat (a `find_sent` probe), within the budget."""

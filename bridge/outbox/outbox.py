@@ -13,7 +13,9 @@ allows and the last content always goes out.
 
 This class is the producers' face and the owner of state that spans chats: the
 workers, thread fallbacks (`ThreadGone` → `thread_fallback` → the thread's pending
-rows move, and later rows for the gone thread follow), `wait_sent` / `wait_idle`.
+rows move, and later rows for the gone thread follow), `wait_sent` / `wait_idle`,
+and the housekeeping (`bridge/outbox/housekeeping.py`: settled rows older than 30
+days are pruned every hour).
 
 Delivery survives kill -9 without duplicates where the platform lets us check: a
 send row is stamped `attempted_at` before its platform call and marked sent in the
@@ -32,15 +34,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from adapters.base import ChatAdapter
 from adapters.messages import Outbound, ThreadRef
 from bridge.outbox.delivery import ChatWorker, RetryPolicy, describe, to_datetime, wait_event
+from bridge.outbox.housekeeping import PRUNE_EVERY, RETENTION, Pruner
 from bridge.outbox.ratelimit import Kind, RateBudget
 from storage.db import Database
-from storage.outbox_repo import PendingItem, chat_key_of
+from storage.outbox_pick import PendingItem
+from storage.outbox_repo import chat_key_of
+from storage.types import OutboxId, OutboxOp, OutboxState
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +55,7 @@ ThreadFallback = Callable[[ThreadRef], Awaitable[ThreadRef | None]]
 class DeliveryFailed(Exception):
     """`wait_sent` on a row that ended failed or superseded."""
 
-    def __init__(self, row_id: int, state: str) -> None:
+    def __init__(self, row_id: int, state: OutboxState) -> None:
         super().__init__(f"outbox row {row_id} was {state}")
         self.row_id = row_id
         self.state = state
@@ -68,6 +73,8 @@ class Outbox:
         retry_max: float = 15.0,  # an API back from an outage is used again within 15 s
         ephemeral_attempts: int = 5,
         rate_margin: float = 0.2,
+        retention: float = RETENTION,
+        prune_every: float = PRUNE_EVERY,
     ) -> None:
         self.db = db
         self._repo = db.outbox
@@ -84,12 +91,13 @@ class Outbox:
         self._waiters: dict[int, list[asyncio.Future[str]]] = {}
         self._progress: set[asyncio.Event] = set()
         self._started = False
+        self.pruner = Pruner(self._repo, clock=clock, retention=retention, every=prune_every)
 
     # --- producing ----------------------------------------------------------------
 
     def enqueue(
         self, thread: ThreadRef, msg: Outbound, *, session_id: str | None = None, priority: int = 0
-    ) -> list[int]:
+    ) -> list[OutboxId]:
         """Store `msg` as one row per platform message; the first id is "the message"."""
         thread = self._resolve(thread)
         payloads = [r.payload for r in self._adapter(thread).render(msg)]
@@ -105,7 +113,7 @@ class Outbox:
         *,
         priority: int = 0,
         stream_key: str | None = None,
-    ) -> int:
+    ) -> OutboxId:
         """Edit the message of row `target_id` once it is sent.  With `stream_key`, an
         unsent earlier edit of the same target and key is replaced instead."""
         thread = self._resolve(thread)
@@ -178,7 +186,7 @@ class Outbox:
         self._settle([row_id], "superseded", None)
         return True
 
-    def enqueue_delete(self, thread: ThreadRef, target_id: int) -> int | None:
+    def enqueue_delete(self, thread: ThreadRef, target_id: int) -> OutboxId | None:
         """Delete the message of row `target_id`.  If it was never sent it is simply
         cancelled and None is returned."""
         thread = self._resolve(thread)
@@ -256,6 +264,7 @@ class Outbox:
             self._wake(platform, chat_id)
         for worker in self._workers.values():
             worker.start()
+        self.pruner.start()
         orphans = self._repo.count(state="pending") - self._repo.count(
             state="pending", platforms=self._adapters
         )
@@ -266,6 +275,7 @@ class Outbox:
         """Stop every worker: idle ones at once; a platform call under way gets
         `grace` seconds to return and be recorded.  Rows stay for the next start."""
         self._started = False
+        await self.pruner.stop()
         await asyncio.gather(*(w.stop(grace) for w in self._workers.values()))
 
     # --- thread fallback ------------------------------------------------------------
@@ -303,7 +313,7 @@ class Outbox:
 
     # --- helpers ------------------------------------------------------------------
 
-    def _settle(self, ids: list[int], state: str, message_id: str | None) -> None:
+    def _settle(self, ids: Sequence[int], state: OutboxState, message_id: str | None) -> None:
         """Rows reached a final state: answer `wait_sent`, nudge `wait_idle`."""
         for row_id in ids:
             for fut in self._waiters.pop(row_id, []):
@@ -358,14 +368,14 @@ class Outbox:
     def _add(
         self,
         thread: ThreadRef,
-        op: str,
+        op: OutboxOp,
         payloads: list[dict[str, Any]],
         priority: int,
         *,
         session_id: str | None,
         target_id: int | None = None,
         stream_key: str | None = None,
-    ) -> list[int]:
+    ) -> list[OutboxId]:
         return self._repo.add(
             platform=thread.platform,
             chat_id=thread.chat_id,

@@ -260,6 +260,3 @@ class RateBudget:
         b.messages.drain(until)
         b.drafts.drain(until)
         return b.paused_until
-
-    def paused_until(self, chat_id: str) -> float:
-        return self._chat(chat_id).paused_until

@@ -1,0 +1,92 @@
+"""The outbox's delivery order and its prepared statements, and the row it picks.
+
+Per thread first-in first-out, except that a priority-0 row may overtake earlier
+priority-1 stream updates (edits/drafts) it does not conflict with, and a draft (an
+ephemeral preview) waits for nothing but its own stream; an edit or delete waits
+until its target is no longer pending; across the threads of a chat, a row attempted
+before goes first (its `find_sent` check must run before anything else is sent), then
+priority 0, then age.  Built once with bound parameters: it runs a few times per
+message, and building the aliased query cost more than executing it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Table, and_, bindparam, exists, func, not_, or_, select, update
+
+from storage.models import OutboxRow
+from storage.types import OutboxId, OutboxOp, OutboxState
+
+OUTBOX: Table = OutboxRow.__table__  # type: ignore[attr-defined]
+T = OUTBOX.c
+STREAM_OPS: tuple[OutboxOp, ...] = ("edit", "draft")  # priority-1 rows of these may be overtaken
+ALL_OPS: tuple[OutboxOp, ...] = ("send", "edit", "draft", "delete")
+
+
+def _pick_statement() -> Any:
+    r, e, t = OUTBOX.alias("r"), OUTBOX.alias("e"), OUTBOX.alias("t")
+    # e (earlier, same thread, pending) blocks r unless r is priority 0 and e is a
+    # priority-1 stream update touching neither r's target nor r's stream; or r is a
+    # draft (an ephemeral preview, not a message in the history: only an earlier
+    # draft of its own stream holds it back).
+    overtakable = or_(
+        and_(
+            r.c.priority == 0,
+            e.c.priority > 0,
+            e.c.op.in_(STREAM_OPS),
+            or_(e.c.target_id.is_(None), r.c.target_id.is_(None), e.c.target_id != r.c.target_id),
+            or_(
+                e.c.stream_key.is_(None), r.c.stream_key.is_(None), e.c.stream_key != r.c.stream_key
+            ),
+        ),
+        and_(r.c.op == "draft", or_(e.c.stream_key.is_(None), e.c.stream_key != r.c.stream_key)),
+    )
+    blocked = exists().where(
+        e.c.thread_key == r.c.thread_key, e.c.state == "pending", e.c.id < r.c.id, not_(overtakable)
+    )
+    return (
+        select(r, t.c.state.label("target_state"), t.c.platform_message_id.label("target_mid"))
+        .select_from(r.outerjoin(t, t.c.id == r.c.target_id))
+        .where(r.c.chat_key == bindparam("chat_key"), r.c.state == "pending")
+        .where(r.c.op.in_(bindparam("ops", expanding=True)))
+        .where(r.c.not_before <= bindparam("now", type_=T.not_before.type))
+        .where(or_(r.c.target_id.is_(None), t.c.state.is_(None), t.c.state != "pending"))
+        .where(not_(blocked))
+        # A row attempted before goes first: after a restart the check whether it was
+        # delivered (`ChatAdapter.find_sent`) must run before anything else is sent.
+        .order_by(r.c.attempted_at.is_(None), r.c.priority, r.c.id)
+        .limit(1)
+    )
+
+
+PICK = _pick_statement()
+NEXT_DUE = select(func.min(T.not_before)).where(
+    T.chat_key == bindparam("chat_key"),
+    T.state == "pending",
+    T.not_before > bindparam("now", type_=T.not_before.type),
+)
+SET_STATE = update(OUTBOX).where(T.id == bindparam("row_id"))
+
+
+@dataclass(frozen=True, slots=True)
+class PendingItem:
+    """A row picked for delivery, payload opened, with what its target resolved to."""
+
+    id: OutboxId
+    platform: str
+    chat_id: str
+    thread_id: str | None
+    thread_key: str
+    session_id: str | None
+    op: OutboxOp
+    priority: int
+    stream_key: str | None
+    attempts: int
+    payload: dict[str, Any]
+    target_id: int | None
+    target_state: OutboxState | None  # None: no target, or the target row does not exist
+    target_message_id: str | None
+    attempted_at: datetime | None = None  # the first platform call for it began then
