@@ -95,7 +95,7 @@ def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_matrix_rate_keys_reach_the_adapter(tmp_path: Path) -> None:
     """A homeserver with other limits than Synapse's default rc_message (0.2/s, burst
     10) is configured in `[matrix]`; the adapter paces by it."""
-    from adapters.matrix import MatrixAdapter
+    from adapters.matrix.adapter import MatrixAdapter
 
     base = f"""
 [access]

@@ -33,9 +33,10 @@ from adapters.messages import (
     UserMessage,
     text,
 )
-from adapters.telegram import TelegramAdapter, inbound
+from adapters.telegram import inbound
+from adapters.telegram.adapter import TelegramAdapter
+from adapters.telegram.config import TelegramConfig
 from adapters.telegram.errors import TelegramErrors
-from bridge.config import TelegramConfig
 from tests.fakes.telegram import TINY_PNG, FakeTelegram
 
 pytestmark = [

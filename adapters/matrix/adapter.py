@@ -29,6 +29,7 @@ from adapters.matrix import client as mx_client
 from adapters.matrix import crosssign, limits, room_verification, verification
 from adapters.matrix import render as mx_render
 from adapters.matrix.buttons import ButtonMap
+from adapters.matrix.config import MatrixConfig
 from adapters.matrix.errors import MatrixErrors
 from adapters.matrix.markdown import escape
 from adapters.matrix.outgoing import Outgoing
@@ -38,7 +39,6 @@ from adapters.matrix.sas_core import owner_ids
 from adapters.matrix.store import MatrixStore
 from adapters.messages import Inbound, Outbound, Rendered, ThreadRef
 from adapters.tasks import TaskGroup
-from bridge.config import MatrixConfig
 
 log = logging.getLogger(__name__)
 

@@ -29,9 +29,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.download import CHUNK, check_announced, read_capped
 from adapters.messages import Attachment, AttachmentUnavailable
+from adapters.slack.config import SlackConfig
 from adapters.slack.errors import SlackErrors
 from adapters.slack.inbound import FileRef
-from bridge.config import SlackConfig
 
 log = logging.getLogger(__name__)
 

@@ -43,8 +43,8 @@ from adapters.base import (
 from adapters.messages import Inbound, Outbound, Rendered, ThreadRef
 from adapters.telegram import client, inbound, limits
 from adapters.telegram import render as tg_render
+from adapters.telegram.config import TelegramConfig
 from adapters.telegram.errors import TelegramErrors
-from bridge.config import TelegramConfig
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ from telegram.request import HTTPXRequest
 from adapters.download import CHUNK, check_announced, read_capped
 from adapters.messages import Attachment, AttachmentUnavailable
 from adapters.telegram import limits
+from adapters.telegram.config import TelegramConfig
 from adapters.telegram.inbound import FileRef
-from bridge.config import TelegramConfig
 
 log = logging.getLogger(__name__)
 
