@@ -17,12 +17,12 @@ from nio import ErrorResponse
 
 from adapters.base import PermanentError, RateLimited, TransientError
 from adapters.matrix import buttons, inbound
+from adapters.matrix.e2ee.store import Credentials, MatrixStore
 from adapters.matrix.errors import MatrixErrors
 from adapters.matrix.limits import MAX_CONTENT_BYTES, MAX_EDIT_CONTENT_BYTES, RateLimit
 from adapters.matrix.markdown import html_to_text, markdown_to_html
 from adapters.matrix.pacing import Pacer
 from adapters.matrix.render import json_size, render, render_edit
-from adapters.matrix.store import Credentials, MatrixStore
 from adapters.messages import Button, Code, FileOut, Folded, Markdown, Outbound
 from bridge import render as br
 

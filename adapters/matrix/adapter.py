@@ -26,17 +26,18 @@ from nio import AsyncClient, ErrorResponse
 
 from adapters.base import ChatAdapter, InboundSink, TransientError
 from adapters.matrix import client as mx_client
-from adapters.matrix import crosssign, limits, room_verification, verification
+from adapters.matrix import limits
 from adapters.matrix import render as mx_render
 from adapters.matrix.buttons import ButtonMap
 from adapters.matrix.config import MatrixConfig
+from adapters.matrix.e2ee import crosssign, room_verification, verification
+from adapters.matrix.e2ee.sas_core import owner_ids
+from adapters.matrix.e2ee.store import MatrixStore
 from adapters.matrix.errors import MatrixErrors
 from adapters.matrix.markdown import escape
 from adapters.matrix.outgoing import Outgoing
 from adapters.matrix.pacing import Pacer
 from adapters.matrix.receiver import Receiver
-from adapters.matrix.sas_core import owner_ids
-from adapters.matrix.store import MatrixStore
 from adapters.messages import Inbound, Outbound, Rendered, ThreadRef
 from adapters.tasks import TaskGroup
 

@@ -29,9 +29,9 @@ from nio.crypto.attachments import decrypt_attachment
 from adapters.base import PermanentError
 from adapters.download import CHUNK, check_announced, read_capped
 from adapters.matrix.config import MatrixConfig
+from adapters.matrix.e2ee.store import Credentials, MatrixStore
 from adapters.matrix.errors import MatrixErrors, http_status
 from adapters.matrix.inbound import FileRef
-from adapters.matrix.store import Credentials, MatrixStore
 from adapters.messages import Attachment, AttachmentUnavailable
 
 log = logging.getLogger(__name__)

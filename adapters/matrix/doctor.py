@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from nio import AsyncClient, AsyncClientConfig, ErrorResponse, JoinedRoomsResponse
 
 from adapters.matrix.config import MatrixConfig
-from adapters.matrix.store import MatrixStore
+from adapters.matrix.e2ee.store import MatrixStore
 from adapters.spec import CheckResult, fail, ok, warn
 
 _MXID = re.compile(r"@[^:\s]+:\S+")
