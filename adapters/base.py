@@ -103,7 +103,7 @@ class ChatAdapter(ABC):
 
         Returns the thread and the header's platform message id.  With
         `prefer_topic=False` (or when the platform refuses topics) the thread is a
-        reply chain rooted at the header: ``thread_id = "reply:<header id>"``.
+        reply chain rooted at the header (`ThreadRef.reply_chain`, kind ``"reply"``).
         `on_created` is called as soon as a thread exists that the header is not yet
         in (a Telegram topic), so that the caller can record it before the header's
         call — a daemon killed in between then knows the topic.  Raises the errors

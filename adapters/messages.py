@@ -17,19 +17,42 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+ThreadKind = Literal["chat", "thread", "reply"]
+_REPLY = "reply:"  # the stored form of a reply chain's thread id
+
 
 @dataclass(frozen=True, slots=True)
 class ThreadRef:
     """Where a session lives: a chat plus the platform's thread inside it.
 
-    `thread_id` is the Telegram forum topic id, the Slack thread ts, the Matrix thread
-    root event id; or ``"reply:<header message id>"`` for reply-chain threads; or
-    ``None`` for the chat itself (control chat, DM).
+    Its `kind` says what the thread is: ``"chat"`` (no thread: the control chat, a
+    DM), ``"thread"`` (the platform's own: a Telegram forum topic, a Slack thread, a
+    Matrix thread) or ``"reply"`` (a chain of replies to a header message, where the
+    platform has no threads or refused one); `root` is the topic id, thread ts, root
+    event id or header message id.  `thread_id` is the stored form (``None``, the root,
+    or ``"reply:<root>"`` — thread keys and database rows use it), so build reply
+    chains with `reply_chain` and read them through `kind` and `root`.
     """
 
     platform: str
     chat_id: str
     thread_id: str | None = None
+
+    @classmethod
+    def reply_chain(cls, platform: str, chat_id: str, root: str) -> ThreadRef:
+        """The thread of the messages replying to `root` (a header message id)."""
+        return cls(platform, chat_id, f"{_REPLY}{root}")
+
+    @property
+    def kind(self) -> ThreadKind:
+        if not self.thread_id:
+            return "chat"
+        return "reply" if self.thread_id.startswith(_REPLY) else "thread"
+
+    @property
+    def root(self) -> str | None:
+        """The message the thread hangs on (see the class); None for a chat."""
+        return self.thread_id.removeprefix(_REPLY) if self.thread_id else None
 
     @property
     def key(self) -> str:

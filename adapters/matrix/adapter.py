@@ -265,14 +265,17 @@ class MatrixAdapter(ChatAdapter):
             )
             parts[0] = Rendered({**first, "content": content})
         header_id = await self.send(ThreadRef(self.platform, chat_id), parts[0])
-        root = header_id if prefer_topic else f"reply:{header_id}"
-        thread = ThreadRef(self.platform, chat_id, root)
+        thread = (
+            ThreadRef(self.platform, chat_id, header_id)
+            if prefer_topic
+            else ThreadRef.reply_chain(self.platform, chat_id, header_id)
+        )
         for part in parts[1:]:
             await self.send(thread, part)
         return thread, header_id
 
     def thread_link(self, thread: ThreadRef) -> str | None:
-        target = (thread.thread_id or "").removeprefix("reply:")
+        target = thread.root or ""
         link = f"https://matrix.to/#/{quote(thread.chat_id, safe='')}"
         return f"{link}/{quote(target, safe='')}" if target else link
 

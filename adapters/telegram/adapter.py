@@ -261,7 +261,7 @@ class TelegramAdapter(ChatAdapter):
             if limits.utf16_len(tg_render.visible_text(titled)) <= limits.MAX_TEXT:
                 first = Rendered({**first.payload, "text": titled})
         header_id = await self.send(ThreadRef(self.platform, chat_id), first)
-        thread = ThreadRef(self.platform, chat_id, f"reply:{header_id}")
+        thread = ThreadRef.reply_chain(self.platform, chat_id, header_id)
         await self._send_all(thread, rest)
         return thread, header_id
 
@@ -279,7 +279,7 @@ class TelegramAdapter(ChatAdapter):
         return first
 
     async def close_thread(self, thread: ThreadRef) -> None:
-        if not thread.thread_id or thread.thread_id.startswith("reply:"):
+        if thread.kind != "thread":
             return
         try:
             await self.errors.call(
@@ -291,10 +291,9 @@ class TelegramAdapter(ChatAdapter):
             log.info("closing topic %s failed: %s", thread.key, e)
 
     def thread_link(self, thread: ThreadRef) -> str | None:
-        if not thread.chat_id.startswith("-100") or not thread.thread_id:
+        if not thread.chat_id.startswith("-100") or not thread.root:
             return None  # private chats and basic groups have no public message links
-        target = thread.thread_id.removeprefix("reply:")
-        return f"https://t.me/c/{thread.chat_id[4:]}/{target}"
+        return f"https://t.me/c/{thread.chat_id[4:]}/{thread.root}"
 
     def default_chat(self, origin: ThreadRef) -> str:
         return str(self.config.chat_id) if self.config.chat_id else origin.chat_id
@@ -319,13 +318,12 @@ class TelegramAdapter(ChatAdapter):
 
     def _where(self, thread: ThreadRef) -> dict[str, Any]:
         kw: dict[str, Any] = {"chat_id": int(thread.chat_id)}
-        tid = thread.thread_id
-        if tid and tid.startswith("reply:"):
+        if thread.kind == "reply":
             kw["reply_parameters"] = ReplyParameters(
-                message_id=int(tid[6:]), allow_sending_without_reply=True
+                message_id=int(thread.root or 0), allow_sending_without_reply=True
             )
-        elif tid:
-            kw["message_thread_id"] = int(tid)
+        elif thread.kind == "thread":
+            kw["message_thread_id"] = int(thread.root or 0)
         return kw
 
     async def send(self, thread: ThreadRef, msg: Rendered) -> str:
@@ -394,8 +392,8 @@ class TelegramAdapter(ChatAdapter):
             "text": p.get("text") or "…",
             "parse_mode": p.get("parse_mode", "HTML"),
         }
-        if thread.thread_id and not thread.thread_id.startswith("reply:"):
-            kw["message_thread_id"] = int(thread.thread_id)
+        if thread.kind == "thread":
+            kw["message_thread_id"] = int(thread.root or 0)
         try:
             await self.errors.call_html(self.app.bot.send_message_draft, kw, "text")
         except PermanentError:

@@ -287,7 +287,7 @@ class Handlers:
             lambda: adapter.open_thread(chat, title[:120], header, on_created=created),
             calls=2,
         )
-        kind = "reply" if (thread.thread_id or "").startswith("reply:") else "topic"
+        kind = "reply" if thread.kind == "reply" else "topic"
         row.state = "active"
         if early:  # the header is in; the thread may have become a reply chain meanwhile
             b.db.bindings.rebind(
