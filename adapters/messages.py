@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 ThreadKind = Literal["chat", "thread", "reply"]
+Role = Literal["notice", "status", "done", "stream", "final", "prompt"]
 _REPLY = "reply:"  # the stored form of a reply chain's thread id
 
 
@@ -189,11 +190,19 @@ class FileOut:
 
 @dataclass(frozen=True, slots=True)
 class Outbound:
+    """What the bridge asks an adapter to show.  `role` says what the message is for,
+    so an adapter can treat it specially without looking into its content:
+    ``"status"`` a running turn's live status (it carries the Stop button; the turn
+    runs until an edit of it has another role), ``"done"`` a finished turn's status
+    (its last edit), ``"stream"`` a native-stream preview of the answer, ``"final"``
+    the turn's answer, ``"prompt"`` a permission prompt, ``"notice"`` anything else."""
+
     blocks: tuple[Block, ...] = ()
     buttons: tuple[tuple[Button, ...], ...] = ()  # rows of buttons
     notify: bool = False  # False: sent silently (stream updates, tool lines)
     file: FileOut | None = None
     mention: bool = False  # Slack/Matrix: mention the owner (permission, long turn end)
+    role: Role = "notice"
 
     def to_json(self) -> str:
         d = asdict(self)

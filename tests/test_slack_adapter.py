@@ -251,7 +251,8 @@ async def test_refused_blocks_fall_back_to_text(started: Started) -> None:
 
 def status_payload(adapter: SlackAdapter, body: str, running: bool = True) -> Rendered:
     buttons = ((Button("⏹ Stop", "x:s1", "danger"),),) if running else ()
-    return adapter.render(Outbound((Markdown(body),), buttons))[0]
+    role = "status" if running else "done"
+    return adapter.render(Outbound((Markdown(body),), buttons, role=role))[0]
 
 
 async def test_native_stream_appends_suffixes_and_gives_way_to_the_final(started: Started) -> None:
