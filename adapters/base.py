@@ -26,11 +26,9 @@ InboundSink = Callable[[Inbound], Awaitable[None]]
 
 @dataclass(frozen=True, slots=True)
 class Capabilities:
-    max_text: int  # characters per message after formatting
-    can_edit: bool = True
+    """What the outbox needs to know about delivering on a platform."""
+
     native_stream: bool = False  # a draft/stream API (Telegram sendMessageDraft)
-    buttons: bool = True
-    threads: bool = True
     # Rate budget for one chat: `per_chat_rate` messages per second with a burst of
     # `per_chat_burst`; groups additionally `group_per_minute` messages per minute.
     per_chat_rate: float = 1.0

@@ -20,7 +20,7 @@ GROUP = "-100"
 
 def group_budget(now: list[float], limit: int) -> RateBudget:
     caps = Capabilities(
-        max_text=1, per_chat_rate=1e6, per_chat_burst=1, group_per_minute=limit, global_rate=1e6
+        per_chat_rate=1e6, per_chat_burst=1, group_per_minute=limit, global_rate=1e6
     )
     return RateBudget(caps, is_group=lambda c: c == GROUP, clock=lambda: now[0], margin=0.2)
 
@@ -64,7 +64,7 @@ def test_late_calls_never_overdraw_a_platform_bucket(
 ) -> None:
     now = [0.0]
     budget = RateBudget(
-        Capabilities(max_text=1, per_chat_rate=rate, per_chat_burst=burst, global_rate=1e6),
+        Capabilities(per_chat_rate=rate, per_chat_burst=burst, global_rate=1e6),
         clock=lambda: now[0],
         margin=0.2,
     )
