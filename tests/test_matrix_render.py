@@ -253,7 +253,7 @@ def test_attachments_are_file_refs_with_their_keys() -> None:
     parsed = inbound.parse_message("!r", _event(enc), own_user="@bot:x")
     assert parsed is not None and parsed.message.text == ""
     [ref] = parsed.files
-    assert (ref.kind, ref.url, ref.mime, ref.crypto and ref.crypto["iv"]) == (
+    assert (ref.kind, ref.source, ref.mime, ref.crypto and ref.crypto["iv"]) == (
         "image",
         "mxc://x/y",
         "image/png",
