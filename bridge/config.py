@@ -129,7 +129,8 @@ class _CoreConfig(_Section):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     agent: AgentConfig = Field(default_factory=AgentConfig)
     access: AccessConfig = Field(default_factory=AccessConfig)
-    daemon: DaemonConfig = Field(default_factory=DaemonConfig)
+    if TYPE_CHECKING:  # declared by `Config`, after the platforms (see there)
+        daemon: DaemonConfig
 
     def platform(self, name: str) -> PlatformConfig:
         """The section of the platform `name` (``[telegram]`` …)."""
@@ -172,6 +173,8 @@ else:
         "Config",
         __base__=_CoreConfig,
         **{p.name: (p.config_model, Field(default_factory=p.config_model)) for p in PLATFORMS},
+        # Last, after the platforms: errors come in the order the sections always had.
+        daemon=(DaemonConfig, Field(default_factory=DaemonConfig)),
     )
 
 
