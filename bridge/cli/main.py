@@ -134,7 +134,9 @@ def pair(
     for name in [platform] if platform else enabled:
         hint = asyncio.run(BY_NAME[name].pairing(cfg.platform(name), code))
         for line in hint.lines:
-            out.print(line, highlight=False, soft_wrap=True)
+            # The line with the link is never wrapped (a broken link cannot be opened).
+            plain = hint.link is not None and hint.link in line
+            out.print(line, highlight=not plain, soft_wrap=plain)
         link = link or hint.link
     _print_qr(link or f"pair {code}")
 
