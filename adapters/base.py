@@ -26,11 +26,9 @@ InboundSink = Callable[[Inbound], Awaitable[None]]
 
 @dataclass(frozen=True, slots=True)
 class Capabilities:
-    max_text: int  # characters per message after formatting
-    can_edit: bool = True
+    """What the outbox needs to know about delivering on a platform."""
+
     native_stream: bool = False  # a draft/stream API (Telegram sendMessageDraft)
-    buttons: bool = True
-    threads: bool = True
     # Rate budget for one chat: `per_chat_rate` messages per second with a burst of
     # `per_chat_burst`; groups additionally `group_per_minute` messages per minute.
     per_chat_rate: float = 1.0
@@ -103,7 +101,7 @@ class ChatAdapter(ABC):
 
         Returns the thread and the header's platform message id.  With
         `prefer_topic=False` (or when the platform refuses topics) the thread is a
-        reply chain rooted at the header: ``thread_id = "reply:<header id>"``.
+        reply chain rooted at the header (`ThreadRef.reply_chain`, kind ``"reply"``).
         `on_created` is called as soon as a thread exists that the header is not yet
         in (a Telegram topic), so that the caller can record it before the header's
         call — a daemon killed in between then knows the topic.  Raises the errors

@@ -17,19 +17,43 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+ThreadKind = Literal["chat", "thread", "reply"]
+Role = Literal["notice", "status", "done", "stream", "final", "prompt"]
+_REPLY = "reply:"  # the stored form of a reply chain's thread id
+
 
 @dataclass(frozen=True, slots=True)
 class ThreadRef:
     """Where a session lives: a chat plus the platform's thread inside it.
 
-    `thread_id` is the Telegram forum topic id, the Slack thread ts, the Matrix thread
-    root event id; or ``"reply:<header message id>"`` for reply-chain threads; or
-    ``None`` for the chat itself (control chat, DM).
+    Its `kind` says what the thread is: ``"chat"`` (no thread: the control chat, a
+    DM), ``"thread"`` (the platform's own: a Telegram forum topic, a Slack thread, a
+    Matrix thread) or ``"reply"`` (a chain of replies to a header message, where the
+    platform has no threads or refused one); `root` is the topic id, thread ts, root
+    event id or header message id.  `thread_id` is the stored form (``None``, the root,
+    or ``"reply:<root>"`` — thread keys and database rows use it), so build reply
+    chains with `reply_chain` and read them through `kind` and `root`.
     """
 
     platform: str
     chat_id: str
     thread_id: str | None = None
+
+    @classmethod
+    def reply_chain(cls, platform: str, chat_id: str, root: str) -> ThreadRef:
+        """The thread of the messages replying to `root` (a header message id)."""
+        return cls(platform, chat_id, f"{_REPLY}{root}")
+
+    @property
+    def kind(self) -> ThreadKind:
+        if not self.thread_id:
+            return "chat"
+        return "reply" if self.thread_id.startswith(_REPLY) else "thread"
+
+    @property
+    def root(self) -> str | None:
+        """The message the thread hangs on (see the class); None for a chat."""
+        return self.thread_id.removeprefix(_REPLY) if self.thread_id else None
 
     @property
     def key(self) -> str:
@@ -166,11 +190,19 @@ class FileOut:
 
 @dataclass(frozen=True, slots=True)
 class Outbound:
+    """What the bridge asks an adapter to show.  `role` says what the message is for,
+    so an adapter can treat it specially without looking into its content:
+    ``"status"`` a running turn's live status (it carries the Stop button; the turn
+    runs until an edit of it has another role), ``"done"`` a finished turn's status
+    (its last edit), ``"stream"`` a native-stream preview of the answer, ``"final"``
+    the turn's answer, ``"prompt"`` a permission prompt, ``"notice"`` anything else."""
+
     blocks: tuple[Block, ...] = ()
     buttons: tuple[tuple[Button, ...], ...] = ()  # rows of buttons
     notify: bool = False  # False: sent silently (stream updates, tool lines)
     file: FileOut | None = None
     mention: bool = False  # Slack/Matrix: mention the owner (permission, long turn end)
+    role: Role = "notice"
 
     @property
     def plain(self) -> str:

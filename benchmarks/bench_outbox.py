@@ -41,7 +41,6 @@ class BenchAdapter(ChatAdapter):
 
     def __init__(self, rate: float | None = None, burst: int = 3) -> None:
         self.capabilities = Capabilities(
-            max_text=40_000,
             per_chat_rate=1e9 if rate is None else rate,
             per_chat_burst=1_000_000 if rate is None else burst,
             global_rate=1e9 if rate is None else 300.0,

@@ -43,7 +43,7 @@ import bridge.app as bridge_app  # noqa: E402
 import tests.fakes.anthropic as fake_anthropic  # noqa: E402
 from adapters.base import Capabilities  # noqa: E402
 from adapters.messages import ThreadRef  # noqa: E402
-from adapters.telegram import TelegramAdapter  # noqa: E402
+from adapters.telegram.adapter import TelegramAdapter  # noqa: E402
 from agent.events import AgentEvent, TurnEnded, TurnStarted  # noqa: E402
 from agent.permissions import PermissionGate  # noqa: E402
 from bridge.app import Bridge  # noqa: E402

@@ -1,11 +1,11 @@
 """Configuration: load the TOML file, substitute `${NAME}` from the environment,
 validate everything at start and report every problem as one clear line.
 
-The keys are the user-facing contract (`config.example.toml` shows every one and the
-README documents them), so renaming one breaks existing configs.  Validation is
-pydantic (already a dependency through sqlmodel); `load_config` turns its errors into
-`ConfigError` with lines like ``telegram.token: environment variable
-TELEGRAM_BOT_TOKEN is not set``.
+The keys are documented in `config.example.toml`.  The core sections are declared
+here; each chat platform's section (``[telegram]`` …) is its package's config model,
+composed in from `adapters.registry`.  Validation is pydantic (already a dependency
+through sqlmodel); `load_config` turns its errors into `ConfigError` with lines like
+``telegram.token: environment variable TELEGRAM_BOT_TOKEN is not set``.
 """
 
 from __future__ import annotations
@@ -15,10 +15,13 @@ import re
 import tomllib
 from datetime import tzinfo
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+
+from adapters.registry import PLATFORMS
+from adapters.spec import PlatformConfig
 
 DEFAULT_CONFIG = Path("~/.config/threadline/config.toml")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -97,51 +100,18 @@ class AccessConfig(_Section):
     @field_validator("owners")
     @classmethod
     def _owners(cls, v: list[str]) -> list[str]:
+        names = [p.name for p in PLATFORMS]
         for o in v:
             platform, _, ident = o.partition(":")
-            if platform not in ("telegram", "slack", "matrix") or not ident:
-                raise ValueError(f"{o!r} is not 'telegram:ID', 'slack:ID' or 'matrix:@user:server'")
+            if platform not in names or not ident:
+                shapes = _one_of([f"'{p.owner_example}'" for p in PLATFORMS])
+                raise ValueError(f"{o!r} is not {shapes}")
         return v
 
 
-class TelegramConfig(_Section):
-    enabled: bool = False
-    token: str = ""
-    base_url: str = ""
-    chat_id: int = 0
-    mode: Literal["polling", "webhook"] = "polling"
-    webhook_url: str = ""
-    webhook_listen: str = "127.0.0.1"
-    webhook_port: int = 8443
-    webhook_secret: str = ""
-    use_drafts: bool = True  # sendMessageDraft streaming in private chats
-
-
-class SlackConfig(_Section):
-    enabled: bool = False
-    bot_token: str = ""
-    app_token: str = ""
-    signing_secret: str = ""
-    mode: Literal["socket", "http"] = "socket"
-    http_port: int = 3000
-    base_url: str = ""
-    channel: str = ""
-
-
-class MatrixConfig(_Section):
-    enabled: bool = False
-    homeserver: str = "https://matrix.example.org"
-    user_id: str = ""
-    password: str = ""
-    access_token: str = ""
-    device_id: str = ""
-    store_path: str = "~/.local/share/threadline/matrix-store"
-    encryption: Literal["required", "optional", "off"] = "required"
-    room: str = ""
-    # The homeserver's per-user message limit (Synapse's rc_message): the bot paces
-    # every event it sends (messages, edits, reactions) to stay within it.
-    rate_per_second: float = Field(default=0.2, gt=0)
-    rate_burst: int = Field(default=10, ge=1)
+def _one_of(items: list[str]) -> str:
+    """``a``, ``a or b``, ``a, b or c``."""
+    return " or ".join([", ".join(items[:-1]), items[-1]] if len(items) > 1 else items)
 
 
 class DaemonConfig(_Section):
@@ -153,14 +123,25 @@ class DaemonConfig(_Section):
     data_dir: str = ""
 
 
-class Config(_Section):
+class _CoreConfig(_Section):
+    """The sections the core owns; `Config` adds one per platform."""
+
     storage: StorageConfig = Field(default_factory=StorageConfig)
     agent: AgentConfig = Field(default_factory=AgentConfig)
     access: AccessConfig = Field(default_factory=AccessConfig)
-    telegram: TelegramConfig = Field(default_factory=TelegramConfig)
-    slack: SlackConfig = Field(default_factory=SlackConfig)
-    matrix: MatrixConfig = Field(default_factory=MatrixConfig)
-    daemon: DaemonConfig = Field(default_factory=DaemonConfig)
+    if TYPE_CHECKING:  # declared by `Config`, after the platforms (see there)
+        daemon: DaemonConfig
+
+    def platform(self, name: str) -> PlatformConfig:
+        """The section of the platform `name` (``[telegram]`` …)."""
+        section = getattr(self, name, None)
+        if not isinstance(section, PlatformConfig):
+            raise KeyError(name)
+        return section
+
+    def enabled_platforms(self) -> list[str]:
+        """The names of the enabled platforms, in registry order."""
+        return [p.name for p in PLATFORMS if self.platform(p.name).enabled]
 
     def data_dir(self) -> Path:
         """The daemon's data directory (see `DaemonConfig.data_dir`)."""
@@ -178,16 +159,23 @@ class Config(_Section):
     def secrets(self, min_chars: int = 6) -> list[str]:
         """Every configured secret value at least `min_chars` long (log redaction
         skips shorter ones; the agent's environment is cleared of every one)."""
-        values = [
-            self.telegram.token,
-            self.telegram.webhook_secret,
-            self.slack.bot_token,
-            self.slack.app_token,
-            self.slack.signing_secret,
-            self.matrix.password,
-            self.matrix.access_token,
-        ]
+        values = [v for p in PLATFORMS for v in self.platform(p.name).secrets()]
         return [v for v in values if v and len(v) >= max(min_chars, 1)]
+
+
+# The whole file: the core sections plus one per platform, each its package's model.
+# Built from the registry so that a new platform needs no line here; for the type
+# checker it is the core (platform sections are reached through `platform(name)`).
+if TYPE_CHECKING:
+    Config = _CoreConfig
+else:
+    Config = create_model(
+        "Config",
+        __base__=_CoreConfig,
+        **{p.name: (p.config_model, Field(default_factory=p.config_model)) for p in PLATFORMS},
+        # Last, after the platforms: errors come in the order the sections always had.
+        daemon=(DaemonConfig, Field(default_factory=DaemonConfig)),
+    )
 
 
 def _substitute(value: Any, path: str, errors: list[str]) -> Any:
@@ -211,7 +199,7 @@ def _substitute(value: Any, path: str, errors: list[str]) -> Any:
 def _enabled_sections(raw: dict[str, Any]) -> set[str]:
     return {
         name
-        for name in ("telegram", "slack", "matrix")
+        for name in (p.name for p in PLATFORMS)
         if isinstance(raw.get(name), dict) and raw[name].get("enabled")
     }
 
@@ -228,7 +216,7 @@ def parse_config(text: str, *, source: str = "config") -> Config:
     for key, value in raw.items():
         sink: list[str] = []
         substituted[key] = _substitute(value, key, sink)
-        if key not in ("telegram", "slack", "matrix") or key in enabled:
+        if key not in {p.name for p in PLATFORMS} or key in enabled:
             errors.extend(sink)
     try:
         cfg = Config.model_validate(substituted)
@@ -247,18 +235,12 @@ def _semantic_errors(cfg: Config) -> list[str]:
     errors: list[str] = []
     if cfg.agent.permission_mode == "bypassPermissions" and not cfg.agent.allow_bypass:
         errors.append("agent.permission_mode: bypassPermissions needs agent.allow_bypass = true")
-    if cfg.telegram.enabled:
-        if not re.fullmatch(r"\d+:[A-Za-z0-9_-]{20,}", cfg.telegram.token):
-            errors.append(
-                "telegram.token: not a bot token (expected '123456:ABC…' from @BotFather)"
-            )
-        if cfg.telegram.mode == "webhook" and not cfg.telegram.webhook_url:
-            errors.append("telegram.webhook_url: needed when telegram.mode = 'webhook'")
+    for name in cfg.enabled_platforms():
+        errors.extend(cfg.platform(name).problems())
     # No owners is fine: `threadline pair` adds them (kept in the database).
-    if not (cfg.telegram.enabled or cfg.slack.enabled or cfg.matrix.enabled):
-        errors.append(
-            "no chat platform enabled: set enabled = true in [telegram], [slack] or [matrix]"
-        )
+    if not cfg.enabled_platforms():
+        sections = _one_of([f"[{p.name}]" for p in PLATFORMS])
+        errors.append(f"no chat platform enabled: set enabled = true in {sections}")
     return errors
 
 

@@ -31,7 +31,7 @@ def place_message(db: Database, msg: UserMessage) -> UserMessage:
     if origin is not None:
         thread = ThreadRef(platform, chat_id, origin.thread_id)
     else:  # headers are sent when the thread opens, not through the outbox
-        thread = ThreadRef(platform, chat_id, f"reply:{msg.reply_to}")
+        thread = ThreadRef.reply_chain(platform, chat_id, msg.reply_to)
         if db.bindings.by_thread_key(thread.key) is None:
             return msg
     return msg if thread == msg.thread else replace(msg, thread=thread)

@@ -171,7 +171,9 @@ def permission_prompt(
         *((Button("♾️ Allow for session", data["s"]),) if session_rule else ()),
         Button("❌ Deny", data["d"], "danger"),
     )
-    return Outbound((header, *extra, *body), (buttons,), notify=True, file=file, mention=True)
+    return Outbound(
+        (header, *extra, *body), (buttons,), notify=True, file=file, mention=True, role="prompt"
+    )
 
 
 def _duration(seconds: float) -> str:
@@ -296,7 +298,7 @@ def status_message(
     if not blocks:
         blocks.append(Markdown("⏹ _Stopped_"))
     buttons = ((Button("⏹ Stop", stop_data, "danger"),),) if running and stop_data else ()
-    return Outbound(tuple(blocks), buttons, notify=False)
+    return Outbound(tuple(blocks), buttons, notify=False, role="status" if buttons else "done")
 
 
 def final_message(
@@ -310,7 +312,7 @@ def final_message(
     blocks: list[Block] = [Markdown("⚠️ **Error**")] if is_error else []
     blocks.append(Markdown(text if text.strip() else "_(no text)_"))
     blocks.append(Markdown(md_escape(" · ".join(parts))))
-    return Outbound(tuple(blocks), notify=True)
+    return Outbound(tuple(blocks), notify=True, role="final")
 
 
 def notice(text: str, *, notify: bool = False) -> Outbound:
@@ -353,7 +355,7 @@ def diff_message(diff: str, *, name: str = "changes.diff") -> Outbound:
 
 def stream_preview(text: str, *, max_chars: int) -> Outbound:
     """The streamed text so far, for a native draft/stream preview (tail only)."""
-    return Outbound((Markdown(tail_markdown(text, max_chars) or "…"),))
+    return Outbound((Markdown(tail_markdown(text, max_chars) or "…"),), role="stream")
 
 
 @dataclass(frozen=True, slots=True)

@@ -145,8 +145,8 @@ class TurnView:
                 self.tool_lines, label, running=False, stop_data="", max_preview=PREVIEW_CHARS
             )
             self.outbox.enqueue_edit(self.thread, self._status_id, status, priority=0)
-        # The answer after the status edit: adapters take the status message losing its
-        # Stop button as the end of the turn's stream (Slack stops its native stream).
+        # The answer after the status edit: adapters take the status message's edit to
+        # role "done" as the end of the turn's stream (Slack stops its native stream).
         self.outbox.enqueue(self.thread, final, session_id=self.session_id, priority=0)
 
     # --- streaming ------------------------------------------------------------

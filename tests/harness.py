@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from adapters.telegram import TelegramAdapter
+from adapters.telegram.adapter import TelegramAdapter
 from bridge.app import Bridge
 from bridge.config import Config, parse_config
 from storage.crypto import BodyCipher

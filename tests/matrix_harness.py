@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from adapters.matrix import MatrixAdapter, RateLimit
+from adapters.matrix.adapter import MatrixAdapter
+from adapters.matrix.limits import RateLimit
 from bridge.app import Bridge
 from bridge.config import Config, parse_config
 from storage.db import Database

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from adapters.slack import SlackAdapter
+from adapters.slack.adapter import SlackAdapter
 from bridge.app import Bridge
 from bridge.config import Config, parse_config
 from storage.db import Database

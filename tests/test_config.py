@@ -95,7 +95,7 @@ def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_matrix_rate_keys_reach_the_adapter(tmp_path: Path) -> None:
     """A homeserver with other limits than Synapse's default rc_message (0.2/s, burst
     10) is configured in `[matrix]`; the adapter paces by it."""
-    from adapters.matrix import MatrixAdapter
+    from adapters.matrix.adapter import MatrixAdapter
 
     base = f"""
 [access]
@@ -115,3 +115,34 @@ store_path = "{tmp_path}/store"
     with pytest.raises(ConfigError) as e:
         parse_config(base + "rate_per_second = 0\n")
     assert any("matrix.rate_per_second" in line for line in e.value.lines)
+
+
+def test_platform_sections_come_from_the_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each platform's section is its package's config model; the core names none:
+    errors, secrets and the "no platform" line are built from the registry."""
+    from adapters.registry import PLATFORMS
+
+    monkeypatch.setenv("TL_TEST_TOKEN", "123456:ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+    cfg = parse_config(
+        GOOD
+        + '\n[slack]\nenabled = true\nbot_token = "xoxb-secret-1"\napp_token = "xapp-secret-2"\n'
+        + '\n[matrix]\nenabled = true\nuser_id = "@bot:x"\npassword = "matrix-secret-3"\n'
+    )
+    assert [p.name for p in PLATFORMS] == cfg.enabled_platforms() == ["telegram", "slack", "matrix"]
+    for spec in PLATFORMS:
+        section = cfg.platform(spec.name)
+        assert type(section) is spec.config_model
+        assert set(section.secrets()) <= set(cfg.secrets(min_chars=1)) | {""}
+    assert {"xoxb-secret-1", "xapp-secret-2", "matrix-secret-3"} <= set(cfg.secrets())
+    with pytest.raises(KeyError):
+        cfg.platform("irc")
+    with pytest.raises(ConfigError) as e:
+        parse_config('[access]\nowners = ["irc:1"]\n[slack]\nenabled = true\n')
+    assert any(
+        "is not 'telegram:ID', 'slack:ID' or 'matrix:@user:server'" in x for x in e.value.lines
+    )
+    with pytest.raises(ConfigError) as e:
+        parse_config("[slack]\nenabled = false\n")
+    assert e.value.lines == [
+        "no chat platform enabled: set enabled = true in [telegram], [slack] or [matrix]"
+    ]

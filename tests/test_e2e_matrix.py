@@ -21,7 +21,7 @@ import pytest
 from nio import UploadResponse
 from nio.crypto.attachments import decrypt_attachment
 
-from adapters.matrix import RateLimit
+from adapters.matrix.limits import RateLimit
 from tests.fakes.anthropic import Text, ToolUse
 from tests.matrix_harness import MatrixHarness, start_matrix_harness, stop_matrix_harness
 from tests.matrix_phone import Phone, PhoneMessage

@@ -333,9 +333,9 @@ class _Ack:
 def _slack_receiver(delivered: list[Any]) -> Any:
     from slack_sdk.web.async_client import AsyncWebClient
 
+    from adapters.slack.config import SlackConfig
     from adapters.slack.errors import SlackErrors
     from adapters.slack.receiver import Receiver
-    from bridge.config import SlackConfig
 
     def spawn(coro: Any) -> None:
         coro.close()  # display-name look-ups: not what is fuzzed here

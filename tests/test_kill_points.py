@@ -54,9 +54,9 @@ import pytest
 from sqlmodel import select
 
 from adapters.messages import ThreadRef
-from adapters.telegram import TelegramAdapter
+from adapters.telegram.adapter import TelegramAdapter
+from adapters.telegram.config import TelegramConfig
 from bridge import render
-from bridge.config import TelegramConfig
 from bridge.outbox.outbox import Outbox
 from storage.db import Database
 from storage.models import OutboxRow, ThreadBinding, TurnRow

@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlmodel import col, select
 
-from adapters.matrix import RateLimit
+from adapters.matrix.limits import RateLimit
 from adapters.messages import ThreadRef
 from bridge import render
 from bridge.app import Bridge

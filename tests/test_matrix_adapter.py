@@ -18,7 +18,9 @@ from nio import UploadResponse
 from rich.console import Console
 
 from adapters.base import PermanentError, RateLimited
-from adapters.matrix import MatrixAdapter, RateLimit
+from adapters.matrix.adapter import MatrixAdapter
+from adapters.matrix.config import MatrixConfig
+from adapters.matrix.limits import RateLimit
 from adapters.messages import (
     AttachmentTooLarge,
     AttachmentUnavailable,
@@ -27,8 +29,8 @@ from adapters.messages import (
     ThreadRef,
     UserMessage,
 )
-from bridge.cli.doctor_matrix import check_matrix_async
-from bridge.config import Config, MatrixConfig
+from bridge.cli.doctor import check_platform
+from bridge.config import Config
 from bridge.render import notice, permission_decided, permission_prompt
 from tests.matrix_phone import Phone
 from tests.synapse import Account, Synapse
@@ -273,7 +275,7 @@ async def test_doctor_checks_login_store_and_owner(tmp_path: Path, synapse: Syna
         }
     )
     out = Console(file=io.StringIO(), width=200)
-    assert await check_matrix_async(good, out) == 0
+    assert await check_platform(good, "matrix", out) == 0
     text = out.file.getvalue()  # type: ignore[attr-defined]
     assert "the password works" in text and "writable" in text
     assert synapse.devices(bot.user_id) == before, "the doctor's temporary device is gone"
@@ -281,8 +283,8 @@ async def test_doctor_checks_login_store_and_owner(tmp_path: Path, synapse: Syna
     bad.matrix.password = "wrong"
     bad.access.owners = ["telegram:1"]
     out = Console(file=io.StringIO(), width=200)
-    assert await check_matrix_async(bad, out) == 2
+    assert await check_platform(bad, "matrix", out) == 2
     assert "login as" in out.file.getvalue()  # type: ignore[attr-defined]
     gone = good.model_copy(deep=True)
     gone.matrix.homeserver = "http://127.0.0.1:9"
-    assert await check_matrix_async(gone, Console(file=io.StringIO())) == 1
+    assert await check_platform(gone, "matrix", Console(file=io.StringIO())) == 1

@@ -1,4 +1,4 @@
-"""Cross-signing of the bot's device against a real Synapse (`adapters/matrix/crosssign`).
+"""Cross-signing of the bot's device against a real Synapse (`adapters/matrix/e2ee/crosssign`).
 
 Every signature is checked independently of the module under test: canonical JSON is
 rebuilt here and each Ed25519 signature verified with pynacl against the public keys
@@ -22,7 +22,7 @@ import nacl.utils
 import nio
 import pytest
 
-from adapters.matrix.crosssign import (
+from adapters.matrix.e2ee.crosssign import (
     KEY_FILE,
     SECRETS_FILE,
     CrossSigningError,

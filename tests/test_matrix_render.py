@@ -17,12 +17,12 @@ from nio import ErrorResponse
 
 from adapters.base import PermanentError, RateLimited, TransientError
 from adapters.matrix import buttons, inbound
+from adapters.matrix.e2ee.store import Credentials, MatrixStore
 from adapters.matrix.errors import MatrixErrors
 from adapters.matrix.limits import MAX_CONTENT_BYTES, MAX_EDIT_CONTENT_BYTES, RateLimit
 from adapters.matrix.markdown import html_to_text, markdown_to_html
 from adapters.matrix.pacing import Pacer
 from adapters.matrix.render import json_size, render, render_edit
-from adapters.matrix.store import Credentials, MatrixStore
 from adapters.messages import Button, Code, FileOut, Folded, Markdown, Outbound
 from bridge import render as br
 
@@ -253,7 +253,7 @@ def test_attachments_are_file_refs_with_their_keys() -> None:
     parsed = inbound.parse_message("!r", _event(enc), own_user="@bot:x")
     assert parsed is not None and parsed.message.text == ""
     [ref] = parsed.files
-    assert (ref.kind, ref.url, ref.mime, ref.crypto and ref.crypto["iv"]) == (
+    assert (ref.kind, ref.source, ref.mime, ref.crypto and ref.crypto["iv"]) == (
         "image",
         "mxc://x/y",
         "image/png",

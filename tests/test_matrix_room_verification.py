@@ -18,9 +18,9 @@ from typing import Any
 import nio
 import pytest
 
-from adapters.matrix.crosssign import ensure_cross_signed
-from adapters.matrix.room_verification import RoomSasResponder
-from adapters.matrix.sas_core import Verification
+from adapters.matrix.e2ee.crosssign import ensure_cross_signed
+from adapters.matrix.e2ee.room_verification import RoomSasResponder
+from adapters.matrix.e2ee.sas_core import Verification
 from tests.element_room_phone import ElementPhone, Member, verified
 from tests.synapse import Synapse
 

@@ -25,8 +25,8 @@ import vodozemac
 from nio.crypto import Sas
 from nio.event_builders import ToDeviceMessage
 
-from adapters.matrix.crosssign import ensure_cross_signed
-from adapters.matrix.verification import SasResponder, Verification
+from adapters.matrix.e2ee.crosssign import ensure_cross_signed
+from adapters.matrix.e2ee.verification import SasResponder, Verification
 from tests.synapse import Synapse
 
 pytestmark = pytest.mark.timeout(120)

@@ -64,8 +64,8 @@ class FakePlatform(ChatAdapter):
         native_stream: bool = False,
         max_text: int = 4000,
     ) -> None:
+        self.max_text = max_text
         self.capabilities = Capabilities(
-            max_text=max_text,
             per_chat_rate=rate,
             per_chat_burst=burst,
             global_rate=10_000.0,
@@ -173,11 +173,11 @@ class FakePlatform(ChatAdapter):
         )
 
     def render(self, msg: Outbound) -> list[Rendered]:
-        body, n = msg.plain, self.capabilities.max_text
+        body, n = msg.plain, self.max_text
         return [Rendered({"text": body[i : i + n]}) for i in range(0, max(len(body), 1), n)]
 
     def render_edit(self, msg: Outbound) -> Rendered:
-        return Rendered({"text": msg.plain[: self.capabilities.max_text]})
+        return Rendered({"text": msg.plain[: self.max_text]})
 
     def supports_draft(self, thread: ThreadRef) -> bool:
         return self.capabilities.native_stream
@@ -416,7 +416,7 @@ async def test_retry_after_is_honoured_and_not_a_failure(make_outbox: Any, db: D
 
 async def test_group_chat_per_minute_budget() -> None:
     now = [1000.0]
-    caps = Capabilities(max_text=100, per_chat_rate=100, per_chat_burst=100, group_per_minute=3)
+    caps = Capabilities(per_chat_rate=100, per_chat_burst=100, group_per_minute=3)
     budget = RateBudget(
         caps, is_group=lambda chat: chat.startswith("-"), clock=lambda: now[0], margin=0
     )
@@ -443,7 +443,7 @@ async def test_acquire_books_a_slot_the_outbox_then_respects(make_outbox: Any) -
 
 def test_budget_pause_and_global_rate() -> None:
     now = [0.0]
-    caps = Capabilities(max_text=100, per_chat_rate=1, per_chat_burst=3, global_rate=2)
+    caps = Capabilities(per_chat_rate=1, per_chat_burst=3, global_rate=2)
     budget = RateBudget(caps, clock=lambda: now[0], margin=0)
     budget.take("a")
     budget.take("b")
@@ -474,7 +474,7 @@ def test_budget_never_exceeds_a_strict_platform_bucket(
     `margin` later, are never refused by a strict bucket of the same rate."""
     now = [0.0]
     budget = RateBudget(
-        Capabilities(max_text=1, per_chat_rate=rate, per_chat_burst=burst, global_rate=1e6),
+        Capabilities(per_chat_rate=rate, per_chat_burst=burst, global_rate=1e6),
         clock=lambda: now[0],
         margin=0.01,
     )

@@ -20,7 +20,7 @@ GROUP = "-100"
 
 def group_budget(now: list[float], limit: int) -> RateBudget:
     caps = Capabilities(
-        max_text=1, per_chat_rate=1e6, per_chat_burst=1, group_per_minute=limit, global_rate=1e6
+        per_chat_rate=1e6, per_chat_burst=1, group_per_minute=limit, global_rate=1e6
     )
     return RateBudget(caps, is_group=lambda c: c == GROUP, clock=lambda: now[0], margin=0.2)
 
@@ -64,7 +64,7 @@ def test_late_calls_never_overdraw_a_platform_bucket(
 ) -> None:
     now = [0.0]
     budget = RateBudget(
-        Capabilities(max_text=1, per_chat_rate=rate, per_chat_burst=burst, global_rate=1e6),
+        Capabilities(per_chat_rate=rate, per_chat_burst=burst, global_rate=1e6),
         clock=lambda: now[0],
         margin=0.2,
     )
@@ -93,3 +93,26 @@ def test_a_booked_slot_is_settled_too() -> None:
     budget.settle(GROUP, "message", second)
     now[0] = 60.5  # a window after the booking, not after the calls
     assert budget.delay(GROUP) == pytest.approx(4.5)
+
+
+def test_one_token_bucket_paces_the_matrix_homeserver_and_slack_methods() -> None:
+    """The Matrix pacer and Slack's per-method guard are the shared bucket: the same
+    rate and burst give the same waits on the same clock."""
+    from adapters.matrix.limits import RateLimit
+    from adapters.matrix.pacing import Pacer
+    from adapters.ratelimit import TokenBucket
+    from adapters.slack.limits import MethodGuard
+
+    now = [100.0]
+    bucket = TokenBucket(0.5, 3)
+    pacer = Pacer(RateLimit(0.5, 3), clock=lambda: now[0], margin=0.0)
+    guard = MethodGuard({"chat.update": (0.5, 3)}, clock=lambda: now[0])
+    for step in (0.0, 0.0, 0.0, 0.0, 1.0, 3.0, 0.5, 10.0):
+        now[0] += step
+        wait = bucket.delay(now[0])
+        assert pacer.delay() == guard.wait("chat.update") == wait
+        if wait == 0:
+            bucket.take(now[0])
+            assert pacer.reserve() == 0.0
+            guard.take("chat.update")
+    assert guard.wait("users.info") == 0.0, "methods without a limit always fit"

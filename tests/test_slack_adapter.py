@@ -24,9 +24,9 @@ from adapters.messages import (
     UserMessage,
     text,
 )
-from adapters.slack import SlackAdapter
+from adapters.slack.adapter import SlackAdapter
+from adapters.slack.config import SlackConfig
 from adapters.slack.render import section
-from bridge.config import SlackConfig
 from tests.fakes.slack import BOT_USER, TEAM_ID, FakeSlack
 from tests.slack_harness import free_port
 
@@ -251,7 +251,8 @@ async def test_refused_blocks_fall_back_to_text(started: Started) -> None:
 
 def status_payload(adapter: SlackAdapter, body: str, running: bool = True) -> Rendered:
     buttons = ((Button("⏹ Stop", "x:s1", "danger"),),) if running else ()
-    return adapter.render(Outbound((Markdown(body),), buttons))[0]
+    role = "status" if running else "done"
+    return adapter.render(Outbound((Markdown(body),), buttons, role=role))[0]
 
 
 async def test_native_stream_appends_suffixes_and_gives_way_to_the_final(started: Started) -> None:
@@ -354,7 +355,7 @@ async def test_doctor_names_missing_scopes_and_channel_problems(started: Started
 
     from rich.console import Console
 
-    from bridge.cli.doctor_slack import check_slack
+    from bridge.cli.doctor import check_platform
     from bridge.config import Config
 
     fake, _, _ = await started()
@@ -370,7 +371,8 @@ async def test_doctor_names_missing_scopes_and_channel_problems(started: Started
         }
         cfg = Config.model_validate({"access": {"owners": [f"slack:{ADA}"]}, "slack": values})
         buf = io.StringIO()
-        failures = check_slack(cfg, Console(file=buf, width=200, color_system=None))
+        console = Console(file=buf, width=200, color_system=None)
+        failures = asyncio.run(check_platform(cfg, "slack", console))
         return failures, buf.getvalue()
 
     failures, report = await asyncio.to_thread(run)

@@ -219,3 +219,30 @@ def test_split_mrkdwn_respects_any_limit(body: str, limit: int) -> None:
     for chunk in split_mrkdwn(markdown_to_mrkdwn(body), limit):
         assert len(chunk) <= limit
         assert sum(1 for line in chunk.split("\n") if line == FENCE) % 2 == 0
+
+
+def test_only_a_running_status_is_marked_and_the_mark_never_reaches_slack() -> None:
+    """Slack's turn tracking reads the Outbound role through this mark, not button
+    data; `check_blocks` accepts only Slack's own keys in the blocks."""
+    from adapters.slack.render import TURN_RUNNING, render, render_edit
+
+    stop = ((Button("⏹ Stop", "anything", "danger"),),)
+    running = Outbound((Markdown("⏳ _Working…_"),), stop, role="status")
+    assert render(running)[0].payload[TURN_RUNNING] is True
+    assert render_edit(running).payload[TURN_RUNNING] is True
+    for role in ("done", "final", "prompt", "stream", "notice"):
+        msg = Outbound((Markdown("x"),), stop, role=role)
+        assert TURN_RUNNING not in render(msg)[0].payload
+        assert TURN_RUNNING not in render_edit(msg).payload
+
+
+def test_thread_kind_and_root_keep_the_stored_form() -> None:
+    from adapters.messages import ThreadRef
+
+    chain = ThreadRef.reply_chain("telegram", "42", "7")
+    assert (chain.kind, chain.root, chain.thread_id) == ("reply", "7", "reply:7")
+    assert chain.key == "telegram:42:reply:7" and chain == ThreadRef("telegram", "42", "reply:7")
+    topic = ThreadRef("telegram", "-1001", "55")
+    assert (topic.kind, topic.root, topic.key) == ("thread", "55", "telegram:-1001:55")
+    chat = ThreadRef("slack", "D1")
+    assert (chat.kind, chat.root, chat.key) == ("chat", None, "slack:D1:")

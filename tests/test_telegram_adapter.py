@@ -33,9 +33,10 @@ from adapters.messages import (
     UserMessage,
     text,
 )
-from adapters.telegram import TelegramAdapter, inbound
+from adapters.telegram import inbound, limits
+from adapters.telegram.adapter import TelegramAdapter
+from adapters.telegram.config import TelegramConfig
 from adapters.telegram.errors import TelegramErrors
-from bridge.config import TelegramConfig
 from tests.fakes.telegram import TINY_PNG, FakeTelegram
 
 pytestmark = [
@@ -133,7 +134,7 @@ async def test_start_reads_identity_and_sets_menu(started: Started) -> None:
 
     assert set(names) <= set(IMPLEMENTED), "the menu offers only commands that work"
     assert all(0 < len(c["description"]) <= 256 for c in fake.commands())
-    assert adapter.capabilities.max_text == 4096 and adapter.capabilities.native_stream
+    assert limits.MAX_TEXT == 4096 and adapter.capabilities.native_stream
 
 
 async def test_bad_token_is_a_clear_permanent_error() -> None:

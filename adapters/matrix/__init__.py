@@ -1,7 +1,7 @@
 """Matrix adapter package: matrix-nio with end-to-end encryption behind the bridge's
-`ChatAdapter` seam."""
+`ChatAdapter` seam.  Exports the platform spec; the adapter itself is
+`adapters.matrix.adapter`."""
 
-from adapters.matrix.adapter import MatrixAdapter
-from adapters.matrix.limits import RateLimit
+from adapters.matrix.spec import PLATFORM
 
-__all__ = ["MatrixAdapter", "RateLimit"]
+__all__ = ["PLATFORM"]

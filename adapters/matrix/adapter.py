@@ -26,19 +26,20 @@ from nio import AsyncClient, ErrorResponse
 
 from adapters.base import ChatAdapter, InboundSink, TransientError
 from adapters.matrix import client as mx_client
-from adapters.matrix import crosssign, limits, room_verification, verification
+from adapters.matrix import limits
 from adapters.matrix import render as mx_render
 from adapters.matrix.buttons import ButtonMap
+from adapters.matrix.config import MatrixConfig
+from adapters.matrix.e2ee import crosssign, room_verification, verification
+from adapters.matrix.e2ee.sas_core import owner_ids
+from adapters.matrix.e2ee.store import MatrixStore
 from adapters.matrix.errors import MatrixErrors
 from adapters.matrix.markdown import escape
 from adapters.matrix.outgoing import Outgoing
 from adapters.matrix.pacing import Pacer
 from adapters.matrix.receiver import Receiver
-from adapters.matrix.sas_core import owner_ids
-from adapters.matrix.store import MatrixStore
 from adapters.messages import Inbound, Outbound, Rendered, ThreadRef
 from adapters.tasks import TaskGroup
-from bridge.config import MatrixConfig
 
 log = logging.getLogger(__name__)
 
@@ -264,14 +265,17 @@ class MatrixAdapter(ChatAdapter):
             )
             parts[0] = Rendered({**first, "content": content})
         header_id = await self.send(ThreadRef(self.platform, chat_id), parts[0])
-        root = header_id if prefer_topic else f"reply:{header_id}"
-        thread = ThreadRef(self.platform, chat_id, root)
+        thread = (
+            ThreadRef(self.platform, chat_id, header_id)
+            if prefer_topic
+            else ThreadRef.reply_chain(self.platform, chat_id, header_id)
+        )
         for part in parts[1:]:
             await self.send(thread, part)
         return thread, header_id
 
     def thread_link(self, thread: ThreadRef) -> str | None:
-        target = (thread.thread_id or "").removeprefix("reply:")
+        target = thread.root or ""
         link = f"https://matrix.to/#/{quote(thread.chat_id, safe='')}"
         return f"{link}/{quote(target, safe='')}" if target else link
 

@@ -26,13 +26,13 @@ import aiohttp
 from nio import AsyncClient, AsyncClientConfig, ErrorResponse, WhoamiResponse
 from nio.crypto.attachments import decrypt_attachment
 
+from adapters import download
 from adapters.base import PermanentError
-from adapters.download import CHUNK, check_announced, read_capped
+from adapters.download import FileRef, get_capped
+from adapters.matrix.config import MatrixConfig
+from adapters.matrix.e2ee.store import Credentials, MatrixStore
 from adapters.matrix.errors import MatrixErrors, http_status
-from adapters.matrix.inbound import FileRef
-from adapters.matrix.store import Credentials, MatrixStore
 from adapters.messages import Attachment, AttachmentUnavailable
-from bridge.config import MatrixConfig
 
 log = logging.getLogger(__name__)
 
@@ -168,26 +168,24 @@ def attachment(client: AsyncClient, ref: FileRef) -> Attachment:
     streamed (authenticated media, the token in a header) and abandoned past the cap,
     and decrypted if it came from an encrypted room."""
 
-    async def fetch(limit: int) -> bytes:
-        cap = min(limit, ref.limit)
-        check_announced(ref.name, ref.size, cap)
-        mxc = urlsplit(ref.url)
+    async def body(cap: int) -> bytes:
+        mxc = urlsplit(ref.source)
         media_id = mxc.path.strip("/")
         session = client.client_session
         if mxc.scheme != "mxc" or not mxc.netloc or not media_id or session is None:
-            raise AttachmentUnavailable(f"cannot fetch {ref.url[:100]!r}")
+            raise AttachmentUnavailable(f"cannot fetch {ref.source[:100]!r}")
         url = f"{client.homeserver}{MEDIA_DOWNLOAD}/{quote(mxc.netloc)}/{quote(media_id)}"
         try:
-            async with session.get(
+            data = await get_capped(
+                session,
                 url,
-                headers={"Authorization": f"Bearer {client.access_token}"},
+                token=client.access_token,
+                name=ref.name,
+                limit=cap,
+                what="media download",
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=30),
-                allow_redirects=False,
                 ssl=client.ssl,
-            ) as r:
-                if r.status != 200:
-                    raise AttachmentUnavailable(f"media download answered {r.status}")
-                data = await read_capped(r.content.iter_chunked(CHUNK), name=ref.name, limit=cap)
+            )
         except (aiohttp.ClientError, OSError) as e:
             raise AttachmentUnavailable(type(e).__name__) from None
         if ref.crypto is not None:
@@ -200,7 +198,7 @@ def attachment(client: AsyncClient, ref: FileRef) -> Attachment:
                 raise AttachmentUnavailable(f"cannot decrypt attachment {ref.name}: {e}") from e
         return data
 
-    return Attachment(ref.kind, ref.name, ref.mime, ref.size, fetch)
+    return download.attachment(ref, body)
 
 
 async def upload(

@@ -15,27 +15,15 @@ with a field missing or of the wrong type parses to ``None`` instead of raising.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from adapters import payload
+from adapters.download import FileRef
 from adapters.messages import Sender, ThreadRef, UserMessage
 
 PLATFORM = "matrix"
 MAX_PHOTO_BYTES = 10 * 1024 * 1024
 MAX_FILE_BYTES = 20 * 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class FileRef:
-    """An attachment to download: the mxc URL and, in encrypted rooms, its key."""
-
-    kind: Literal["image", "file"]
-    url: str
-    name: str
-    mime: str
-    size: int | None
-    limit: int
-    crypto: dict[str, Any] | None = None  # the `file` object (key, iv, hashes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +98,7 @@ def _file_ref(content: dict[str, Any], msgtype: str, event_id: str) -> FileRef |
     size = payload.integer(info.get("size"))
     return FileRef(
         kind="image" if image else "file",
-        url=url,
+        source=url,
         name=name.replace("/", "_")[:200],
         mime=mime,
         size=size,

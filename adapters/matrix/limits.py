@@ -27,7 +27,7 @@ from adapters.base import Capabilities
 
 MAX_CONTENT_BYTES: Final = 32_000  # our budget for one message's content JSON (UTF-8)
 MAX_EDIT_CONTENT_BYTES: Final = MAX_CONTENT_BYTES // 2  # an edit carries it twice
-MAX_TEXT: Final = 12_000  # characters a message aims for (Capabilities.max_text)
+MAX_TEXT: Final = 12_000  # characters a message aims for
 MAX_UPLOAD_BYTES: Final = 50 * 1024 * 1024  # Synapse's default max_upload_size
 
 SYNAPSE_RATE: Final = 0.2  # rc_message per_second, Synapse's default
@@ -49,11 +49,7 @@ def capabilities(rate: RateLimit) -> Capabilities:
     of 10; it is left wide and the adapter's own `Pacer` holds the per-user budget
     across rooms (and counts the reactions and joins the outbox does not see)."""
     return Capabilities(
-        max_text=MAX_TEXT,
-        can_edit=True,
         native_stream=False,
-        buttons=True,
-        threads=True,
         per_chat_rate=rate.per_second,
         per_chat_burst=max(1, rate.burst),
         group_per_minute=0,

@@ -87,9 +87,9 @@ class Outgoing:
         return room
 
     def relate(self, content: dict[str, Any], thread: ThreadRef) -> None:
-        root = thread.thread_id
-        if root and root.startswith("reply:"):
-            content["m.relates_to"] = {"m.in_reply_to": {"event_id": root[6:]}}
+        root = thread.root
+        if root and thread.kind == "reply":
+            content["m.relates_to"] = {"m.in_reply_to": {"event_id": root}}
         elif root:
             latest = self._tails.get((thread.chat_id, root), root)
             content["m.relates_to"] = {
@@ -122,8 +122,8 @@ class Outgoing:
         self.relate(content, thread)
         await self.pacer.inline()
         event_id = await self.room_send(room.room_id, "m.room.message", content, txn)
-        if thread.thread_id and not thread.thread_id.startswith("reply:"):
-            _remember(self._tails, (thread.chat_id, thread.thread_id), event_id)
+        if thread.kind == "thread" and thread.root:
+            _remember(self._tails, (thread.chat_id, thread.root), event_id)
         pairs = [(str(k), str(d)) for k, d in p.get("buttons") or ()]
         if pairs:
             self.buttons.set(event_id, Entry(room.room_id, thread.thread_id, tuple(pairs)))

@@ -4,8 +4,8 @@ Synapse counts every event a user sends — in any room, messages, edits, reacti
 redactions — in one leaky bucket (`rc_message`: `per_second`, `burst_count`).  The
 outbox paces each chat (room), and takes one unit per outbox row, but a row can be
 several events here (a prompt and its reaction "buttons") and several rooms share
-the one budget.  So every event the adapter sends first passes this `Pacer`, a GCRA
-bucket with the homeserver's numbers: an outbox row waits here briefly when the
+the one budget.  So every event the adapter sends first passes this `Pacer`, a
+token bucket (`adapters.ratelimit`) with the homeserver's numbers: an outbox row waits here briefly when the
 budget is nearly there (`inline`), or is handed back as `RateLimited` so the outbox
 re-picks later with the newest coalesced content; background sends (reactions)
 simply wait their turn.  A 429 that happens anyway (another client of the same
@@ -21,13 +21,14 @@ from collections.abc import Callable
 
 from adapters.base import RateLimited
 from adapters.matrix.limits import RateLimit
+from adapters.ratelimit import TokenBucket
 
 MAX_INLINE_WAIT_S = 5.5  # longer than one slot at Synapse's default 0.2/s
 LATENCY_MARGIN_S = 0.25  # request latency between our count and the server's
 
 
 class Pacer:
-    """GCRA: `per_second` events per second with bursts of `burst`."""
+    """`per_second` events per second with bursts of `burst`, on the clock given."""
 
     def __init__(
         self,
@@ -36,23 +37,18 @@ class Pacer:
         clock: Callable[[], float] = time.monotonic,
         margin: float = LATENCY_MARGIN_S,
     ) -> None:
-        if rate.per_second <= 0 or rate.burst < 1:
-            raise ValueError("rate must be > 0 and burst >= 1")
-        self.interval = 1.0 / rate.per_second
-        self.burst = rate.burst
-        self.margin = min(margin, self.interval / 2)
+        self._bucket = TokenBucket(rate.per_second, rate.burst, margin=margin)
         self._clock = clock
-        self._tat = float("-inf")  # theoretical arrival time of the next event
 
     def delay(self) -> float:
         """Seconds until one more event fits the budget (0: now)."""
-        return max(0.0, self._tat - (self.burst - 1) * self.interval - self._clock())
+        return self._bucket.delay(self._clock())
 
     def reserve(self) -> float:
         """Book the next free slot; returns the seconds until it."""
         now = self._clock()
-        wait = self.delay()
-        self._tat = max(self._tat, now + wait + self.margin) + self.interval
+        wait = self._bucket.delay(now)
+        self._bucket.take(now + wait)
         return wait
 
     async def wait(self) -> None:
@@ -72,5 +68,4 @@ class Pacer:
     def pause(self, retry_after: float) -> None:
         """The homeserver said 429: nothing more until `retry_after` from now, then
         one event at a time until the bucket has refilled."""
-        until = self._clock() + max(0.0, retry_after)
-        self._tat = max(self._tat, until + (self.burst - 1) * self.interval)
+        self._bucket.drain(self._clock() + max(0.0, retry_after))

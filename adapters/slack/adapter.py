@@ -32,12 +32,12 @@ from adapters.base import ChatAdapter, InboundSink, NotModified, PermanentError,
 from adapters.messages import ButtonPress, Outbound, Rendered, ThreadRef
 from adapters.slack import client, limits
 from adapters.slack import render as slack_render
+from adapters.slack.config import SlackConfig
 from adapters.slack.errors import SlackErrors
 from adapters.slack.markdown import escape
 from adapters.slack.receiver import Receiver
 from adapters.slack.stream import Streamer
 from adapters.slack.turns import Turns
-from bridge.config import SlackConfig
 
 log = logging.getLogger(__name__)
 

@@ -27,11 +27,11 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.download import CHUNK, check_announced, read_capped
+from adapters import download
+from adapters.download import FileRef, get_capped
 from adapters.messages import Attachment, AttachmentUnavailable
+from adapters.slack.config import SlackConfig
 from adapters.slack.errors import SlackErrors
-from adapters.slack.inbound import FileRef
-from bridge.config import SlackConfig
 
 log = logging.getLogger(__name__)
 
@@ -151,22 +151,20 @@ def attachment(
     Slack's (or the configured API host's) is never fetched: it would hand the token
     to its host."""
 
-    async def fetch(limit: int) -> bytes:
-        if not file_host_allowed(ref.url, api_base):
+    def precheck() -> None:
+        if not file_host_allowed(ref.source, api_base):
             log.warning("not fetching %s: its URL is not Slack's", ref.name)
             raise AttachmentUnavailable("not a Slack file URL")
-        cap = min(limit, ref.limit)
-        check_announced(ref.name, ref.size or None, cap)
-        headers = {"Authorization": f"Bearer {token}"}
+
+    async def body(cap: int) -> bytes:
         try:
-            async with session.get(ref.url, headers=headers, allow_redirects=False) as r:
-                if r.status != 200:
-                    raise AttachmentUnavailable(f"file download answered {r.status}")
-                return await read_capped(r.content.iter_chunked(CHUNK), name=ref.name, limit=cap)
+            return await get_capped(
+                session, ref.source, token=token, name=ref.name, limit=cap, what="file download"
+            )
         except (aiohttp.ClientError, OSError) as e:
             raise AttachmentUnavailable(redact(str(e))) from None
 
-    return Attachment(ref.kind, ref.name, ref.mime, ref.size or None, fetch)
+    return download.attachment(ref, body, precheck=precheck)
 
 
 def manifest_scopes(path: Path = MANIFEST) -> list[str]:

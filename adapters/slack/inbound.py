@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from adapters import payload
+from adapters.download import FileRef
 from adapters.messages import ButtonPress, Sender, ThreadRef, UserMessage
 from adapters.slack import limits
 
@@ -30,19 +31,6 @@ SLASH_COMMAND = "/threadline"
 # Subtypes that are still a person writing; every other subtype is a service event.
 PERSON_SUBTYPES = frozenset({None, "file_share", "thread_broadcast", "me_message"})
 _ANGLE = re.compile(r"<([^<>]*)>")
-
-
-@dataclass(frozen=True, slots=True)
-class FileRef:
-    kind: Literal["image", "file"]
-    name: str
-    mime: str
-    size: int
-    url: str
-
-    @property
-    def limit(self) -> int:
-        return limits.MAX_IMAGE_BYTES if self.kind == "image" else limits.MAX_FILE_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +85,9 @@ def files_of(event: Mapping[str, Any]) -> tuple[FileRef, ...]:
         mime = payload.text(f.get("mimetype")) or "application/octet-stream"
         kind: Literal["image", "file"] = "image" if mime.startswith("image/") else "file"
         name = payload.text(f.get("name")) or payload.ident(f.get("id")) or "file"
-        size = max(payload.integer(f.get("size")) or 0, 0)
-        out.append(FileRef(kind, name, mime, size, url))
+        size = max(payload.integer(f.get("size")) or 0, 0) or None  # 0: not announced
+        limit = limits.MAX_IMAGE_BYTES if kind == "image" else limits.MAX_FILE_BYTES
+        out.append(FileRef(kind, url, name, mime, size, limit))
     return tuple(out)
 
 

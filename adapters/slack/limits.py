@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import Final
 
 from adapters.base import Capabilities
+from adapters.ratelimit import TokenBucket
 
 MAX_BLOCKS: Final = 50
 MAX_SECTION_TEXT: Final = 3000
@@ -51,11 +52,7 @@ GLOBAL_RATE: Final = 4.0  # all our calls through the outbox, across channels
 DRAFT_RATE: Final = 1.0  # chat.appendStream per channel (Tier 4 is per workspace)
 
 CAPABILITIES: Final = Capabilities(
-    max_text=MAX_BLOCK_TEXT,
-    can_edit=True,
     native_stream=True,
-    buttons=True,
-    threads=True,
     per_chat_rate=PER_CHAT_RATE,
     per_chat_burst=PER_CHAT_BURST,
     group_per_minute=0,
@@ -78,7 +75,8 @@ class MethodGuard:
     """Token buckets per Web API method, for the workspace-wide Slack tiers.
 
     `wait(method)` says how long until a call fits (0: now) without taking; `take`
-    records one.  Methods without a limit always fit."""
+    records one.  Methods without a limit always fit.  (Calls are counted when taken:
+    no latency margin, the workspace tiers are far from our pace.)"""
 
     def __init__(
         self,
@@ -87,24 +85,27 @@ class MethodGuard:
     ) -> None:
         self._limits = dict(METHOD_LIMITS if limits is None else limits)
         self._clock = clock
-        self._tat: dict[str, float] = {}
+        self._buckets: dict[str, TokenBucket] = {}
 
     def scale(self, factor: float) -> None:
         """Multiply every rate (a workspace with raised limits; tests with a fake
         whose limits are scaled the same way)."""
         self._limits = {m: (rate * factor, burst) for m, (rate, burst) in self._limits.items()}
+        for method, bucket in self._buckets.items():  # calls already counted stay counted
+            bucket.interval = 1.0 / self._limits[method][0]
+
+    def _bucket(self, method: str) -> TokenBucket | None:
+        bucket = self._buckets.get(method)
+        if bucket is None and method in self._limits:
+            rate, burst = self._limits[method]
+            bucket = self._buckets[method] = TokenBucket(rate, burst)
+        return bucket
 
     def wait(self, method: str) -> float:
-        limit = self._limits.get(method)
-        if limit is None:
-            return 0.0
-        rate, burst = limit
-        tat = self._tat.get(method, float("-inf"))
-        return max(0.0, tat - (burst - 1) / rate - self._clock())
+        bucket = self._bucket(method)
+        return 0.0 if bucket is None else bucket.delay(self._clock())
 
     def take(self, method: str) -> None:
-        limit = self._limits.get(method)
-        if limit is None:
-            return
-        now = self._clock()
-        self._tat[method] = max(self._tat.get(method, now), now) + 1.0 / limit[0]
+        bucket = self._bucket(method)
+        if bucket is not None:
+            bucket.take(self._clock())

@@ -32,8 +32,8 @@ from adapters import payload
 from adapters.base import InboundSink
 from adapters.messages import Inbound, ThreadRef
 from adapters.slack import client, inbound
+from adapters.slack.config import SlackConfig
 from adapters.slack.errors import SlackErrors
-from bridge.config import SlackConfig
 
 log = logging.getLogger(__name__)
 

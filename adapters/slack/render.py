@@ -39,6 +39,8 @@ _FENCE_COST: Final = len(FENCE) + 1
 
 # --- splitting -------------------------------------------------------------------
 
+TURN_RUNNING = "turn_running"  # payload key: see `_marked`
+
 
 def _safe_cut(line: str, at: int) -> int:
     """Move a cut back out of an escape or a ``<…>`` link it would fall into."""
@@ -289,10 +291,18 @@ def _payload(blocks: list[dict[str, Any]]) -> dict[str, Any]:
     return {"text": fallback_text(blocks), "blocks": blocks}
 
 
+def _marked(msg: Outbound, payload: dict[str, Any]) -> dict[str, Any]:
+    """A running turn's status is marked in its payload (never sent to Slack): the
+    adapter starts and ends the turn's assistant status and native stream by it."""
+    if msg.role == "status":
+        payload[TURN_RUNNING] = True
+    return payload
+
+
 def render(msg: Outbound, *, mention: str = "") -> list[Rendered]:
     """Outbound → chat.postMessage payloads (split to fit), then a file upload."""
     content = content_blocks(msg, mention if msg.mention else "")
-    out = [Rendered(_payload(blocks)) for blocks in pack(content, actions_for(msg))]
+    out = [Rendered(_marked(msg, _payload(blocks))) for blocks in pack(content, actions_for(msg))]
     if msg.file is not None:
         comment = escape(clean_text(msg.file.caption))[: limits.MAX_FALLBACK_TEXT]
         if not out and msg.mention and mention:
@@ -353,7 +363,7 @@ def render_edit(msg: Outbound) -> Rendered:
             break
         kept.append(block)
         size += n
-    payload = _payload((kept or [section(_ELLIPSIS)]) + actions)
+    payload = _marked(msg, _payload((kept or [section(_ELLIPSIS)]) + actions))
     texts = [b.text for b in msg.blocks if isinstance(b, Markdown)]
     if not msg.buttons and texts and len(texts) == len(msg.blocks):
         payload["markdown"] = "\n\n".join(texts)

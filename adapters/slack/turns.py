@@ -1,9 +1,8 @@
 """What the Slack adapter knows about running turns, per thread.
 
-The bridge does not tell an adapter when a turn starts or ends, but its status
-message does: it carries a Stop button (data ``x:…``) while the turn runs and loses
-it in the turn's last edit, just before the final message is sent.  `Turns` watches
-for that to
+A turn's status message has the role ``"status"`` while the turn runs (marked in
+its rendered payload, `render.TURN_RUNNING`) and another in the turn's last edit,
+just before the final message is sent.  `Turns` watches for that to
 
 * set the assistant status ("is thinking…") when a turn starts and clear it at the
   end (``assistant.threads.setStatus``; where the app is no AI app Slack refuses, and
@@ -28,7 +27,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.messages import ThreadRef
 from adapters.slack.errors import SlackErrors
-from adapters.slack.render import merge_preview
+from adapters.slack.render import TURN_RUNNING, merge_preview
 from adapters.slack.stream import Streamer
 
 log = logging.getLogger(__name__)
@@ -38,14 +37,9 @@ Payload = dict[str, Any]
 Update = Callable[[ThreadRef, str, Payload], Awaitable[None]]
 
 
-def has_stop(payload: Payload) -> bool:
-    """Whether a rendered message carries a Stop button (a running turn's status)."""
-    return any(
-        str(e.get("value", "")).startswith("x:")
-        for b in payload.get("blocks") or ()
-        if b.get("type") == "actions"
-        for e in b.get("elements", ())
-    )
+def is_running_status(payload: Payload) -> bool:
+    """Whether a rendered message is a running turn's status."""
+    return bool(payload.get(TURN_RUNNING))
 
 
 @dataclass(slots=True)
@@ -85,10 +79,12 @@ class Turns:
     def sending(self, thread: ThreadRef, payload: Payload) -> Payload:
         """Before a post: a status message shows the turn's preview if one came first."""
         preview = self._previews.get(thread.key)
-        return merge_preview(payload, preview) if preview and has_stop(payload) else payload
+        return (
+            merge_preview(payload, preview) if preview and is_running_status(payload) else payload
+        )
 
     async def sent(self, thread: ThreadRef, ts: str, payload: Payload) -> None:
-        if has_stop(payload):
+        if is_running_status(payload):
             self._turns[thread.key] = _Turn(ts, payload)
             await self.set_status(thread, THINKING)
 
@@ -97,7 +93,7 @@ class Turns:
         turn = self._turns.get(thread.key)
         if turn is None or turn.status_ts != ts:
             return payload
-        if not has_stop(payload):  # the turn ended: its final message follows
+        if not is_running_status(payload):  # the turn ended: its final message follows
             await self.streams.finish(thread)  # raises (to be retried) if it could not
             del self._turns[thread.key]
             self._previews.pop(thread.key, None)

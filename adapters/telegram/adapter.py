@@ -1,12 +1,12 @@
 """The Telegram `ChatAdapter`: python-telegram-bot 22 wired to the bridge's seam.
 
-Owns the PTB `Application` (long polling by default, a webhook server with a
-verified secret token in webhook mode), hands parsed inbound events to the bridge's
-sink (answering every callback query first), and delivers rendered outbox rows with
-sendMessage / sendDocument / editMessageText / sendMessageDraft.  Sessions live in
-forum topics where the chat allows them and in reply chains where it does not (or
-where Telegram refuses topics at runtime: a failed `createForumTopic` or an unusable
-new topic makes the chat use reply chains for an hour, `TOPIC_RETRY_S`).  Every PTB error is translated into the outbox's vocabulary
+Owns the PTB `Application`; its updates go through `adapters.telegram.receiver` (long
+polling by default, a webhook in webhook mode) to the bridge's sink.  Here: the
+outgoing side — rendered outbox rows delivered with sendMessage / sendDocument /
+editMessageText / sendMessageDraft — and threads.  Sessions live in forum topics
+where the chat allows them and in reply chains where it does not (or where Telegram
+refuses topics at runtime: a failed `createForumTopic` or an unusable new topic makes
+the chat use reply chains for an hour, `TOPIC_RETRY_S`).  Every PTB error is translated into the outbox's vocabulary
 (`RateLimited`, `TransientError`, `PermanentError`, `NotModified`, `ThreadGone`) by
 `adapters.telegram.errors`; the bot token never appears in our messages or logs.
 """
@@ -16,22 +16,19 @@ from __future__ import annotations
 import base64
 import html
 import logging
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import replace
 from typing import Any
-from urllib.parse import urlparse
 
 from telegram import (
     InlineKeyboardMarkup,
     InputFile,
     LinkPreviewOptions,
     ReplyParameters,
-    Update,
 )
-from telegram.error import Conflict, TelegramError
-from telegram.ext import Application, ContextTypes, TypeHandler
+from telegram.error import TelegramError
+from telegram.ext import Application
 
 from adapters.base import (
     ChatAdapter,
@@ -40,11 +37,12 @@ from adapters.base import (
     PermanentError,
     ThreadGone,
 )
-from adapters.messages import Inbound, Outbound, Rendered, ThreadRef
-from adapters.telegram import client, inbound, limits
+from adapters.messages import Outbound, Rendered, ThreadRef
+from adapters.telegram import client, limits
 from adapters.telegram import render as tg_render
+from adapters.telegram.config import TelegramConfig
 from adapters.telegram.errors import TelegramErrors
-from bridge.config import TelegramConfig
+from adapters.telegram.receiver import Receiver
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +66,7 @@ class TelegramAdapter(ChatAdapter):
         self.has_topics_enabled = False
         self.errors = TelegramErrors(config.token)
         self._app: Application[Any, Any, Any, Any, Any, Any] | None = None
-        self._sink: InboundSink | None = None
+        self.receiver = Receiver(config, self.errors, lambda: self.app.bot)
         self._no_topics: dict[str, float] = {}  # chat → monotonic time topics failed
         self._no_drafts: set[str] = set()  # chats where sendMessageDraft was refused
         self._forum: dict[str, bool] = {}  # supergroup → is_forum
@@ -92,10 +90,9 @@ class TelegramAdapter(ChatAdapter):
         return self._app
 
     async def start(self, sink: InboundSink) -> None:
-        self._sink = sink
+        self.receiver.sink = sink
         self._app = app = client.build_application(self.config)
-        app.add_handler(TypeHandler(Update, self._on_update))
-        app.add_error_handler(self._on_error)
+        self.receiver.register(app)
         try:
             await self.errors.call(app.initialize)  # getMe
             me = app.bot.bot
@@ -106,7 +103,7 @@ class TelegramAdapter(ChatAdapter):
             except TelegramError as e:
                 log.warning("setMyCommands failed: %s", self.errors.redact(str(e)))
             await app.start()
-            await self.errors.call(self._start_updates)
+            await self.errors.call(lambda: self.receiver.start_updates(app))
         except BaseException:
             await self._shutdown()
             raise
@@ -117,31 +114,6 @@ class TelegramAdapter(ChatAdapter):
             "on" if self.has_topics_enabled else "off",
             "" if self.owners_hint else "; no Telegram owner configured yet: use `threadline pair`",
         )
-
-    async def _start_updates(self) -> None:
-        updater = self.app.updater
-        assert updater is not None
-        if self.config.mode == "webhook":
-            url_path = urlparse(self.config.webhook_url).path.strip("/") or "telegram"
-            # Telegram sends the secret back in a header that PTB checks; with none
-            # configured we still register a random one so no stranger can post updates.
-            secret = self.config.webhook_secret or secrets.token_urlsafe(32)
-            await updater.start_webhook(
-                listen=self.config.webhook_listen,
-                port=self.config.webhook_port,
-                url_path=url_path,
-                webhook_url=self.config.webhook_url or None,
-                secret_token=secret,
-                allowed_updates=list(client.ALLOWED_UPDATES),
-                drop_pending_updates=False,
-            )
-        else:
-            await updater.start_polling(
-                timeout=client.POLL_TIMEOUT_S,
-                allowed_updates=list(client.ALLOWED_UPDATES),
-                drop_pending_updates=False,
-                error_callback=self._on_poll_error,
-            )
 
     async def stop(self) -> None:
         await self._shutdown()
@@ -158,53 +130,6 @@ class TelegramAdapter(ChatAdapter):
             await app.shutdown()
         except Exception as e:  # stopping must not fail the daemon's shutdown
             log.warning("stopping Telegram cleanly failed: %s", self.errors.redact(repr(e)))
-
-    # --- inbound ----------------------------------------------------------------------
-
-    async def _on_update(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        try:
-            if update.callback_query is not None:
-                query = update.callback_query
-                try:  # always, first: the person's client spins until it is answered
-                    await query.answer()
-                except TelegramError as e:
-                    log.debug("answerCallbackQuery failed: %s", self.errors.redact(str(e)))
-                press = inbound.parse_callback(query)
-                if press is None:
-                    log.debug("dropping callback query %s without a usable message", query.id)
-                    return
-                await self._deliver(press)
-                return
-            parsed = inbound.parse_message(update)
-            if parsed is None:
-                log.debug("ignoring update %s (not a person's new message)", update.update_id)
-                return
-            msg = parsed.message
-            if parsed.files:  # downloaded by the bridge, and only for an owner
-                attachments = tuple(
-                    client.attachment(self.app.bot, ref, self.errors.redact) for ref in parsed.files
-                )
-                msg = replace(msg, attachments=attachments)
-            await self._deliver(msg)
-        except Exception:
-            log.exception("dropping malformed update %s", getattr(update, "update_id", "?"))
-
-    async def _deliver(self, event: Inbound) -> None:
-        if self._sink is None:
-            return
-        try:
-            await self._sink(event)
-        except Exception:
-            log.exception("the bridge failed on an inbound Telegram event")
-
-    async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-        log.error("Telegram handler error: %s", self.errors.redact(repr(context.error)))
-
-    def _on_poll_error(self, error: TelegramError) -> None:
-        if isinstance(error, Conflict):
-            log.error("another process is polling this bot token (or a webhook is set); stop it")
-        else:
-            log.warning("Telegram polling: %s", self.errors.redact(str(error)))
 
     # --- threads ----------------------------------------------------------------------
 
@@ -261,7 +186,7 @@ class TelegramAdapter(ChatAdapter):
             if limits.utf16_len(tg_render.visible_text(titled)) <= limits.MAX_TEXT:
                 first = Rendered({**first.payload, "text": titled})
         header_id = await self.send(ThreadRef(self.platform, chat_id), first)
-        thread = ThreadRef(self.platform, chat_id, f"reply:{header_id}")
+        thread = ThreadRef.reply_chain(self.platform, chat_id, header_id)
         await self._send_all(thread, rest)
         return thread, header_id
 
@@ -279,7 +204,7 @@ class TelegramAdapter(ChatAdapter):
         return first
 
     async def close_thread(self, thread: ThreadRef) -> None:
-        if not thread.thread_id or thread.thread_id.startswith("reply:"):
+        if thread.kind != "thread":
             return
         try:
             await self.errors.call(
@@ -291,10 +216,9 @@ class TelegramAdapter(ChatAdapter):
             log.info("closing topic %s failed: %s", thread.key, e)
 
     def thread_link(self, thread: ThreadRef) -> str | None:
-        if not thread.chat_id.startswith("-100") or not thread.thread_id:
+        if not thread.chat_id.startswith("-100") or not thread.root:
             return None  # private chats and basic groups have no public message links
-        target = thread.thread_id.removeprefix("reply:")
-        return f"https://t.me/c/{thread.chat_id[4:]}/{target}"
+        return f"https://t.me/c/{thread.chat_id[4:]}/{thread.root}"
 
     def default_chat(self, origin: ThreadRef) -> str:
         return str(self.config.chat_id) if self.config.chat_id else origin.chat_id
@@ -319,13 +243,12 @@ class TelegramAdapter(ChatAdapter):
 
     def _where(self, thread: ThreadRef) -> dict[str, Any]:
         kw: dict[str, Any] = {"chat_id": int(thread.chat_id)}
-        tid = thread.thread_id
-        if tid and tid.startswith("reply:"):
+        if thread.kind == "reply":
             kw["reply_parameters"] = ReplyParameters(
-                message_id=int(tid[6:]), allow_sending_without_reply=True
+                message_id=int(thread.root or 0), allow_sending_without_reply=True
             )
-        elif tid:
-            kw["message_thread_id"] = int(tid)
+        elif thread.kind == "thread":
+            kw["message_thread_id"] = int(thread.root or 0)
         return kw
 
     async def send(self, thread: ThreadRef, msg: Rendered) -> str:
@@ -394,8 +317,8 @@ class TelegramAdapter(ChatAdapter):
             "text": p.get("text") or "…",
             "parse_mode": p.get("parse_mode", "HTML"),
         }
-        if thread.thread_id and not thread.thread_id.startswith("reply:"):
-            kw["message_thread_id"] = int(thread.thread_id)
+        if thread.kind == "thread":
+            kw["message_thread_id"] = int(thread.root or 0)
         try:
             await self.errors.call_html(self.app.bot.send_message_draft, kw, "text")
         except PermanentError:

@@ -22,11 +22,11 @@ from telegram.error import TelegramError
 from telegram.ext import Application, ExtBot
 from telegram.request import HTTPXRequest
 
-from adapters.download import CHUNK, check_announced, read_capped
+from adapters import download
+from adapters.download import CHUNK, FileRef, check_announced, read_capped
 from adapters.messages import Attachment, AttachmentUnavailable
 from adapters.telegram import limits
-from adapters.telegram.inbound import FileRef
-from bridge.config import TelegramConfig
+from adapters.telegram.config import TelegramConfig
 
 log = logging.getLogger(__name__)
 
@@ -151,15 +151,13 @@ def build_application(config: TelegramConfig) -> Application[Any, Any, Any, Any,
 
 
 def attachment(bot: Bot, ref: FileRef, redact: Callable[[str], str]) -> Attachment:
-    """The bridge's lazy `Attachment` for a file someone sent: nothing is requested
-    until the bridge calls `fetch(limit)`, which skips getFile when Telegram already
-    announced the file as too big and streams the file URL, stopping at the cap."""
+    """The bridge's lazy `Attachment` for a file someone sent (`adapters.download`):
+    getFile is skipped when Telegram already announced the file as too big; the file
+    URL is streamed, stopping at the cap."""
 
-    async def fetch(limit: int) -> bytes:
-        cap = min(limit, ref.limit)
-        check_announced(ref.name, ref.size, cap)
+    async def body(cap: int) -> bytes:
         try:
-            tg_file = await bot.get_file(ref.file_id)
+            tg_file = await bot.get_file(ref.source)
         except TelegramError as e:
             raise AttachmentUnavailable(redact(str(e))) from None
         check_announced(ref.name, tg_file.file_size, cap)
@@ -177,4 +175,4 @@ def attachment(bot: Bot, ref: FileRef, redact: Callable[[str], str]) -> Attachme
         except httpx.HTTPError as e:
             raise AttachmentUnavailable(redact(f"{type(e).__name__}: {e}")) from None
 
-    return Attachment(ref.kind, ref.name, ref.mime, ref.size, fetch)
+    return download.attachment(ref, body)

@@ -21,6 +21,7 @@ from typing import Literal
 from telegram import CallbackQuery, Chat, Document, Message, PhotoSize, Update, User
 
 from adapters import payload
+from adapters.download import FileRef
 from adapters.messages import ButtonPress, Sender, ThreadRef, UserMessage
 
 PLATFORM = "telegram"
@@ -29,18 +30,6 @@ PLATFORM = "telegram"
 MAX_PHOTO_BYTES = 10 * 1024 * 1024
 # getFile on the public Bot API serves at most 20 MB.
 MAX_FILE_BYTES = 20 * 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class FileRef:
-    """An attachment to download: `file_id` for getFile, plus what it will become."""
-
-    kind: Literal["image", "file"]
-    file_id: str
-    name: str
-    mime: str
-    size: int | None  # as announced by Telegram; None when unknown
-    limit: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +104,7 @@ def files_of(message: Message) -> tuple[FileRef, ...]:
         files.append(
             FileRef(
                 kind="image",
-                file_id=payload.text(largest.file_id),
+                source=payload.text(largest.file_id),
                 name=f"photo_{message.message_id}.jpg",
                 mime="image/jpeg",
                 size=payload.integer(largest.file_size),
@@ -127,7 +116,7 @@ def files_of(message: Message) -> tuple[FileRef, ...]:
         files.append(
             FileRef(
                 kind="file",
-                file_id=payload.text(doc.file_id),
+                source=payload.text(doc.file_id),
                 name=payload.text(doc.file_name) or f"file_{message.message_id}",
                 mime=payload.text(doc.mime_type) or "application/octet-stream",
                 size=payload.integer(doc.file_size),

@@ -35,11 +35,7 @@ GLOBAL_RATE: Final = 30.0  # messages per second across all chats
 DRAFT_RATE: Final = 4.0  # sendMessageDraft updates per second per chat (our choice, unpublished)
 
 CAPABILITIES: Final = Capabilities(
-    max_text=MAX_TEXT,
-    can_edit=True,
     native_stream=True,
-    buttons=True,
-    threads=True,
     per_chat_rate=PER_CHAT_RATE,
     per_chat_burst=PER_CHAT_BURST,
     group_per_minute=GROUP_PER_MINUTE,

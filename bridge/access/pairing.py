@@ -35,6 +35,7 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey
 
 from adapters.messages import Sender, UserMessage
+from adapters.registry import BY_NAME
 from bridge import render
 from bridge.access import owners
 from bridge.access.owners import PairedOwners
@@ -50,7 +51,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PLATFORMS = ("telegram", "slack", "matrix")
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
 CODE_CHARS = 12  # 60 bits
 TTL = timedelta(minutes=10)
@@ -122,7 +122,7 @@ class Pairing:
         self.owners = PairedOwners(db, key)
 
     def issue(self, platform: str = "", *, by: str = "cli") -> Issued:
-        if platform and platform not in PLATFORMS:
+        if platform and platform not in BY_NAME:
             raise ValueError(f"unknown platform {platform!r}")
         code = "".join(secrets.choice(ALPHABET) for _ in range(CODE_CHARS))
         expires = self.now() + TTL

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from adapters.base import ChatAdapter
+from adapters.registry import PLATFORMS
 from agent.environment import agent_environment, own_virtualenvs
 from bridge.app import Bridge
 from bridge.cli.logs import setup_logging
@@ -38,20 +39,12 @@ def open_database(config: Config) -> Database:
 
 
 def build_adapters(config: Config) -> dict[str, ChatAdapter]:
-    adapters: dict[str, ChatAdapter] = {}
-    if config.telegram.enabled:
-        from adapters.telegram import TelegramAdapter
-
-        adapters["telegram"] = TelegramAdapter(config.telegram, owners_hint=config.access.owners)
-    if config.slack.enabled:
-        from adapters.slack import SlackAdapter
-
-        adapters["slack"] = SlackAdapter(config.slack, owners_hint=config.access.owners)
-    if config.matrix.enabled:
-        from adapters.matrix import MatrixAdapter
-
-        adapters["matrix"] = MatrixAdapter(config.matrix, owners_hint=config.access.owners)
-    return adapters
+    """An adapter for every enabled platform, by platform name."""
+    return {
+        p.name: p.create(config.platform(p.name), config.access.owners)
+        for p in PLATFORMS
+        if config.platform(p.name).enabled
+    }
 
 
 def confine_environment(config: Config) -> dict[str, str]:

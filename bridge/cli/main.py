@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from adapters.registry import BY_NAME, PLATFORMS
 from bridge.config import Config, ConfigError, config_path, load_config
 
 app = typer.Typer(
@@ -38,6 +39,7 @@ ConfigOpt = Annotated[
         help="Config file (default: $THREADLINE_CONFIG, then ~/.config/threadline/config.toml)",
     ),
 ]
+_NAMES = ", ".join(p.name for p in PLATFORMS[:-1]) + f" or {PLATFORMS[-1].name}"
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
 
 
@@ -77,10 +79,11 @@ def run(config: ConfigOpt = None) -> None:
 @app.command()
 def doctor(config: ConfigOpt = None) -> None:
     """Check config, database, Claude Code and each platform's credentials."""
-    from bridge.cli.doctor import run_checks
+    from adapters.spec import ok
+    from bridge.cli.doctor import run_checks, show
 
     cfg = _load(config)
-    out.print(f"[green]ok[/green]   config {config_path(config)}")
+    show(out, ok(f"config {config_path(config)}"))
     failures = run_checks(cfg, out)
     if failures:
         err.print(f"{failures} problem(s) found.")
@@ -92,7 +95,7 @@ def doctor(config: ConfigOpt = None) -> None:
 def pair(
     platform: Annotated[
         str | None,
-        typer.Option(help="Only valid on this platform: telegram, slack or matrix"),
+        typer.Option(help=f"Only valid on this platform: {_NAMES}"),
     ] = None,
     list_owners: Annotated[
         bool, typer.Option("--list", help="List the owners instead (revoke with `unpair`)")
@@ -102,16 +105,18 @@ def pair(
     """Print a one-time pairing code (and link, and QR code) that makes whoever uses
     it an owner.  Single use, valid for 10 minutes.  `pair --list` lists the owners;
     `unpair KEY` revokes a paired one."""
-    from bridge.access.pairing import PLATFORMS, Pairing, key_path, load_signing_key
+    import asyncio
+
+    from bridge.access.pairing import Pairing, key_path, load_signing_key
     from bridge.cli.daemon import open_database
 
     cfg = _load(config)
     if list_owners:
         _list_owners(cfg)
         return
-    enabled = [p for p in PLATFORMS if getattr(cfg, p).enabled]
-    if platform is not None and platform not in PLATFORMS:
-        err.print(f"--platform must be one of {', '.join(PLATFORMS)}")
+    enabled = cfg.enabled_platforms()
+    if platform is not None and platform not in BY_NAME:
+        err.print(f"--platform must be one of {', '.join(BY_NAME)}")
         raise typer.Exit(2)
     if platform is not None and platform not in enabled:
         err.print(f"{platform} is not enabled in the config; no code issued.")
@@ -123,20 +128,16 @@ def pair(
     issued = Pairing(db, load_signing_key(key_path(cfg))).issue(platform or "")
     db.close()
     code, until = issued.code, issued.expires.strftime("%H:%M UTC")
-    scope = f"on {platform.capitalize()} only" if platform else "on any platform"
+    scope = f"on {BY_NAME[platform].title} only" if platform else "on any platform"
     out.print(f"Pairing code: [bold]{code}[/bold]  (single use, {scope}, valid until {until})")
-    targets = [platform] if platform else enabled
-    link = _telegram_link(cfg, code) if "telegram" in targets else None
-    if "slack" in targets:
-        out.print(
-            f"Slack: send [bold]!pair {code}[/bold] to the app in a DM or in its channel"
-            f" (or /threadline pair {code})"
-        )
-    if "matrix" in targets:
-        out.print(
-            f"Matrix: send [bold]!pair {code}[/bold] to {cfg.matrix.user_id} in an encrypted"
-            " room; while this code is valid the bot accepts anyone's invite to a room."
-        )
+    link = None
+    for name in [platform] if platform else enabled:
+        hint = asyncio.run(BY_NAME[name].pairing(cfg.platform(name), code))
+        for line in hint.lines:
+            # The line with the link is never wrapped (a broken link cannot be opened).
+            plain = hint.link is not None and hint.link in line
+            out.print(line, highlight=not plain, soft_wrap=plain)
+        link = link or hint.link
     _print_qr(link or f"pair {code}")
 
 
@@ -190,41 +191,6 @@ def unpair(
     else:
         err.print(f"{key} is not a paired owner (see `threadline pair --list`).", markup=False)
     raise typer.Exit(1)
-
-
-def _telegram_link(cfg: Config, code: str) -> str | None:
-    """Print the Telegram deep link (the bot's name from getMe); None if unreachable."""
-    import asyncio
-
-    from telegram import Bot
-    from telegram.error import TelegramError
-
-    async def username() -> str:
-        bot = Bot(
-            cfg.telegram.token, base_url=cfg.telegram.base_url or "https://api.telegram.org/bot"
-        )
-        async with bot:
-            return (await bot.get_me()).username or ""
-
-    try:
-        name = asyncio.run(asyncio.wait_for(username(), timeout=15))
-    except (TelegramError, TimeoutError, OSError) as e:
-        name, why = "", type(e).__name__
-    else:
-        why = "it has no username"
-    if not name:
-        out.print(
-            f"Telegram: the bot could not be reached ({why}), so there is no link;"
-            f" send [bold]/start {code}[/bold] (or /pair {code}) to the bot."
-        )
-        return None
-    link = f"https://t.me/{name}?start={code}"
-    out.print(
-        f"Telegram: open {link}  (or send /start {code} to @{name})",
-        highlight=False,
-        soft_wrap=True,
-    )
-    return link
 
 
 def _print_qr(text: str) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from adapters.messages import Button, ButtonPress, Code, Markdown, Outbound, ThreadRef, UserMessage
+from adapters.registry import BY_NAME
 from bridge import files, gitsafe, render
 from bridge.access import pairing
 from bridge.access.control import PathRefused, resolve_session_dir
@@ -186,7 +187,8 @@ class Handlers:
     # --- commands -------------------------------------------------------------
 
     async def cmd_help(self, cmd: Command, msg: UserMessage, session: SessionRow | None) -> None:
-        prefix = "/" if msg.thread.platform == "telegram" else "!"
+        spec = BY_NAME.get(msg.thread.platform)
+        prefix = spec.command_prefix if spec else "!"
         self.b.reply(msg.thread, render.help_message(prefix, only=IMPLEMENTED))
 
     async def cmd_new(self, cmd: Command, msg: UserMessage, session: SessionRow | None) -> None:
@@ -288,7 +290,7 @@ class Handlers:
             lambda: adapter.open_thread(chat, title[:120], header, on_created=created),
             calls=2,
         )
-        kind: BindingKind = "reply" if (thread.thread_id or "").startswith("reply:") else "topic"
+        kind: BindingKind = "reply" if thread.kind == "reply" else "topic"
         row.state = "active"
         if early:  # the header is in; the thread may have become a reply chain meanwhile
             b.db.bindings.rebind(

@@ -38,8 +38,8 @@ from typing import Any
 import nio
 import vodozemac
 
-from adapters.matrix import sas_core
-from adapters.matrix.sas_core import EmojiCallback, Verification
+from adapters.matrix.e2ee import sas_core
+from adapters.matrix.e2ee.sas_core import EmojiCallback, Verification
 
 log = logging.getLogger(__name__)
 

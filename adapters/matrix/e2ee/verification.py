@@ -42,8 +42,8 @@ import nio
 from nio.crypto import Sas
 from nio.event_builders import ToDeviceMessage
 
-from adapters.matrix import sas_core
-from adapters.matrix.sas_core import MAC_V2, MAX_KEPT, EmojiCallback, Verification, owner_ids
+from adapters.matrix.e2ee import sas_core
+from adapters.matrix.e2ee.sas_core import MAC_V2, MAX_KEPT, EmojiCallback, Verification, owner_ids
 
 __all__ = ["MAC_V2", "MAX_KEPT", "EmojiCallback", "SasResponder", "Verification", "owner_ids"]
 log = logging.getLogger(__name__)
