@@ -222,3 +222,14 @@ class Rendered:
     re-sent in part after a restart).  `payload` is adapter-defined and JSON-able."""
 
     payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ChatCommand:
+    """A chat command as a platform shows it in its command menu or help: the bridge
+    hands the list to each adapter (`ChatAdapter.set_commands`), so an adapter needs
+    nothing of the bridge's command registry."""
+
+    name: str  # lower-case letters, digits and "_"
+    usage: str  # the arguments, e.g. "[PATH] [PROMPT]"; "" for none
+    description: str

@@ -40,7 +40,7 @@ from adapters.base import (
     PermanentError,
     ThreadGone,
 )
-from adapters.messages import Inbound, Outbound, Rendered, ThreadRef
+from adapters.messages import ChatCommand, Inbound, Outbound, Rendered, ThreadRef
 from adapters.telegram import client, inbound, limits
 from adapters.telegram import render as tg_render
 from adapters.telegram.errors import TelegramErrors
@@ -73,6 +73,7 @@ class TelegramAdapter(ChatAdapter):
         self._no_drafts: set[str] = set()  # chats where sendMessageDraft was refused
         self._forum: dict[str, bool] = {}  # supergroup → is_forum
         self._half_open: dict[tuple[str, str], ThreadRef] = {}  # topic made, header not yet sent
+        self._commands: tuple[ChatCommand, ...] = ()
 
     def add_owner(self, user_id: str) -> None:
         key = f"telegram:{user_id}"
@@ -82,6 +83,9 @@ class TelegramAdapter(ChatAdapter):
     def remove_owner(self, user_id: str) -> None:
         key = f"telegram:{user_id}"
         self.owners_hint = tuple(o for o in self.owners_hint if o != key)
+
+    def set_commands(self, commands: Sequence[ChatCommand]) -> None:
+        self._commands = tuple(commands)
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -101,10 +105,11 @@ class TelegramAdapter(ChatAdapter):
             me = app.bot.bot
             self.username = me.username or ""
             self.has_topics_enabled = bool(me.has_topics_enabled)
-            try:
-                await app.bot.set_my_commands(client.menu())
-            except TelegramError as e:
-                log.warning("setMyCommands failed: %s", self.errors.redact(str(e)))
+            if self._commands:  # without a list (nothing but the adapter) the menu stays
+                try:
+                    await app.bot.set_my_commands(client.menu(self._commands))
+                except TelegramError as e:
+                    log.warning("setMyCommands failed: %s", self.errors.redact(str(e)))
             await app.start()
             await self.errors.call(self._start_updates)
         except BaseException:

@@ -1,0 +1,21 @@
+"""The `help` command: the command list, read from the registry the command came through."""
+
+from __future__ import annotations
+
+from adapters.messages import Markdown, Outbound
+from bridge.commands.context import CommandContext
+from bridge.commands.registry import CommandSpec, Section, command
+from bridge.render import md_escape
+
+
+def help_message(prefix: str, commands: tuple[CommandSpec, ...]) -> Outbound:
+    """One line per command: ``PREFIXname ARGS`` — what it does."""
+    lines = ["**Commands**"]
+    lines += [f"`{prefix}{c.synopsis}` — {md_escape(c.help)}" for c in commands]
+    return Outbound((Markdown("\n".join(lines)),))
+
+
+@command("help", help="this list", section=Section.HELP)
+async def cmd_help(ctx: CommandContext) -> None:
+    prefix = "/" if ctx.thread.platform == "telegram" else "!"
+    ctx.reply(help_message(prefix, ctx.registry.commands()))
