@@ -16,10 +16,10 @@ outbox understands (retry later, honour `retry_after`, give up, or fall back).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 
-from adapters.messages import ButtonPress, Inbound, Outbound, Rendered, ThreadRef
+from adapters.messages import ButtonPress, ChatCommand, Inbound, Outbound, Rendered, ThreadRef
 
 InboundSink = Callable[[Inbound], Awaitable[None]]
 
@@ -86,6 +86,11 @@ class ChatAdapter(ABC):
         """Disconnect; pending inbound handling is cancelled."""
 
     username: str = ""  # the bot's own name, for `/cmd@username` parsing
+
+    def set_commands(self, commands: Sequence[ChatCommand]) -> None:  # noqa: B027 - optional
+        """The commands to offer in the platform's own command menu (Telegram's "/"
+        list), in menu order; called before `start`.  A no-op by default: elsewhere the
+        bridge's `help` reply is the list."""
 
     @abstractmethod
     async def open_thread(

@@ -238,3 +238,13 @@ class Rendered:
         """The same for two payloads that show the same thing."""
         content = {k: v for k, v in self.payload.items() if k != ATTEMPT_KEY}
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+@dataclass(frozen=True, slots=True)
+class ChatCommand:
+    """A chat command as a platform shows it in its command menu or help: the bridge
+    hands the list to each adapter (`ChatAdapter.set_commands`), so an adapter needs
+    nothing of the bridge's command registry."""
+
+    name: str  # lower-case letters, digits and "_"
+    usage: str  # the arguments, e.g. "[PATH] [PROMPT]"; "" for none
+    description: str

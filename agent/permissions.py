@@ -8,7 +8,9 @@ CLI withdraws the request (an interrupt makes it cancel the callback) or the ses
 interrupts or closes, the gate cancels the future so the consumer can retire its prompt.
 The gate passes on what the CLI said about each request (``title``, ``decision_reason``,
 ``blocked_path``, ``suggestions``) as plain data; it never applies a suggestion itself.
-``check_mode`` validates the permission modes Claude Code knows (``MODES``).
+``check_mode`` validates the permission modes Claude Code knows (``MODES``);
+``OfferedMode`` / ``OFFERED_MODES`` are the ones Threadline offers (its config and the
+chat's ``mode`` command and buttons, in button order).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import logging
 import uuid
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any, get_args
+from typing import Any, Final, Literal, get_args
 
 from claude_agent_sdk import (
     PermissionMode,
@@ -36,6 +38,9 @@ DENIED = "The user denied this tool use."
 UNANSWERED = "The permission request was withdrawn before the user answered."
 
 MODES: frozenset[str] = frozenset(get_args(PermissionMode))
+# A subset: Claude Code's newer modes (dontAsk, auto) are not offered in the chat.
+OfferedMode = Literal["default", "acceptEdits", "plan", "bypassPermissions"]
+OFFERED_MODES: Final[tuple[OfferedMode, ...]] = get_args(OfferedMode)
 
 
 def check_mode(mode: str) -> PermissionMode:

@@ -5,7 +5,7 @@ checked against access control first (nothing a stranger sends is downloaded: th
 adapters hand over attachments unfetched).  Messages are placed in their thread (a
 reply to one of our messages belongs to that message's thread: reply-chain sessions),
 serialised per thread (so prompts keep their order) but handled concurrently across
-threads, and dispatched to a command handler (`bridge/commands/handlers.py`) or sent to the
+threads, and dispatched to a command (`bridge/commands/dispatch.py`) or sent to the
 session as a prompt.  Button presses are placed in the thread of the message they
 were pressed on (as the outbox recorded it; a press on anything else is refused;
 `bridge/placement.py`) and handled at once, never queued behind a thread's messages.  Agent events are routed
@@ -59,7 +59,7 @@ from bridge.access.pairing import key_path as pairing_key_path
 from bridge.access.pairing import load_owners as load_paired_owners
 from bridge.approvals import revoke, trust
 from bridge.approvals.permissions import PermissionBroker
-from bridge.commands.parse import parse_command
+from bridge.commands.dispatch import Commands, menu, parse_command
 from bridge.config import Config
 from bridge.outbox.outbox import Outbox
 from bridge.sources import prompts as sources
@@ -131,9 +131,7 @@ class Bridge:
         self._turn_rows: dict[str, int] = {}
         self._thread_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._agent_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        from bridge.commands.handlers import Handlers
-
-        self.handlers = Handlers(self)
+        self.commands = Commands(self)
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -142,6 +140,7 @@ class Bridge:
         load_paired_owners(self)
         await self.outbox.start()
         for adapter in self.adapters.values():
+            adapter.set_commands(menu())
             await adapter.start(self.on_inbound)
         await self.attach.start()
         await self.scheduler.start()
@@ -342,7 +341,7 @@ class Bridge:
                 allowed=False,
             )
             return
-        await self._guarded(placed, self.handlers.button(placed))
+        await self._guarded(placed, self.commands.button(placed))
 
     async def _handle_in_order(self, msg: UserMessage) -> None:
         msg = placement.place_message(self.db, msg)
@@ -369,7 +368,7 @@ class Bridge:
             self.db.audit.log(
                 platform=msg.sender.platform, user=msg.sender.key, action=f"command:{cmd.name}"
             )
-            await self.handlers.command(cmd, msg, session)
+            await self.commands.command(cmd, msg, session)
             return
         if session is None:
             self.reply(

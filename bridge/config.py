@@ -22,11 +22,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from adapters.registry import PLATFORMS
 from adapters.spec import PlatformConfig
+from agent.permissions import OfferedMode
 
 DEFAULT_CONFIG = Path("~/.config/threadline/config.toml")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-PermissionMode = Literal["default", "acceptEdits", "plan", "bypassPermissions"]
-PERMISSION_MODES: tuple[str, ...] = ("default", "acceptEdits", "plan", "bypassPermissions")
 
 
 class ConfigError(Exception):
@@ -49,7 +48,7 @@ class StorageConfig(_Section):
 
 class AgentConfig(_Section):
     allowed_roots: list[str] = Field(default_factory=lambda: ["~/code"])
-    permission_mode: PermissionMode = "default"
+    permission_mode: OfferedMode = "default"
     allow_bypass: bool = False
     permission_timeout_s: float = Field(default=600, gt=0)
     max_concurrent_sessions: int = Field(default=8, ge=1)

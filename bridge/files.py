@@ -48,11 +48,13 @@ from adapters.messages import (
     UserMessage,
 )
 from bridge import render
-from bridge.commands.parse import Command
+from bridge.commands.context import CommandContext
+from bridge.commands.registry import Section, command
 from storage.models import SessionRow
 
 if TYPE_CHECKING:
     from bridge.app import Bridge
+    from bridge.commands.context import Services
 
 log = logging.getLogger(__name__)
 
@@ -304,17 +306,25 @@ def read_inside(cwd: str, raw: str, *, max_bytes: int) -> tuple[bytes, Path]:
         os.close(fd)
 
 
-async def cmd_get(b: Bridge, cmd: Command, msg: UserMessage, session: SessionRow | None) -> None:
+@command(
+    "get",
+    usage="PATH",
+    help="send a file from the session directory",
+    section=Section.FILES,
+    in_session=True,
+)
+async def cmd_get(ctx: CommandContext) -> None:
     """`get PATH`: the file as an attachment in the session's thread."""
+    session, b, sender = ctx.session, ctx.services, ctx.sender
     assert session is not None
-    raw = (cmd.path or "").strip()
-    thread = b.thread_of(session.id) or msg.thread
+    raw = (ctx.command.path or "").strip()
+    thread = b.thread_of(session.id) or ctx.thread
     try:
         data, rel = await asyncio.to_thread(read_inside, session.cwd, raw, max_bytes=max_bytes(b))
     except FileRefused as e:
         b.db.audit.log(
-            platform=msg.sender.platform,
-            user=msg.sender.key,
+            platform=sender.platform,
+            user=sender.key,
             action="get",
             detail=f"refused {raw[:200]}: {e}",
             allowed=False,
@@ -324,7 +334,7 @@ async def cmd_get(b: Bridge, cmd: Command, msg: UserMessage, session: SessionRow
     except OSError as e:
         b.reply(thread, render.notice(f"Could not read {render.md_escape(raw)}: {e.strerror}"))
         return
-    b.db.audit.log(platform=msg.sender.platform, user=msg.sender.key, action="get", detail=str(rel))
+    b.db.audit.log(platform=sender.platform, user=sender.key, action="get", detail=str(rel))
     b.reply(thread, Outbound(file=FileOut(rel.name, data, caption=str(rel))), session_id=session.id)
 
 
@@ -375,7 +385,7 @@ async def prompt_parts(
     return prepared.text, prepared.images
 
 
-def max_bytes(b: Bridge) -> int:
+def max_bytes(b: Services) -> int:
     return int(b.config.agent.max_file_mb * 2**20)
 
 

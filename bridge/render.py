@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 from adapters.messages import Block, Button, Code, FileOut, Folded, Markdown, Outbound
-from bridge.commands.parse import HELP
 from bridge.diffs import PROMPT_DIFF_CHARS, file_diff, rel_path, shorten_diff
 
 TOOL_LINE_CHARS: Final = 80
@@ -331,15 +330,6 @@ def session_header(session_id: str, cwd: str, mode: str, model: str) -> Outbound
 def session_started(session_id: str, cwd: str, link: str | None) -> Outbound:
     """Where `new` was typed, when the session's thread is elsewhere."""
     return notice(f"▶️ Session `{session_id}` started in `{cwd}`" + (f": {link}" if link else "."))
-
-
-def help_message(prefix: str, *, only: Collection[str] | None = None) -> Outbound:
-    """The command list; `only` limits it to the commands with these names."""
-    lines = ["**Commands**"]
-    for usage, desc in HELP:
-        if only is None or usage.split()[0] in only:
-            lines.append(f"`{prefix}{usage}` — {md_escape(desc)}")
-    return Outbound((Markdown("\n".join(lines)),))
 
 
 def diff_message(diff: str, *, name: str = "changes.diff") -> Outbound:

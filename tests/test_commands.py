@@ -1,12 +1,26 @@
-"""The chat command parser: prefixes, bot addressing, arguments, typed accessors."""
+"""Chat commands: one declaration in the registry feeds the parser, `help`, Telegram's
+"/" menu and Slack's `/threadline`; the parser's prefixes, bot addressing, arguments and
+typed accessors."""
 
 from __future__ import annotations
+
+from typing import cast
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.commands.parse import COMMAND_NAMES, HELP, Command, parse_command
+from adapters.messages import Markdown, Outbound, Sender, ThreadRef, UserMessage
+from adapters.slack.inbound import parse_slash_command
+from adapters.telegram import client as telegram_client
+from agent.permissions import MODES, OFFERED_MODES
+from bridge import render
+from bridge.commands.context import CommandContext, Services
+from bridge.commands.dispatch import Commands, menu, parse_command
+from bridge.commands.help import cmd_help, help_message
+from bridge.commands.parse import Command
+from bridge.commands.registry import REGISTRY, Registry, Section, command
+from bridge.commands.turn import MODE_LABELS
 
 
 @pytest.mark.parametrize(
@@ -125,16 +139,115 @@ def test_unbalanced_quotes_fall_back_to_whitespace() -> None:
 
 
 def test_help_covers_every_command_and_fits_the_telegram_menu() -> None:
-    assert COMMAND_NAMES == {
+    assert REGISTRY.names() == {
         "new", "stop", "mode", "model", "diff", "cost", "end", "resume", "sessions", "import",
         "get", "handoff", "schedule", "schedules", "unschedule", "trust", "untrust", "pair", "rules",
         "help",
     }  # fmt: skip
-    for usage, description in HELP:
-        name = usage.split()[0]
+    for spec in REGISTRY.commands():
+        name = spec.name
         assert name.islower() and len(name) <= 32 and name.replace("_", "").isalnum()
-        assert 3 <= len(description) <= 256
-        assert parse_command("/" + usage).name == name  # type: ignore[union-attr]
+        assert 3 <= len(spec.help) <= 256
+        assert parse_command("/" + spec.synopsis).name == name  # type: ignore[union-attr]
+    assert {c.name for c in menu()} == REGISTRY.names() - {"pair", "trust", "untrust", "rules"}
+    assert REGISTRY.button_kinds() == {"p", "x", "m", "n", "i", "t", "r"}
+
+
+def test_permission_modes_have_one_source() -> None:
+    assert set(OFFERED_MODES) <= MODES
+    assert tuple(MODE_LABELS) == OFFERED_MODES  # a mode button carries its index
+    mode = REGISTRY.get("mode")
+    assert mode is not None and mode.help.endswith(", ".join(OFFERED_MODES))
+
+
+def test_help_message() -> None:
+    text = md(help_message("!", REGISTRY.commands()))
+    assert "`!new [PATH] [PROMPT]` — start a session" in text and "`!help` — this list" in text
+    lines = text.splitlines()[1:]
+    assert len(lines) == len(REGISTRY.names())
+    assert lines[0].startswith("`!new ") and lines[-1].startswith("`!help`")
+
+
+class _Replies:
+    """The one service `help` uses: what it replied, and where."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[ThreadRef, Outbound]] = []
+
+    def reply(
+        self, thread: ThreadRef, msg: Outbound, *, session_id: str | None = None
+    ) -> list[int]:
+        self.sent.append((thread, msg))
+        return [len(self.sent)]
+
+
+def md(msg: Outbound) -> str:
+    assert isinstance(msg.blocks[0], Markdown)
+    return msg.blocks[0].text
+
+
+async def test_one_declaration_feeds_parser_help_and_both_menus() -> None:
+    """A command declared once (here in a registry of its own, next to `help`) is parsed,
+    run, listed by `help`, offered in Telegram's "/" menu and reachable — with its help —
+    through Slack's `/threadline`."""
+    registry = Registry()
+    ran: list[Command] = []
+
+    @command(
+        "ping",
+        usage="[N]",
+        help="answer pong N times",
+        section=Section.TURN,
+        registry=registry,
+    )
+    async def ping(ctx: CommandContext) -> None:
+        ran.append(ctx.command)
+        ctx.reply(render.notice("pong"))
+
+    command("help", help="this list", section=Section.HELP, registry=registry)(cmd_help)
+    replies = _Replies()
+    commands = Commands(cast(Services, replies), registry=registry)
+
+    # the parser
+    cmd = parse_command("/PING 3", registry=registry)
+    assert cmd is not None and cmd.name == "ping" and cmd.arg == "3"
+    assert parse_command("/ping 3").name == "unknown"  # type: ignore[union-attr]
+    owner = Sender("telegram", "1", "Ada")
+    here = ThreadRef("telegram", "1")
+    await commands.command(cmd, UserMessage(here, owner, "/PING 3", "m1"), None)
+    assert [c.args for c in ran] == [("3",)] and md(replies.sent[-1][1]) == "pong"
+
+    # help (on Telegram, "/" commands)
+    asked = parse_command("/help", registry=registry)
+    assert asked is not None
+    await commands.command(asked, UserMessage(here, owner, "/help", "m2"), None)
+    assert md(replies.sent[-1][1]).splitlines() == [
+        "**Commands**",
+        "`/ping [N]` — answer pong N times",
+        "`/help` — this list",
+    ]
+
+    # Telegram's "/" menu
+    offered = telegram_client.menu(menu(registry))
+    assert [(c.command, c.description) for c in offered] == [
+        ("ping", "[N] — answer pong N times"),
+        ("help", "this list"),
+    ]
+
+    # Slack's `/threadline ping 3`, and `/threadline` alone for the help
+    slack = {"command": "/threadline", "user_id": "U1", "channel_id": "C1", "trigger_id": "t"}
+    typed = parse_slash_command({**slack, "text": "ping 3"})
+    assert typed is not None
+    cmd = parse_command(typed.text, registry=registry)
+    assert cmd is not None and cmd.name == "ping" and cmd.prefix == "!"
+    await commands.command(cmd, typed, None)
+    assert [c.args for c in ran] == [("3",), ("3",)]
+    bare = parse_slash_command({**slack, "text": ""})
+    assert bare is not None
+    asked = parse_command(bare.text, registry=registry)
+    assert asked is not None and asked.name == "help"
+    await commands.command(asked, bare, None)
+    assert "`!ping [N]` — answer pong N times" in md(replies.sent[-1][1])
 
 
 @settings(max_examples=500)
@@ -146,7 +259,7 @@ def test_help_covers_every_command_and_fits_the_telegram_menu() -> None:
 def test_never_raises(text: str, prefix: str, bot: str) -> None:
     cmd = parse_command(prefix + text, bot_username=bot)
     if cmd is not None:
-        assert cmd.name in COMMAND_NAMES | {"unknown", "ignored"}
+        assert cmd.name in REGISTRY.names() | {"unknown", "ignored"}
         cmd.path, cmd.prompt, cmd.cron, cmd.arg  # noqa: B018 - accessors must not raise either
 
 

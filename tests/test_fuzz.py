@@ -36,7 +36,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from bridge.commands.parse import COMMAND_NAMES, Command, parse_command
+from bridge.commands.dispatch import parse_command
+from bridge.commands.parse import Command
+from bridge.commands.registry import REGISTRY
 
 FUZZ = settings(
     max_examples=150,
@@ -177,7 +179,7 @@ def test_parse_command_never_raises_and_names_a_known_command(text: str) -> None
     cmd = parse_command(text, bot_username="threadline_bot")
     if cmd is None:
         return
-    assert cmd.name in COMMAND_NAMES | {"unknown", "ignored"}
+    assert cmd.name in REGISTRY.names() | {"unknown", "ignored"}
     assert isinstance(cmd, Command) and cmd.prefix in "/!"
     # the properties the handlers read must not raise either
     for value in (cmd.arg, cmd.path, cmd.prompt, cmd.cron):
@@ -592,7 +594,7 @@ def _inbound_events() -> st.SearchStrategy[Any]:
     commands = st.builds(
         lambda prefix, name, rest: f"{prefix}{name} {rest}",
         st.sampled_from("/!"),
-        st.sampled_from(sorted(COMMAND_NAMES) + ["nope", "NEW", "help@other_bot", "start"]),
+        st.sampled_from(sorted(REGISTRY.names()) + ["nope", "NEW", "help@other_bot", "start"]),
         hostile_text,
     )
     texts = st.one_of(hostile_text, commands)

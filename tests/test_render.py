@@ -324,13 +324,6 @@ def test_final_message() -> None:
     assert long.blocks[-1] == Markdown("⏱ 1h 02m · $1.0000 · 2 tools: Read")
 
 
-def test_help_message() -> None:
-    text = md(render.help_message("!"))
-    assert "`!new [PATH] [PROMPT]`" in text and "`!help`" in text
-    only = md(render.help_message("/", only={"new", "help"}))
-    assert "`/stop`" not in only and "`/new [PATH] [PROMPT]`" in only
-
-
 def test_sessions_message() -> None:
     now = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
     rows = [

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import aiohttp
@@ -24,6 +24,7 @@ from adapters.base import (
 from adapters.messages import (
     Button,
     ButtonPress,
+    ChatCommand,
     Code,
     FileOut,
     Inbound,
@@ -63,7 +64,11 @@ async def started() -> AsyncIterator[Started]:
     cleanup: list[Callable[[], Awaitable[None]]] = []
 
     async def start(
-        *, use_drafts: bool = True, config: dict[str, Any] | None = None, **fake_kw: Any
+        *,
+        use_drafts: bool = True,
+        config: dict[str, Any] | None = None,
+        commands: Sequence[ChatCommand] = (),
+        **fake_kw: Any,
     ) -> tuple[FakeTelegram, TelegramAdapter, asyncio.Queue[Inbound]]:
         fake = await FakeTelegram(**fake_kw).start()
         cleanup.append(fake.stop)
@@ -79,6 +84,7 @@ async def started() -> AsyncIterator[Started]:
         )
         adapter = TelegramAdapter(cfg, owners_hint=[f"telegram:{OWNER}"])
         queue: asyncio.Queue[Inbound] = asyncio.Queue()
+        adapter.set_commands(commands)
         await adapter.start(queue.put)
         cleanup.append(adapter.stop)
         return fake, adapter, queue
@@ -108,33 +114,45 @@ def _payload(html: str, **extra: Any) -> Rendered:
 
 
 async def test_start_reads_identity_and_sets_menu(started: Started) -> None:
-    fake, adapter, _ = await started(has_topics_enabled=True)
+    from bridge.commands.dispatch import menu
+    from bridge.commands.registry import REGISTRY
+
+    fake, adapter, _ = await started(has_topics_enabled=True, commands=menu())
     assert adapter.username == fake.bot_username
     assert adapter.has_topics_enabled
     names = [c["command"] for c in fake.commands()]
     assert names == [
         "new",
+        "end",
+        "resume",
+        "sessions",
+        "handoff",
         "stop",
         "mode",
         "model",
         "diff",
         "cost",
-        "end",
-        "resume",
-        "sessions",
         "import",
         "get",
         "schedule",
         "schedules",
         "unschedule",
-        "handoff",
         "help",
     ]
-    from bridge.commands.handlers import IMPLEMENTED
-
-    assert set(names) <= set(IMPLEMENTED), "the menu offers only commands that work"
+    assert set(names) <= REGISTRY.names(), "the menu offers only commands that work"
     assert all(0 < len(c["description"]) <= 256 for c in fake.commands())
+    described = {c["command"]: c["description"] for c in fake.commands()}
+    assert (
+        described["new"]
+        == "[PATH] [PROMPT] — start a session in PATH, optionally with a first prompt"
+    )
+    assert described["stop"] == "interrupt the running turn (the session stays usable)"
     assert limits.MAX_TEXT == 4096 and adapter.capabilities.native_stream
+
+
+async def test_no_command_list_leaves_the_menu_alone(started: Started) -> None:
+    fake, _, _ = await started()
+    assert fake.commands() == []  # setMyCommands not called: nothing to offer
 
 
 async def test_bad_token_is_a_clear_permanent_error() -> None:

@@ -37,7 +37,7 @@ from adapters.base import (
     PermanentError,
     ThreadGone,
 )
-from adapters.messages import Outbound, Rendered, ThreadRef
+from adapters.messages import ChatCommand, Outbound, Rendered, ThreadRef
 from adapters.telegram import client, limits
 from adapters.telegram import render as tg_render
 from adapters.telegram.config import TelegramConfig
@@ -71,6 +71,7 @@ class TelegramAdapter(ChatAdapter):
         self._no_drafts: set[str] = set()  # chats where sendMessageDraft was refused
         self._forum: dict[str, bool] = {}  # supergroup → is_forum
         self._half_open: dict[tuple[str, str], ThreadRef] = {}  # topic made, header not yet sent
+        self._commands: tuple[ChatCommand, ...] = ()
 
     def add_owner(self, user_id: str) -> None:
         key = f"telegram:{user_id}"
@@ -80,6 +81,9 @@ class TelegramAdapter(ChatAdapter):
     def remove_owner(self, user_id: str) -> None:
         key = f"telegram:{user_id}"
         self.owners_hint = tuple(o for o in self.owners_hint if o != key)
+
+    def set_commands(self, commands: Sequence[ChatCommand]) -> None:
+        self._commands = tuple(commands)
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -98,10 +102,11 @@ class TelegramAdapter(ChatAdapter):
             me = app.bot.bot
             self.username = me.username or ""
             self.has_topics_enabled = bool(me.has_topics_enabled)
-            try:
-                await app.bot.set_my_commands(client.menu())
-            except TelegramError as e:
-                log.warning("setMyCommands failed: %s", self.errors.redact(str(e)))
+            if self._commands:  # without a list (nothing but the adapter) the menu stays
+                try:
+                    await app.bot.set_my_commands(client.menu(self._commands))
+                except TelegramError as e:
+                    log.warning("setMyCommands failed: %s", self.errors.redact(str(e)))
             await app.start()
             await self.errors.call(lambda: self.receiver.start_updates(app))
         except BaseException:

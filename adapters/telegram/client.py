@@ -24,69 +24,25 @@ from telegram.request import HTTPXRequest
 
 from adapters import download
 from adapters.download import CHUNK, FileRef, check_announced, read_capped
-from adapters.messages import Attachment, AttachmentUnavailable
+from adapters.messages import Attachment, AttachmentUnavailable, ChatCommand
 from adapters.telegram import limits
 from adapters.telegram.config import TelegramConfig
 
 log = logging.getLogger(__name__)
 
 ALLOWED_UPDATES = ("message", "callback_query")
-# The bridge's commands that belong in Telegram's "/" menu, in menu order.
-MENU_COMMANDS = (
-    "new",
-    "stop",
-    "mode",
-    "model",
-    "diff",
-    "cost",
-    "end",
-    "resume",
-    "sessions",
-    "import",
-    "get",
-    "schedule",
-    "schedules",
-    "unschedule",
-    "handoff",
-    "help",
-)
-_STATIC_MENU = {
-    "new": "start a session: /new PATH PROMPT",
-    "stop": "interrupt the running turn",
-    "mode": "switch permission mode",
-    "model": "switch the model",
-    "diff": "git diff of the session's directory",
-    "cost": "tokens and dollars",
-    "end": "end the session and close its thread",
-    "resume": "reopen an ended session",
-    "sessions": "list sessions",
-    "import": "bring a terminal claude session here",
-    "get": "send a file from the session directory",
-    "schedule": "run a prompt on a cron schedule",
-    "schedules": "list schedules",
-    "unschedule": "remove a schedule",
-    "handoff": "continue this session at your desk",
-    "help": "all commands",
-}
 POLL_TIMEOUT_S = 20  # long-poll hold; stop() cancels a poll in flight
 # A Bot API call that has not answered by then is abandoned (PTB `TimedOut`, which the
 # outbox retries with backoff): the chat's delivery waits on it meanwhile.
 REQUEST_TIMEOUT_S = 30.0
 
 
-def menu() -> list[BotCommand]:
-    """setMyCommands entries, described from the bridge's own help table when present."""
-    try:
-        from bridge.commands.parse import HELP
-    except ImportError:  # the adapter does not need the bridge's command parser
-        return [BotCommand(name, desc) for name, desc in _STATIC_MENU.items()]
-    described = {usage.split()[0]: (usage, desc) for usage, desc in HELP}
+def menu(commands: Sequence[ChatCommand]) -> list[BotCommand]:
+    """setMyCommands entries for the commands the bridge offers (`set_commands`)."""
     out: list[BotCommand] = []
-    for name in MENU_COMMANDS:
-        usage, desc = described.get(name, (name, _STATIC_MENU[name]))
-        args = usage.partition(" ")[2]
-        text = f"{args} — {desc}" if args else desc
-        out.append(BotCommand(name, text[: limits.MAX_COMMAND_DESCRIPTION]))
+    for c in commands:
+        text = f"{c.usage} — {c.description}" if c.usage else c.description
+        out.append(BotCommand(c.name, text[: limits.MAX_COMMAND_DESCRIPTION]))
     return out
 
 

@@ -34,16 +34,17 @@ from typing import TYPE_CHECKING
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey
 
-from adapters.messages import Sender, UserMessage
+from adapters.messages import Sender
 from adapters.registry import BY_NAME
 from bridge import render
 from bridge.access import owners
 from bridge.access.owners import PairedOwners
-from bridge.commands.parse import Command
+from bridge.commands.context import CommandContext
+from bridge.commands.registry import Section, command
 from bridge.config import Config
 from storage.crypto import load_or_create_key
 from storage.db import Database
-from storage.models import PairingCodeRow, SessionRow, utcnow
+from storage.models import PairingCodeRow, utcnow
 from storage.types import PairingPayload
 
 if TYPE_CHECKING:
@@ -261,16 +262,21 @@ def load_owners(bridge: Bridge) -> None:
         adapter.open_invites(functools.partial(bridge.pairing.invite_allowed, platform))
 
 
-async def cmd_pair(
-    bridge: Bridge, cmd: Command, msg: UserMessage, session: SessionRow | None
-) -> None:
+@command(
+    "pair",
+    usage="CODE",
+    help="complete pairing with a code from threadline pair",
+    section=Section.ACCESS,
+    menu=False,
+)
+async def cmd_pair(ctx: CommandContext) -> None:
     """`pair CODE` (Telegram also `/start CODE`): the one command strangers may send."""
-    sender = msg.sender
+    bridge, sender = ctx.services, ctx.sender
     if bridge.access.is_owner(sender):
-        bridge.reply(msg.thread, render.notice("You are already an owner; the code was not used."))
+        ctx.reply(render.notice("You are already an owner; the code was not used."))
         return
-    result = bridge.pairing.redeem(cmd.rest, sender)
+    result = bridge.pairing.redeem(ctx.command.rest, sender)
     if result.ok:  # access control reads the signed row; the adapter learns it now
         bridge.adapters[sender.platform].add_owner(sender.user_id)
     if result.message:
-        bridge.reply(msg.thread, render.notice(result.message))
+        ctx.reply(render.notice(result.message))

@@ -20,6 +20,7 @@ import json
 import logging
 import secrets
 from dataclasses import dataclass
+from enum import StrEnum
 
 from adapters.messages import ThreadRef
 from adapters.tasks import TaskGroup
@@ -39,6 +40,34 @@ _CHOICE_STATE: dict[str, render.Decision] = {"a": "allowed", "s": "allowed_sessi
 # Text answers (Matrix relies on them).  Conversational words (yes, no, ok) are not
 # approvals: they go to Claude as a prompt.
 _TEXT_CHOICE = {"allow": "a", "always": "s", "deny": "d"}
+
+
+class Outcome(StrEnum):
+    """What a press did: decided the request one way or the other, or nothing."""
+
+    ALLOWED = "allowed"
+    ALLOWED_SESSION = "allowed_session"
+    DENIED = "denied"
+    REFUSED = "refused"  # forged, replayed, stale, foreign: nothing was decided
+
+
+@dataclass(frozen=True, slots=True)
+class PressResult:
+    """The broker's answer to a press; `text` is what the presser is told."""
+
+    outcome: Outcome
+    text: str
+
+    @property
+    def decided(self) -> bool:
+        return self.outcome is not Outcome.REFUSED
+
+
+_DECIDED: dict[str, PressResult] = {
+    "allowed": PressResult(Outcome.ALLOWED, "Allowed."),
+    "allowed_session": PressResult(Outcome.ALLOWED_SESSION, "Allowed for this session."),
+    "denied": PressResult(Outcome.DENIED, "Denied."),
+}
 
 
 def stored_rule(row: SessionRule) -> rules.Rule:
@@ -117,9 +146,9 @@ class PermissionBroker:
         by_name: str,
         *,
         reason: str = "",
-    ) -> str:
-        """Apply a button press (or a text answer); returns a short answer for the
-        presser.  A deny `reason` is passed to Claude and shown on the prompt."""
+    ) -> PressResult:
+        """Apply a button press (or a text answer): what it did, and a short answer for
+        the presser.  A deny `reason` is passed to Claude and shown on the prompt."""
         row = self.db.permissions.get(request_id) if request_id else None
         if row is None or choice not in _CHOICE_STATE:
             return self._refused(thread, by_key, request_id, "unknown request", "Unknown request.")
@@ -167,15 +196,11 @@ class PermissionBroker:
                     created_by=by_key,
                 )
             )
-        return {
-            "allowed": "Allowed.",
-            "allowed_session": "Allowed for this session.",
-            "denied": "Denied.",
-        }[state]
+        return _DECIDED[state]
 
     def _refused(
         self, thread: ThreadRef, by_key: str, request_id: str, why: str, answer: str
-    ) -> str:
+    ) -> PressResult:
         """A press that decides nothing (forged, replayed, stale, foreign): logged and
         audited, and `answer` is what the presser is told."""
         log.warning("refused permission press %r from %s: %s", request_id[:40], by_key, why)
@@ -186,7 +211,7 @@ class PermissionBroker:
             detail=f"refused {request_id[:40]}: {why}",
             allowed=False,
         )
-        return answer
+        return PressResult(Outcome.REFUSED, answer)
 
     async def answer_text(
         self, thread: ThreadRef, text: str, by_key: str, by_name: str, *, reply_to: str | None
@@ -215,7 +240,7 @@ class PermissionBroker:
             )
             return True
         request_id = target or candidates[0].request_id
-        answer = await self.press(
+        result = await self.press(
             request_id,
             choice,
             thread,
@@ -223,8 +248,8 @@ class PermissionBroker:
             by_name,
             reason=rest.strip() if choice == "d" else "",
         )
-        if not answer.startswith(("Allowed", "Denied")):
-            self.outbox.enqueue(thread, render.notice(md(answer)), priority=0)
+        if not result.decided:
+            self.outbox.enqueue(thread, render.notice(md(result.text)), priority=0)
         return True
 
     def _replied(self, thread: ThreadRef, reply_to: str | None) -> str | None:

@@ -18,14 +18,15 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from adapters.messages import Button, ButtonPress, Markdown, Outbound, ThreadRef, UserMessage
+from adapters.messages import Button, Markdown, Outbound
 from bridge import render
 from bridge.approvals import rules
-from bridge.commands.parse import Command
+from bridge.commands.context import CommandContext, PressContext
+from bridge.commands.registry import Section, button, command
 from storage.models import SessionRow
 
 if TYPE_CHECKING:
-    from bridge.app import Bridge
+    from storage.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +67,8 @@ def project_rules(cwd: str) -> list[tuple[str, str]]:
     return out
 
 
-def rules_message(b: Bridge, session: SessionRow) -> Outbound:
-    rows = b.db.permissions.rules(session.id)
+def rules_message(db: Database, session: SessionRow) -> Outbound:
+    rows = db.permissions.rules(session.id)
     lines = ["**Allowed for this session**"]
     buttons: list[tuple[Button, ...]] = []
     if not rows:
@@ -90,40 +91,52 @@ def rules_message(b: Bridge, session: SessionRow) -> Outbound:
     return Outbound((Markdown("\n".join(lines)),), tuple(buttons))
 
 
-async def cmd_rules(b: Bridge, cmd: Command, msg: UserMessage, session: SessionRow | None) -> None:
-    assert session is not None  # an IN_SESSION command
-    thread = b.thread_of(session.id) or msg.thread
-    b.reply(thread, rules_message(b, session), session_id=session.id)
+@command(
+    "rules",
+    help="list what runs without asking here; buttons remove session rules",
+    section=Section.RULES,
+    in_session=True,
+    menu=False,
+)
+async def cmd_rules(ctx: CommandContext) -> None:
+    session = ctx.session
+    assert session is not None
+    thread = ctx.services.thread_of(session.id) or ctx.thread
+    ctx.services.reply(thread, rules_message(ctx.db, session), session_id=session.id)
 
 
-async def remove_pressed(
-    b: Bridge, press: ButtonPress, session: SessionRow, thread: ThreadRef, rule_id: str
-) -> None:
-    """A remove button of a `rules` list (owner and thread already checked)."""
+@button("r")
+async def press_remove(ctx: PressContext, rest: str) -> None:
+    """A remove button of a `rules` list, pressed in its session's own thread."""
+    found = ctx.session_here(rest)
+    if found is None:
+        return
+    session, thread, rule_id = found
+    press, db = ctx.press, ctx.db
     valid = rule_id.isascii() and rule_id.isdigit() and len(rule_id) <= 18  # fits SQLite
-    row = b.db.permissions.rule(int(rule_id)) if valid else None
+    row = db.permissions.rule(int(rule_id)) if valid else None
     if row is None or row.session_id != session.id:
         log.warning("refused rule removal %r from %s: no such rule", rule_id[:20], press.sender.key)
-        b.db.audit.log(
+        db.audit.log(
             platform=press.sender.platform,
             user=press.sender.key,
             action="rule-remove",
             detail=f"refused {rule_id[:20]}: no such rule in {session.id}",
             allowed=False,
         )
-        await b.adapters[press.thread.platform].answer_press(press, "That rule is gone already.")
+        await ctx.answer("That rule is gone already.")
         return
     text = rules.Rule(row.tool_name, row.pattern).shown
-    if not b.db.permissions.remove_rule(int(rule_id)):
-        await b.adapters[press.thread.platform].answer_press(press, "That rule is gone already.")
+    if not db.permissions.remove_rule(int(rule_id)):
+        await ctx.answer("That rule is gone already.")
         return
-    b.db.audit.log(
+    db.audit.log(
         platform=press.sender.platform,
         user=press.sender.key,
         action="rule-remove",
         detail=f"{session.id} {text[:300]}",
     )
-    b.reply(
+    ctx.services.reply(
         thread,
         render.notice(f"🗑 Removed `{rules.tick(text)}` — it asks again from now on."),
         session_id=session.id,

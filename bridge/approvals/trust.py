@@ -23,25 +23,26 @@ import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from adapters.messages import Button, ButtonPress, Code, FileOut, Markdown, Outbound, UserMessage
+from adapters.messages import Button, ButtonPress, Code, FileOut, Markdown, Outbound
 from agent.trust import FolderSettings, claude_trusted, inspect_folder
 from bridge import render
-from bridge.commands.parse import Command
+from bridge.commands.context import CommandContext, PressContext
+from bridge.commands.registry import Section, button, command
 from storage.models import SessionRow, TrustRequestRow
 
 if TYPE_CHECKING:
-    from bridge.app import Bridge
+    from bridge.commands.context import Services
 
 log = logging.getLogger(__name__)
 
 INLINE_LIST_CHARS = 3000
 
 
-async def inspect(b: Bridge, cwd: str) -> FolderSettings:
+async def inspect(b: Services, cwd: str) -> FolderSettings:
     return await asyncio.to_thread(inspect_folder, Path(cwd), b.host.cli_env())
 
 
-async def wanted(b: Bridge, row: SessionRow, *, ask_now: bool = True) -> FolderSettings | None:
+async def wanted(b: Services, row: SessionRow, *, ask_now: bool = True) -> FolderSettings | None:
     """The folder settings the session's CLI may be given (trusted as they are now), or
     None; when None and the folder has some, the thread is asked once (per session and
     settings version)."""
@@ -81,7 +82,7 @@ async def wanted(b: Bridge, row: SessionRow, *, ask_now: bool = True) -> FolderS
     return None
 
 
-def ask(b: Bridge, row: SessionRow, settings: FolderSettings, *, changed: bool = False) -> None:
+def ask(b: Services, row: SessionRow, settings: FolderSettings, *, changed: bool = False) -> None:
     """Post the Trust this folder / Not now prompt for exactly `settings`."""
     thread = b.thread_of(row.id)
     if thread is None:
@@ -135,7 +136,15 @@ def _decided(row: TrustRequestRow, text: str) -> Outbound:
     return render.notice(f"🛡 `{row.path}`: {text}")
 
 
-async def press(b: Bridge, event: ButtonPress, rest: str) -> str:
+@button("t")
+async def press_trust(ctx: PressContext, rest: str) -> None:
+    """``t:<trust request>:<y|n>``: checked against its stored request."""
+    answer = await press(ctx.services, ctx.press, rest)
+    log.info("trust press → %s", answer)
+    await ctx.answer(answer)
+
+
+async def press(b: Services, event: ButtonPress, rest: str) -> str:
     """A press on Trust this folder (`y`) or Not now (`n`); the answer for the presser."""
     request_id, _, choice = rest.rpartition(":")
     row = b.db.trust.request(request_id) if request_id else None
@@ -184,7 +193,7 @@ async def press(b: Bridge, event: ButtonPress, rest: str) -> str:
     return "Trusted."
 
 
-async def apply(b: Bridge, path: str) -> bool:
+async def apply(b: Services, path: str) -> bool:
     """Stop the idle CLIs in `path` whose trust changed (the next prompt resumes the
     conversation with the right settings); True if one was busy and is left running."""
     busy = False
@@ -204,7 +213,15 @@ async def apply(b: Bridge, path: str) -> bool:
     return busy
 
 
-async def cmd_trust(b: Bridge, cmd: Command, msg: UserMessage, session: SessionRow | None) -> None:
+@command(
+    "trust",
+    help="show what this folder's own Claude Code settings would run, and trust it",
+    section=Section.TRUST,
+    in_session=True,
+    menu=False,
+)
+async def cmd_trust(ctx: CommandContext) -> None:
+    b, session, msg = ctx.services, ctx.session, ctx.message
     assert session is not None
     settings = await inspect(b, session.cwd)
     if not settings.needs_trust:
@@ -234,9 +251,15 @@ async def cmd_trust(b: Bridge, cmd: Command, msg: UserMessage, session: SessionR
     ask(b, session, settings, changed=record is not None and record.revoked_at is None)
 
 
-async def cmd_untrust(
-    b: Bridge, cmd: Command, msg: UserMessage, session: SessionRow | None
-) -> None:
+@command(
+    "untrust",
+    help="stop loading this folder's own Claude Code settings",
+    section=Section.TRUST,
+    in_session=True,
+    menu=False,
+)
+async def cmd_untrust(ctx: CommandContext) -> None:
+    b, session, msg = ctx.services, ctx.session, ctx.message
     assert session is not None
     agent = b.host.get(session.id)
     if agent is not None and agent.busy and agent.project_fingerprint:
@@ -261,13 +284,13 @@ async def cmd_untrust(
     )
 
 
-def _edit(b: Bridge, row: TrustRequestRow, text: str) -> None:
+def _edit(b: Services, row: TrustRequestRow, text: str) -> None:
     thread = b.thread_of(row.session_id)
     if thread is not None and row.prompt_outbox_id is not None:
         b.outbox.enqueue_edit(thread, row.prompt_outbox_id, _decided(row, text), priority=0)
 
 
-def _refused(b: Bridge, event: ButtonPress, why: str, answer: str) -> str:
+def _refused(b: Services, event: ButtonPress, why: str, answer: str) -> str:
     log.warning("refused trust press %r from %s: %s", event.data[:64], event.sender.key, why)
     b.db.audit.log(
         platform=event.sender.platform,

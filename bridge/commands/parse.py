@@ -1,6 +1,7 @@
 """Chat command parsing: a message's text → a `Command`, or `None` for a plain prompt.
 
-The same commands exist on every platform (the README's "Chat commands" table lists them).  A command starts with `/` or `!`,
+The same commands exist on every platform; which names are commands is the
+registry's (`bridge/commands/registry.py`), passed in as `names`.  A command starts with `/` or `!`,
 its name is case-insensitive, and on Telegram it may be addressed as `/cmd@botname`.
 Arguments are split shell-style (`shlex`) so a PATH can be quoted to contain spaces;
 text that does not split cleanly (an apostrophe in a prompt) falls back to whitespace
@@ -13,33 +14,9 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Final
-
-HELP: Final[list[tuple[str, str]]] = [
-    ("new [PATH] [PROMPT]", "start a session in PATH, optionally with a first prompt"),
-    ("stop", "interrupt the running turn (the session stays usable)"),
-    ("mode [MODE]", "switch permission mode: default, acceptEdits, plan, bypassPermissions"),
-    ("model [NAME]", "switch the model"),
-    ("diff", "show git diff of the session's directory"),
-    ("cost", "tokens and dollars for this session and today"),
-    ("end", "end the session and close its thread"),
-    ("resume [ID]", "reopen an ended or interrupted session"),
-    ("sessions", "list sessions with their state and threads"),
-    ("import [ID]", "list Claude Code sessions on disk, or continue one here"),
-    ("get PATH", "send a file from the session directory"),
-    ("handoff", "how to continue this session at your desk"),
-    ("schedule CRON PROMPT", 'schedule a prompt: schedule "0 9 * * 1-5" run the tests'),
-    ("schedules", "list this session's scheduled prompts"),
-    ("unschedule ID", "remove a scheduled prompt"),
-    ("trust", "show what this folder's own Claude Code settings would run, and trust it"),
-    ("untrust", "stop loading this folder's own Claude Code settings"),
-    ("pair CODE", "complete pairing with a code from threadline pair"),
-    ("rules", "list what runs without asking here; buttons remove session rules"),
-    ("help", "this list"),
-]
-
-COMMAND_NAMES: Final[frozenset[str]] = frozenset(usage.split()[0] for usage, _ in HELP)
 
 # Telegram opens a bot with "/start", and a deep link t.me/bot?start=CODE sends
 # "/start CODE" -- which is how a pairing link arrives.
@@ -71,7 +48,7 @@ _CRON_MACROS: Final[dict[str, str]] = {
 class Command:
     """A parsed command.
 
-    `name` is one of `COMMAND_NAMES`, or ``"unknown"`` (reply "unknown command, see
+    `name` is one of the registered names, or ``"unknown"`` (reply "unknown command, see
     /help"; `original` holds what was typed), or ``"ignored"`` (``/cmd@otherbot``:
     addressed to another bot in the group, drop it silently).
     """
@@ -114,15 +91,15 @@ class Command:
         return _split_schedule(self.rest)[0] if self.name == "schedule" else None
 
 
-def parse_command(text: str, *, bot_username: str = "") -> Command | None:
+def parse_command(text: str, *, names: Collection[str], bot_username: str = "") -> Command | None:
     """Parse one chat message.  `None`: not a command (send it to Claude as a prompt)."""
     try:
-        return _parse(text, bot_username)
+        return _parse(text, names, bot_username)
     except Exception:  # pragma: no cover - belt and braces: chat input must never crash us
         return None
 
 
-def _parse(text: str, bot_username: str) -> Command | None:
+def _parse(text: str, names: Collection[str], bot_username: str) -> Command | None:
     stripped = text.lstrip()
     m = _HEAD.match(stripped)
     if m is None:
@@ -136,7 +113,7 @@ def _parse(text: str, bot_username: str) -> Command | None:
     name = _ALIASES.get(typed, typed)
     if typed == "start" and args:
         name = "pair"
-    if name not in COMMAND_NAMES:
+    if name not in names:
         name = "unknown"
     return Command(name, args, rest, typed, prefix)
 

@@ -55,6 +55,7 @@ from agent.events import (
     TurnStarted,
 )
 from bridge import render
+from bridge.commands.turn import stop_turn
 from bridge.diffs import file_diff
 from bridge.sources import prompts as sources
 
@@ -373,13 +374,13 @@ class AttachServer:
             result = await self.b.broker.press(
                 request_id, choice, thread, who, f"{client.user} (terminal)", reason=reason
             )
-            self._put(client, {"t": "answered", "request": request_id, "result": result})
+            self._put(client, {"t": "answered", "request": request_id, "result": result.text})
         elif op == "stop":
             agent = self.b.host.get(session.id)
             if agent is None or not agent.busy:
                 self._put(client, {"t": "notice", "text": "Nothing is running."})
             else:
-                await self.b.handlers.stop_turn(session, thread)
+                await stop_turn(self.b, session, thread)
                 self._put(client, {"t": "ok", "op": "stop"})
         else:
             self._put(client, {"t": "error", "error": f"unknown op {str(op)[:40]!r}"})

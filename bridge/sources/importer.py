@@ -6,8 +6,8 @@ Claude config directory; the SDK's `list_sessions` / `get_session_info` /
 lies under `allowed_roots`, newest first, and turns a transcript's last messages into a
 short recap (`Exchange`s).  `import_session` opens a thread for one: a session row that
 carries the Claude session id, so the next prompt resumes it (`resume=<id>`) with its
-full context.  The chat command `import [ID]` and the daemon side of
-`threadline import ID` both end up there.
+full context.  The chat command `import [ID]` (and its listing's buttons,
+``i:<claude session id>``) and the daemon side of `threadline import ID` both end up there.
 
 The SDK reads the config directory from `CLAUDE_CONFIG_DIR` in `os.environ` only; the
 daemon may run Claude Code with a different one (`agent_env`, as the tests do), so the
@@ -30,14 +30,16 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 import claude_agent_sdk
 
-from adapters.messages import Button, Markdown, Outbound, ThreadRef, UserMessage
+from adapters.messages import Button, Markdown, Outbound, ThreadRef
 from bridge import render
 from bridge.access.control import PathRefused, resolve_session_dir
-from bridge.commands.parse import Command
+from bridge.commands.context import CommandContext, PressContext
+from bridge.commands.registry import Section, button, command
+from bridge.commands.sessions import open_session
 from storage.models import SessionRow
 
 if TYPE_CHECKING:
-    from bridge.app import Bridge
+    from bridge.commands.context import Services
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +205,7 @@ def listing(sessions: Sequence[DiskSession]) -> Outbound:
 
 
 async def import_session(
-    b: Bridge, origin: ThreadRef | None, owner: str, claude_id: str
+    b: Services, origin: ThreadRef | None, owner: str, claude_id: str
 ) -> tuple[SessionRow | None, str]:
     """Open a thread for a session on disk; (session, what to tell the person).
     Without `origin` (from the terminal) the thread opens where the first configured
@@ -226,8 +228,8 @@ async def import_session(
     if b.db.sessions.count_open() >= cap:
         return None, f"🚫 {cap} sessions are open already; `/end` one first."
     summary = " ".join((disk.first_prompt or disk.title).split())[:60]
-    opened = await b.handlers.open_session(
-        origin, owner, cwd, title=f"{cwd.name}: {summary}" if summary else cwd.name,
+    opened = await open_session(
+        b, origin, owner, cwd, title=f"{cwd.name}: {summary}" if summary else cwd.name,
         claude_session_id=disk.id,
     )  # fmt: skip
     if opened is None:  # the cap, reached in the meantime: `origin` was told
@@ -240,7 +242,7 @@ async def import_session(
     return row, f"Imported as session `{row.id}`" + (f": {link}" if link else ".")
 
 
-def default_origin(b: Bridge) -> ThreadRef | None:
+def default_origin(b: Services) -> ThreadRef | None:
     """Where a thread opened from the terminal goes: the chat of the most recently
     active session (where the owner talks to the bot), else the first owner's
     private chat on the first enabled platform."""
@@ -259,16 +261,27 @@ def default_origin(b: Bridge) -> ThreadRef | None:
     return None
 
 
-async def cmd_import(b: Bridge, cmd: Command, msg: UserMessage, session: SessionRow | None) -> None:
+@command(
+    "import",
+    usage="[ID]",
+    help="list Claude Code sessions on disk, or continue one here",
+    section=Section.IMPORT,
+)
+async def cmd_import(ctx: CommandContext) -> None:
     """`import`: the sessions on disk; `import ID`: continue one in a new thread."""
-    if not cmd.args:
-        found = await asyncio.to_thread(b.claude_sessions.recent)
-        b.reply(msg.thread, listing(found))
+    if not ctx.command.args:
+        found = await asyncio.to_thread(ctx.services.claude_sessions.recent)
+        ctx.reply(listing(found))
         return
-    await import_and_tell(b, msg.thread, msg.sender.key, cmd.args[0])
+    await import_and_tell(ctx.services, ctx.thread, ctx.sender.key, ctx.command.args[0])
 
 
-async def import_and_tell(b: Bridge, origin: ThreadRef, owner: str, claude_id: str) -> None:
+@button("i")
+async def press_import(ctx: PressContext, rest: str) -> None:
+    await import_and_tell(ctx.services, ctx.thread, ctx.sender.key, rest)
+
+
+async def import_and_tell(b: Services, origin: ThreadRef, owner: str, claude_id: str) -> None:
     row, said = await import_session(b, origin, owner, claude_id)
     thread = b.thread_of(row.id) if row is not None else None
     if row is None or thread is None or thread.key != origin.key:
@@ -281,6 +294,7 @@ __all__ = [
     "Exchange",
     "cmd_import",
     "import_and_tell",
+    "press_import",
     "import_session",
     "listing",
     "recap",

@@ -25,7 +25,7 @@ import logging
 import secrets
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, tzinfo
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import Any, Final, Literal
 
 from apscheduler.events import (
     EVENT_JOB_MAX_INSTANCES,
@@ -39,14 +39,11 @@ from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from adapters.messages import UserMessage
 from bridge import render
-from bridge.commands.parse import Command
+from bridge.commands.context import CommandContext
+from bridge.commands.registry import Section, command
 from storage.db import Database
-from storage.models import ScheduleRow, SessionRow
-
-if TYPE_CHECKING:
-    from bridge.app import Bridge
+from storage.models import ScheduleRow
 
 log = logging.getLogger(__name__)
 
@@ -278,66 +275,71 @@ class Scheduler:
             )
 
 
-def _describe(b: Bridge, row: ScheduleRow) -> str:
-    nxt = b.scheduler.next_run(row.id)
-    when = nxt.astimezone(b.scheduler.tz).strftime("%a %d %b %H:%M %Z") if nxt else "never"
+def _describe(scheduler: Scheduler, row: ScheduleRow) -> str:
+    nxt = scheduler.next_run(row.id)
+    when = nxt.astimezone(scheduler.tz).strftime("%a %d %b %H:%M %Z") if nxt else "never"
     prompt = " ".join(row.prompt.split())
     prompt = prompt if len(prompt) <= 60 else prompt[:59] + "…"
     return f"• `{row.id}` · `{row.cron}` · next {when} · {render.md_escape(prompt)}"
 
 
-async def cmd_schedule(
-    b: Bridge, cmd: Command, msg: UserMessage, session: SessionRow | None
-) -> None:
+@command(
+    "schedule",
+    usage="CRON PROMPT",
+    help='schedule a prompt: schedule "0 9 * * 1-5" run the tests',
+    section=Section.SCHEDULES,
+    in_session=True,
+)
+async def cmd_schedule(ctx: CommandContext) -> None:
+    session, scheduler = ctx.session, ctx.services.scheduler
     assert session is not None
-    cron, prompt = cmd.cron, cmd.prompt.strip()
+    cron, prompt = ctx.command.cron, ctx.command.prompt.strip()
     if cron is None or not prompt:
-        b.reply(
-            msg.thread,
-            render.notice('Usage: `schedule "0 9 * * 1-5" run the tests and summarise failures`'),
+        ctx.reply(
+            render.notice('Usage: `schedule "0 9 * * 1-5" run the tests and summarise failures`')
         )
         return
     try:
-        row = b.scheduler.add(session.id, cron, prompt, by=msg.sender.key)
+        row = scheduler.add(session.id, cron, prompt, by=ctx.sender.key)
     except ValueError as e:
-        b.reply(
-            msg.thread, render.notice(f"🚫 Not a valid cron expression: {render.md_escape(str(e))}")
-        )
+        ctx.reply(render.notice(f"🚫 Not a valid cron expression: {render.md_escape(str(e))}"))
         return
-    b.db.audit.log(
-        platform=msg.sender.platform,
-        user=msg.sender.key,
+    ctx.db.audit.log(
+        platform=ctx.sender.platform,
+        user=ctx.sender.key,
         action="schedule",
         detail=f"{row.id} {cron}",
     )
-    b.reply(msg.thread, render.notice("⏰ Scheduled:\n" + _describe(b, row)), session_id=session.id)
+    ctx.reply(render.notice("⏰ Scheduled:\n" + _describe(scheduler, row)), session_id=session.id)
 
 
-async def cmd_schedules(
-    b: Bridge, cmd: Command, msg: UserMessage, session: SessionRow | None
-) -> None:
-    rows = b.db.schedules.list(session.id if session is not None else None)
+@command("schedules", help="list this session's scheduled prompts", section=Section.SCHEDULES)
+async def cmd_schedules(ctx: CommandContext) -> None:
+    session, scheduler = ctx.session, ctx.services.scheduler
+    rows = ctx.db.schedules.list(session.id if session is not None else None)
     if not rows:
-        b.reply(msg.thread, render.notice("No scheduled prompts. `schedule CRON PROMPT` adds one."))
+        ctx.reply(render.notice("No scheduled prompts. `schedule CRON PROMPT` adds one."))
         return
     where = "this session" if session is not None else "all sessions"
-    lines = [f"**Scheduled prompts** ({where}, {b.scheduler.tz})"]
-    lines += [_describe(b, r) + ("" if session else f" · session `{r.session_id}`") for r in rows]
-    b.reply(msg.thread, render.notice("\n".join(lines)))
+    lines = [f"**Scheduled prompts** ({where}, {scheduler.tz})"]
+    lines += [
+        _describe(scheduler, r) + ("" if session else f" · session `{r.session_id}`") for r in rows
+    ]
+    ctx.reply(render.notice("\n".join(lines)))
 
 
-async def cmd_unschedule(
-    b: Bridge, cmd: Command, msg: UserMessage, session: SessionRow | None
-) -> None:
-    row = b.db.schedules.get(cmd.args[0]) if cmd.args else None
+@command("unschedule", usage="ID", help="remove a scheduled prompt", section=Section.SCHEDULES)
+async def cmd_unschedule(ctx: CommandContext) -> None:
+    session, args = ctx.session, ctx.command.args
+    row = ctx.db.schedules.get(args[0]) if args else None
     if row is None or (session is not None and row.session_id != session.id):
-        b.reply(msg.thread, render.notice("Which schedule? `schedules` lists them with their ids."))
+        ctx.reply(render.notice("Which schedule? `schedules` lists them with their ids."))
         return
-    b.scheduler.remove(row.id)
-    b.db.audit.log(
-        platform=msg.sender.platform, user=msg.sender.key, action="unschedule", detail=row.id
+    ctx.services.scheduler.remove(row.id)
+    ctx.db.audit.log(
+        platform=ctx.sender.platform, user=ctx.sender.key, action="unschedule", detail=row.id
     )
-    b.reply(msg.thread, render.notice(f"Removed schedule `{row.id}`."))
+    ctx.reply(render.notice(f"Removed schedule `{row.id}`."))
 
 
 __all__ = ["Scheduler", "cmd_schedule", "cmd_schedules", "cmd_unschedule", "cron_trigger"]
