@@ -118,7 +118,15 @@ async def test_terminal_and_chat_share_a_session(tmp_path: Path) -> None:
         owner = {"id": OWNER, "is_bot": False, "first_name": "Ada"}
         query = h.tg.press_button(h.chat_id, prompt.message_id, deny, owner, strict=False)
         await h.tg.wait_until(lambda: h.tg.callback_answer(query))
-        await asyncio.sleep(0.3)
+        # Not a pause then "nothing changed": the bridge has handled the press (refused it,
+        # audited) and whatever it queued has reached the chat before the prompt is read.
+        await h.tg.wait_until(
+            lambda: any(
+                r.action == "permission" and not r.allowed for r in h.db.audit.recent(20)
+            ),
+            timeout=20,
+        )
+        await h.bridge.outbox.wait_idle(timeout=20)
         assert "Allowed by" in h.tg.message(h.chat_id, prompt.message_id).visible_text
         end = await terminal.wait("end")
         assert end["cost"] > 0 and not end["error"]

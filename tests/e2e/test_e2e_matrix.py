@@ -203,15 +203,25 @@ async def test_stop_by_reaction_and_by_command(h: MatrixHarness) -> None:
     status = await h.wait_text("React ⏹ Stop", thread=thread)
     await h.phone.wait(lambda: status.reaction_keys(h.bot.user_id) or None)
     await h.react(status, "⏹️")  # with the variation selector, as emoji pickers send it
-    await h.wait_text("⏱", thread=thread, timeout=20)
+    # The whole answer streams in 15 s, inside these 20 s waits: the answer arriving proves
+    # nothing on its own.  A stop shows as "Stopped" on the status and a cut answer.
+    final = await h.wait_text("⏱", thread=thread, timeout=20)
+    await h.phone.wait(lambda: "Stopped" in status.body or None, 20)
+    assert final.body.count("word") < 300, "the answer was cut, not streamed to its end"
     await h.say("count again", thread=thread)
     await h.phone.wait(
         lambda: len([m for m in h.bot_messages(thread) if "⏹" in m.body]) >= 2 or None
+    )
+    second = next(
+        m for m in h.bot_messages(thread) if "React ⏹ Stop" in m.body and m is not status
     )
     await h.say("!stop", thread=thread)
     await h.phone.wait(
         lambda: len([m for m in h.bot_messages(thread) if "⏱" in m.body]) >= 2 or None, 20
     )
+    await h.phone.wait(lambda: "Stopped" in second.body or None, 20)
+    second_final = [m for m in h.bot_messages(thread) if "⏱" in m.body][-1]
+    assert second_final.body.count("word") < 300, "the answer was cut, not streamed to its end"
     await h.say("are you there", thread=thread)
     await h.wait_text("Still here.", thread=thread)
 

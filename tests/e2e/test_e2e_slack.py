@@ -242,7 +242,12 @@ async def test_stop_button_stop_command_and_queued_prompts(h: SlackHarness) -> N
     await asyncio.sleep(0.5)
     h.say("!stop", thread=thread)
     await h.wait_text("Follow-up answered.", thread=thread, timeout=40)
+    # The whole answer streams in 20 s, inside that 40 s wait: the follow-up's answer alone
+    # does not prove !stop.  A stop shows as "Stopped" on the status.
     assert not h.slack.message(h.channel, second.ts).buttons
+    await h.slack.wait_until(
+        lambda: "Stopped" in h.slack.message(h.channel, second.ts).visible_text, 10
+    )
     assert len(finals(h, thread)) == 3
     assert turns_started(h, "follow up") == 1, "the queued prompt ran once"
     assert h.db.sessions.get(sid).state == "active"

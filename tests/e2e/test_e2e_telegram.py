@@ -182,7 +182,7 @@ async def test_stop_button_and_command_interrupt_and_the_session_stays_usable(h:
     await h.tg.wait_until(lambda: not h.tg.message(h.chat_id, status.message_id).buttons or None)
     # /stop as a command
     h.say("count again", thread_id=topic)
-    await h.wait_msg(
+    second = await h.wait_msg(
         lambda m: has_buttons(m, "Stop") and m.message_id != status.message_id, thread_id=topic
     )
     await asyncio.sleep(0.5)
@@ -193,6 +193,14 @@ async def test_stop_button_and_command_interrupt_and_the_session_stays_usable(h:
         ),
         timeout=20,
     )
+    # The whole answer streams in 20 s, this wait's timeout: a second answer alone does not
+    # prove /stop.  A stop shows as "Stopped" on the status and a cut answer.
+    await h.tg.wait_until(
+        lambda: "Stopped" in (h.tg.message(h.chat_id, second.message_id).visible_text or "")
+        or None
+    )
+    second_final = [m for m in h.bot_messages(topic) if "⏱" in (m.visible_text or "")][-1]
+    assert (second_final.visible_text or "").count("word") < 400, "cut, not streamed to its end"
     h.say("are you there", thread_id=topic)
     await h.wait_text("Still here.", thread_id=topic)
     turns = h.db.turns.cost_since(datetime(1970, 1, 1, tzinfo=UTC), sid)
