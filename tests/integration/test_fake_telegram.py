@@ -1,4 +1,4 @@
-"""The fake Bot API (tests/support/fakes/telegram.py) against the real python-telegram-bot.
+"""The fake Bot API (tests/support/fakes/telegram/) against the real python-telegram-bot.
 
 Everything goes over real HTTP on 127.0.0.1: PTB's request layer, its error mapping and
 its Application/Updater are the real ones.
