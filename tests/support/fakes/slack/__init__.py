@@ -28,7 +28,7 @@ What it models (real HTTP and WebSocket on 127.0.0.1, a free port, aiohttp.web):
   ``files.getUploadURLExternal`` + the upload URL + ``files.completeUploadExternal``
   (what ``files_upload_v2`` does), ``assistant.threads.setStatus``,
   ``conversations.info``, ``users.info``; anything else is ``unknown_method``.
-* Limits and strict errors (TESTING.md): 50 blocks, section text 3000, context 10
+* Limits and strict errors (Slack's documented ones): 50 blocks, section text 3000, context 10
   elements, actions 25 elements, button text 75 / value 2000 / action_id 255 (unique
   per message), a known block type and text-object shape (else ``invalid_blocks``),
   more than 12,000 characters of block text (button labels included) →

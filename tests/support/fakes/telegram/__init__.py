@@ -84,8 +84,9 @@ closed topics unless ``reject_closed_topics``), the 48-hour edit/delete windows,
 30-second lifetime of drafts, link previews, entity validation of explicitly passed
 ``entities``, ``https``-only webhooks / allowed ports / certificates, webhook concurrency
 (``max_connections`` is stored but updates go one at a time), and the exact text of a
-few errors Telegram does not document (marked "fake's wording" below).  HTML is
-*stricter* than the real server in one place, on purpose (the brief asks for it): a bare
+few errors Telegram does not document (marked "fake's wording" in the modules).  HTML is
+*stricter* than the real server in one place, on purpose (an unescaped ``&`` in our
+output is a bug even where Telegram forgives it): a bare
 ``&`` that does not start an entity is refused (tdlib keeps it literally); pass
 ``strict_ampersand=False`` for the real leniency.  Text length is counted in code points
 after parsing and trimming.
