@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from .state import APP_ID, Delivery, Kind, _Conn
+from .state import APP_ID, Conn, Delivery, Kind
 
 log = logging.getLogger("tests.support.fakes.slack")
 
@@ -89,7 +89,7 @@ class DeliveriesMixin:
         d.timer = loop.call_later(self.ack_timeout, self._retry, d, "timeout")
         await conn.ws.send_json(envelope)
 
-    async def _active_conn(self) -> _Conn:
+    async def _active_conn(self) -> Conn:
         while True:
             live = [c for c in self._conns if not c.draining and not c.ws.closed]
             if live:
@@ -105,7 +105,7 @@ class DeliveriesMixin:
         self._tickets.discard(ticket)
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
-        conn = _Conn(next(self._conn_ids), ws)
+        conn = Conn(next(self._conn_ids), ws)
         self._conns.append(conn)
         self.hello_count += 1
         await ws.send_json(
@@ -161,7 +161,7 @@ class DeliveriesMixin:
             )
             self._spawn(self._close_later(conn))
 
-    async def _close_later(self, conn: _Conn) -> None:
+    async def _close_later(self, conn: Conn) -> None:
         await asyncio.sleep(self.disconnect_grace)
         await conn.ws.close()
 

@@ -31,12 +31,12 @@ from .state import (
     TEAM_ID,
     ApiCall,
     Channel,
+    Conn,
     Delivery,
     Ephemeral,
     FakeFile,
     FakeMessage,
     StatusCall,
-    _Conn,
 )
 from .webapi import WebApiMixin
 
@@ -86,7 +86,7 @@ class FakeSlack(PersonMixin, WebApiMixin, DeliveriesMixin, LimitsMixin, FaultsMi
         self._seq = itertools.count(1)
         self._epoch = int(time.time())
         self._tickets: set[str] = set()
-        self._conns: list[_Conn] = []
+        self._conns: list[Conn] = []
         self._conn_ids = itertools.count(1)
         self._pending: dict[str, Delivery] = {}  # envelope id → unacked socket delivery
         self._queue: asyncio.Queue[Delivery] | None = None

@@ -225,7 +225,7 @@ class Delivery:
 
 
 @dataclass
-class _Conn:
+class Conn:
     id: int
     ws: web.WebSocketResponse
     draining: bool = False

@@ -7,10 +7,10 @@ import secrets
 import time
 from typing import Any
 
-from .errors import _bad
+from .errors import bad_request
 from .limits import CHAT_ACTIONS, DOWNLOAD_LIMIT, TOPIC_NAME_LIMIT
-from .state import TOPIC_COLORS, ChatAction, FakeMessage, FileRecord, Topic, Version, _Chat
-from .wire import _json_param, _maybe_int
+from .state import TOPIC_COLORS, ChatAction, ChatRecord, FakeMessage, FileRecord, Topic, Version
+from .wire import json_param, maybe_int
 
 
 class ChatsMixin:
@@ -32,7 +32,7 @@ class ChatsMixin:
             raise ValueError(type)
         chat = self._chats.get(chat_id)
         if chat is None:
-            chat = _Chat(id=chat_id, type=type)
+            chat = ChatRecord(id=chat_id, type=type)
             self._chats[chat_id] = chat
         chat.type = type
         chat.is_forum = bool(is_forum)
@@ -66,13 +66,13 @@ class ChatsMixin:
         return self._chat_or_raise(chat_id).topics[thread_id]
 
     # ---------------------------------------------------------------- internals: state
-    def _chat_or_raise(self, chat_id: int) -> _Chat:
+    def _chat_or_raise(self, chat_id: int) -> ChatRecord:
         try:
             return self._chats[chat_id]
         except KeyError:
             raise LookupError(f"unknown chat {chat_id}; add it with fake.add_chat()") from None
 
-    def _next_id(self, chat: _Chat) -> int:
+    def _next_id(self, chat: ChatRecord) -> int:
         mid = chat.next_id
         chat.next_id += 1
         return mid
@@ -105,7 +105,7 @@ class ChatsMixin:
 
     def _create_topic(
         self,
-        chat: _Chat,
+        chat: ChatRecord,
         name: str,
         icon_color: int,
         emoji: str | None,
@@ -143,13 +143,13 @@ class ChatsMixin:
             chat.type == "private" and self.has_topics_enabled
         )
         if not forum:
-            raise _bad("the chat is not a forum")
+            raise bad_request("the chat is not a forum")
         name = p.get("name") or ""
         if not 1 <= len(name) <= TOPIC_NAME_LIMIT:
-            raise _bad("TOPIC_NAME_INVALID")  # fake's wording
-        color = _maybe_int(p.get("icon_color")) or TOPIC_COLORS[0]
+            raise bad_request("TOPIC_NAME_INVALID")  # fake's wording
+        color = maybe_int(p.get("icon_color")) or TOPIC_COLORS[0]
         if color not in TOPIC_COLORS:
-            raise _bad("TOPIC_COLOR_INVALID")  # fake's wording
+            raise bad_request("TOPIC_COLOR_INVALID")  # fake's wording
         topic = self._create_topic(
             chat, name, color, p.get("icon_custom_emoji_id") or None, created_by_bot=True
         )
@@ -164,10 +164,10 @@ class ChatsMixin:
 
     def _topic_for(self, p: dict[str, Any]) -> Topic:
         chat = self._chat_for(p)
-        tid = _maybe_int(p.get("message_thread_id"))
+        tid = maybe_int(p.get("message_thread_id"))
         topic = chat.topics.get(tid) if tid else None
         if topic is None or topic.deleted:
-            raise _bad("message thread not found")
+            raise bad_request("message thread not found")
         return topic
 
     async def _api_editforumtopic(self, p: dict[str, Any], f: Any) -> Any:
@@ -175,7 +175,7 @@ class ChatsMixin:
         name = p.get("name")
         emoji = p.get("icon_custom_emoji_id")
         if name is not None and not 1 <= len(name) <= TOPIC_NAME_LIMIT:
-            raise _bad("TOPIC_NAME_INVALID")  # fake's wording
+            raise bad_request("TOPIC_NAME_INVALID")  # fake's wording
         changed = False
         if name is not None and name != topic.name:
             topic.name = name
@@ -185,20 +185,20 @@ class ChatsMixin:
             topic.icon_custom_emoji_id = emoji or None
             changed = True
         if not changed:
-            raise _bad("TOPIC_NOT_MODIFIED")
+            raise bad_request("TOPIC_NOT_MODIFIED")
         return True
 
     async def _api_closeforumtopic(self, p: dict[str, Any], f: Any) -> Any:
         topic = self._topic_for(p)
         if topic.closed:
-            raise _bad("TOPIC_NOT_MODIFIED")
+            raise bad_request("TOPIC_NOT_MODIFIED")
         topic.closed = True
         return True
 
     async def _api_reopenforumtopic(self, p: dict[str, Any], f: Any) -> Any:
         topic = self._topic_for(p)
         if not topic.closed:
-            raise _bad("TOPIC_NOT_MODIFIED")
+            raise bad_request("TOPIC_NOT_MODIFIED")
         topic.closed = False
         return True
 
@@ -215,7 +215,7 @@ class ChatsMixin:
         thread = self._thread_for(chat, p)
         action = p.get("action") or ""
         if action not in CHAT_ACTIONS:
-            raise _bad("wrong parameter action in request")
+            raise bad_request("wrong parameter action in request")
         self._actions.append(ChatAction(chat.id, action, thread, time.time()))
         return True
 
@@ -237,9 +237,9 @@ class ChatsMixin:
     async def _api_getfile(self, p: dict[str, Any], f: Any) -> Any:
         rec = self._files.get(str(p.get("file_id") or ""))
         if rec is None:
-            raise _bad("invalid file_id")
+            raise bad_request("invalid file_id")
         if len(rec.data) > DOWNLOAD_LIMIT:
-            raise _bad("file is too big")
+            raise bad_request("file is too big")
         out: dict[str, Any] = {
             "file_id": rec.file_id,
             "file_unique_id": rec.file_unique_id,
@@ -251,9 +251,9 @@ class ChatsMixin:
 
     async def _api_setmessagereaction(self, p: dict[str, Any], f: Any) -> Any:
         chat = self._chat_for(p)
-        mid = _maybe_int(p.get("message_id"))
+        mid = maybe_int(p.get("message_id"))
         if mid is None or mid not in chat.messages or chat.messages[mid].deleted:
-            raise _bad("message to react not found")  # fake's wording
-        reaction = _json_param(p["reaction"], "reaction") if p.get("reaction") else []
+            raise bad_request("message to react not found")  # fake's wording
+        reaction = json_param(p["reaction"], "reaction") if p.get("reaction") else []
         self.reactions.append({"chat_id": chat.id, "message_id": mid, "reaction": reaction})
         return True

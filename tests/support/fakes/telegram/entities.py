@@ -25,7 +25,7 @@ class Parsed:
     entities: tuple[dict[str, Any], ...] = ()
 
 
-class _Out:
+class Utf16Writer:
     """Collects visible text and tracks its UTF-16 length."""
 
     __slots__ = ("chunks", "u16")
@@ -42,11 +42,12 @@ class _Out:
         return "".join(self.chunks)
 
 
-def _boff(text: str, i: int) -> int:
+def byte_offset(text: str, i: int) -> int:
+    """The UTF-8 byte offset of character `i` (tdlib reports parse errors in bytes)."""
     return len(text[:i].encode("utf-8"))
 
 
-def _finish(text: str, entities: list[dict[str, Any]]) -> Parsed:
+def finish(text: str, entities: list[dict[str, Any]]) -> Parsed:
     """Trim leading/trailing whitespace like Telegram, shifting and clipping entities."""
     stripped = text.strip()
     lead = utf16_len(text[: len(text) - len(text.lstrip())])

@@ -29,11 +29,11 @@ class ApiError(Exception):
         return out
 
 
-def _bad(desc: str) -> ApiError:
+def bad_request(desc: str) -> ApiError:
     return ApiError(400, "Bad Request: " + desc)
 
 
-def _status_for(description: str) -> int:
+def status_for(description: str) -> int:
     for prefix, code in (
         ("Bad Request", 400),
         ("Unauthorized", 401),
@@ -49,7 +49,7 @@ def _status_for(description: str) -> int:
     return 400
 
 
-_DEFAULT_DESCRIPTIONS = {
+DEFAULT_DESCRIPTIONS = {
     400: "Bad Request",
     401: "Unauthorized",
     403: "Forbidden",

@@ -9,8 +9,8 @@ from typing import Any
 
 from aiohttp import web
 
-from .errors import _DEFAULT_DESCRIPTIONS, _status_for
-from .wire import _CANONICAL
+from .errors import DEFAULT_DESCRIPTIONS, status_for
+from .wire import CANONICAL
 
 
 @dataclass
@@ -60,7 +60,7 @@ class FaultsMixin:
         * ``reset=True`` — abort the connection instead of answering (a connection
           reset; with ``applied`` the call takes effect first, i.e. a lost response).
         """
-        canonical = _CANONICAL.get(method.lower(), method) if method != "*" else "*"
+        canonical = CANONICAL.get(method.lower(), method) if method != "*" else "*"
         params = dict(parameters) if parameters else None
         if retry_after is not None:
             params = {**(params or {}), "retry_after": int(retry_after)}
@@ -68,7 +68,7 @@ class FaultsMixin:
             if retry_after is not None:
                 status = 429
             elif error_description is not None:
-                status = _status_for(error_description)
+                status = status_for(error_description)
             elif delay:
                 status = None
             else:
@@ -78,7 +78,7 @@ class FaultsMixin:
                 error_description = f"Too Many Requests: retry after {int(retry_after or 1)}"
                 params = params or {"retry_after": int(retry_after or 1)}
             else:
-                error_description = _DEFAULT_DESCRIPTIONS.get(status, "Internal Server Error")
+                error_description = DEFAULT_DESCRIPTIONS.get(status, "Internal Server Error")
         fault = Fault(
             method=canonical,
             status=status,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .entities import Parsed, _finish
+from .entities import Parsed, finish
 from .html_mode import parse_html
 from .markdown_mode import parse_markdown, parse_markdown_v2
 
@@ -28,4 +28,4 @@ def parse_text(
         return parse_markdown(text)
     if mode:
         raise ValueError(parse_mode)
-    return _finish(text, [dict(e) for e in entities or ()])
+    return finish(text, [dict(e) for e in entities or ()])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .entities import EntityParseError, Parsed, _boff, _finish, _Out
+from .entities import EntityParseError, Parsed, Utf16Writer, byte_offset, finish
 
 _HTML_TAGS = frozenset(
     {
@@ -81,7 +81,7 @@ def _decode_html_entity(text: str, i: int) -> tuple[str, int] | None:
 
 def parse_html(text: str, *, strict_ampersand: bool = True) -> Parsed:
     """Parse Telegram HTML the way tdlib does; raise EntityParseError on malformed input."""
-    out = _Out()
+    out = Utf16Writer()
     stack: list[dict[str, Any]] = []
     entities: list[dict[str, Any]] = []
     n = len(text)
@@ -96,7 +96,7 @@ def parse_html(text: str, *, strict_ampersand: bool = True) -> Parsed:
                 continue
             if strict_ampersand:  # fake's wording: tdlib itself keeps a bare '&'
                 raise EntityParseError(
-                    f'Character "&" at byte offset {_boff(text, i)} does not start an HTML '
+                    f'Character "&" at byte offset {byte_offset(text, i)} does not start an HTML '
                     'entity; it must be escaped as "&amp;"'
                 )
         if c != "<":
@@ -111,11 +111,11 @@ def parse_html(text: str, *, strict_ampersand: bool = True) -> Parsed:
             while i < n and not text[i].isspace() and text[i] != ">":
                 i += 1
             if i >= n:
-                raise EntityParseError(f"Unclosed start tag at byte offset {_boff(text, begin)}")
+                raise EntityParseError(f"Unclosed start tag at byte offset {byte_offset(text, begin)}")
             tag = text[j:i].lower()
             if tag not in _HTML_TAGS:
                 raise EntityParseError(
-                    f'Unsupported start tag "{tag}" at byte offset {_boff(text, begin)}'
+                    f'Unsupported start tag "{tag}" at byte offset {byte_offset(text, begin)}'
                 )
             argument = ""
             expandable = False
@@ -124,7 +124,7 @@ def parse_html(text: str, *, strict_ampersand: bool = True) -> Parsed:
                     i += 1
                 if i >= n:
                     raise EntityParseError(
-                        f"Unclosed start tag at byte offset {_boff(text, begin)}"
+                        f"Unclosed start tag at byte offset {byte_offset(text, begin)}"
                     )
                 if text[i] == ">":
                     break
@@ -134,13 +134,13 @@ def parse_html(text: str, *, strict_ampersand: bool = True) -> Parsed:
                 attr = text[a:i].lower()
                 if not attr:
                     raise EntityParseError(
-                        f'Empty attribute name in the tag "{tag}" at byte offset {_boff(text, begin)}'
+                        f'Empty attribute name in the tag "{tag}" at byte offset {byte_offset(text, begin)}'
                     )
                 while i < n and text[i].isspace():
                     i += 1
                 if i >= n:
                     raise EntityParseError(
-                        f"Unclosed start tag at byte offset {_boff(text, begin)}"
+                        f"Unclosed start tag at byte offset {byte_offset(text, begin)}"
                     )
                 if text[i] != "=":
                     if tag == "blockquote" and attr == "expandable":
@@ -148,14 +148,14 @@ def parse_html(text: str, *, strict_ampersand: bool = True) -> Parsed:
                         continue
                     raise EntityParseError(
                         f'Expected equal sign in declaration of an attribute of the tag "{tag}" '
-                        f"at byte offset {_boff(text, begin)}"
+                        f"at byte offset {byte_offset(text, begin)}"
                     )
                 i += 1
                 while i < n and text[i].isspace():
                     i += 1
                 if i >= n:
                     raise EntityParseError(
-                        f"Unclosed start tag at byte offset {_boff(text, begin)}"
+                        f"Unclosed start tag at byte offset {byte_offset(text, begin)}"
                     )
                 if text[i] not in "'\"":
                     t = i
@@ -164,7 +164,7 @@ def parse_html(text: str, *, strict_ampersand: bool = True) -> Parsed:
                     value = text[t:i].lower()
                     if i < n and not text[i].isspace() and text[i] != ">":
                         raise EntityParseError(
-                            f"Unexpected end of name token at byte offset {_boff(text, t)}"
+                            f"Unexpected end of name token at byte offset {byte_offset(text, t)}"
                         )
                 else:
                     quote = text[i]
@@ -184,7 +184,7 @@ def parse_html(text: str, *, strict_ampersand: bool = True) -> Parsed:
                     value = "".join(buf)
                 if i >= n:
                     raise EntityParseError(
-                        f"Unclosed start tag at byte offset {_boff(text, begin)}"
+                        f"Unclosed start tag at byte offset {byte_offset(text, begin)}"
                     )
                 if tag == "a" and attr == "href":
                     argument = value
@@ -198,7 +198,7 @@ def parse_html(text: str, *, strict_ampersand: bool = True) -> Parsed:
                     expandable = True
             if tag == "span" and argument != "spoiler":
                 raise EntityParseError(
-                    f'Tag "span" must have class "tg-spoiler" at byte offset {_boff(text, begin)}'
+                    f'Tag "span" must have class "tg-spoiler" at byte offset {byte_offset(text, begin)}'
                 )
             if tag == "tg-emoji" and not (argument.isdigit() and int(argument) > 0):
                 raise EntityParseError("Invalid custom emoji identifier specified")
@@ -214,13 +214,13 @@ def parse_html(text: str, *, strict_ampersand: bool = True) -> Parsed:
             while i < n and text[i].isspace():
                 i += 1
             if i >= n or text[i] != ">":
-                raise EntityParseError(f"Unclosed end tag at byte offset {_boff(text, begin)}")
+                raise EntityParseError(f"Unclosed end tag at byte offset {byte_offset(text, begin)}")
             if not stack:
-                raise EntityParseError(f"Unexpected end tag at byte offset {_boff(text, begin)}")
+                raise EntityParseError(f"Unexpected end tag at byte offset {byte_offset(text, begin)}")
             top = stack[-1]
             if end_tag and end_tag != top["tag"]:
                 raise EntityParseError(
-                    f"Unmatched end tag at byte offset {_boff(text, begin)}, expected "
+                    f"Unmatched end tag at byte offset {byte_offset(text, begin)}, expected "
                     f'"</{top["tag"]}>", found "</{end_tag}>"'
                 )
             i += 1
@@ -230,11 +230,11 @@ def parse_html(text: str, *, strict_ampersand: bool = True) -> Parsed:
         raise EntityParseError(
             f'Can\'t find end tag corresponding to start tag "{stack[-1]["tag"]}"'
         )
-    return _finish(out.text(), entities)
+    return finish(out.text(), entities)
 
 
 def _close_html_entity(
-    top: dict[str, Any], end_u16: int, entities: list[dict[str, Any]], out: _Out
+    top: dict[str, Any], end_u16: int, entities: list[dict[str, Any]], out: Utf16Writer
 ) -> None:
     offset, length = top["u16"], end_u16 - top["u16"]
     if length <= 0:

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..ratelimit import SlidingWindow, TokenBucket
 from .errors import ApiError
-from .wire import _maybe_int
+from .wire import maybe_int
 
 TEXT_LIMIT = 4096
 CAPTION_LIMIT = 1024
@@ -97,7 +97,7 @@ class LimitsMixin:
         if not lim.enabled or (method not in _RATE_LIMITED and method != "sendMessageDraft"):
             return lambda: None
         now = self.clock()
-        chat_id = _maybe_int(params.get("chat_id"))
+        chat_id = maybe_int(params.get("chat_id"))
         chat = self._chats.get(chat_id) if chat_id is not None else None
         waits: list[float] = []
         takes: list[Callable[[], None]] = []

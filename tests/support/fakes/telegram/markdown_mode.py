@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .entities import EntityParseError, Parsed, _boff, _finish, _Out
+from .entities import EntityParseError, Parsed, Utf16Writer, byte_offset, finish
 
 _MDV2_RESERVED = "_*[]()~`>#+-=|{}.!"
 
@@ -24,7 +24,7 @@ _MD_TYPE_NAMES = {
 
 def parse_markdown_v2(text: str) -> Parsed:
     """Parse MarkdownV2 the way tdlib does (blockquotes approximated per line)."""
-    out = _Out()
+    out = Utf16Writer()
     stack: list[dict[str, Any]] = []
     entities: list[dict[str, Any]] = []
     quote: dict[str, Any] | None = None
@@ -140,7 +140,7 @@ def parse_markdown_v2(text: str) -> Parsed:
                 i += 1
             else:
                 raise reserved_error(c)
-            stack.append({"type": etype, "u16": out.u16, "byte": _boff(text, begin), "arg": arg})
+            stack.append({"type": etype, "u16": out.u16, "byte": byte_offset(text, begin), "arg": arg})
             i += 1
             continue
         ent = stack.pop()
@@ -162,7 +162,7 @@ def parse_markdown_v2(text: str) -> Parsed:
                     i += 1
                 if i >= n:
                     raise EntityParseError(
-                        f"Can't find end of a URL at byte offset {_boff(text, url_begin)}"
+                        f"Can't find end of a URL at byte offset {byte_offset(text, url_begin)}"
                     )
                 url = "".join(buf)
             if etype == "custom_emoji":
@@ -190,7 +190,7 @@ def parse_markdown_v2(text: str) -> Parsed:
             f"Can't find end of {_MD_TYPE_NAMES[ent['type']]} entity at byte offset {ent['byte']}"
         )
     close_quote(out.u16)
-    return _finish(out.text(), entities)
+    return finish(out.text(), entities)
 
 
 def _u16_prefix(s: str, u16: int) -> str:
@@ -205,7 +205,7 @@ def _u16_prefix(s: str, u16: int) -> str:
 
 def parse_markdown(text: str) -> Parsed:
     """Parse legacy Markdown (parse_mode="Markdown") the way tdlib does."""
-    out = _Out()
+    out = Utf16Writer()
     entities: list[dict[str, Any]] = []
     n = len(text)
     i = 0
@@ -245,7 +245,7 @@ def parse_markdown(text: str) -> Parsed:
             i += 1
         if i >= n:
             raise EntityParseError(
-                f"Can't find end of the entity starting at byte offset {_boff(text, begin)}"
+                f"Can't find end of the entity starting at byte offset {byte_offset(text, begin)}"
             )
         inner = "".join(out.chunks[start_len:])
         length = out.u16 - start_u16
@@ -271,4 +271,4 @@ def parse_markdown(text: str) -> Parsed:
         if ent is not None and length > 0:
             entities.append({**ent, "offset": start_u16, "length": length})
         i += 3 if is_pre else 1
-    return _finish(out.text(), entities)
+    return finish(out.text(), entities)

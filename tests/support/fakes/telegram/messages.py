@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from .entities import EntityParseError, Parsed
-from .errors import ApiError, _bad
+from .errors import ApiError, bad_request
 from .formatting import parse_text
 from .limits import (
     CALLBACK_DATA_LIMIT,
@@ -19,11 +19,11 @@ from .limits import (
     TEXT_LIMIT,
     UPLOAD_LIMIT,
 )
-from .state import Draft, FakeMessage, FileRecord, Version, _Chat
-from .wire import _json_param, _maybe_int, _truthy
+from .state import ChatRecord, Draft, FakeMessage, FileRecord, Version
+from .wire import json_param, maybe_int, truthy
 
 
-def _image_size(data: bytes) -> tuple[int, int] | None:
+def image_size(data: bytes) -> tuple[int, int] | None:
     """(width, height) of a PNG/JPEG/GIF/WebP, (0, 0) if recognised but unmeasured,
     None if it is not an image."""
     if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
@@ -52,24 +52,24 @@ class MessagesMixin:
     """The message methods of the Bot API and the checks they share."""
 
     # ---------------------------------------------------------------- validation helpers
-    def _chat_for(self, params: dict[str, Any], *, sending: bool = True) -> _Chat:
+    def _chat_for(self, params: dict[str, Any], *, sending: bool = True) -> ChatRecord:
         raw = params.get("chat_id")
         if raw is None or raw == "":
-            raise _bad("chat_id is empty")
-        chat: _Chat | None = None
+            raise bad_request("chat_id is empty")
+        chat: ChatRecord | None = None
         if isinstance(raw, str) and raw.startswith("@"):
             chat = next((c for c in self._chats.values() if c.username == raw[1:]), None)
         else:
-            cid = _maybe_int(raw)
+            cid = maybe_int(raw)
             chat = self._chats.get(cid) if cid is not None else None
         if chat is None:
-            raise _bad("chat not found")
+            raise bad_request("chat not found")
         if sending and chat.blocked:
             raise ApiError(403, "Forbidden: bot was blocked by the user")
         return chat
 
-    def _thread_for(self, chat: _Chat, params: dict[str, Any]) -> int | None:
-        tid = _maybe_int(params.get("message_thread_id"))
+    def _thread_for(self, chat: ChatRecord, params: dict[str, Any]) -> int | None:
+        tid = maybe_int(params.get("message_thread_id"))
         if not tid:
             return None
         topic = chat.topics.get(tid)
@@ -77,33 +77,33 @@ class MessagesMixin:
             chat.type == "private" and self.has_topics_enabled
         )
         if not usable or topic is None or topic.deleted:
-            raise _bad("message thread not found")
+            raise bad_request("message thread not found")
         if topic.closed and self.reject_closed_topics:
-            raise _bad("TOPIC_CLOSED")
+            raise bad_request("TOPIC_CLOSED")
         return tid
 
     def _parse(self, text: str | None, params: dict[str, Any], *, caption: bool = False) -> Parsed:
         mode = params.get("parse_mode") or None
         ents_raw = params.get("caption_entities" if caption else "entities")
-        ents = _json_param(ents_raw, "entities") if ents_raw else None
+        ents = json_param(ents_raw, "entities") if ents_raw else None
         try:
             return parse_text(text or "", mode, ents, strict_ampersand=self.strict_ampersand)
         except EntityParseError as exc:
-            raise _bad(f"can't parse entities: {exc}") from None
+            raise bad_request(f"can't parse entities: {exc}") from None
         except ValueError:
-            raise _bad("unsupported parse_mode") from None
+            raise bad_request("unsupported parse_mode") from None
 
     def _markup(self, params: dict[str, Any]) -> dict[str, Any] | None:
         raw = params.get("reply_markup")
         if raw is None or raw == "":
             return None
-        markup = _json_param(raw, "reply keyboard markup")
+        markup = json_param(raw, "reply keyboard markup")
         if not isinstance(markup, dict):
-            raise _bad("can't parse reply keyboard markup JSON object")
+            raise bad_request("can't parse reply keyboard markup JSON object")
         if "inline_keyboard" in markup:
             rows = markup["inline_keyboard"]
             if not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
-                raise _bad(
+                raise bad_request(
                     'can\'t parse inline keyboard markup: field "inline_keyboard" of the InlineKeyboardMarkup should be an Array of Arrays'
                 )
             for row in rows:
@@ -114,11 +114,11 @@ class MessagesMixin:
     @staticmethod
     def _check_button(b: Any) -> None:
         if not isinstance(b, dict):
-            raise _bad(
+            raise bad_request(
                 "can't parse inline keyboard button: InlineKeyboardButton should be an Object"
             )
         if not isinstance(b.get("text"), str):
-            raise _bad('can\'t parse inline keyboard button: Field "text" must be of type String')
+            raise bad_request('can\'t parse inline keyboard button: Field "text" must be of type String')
         actions = {
             "url",
             "callback_data",
@@ -132,7 +132,7 @@ class MessagesMixin:
             "pay",
         }
         if not actions & b.keys():
-            raise _bad(
+            raise bad_request(
                 "can't parse inline keyboard button: Text buttons are unallowed in the inline keyboard"
             )
         if "callback_data" in b:
@@ -141,39 +141,39 @@ class MessagesMixin:
                 not isinstance(data, str)
                 or not 1 <= len(data.encode("utf-8")) <= CALLBACK_DATA_LIMIT
             ):
-                raise _bad("BUTTON_DATA_INVALID")
+                raise bad_request("BUTTON_DATA_INVALID")
         if "url" in b:
             url = b["url"]
             if not isinstance(url, str) or not re.match(r"(https?|tg)://\S+$", url):
-                raise _bad("BUTTON_URL_INVALID")
+                raise bad_request("BUTTON_URL_INVALID")
 
-    def _reply_to(self, chat: _Chat, params: dict[str, Any]) -> int | None:
+    def _reply_to(self, chat: ChatRecord, params: dict[str, Any]) -> int | None:
         rp = params.get("reply_parameters")
         allow = False
         mid: int | None = None
         if rp:
-            rp = _json_param(rp, "reply parameters")
+            rp = json_param(rp, "reply parameters")
             if not isinstance(rp, dict):
-                raise _bad("can't parse reply parameters JSON object")
-            mid = _maybe_int(rp.get("message_id"))
+                raise bad_request("can't parse reply parameters JSON object")
+            mid = maybe_int(rp.get("message_id"))
             allow = bool(rp.get("allow_sending_without_reply"))
             if rp.get("chat_id") not in (None, "", chat.id, str(chat.id)):
-                raise _bad("replies to other chats are not modelled by the fake")
+                raise bad_request("replies to other chats are not modelled by the fake")
         elif params.get("reply_to_message_id"):
-            mid = _maybe_int(params.get("reply_to_message_id"))
-            allow = _truthy(params.get("allow_sending_without_reply"))
+            mid = maybe_int(params.get("reply_to_message_id"))
+            allow = truthy(params.get("allow_sending_without_reply"))
         if mid is None:
             return None
         target = chat.messages.get(mid)
         if target is None or target.deleted:
             if allow:
                 return None
-            raise _bad("message to be replied not found")
+            raise bad_request("message to be replied not found")
         return mid
 
     def _new_bot_message(
         self,
-        chat: _Chat,
+        chat: ChatRecord,
         kind: str,
         params: dict[str, Any],
         raw_text: str | None,
@@ -194,7 +194,7 @@ class MessagesMixin:
             kind=kind,
             thread_id=thread_id,
             reply_to=reply_to,
-            disable_notification=_truthy(params.get("disable_notification")),
+            disable_notification=truthy(params.get("disable_notification")),
             history=[
                 Version(
                     raw_text,
@@ -206,7 +206,7 @@ class MessagesMixin:
                 )
             ],
             file=file,
-            link_preview_options=_json_param(params["link_preview_options"], "link preview options")
+            link_preview_options=json_param(params["link_preview_options"], "link preview options")
             if params.get("link_preview_options")
             else None,
             params=dict(params),
@@ -218,16 +218,16 @@ class MessagesMixin:
 
     def _editable(self, params: dict[str, Any]) -> FakeMessage:
         if params.get("inline_message_id"):
-            raise _bad("inline messages are not modelled by the fake")
+            raise bad_request("inline messages are not modelled by the fake")
         chat = self._chat_for(params)
-        mid = _maybe_int(params.get("message_id"))
+        mid = maybe_int(params.get("message_id"))
         if mid is None:
-            raise _bad("message identifier is not specified")
+            raise bad_request("message identifier is not specified")
         msg = chat.messages.get(mid)
         if msg is None or msg.deleted or msg.kind == "forum_topic_created":
-            raise _bad("message to edit not found")
+            raise bad_request("message to edit not found")
         if not msg.from_bot:
-            raise _bad("message can't be edited")
+            raise bad_request("message can't be edited")
         return msg
 
     def _apply_edit(
@@ -248,7 +248,7 @@ class MessagesMixin:
             and tuple(new.entities) == tuple(cur.entities)
             and (new.reply_markup or None) == (cur.reply_markup or None)
         ):
-            raise _bad(NOT_MODIFIED)
+            raise bad_request(NOT_MODIFIED)
         new.date = msg.edit_date = int(time.time())
         msg.history.append(new)
         return msg.to_api()
@@ -271,20 +271,20 @@ class MessagesMixin:
             rec = self._files[raw]
             return rec.data, rec.file_name, rec.mime_type, rec
         if not raw:
-            raise _bad(f"there is no {name} in the request")
-        raise _bad("wrong file identifier/HTTP URL specified")
+            raise bad_request(f"there is no {name} in the request")
+        raise bad_request("wrong file identifier/HTTP URL specified")
 
     async def _api_sendmessage(self, p: dict[str, Any], f: Any) -> Any:
         chat = self._chat_for(p)
         thread = self._thread_for(chat, p)
         text = p.get("text")
         if text is None or text == "":
-            raise _bad("message text is empty")
+            raise bad_request("message text is empty")
         parsed = self._parse(text, p)
         if not parsed.text:
-            raise _bad("message text is empty")
+            raise bad_request("message text is empty")
         if len(parsed.text) > TEXT_LIMIT:
-            raise _bad("message is too long")
+            raise bad_request("message is too long")
         markup = self._markup(p)
         reply_to = self._reply_to(chat, p)
         msg = self._new_bot_message(chat, "text", p, text, parsed, markup, thread, reply_to)
@@ -293,15 +293,15 @@ class MessagesMixin:
     async def _api_sendmessagedraft(self, p: dict[str, Any], f: Any) -> Any:
         chat = self._chat_for(p)
         if chat.type != "private":
-            raise _bad("TEXTDRAFT_PEER_INVALID")
-        draft_id = _maybe_int(p.get("draft_id"))
+            raise bad_request("TEXTDRAFT_PEER_INVALID")
+        draft_id = maybe_int(p.get("draft_id"))
         if not draft_id:
-            raise _bad("DRAFT_ID_INVALID")  # fake's wording
+            raise bad_request("DRAFT_ID_INVALID")  # fake's wording
         thread = self._thread_for(chat, p)
         text = p.get("text")
         parsed = self._parse(text, p) if text else Parsed("")
         if len(parsed.text) > TEXT_LIMIT:
-            raise _bad("message is too long")
+            raise bad_request("message is too long")
         self._drafts.append(
             Draft(
                 chat_id=chat.id,
@@ -319,26 +319,26 @@ class MessagesMixin:
     async def _api_editmessagetext(self, p: dict[str, Any], f: Any) -> Any:
         msg = self._editable(p)
         if msg.kind != "text":
-            raise _bad("there is no text in the message to edit")
+            raise bad_request("there is no text in the message to edit")
         text = p.get("text")
         if not text:
-            raise _bad("message text is empty")
+            raise bad_request("message text is empty")
         parsed = self._parse(text, p)
         if not parsed.text:
-            raise _bad("message text is empty")
+            raise bad_request("message text is empty")
         if len(parsed.text) > TEXT_LIMIT:
-            raise _bad("message is too long")
+            raise bad_request("message is too long")
         markup = self._markup(p)
         return self._apply_edit(msg, text, parsed, p.get("parse_mode") or None, markup)
 
     async def _api_editmessagecaption(self, p: dict[str, Any], f: Any) -> Any:
         msg = self._editable(p)
         if msg.kind not in ("photo", "document"):
-            raise _bad("there is no caption in the message to edit")
+            raise bad_request("there is no caption in the message to edit")
         caption = p.get("caption") or ""
         parsed = self._parse(caption, p, caption=True)
         if len(parsed.text) > CAPTION_LIMIT:
-            raise _bad("message caption is too long")
+            raise bad_request("message caption is too long")
         markup = self._markup(p)
         return self._apply_edit(msg, caption or None, parsed, p.get("parse_mode") or None, markup)
 
@@ -349,12 +349,12 @@ class MessagesMixin:
 
     async def _api_deletemessage(self, p: dict[str, Any], f: Any) -> Any:
         chat = self._chat_for(p, sending=False)
-        mid = _maybe_int(p.get("message_id"))
+        mid = maybe_int(p.get("message_id"))
         msg = chat.messages.get(mid) if mid is not None else None
         if msg is None or msg.deleted:
-            raise _bad("message to delete not found")
+            raise bad_request("message to delete not found")
         if msg.kind == "forum_topic_created":
-            raise _bad("message can't be deleted")
+            raise bad_request("message can't be deleted")
         msg.deleted = True
         return True
 
@@ -367,17 +367,17 @@ class MessagesMixin:
         if len(data) > UPLOAD_LIMIT:
             raise ApiError(413, "Request Entity Too Large")
         if not data:
-            raise _bad("file must be non-empty")
+            raise bad_request("file must be non-empty")
         caption = p.get("caption") or None
         parsed = self._parse(caption, p, caption=True) if caption else Parsed("")
         if len(parsed.text) > CAPTION_LIMIT:
-            raise _bad("message caption is too long")
+            raise bad_request("message caption is too long")
         markup = self._markup(p)
         reply_to = self._reply_to(chat, p)
         if kind == "photo":
-            size = _image_size(data)
+            size = image_size(data)
             if size is None:
-                raise _bad("IMAGE_PROCESS_FAILED")
+                raise bad_request("IMAGE_PROCESS_FAILED")
             rec = existing or self._store_file(
                 data, "photos", ".jpg", None, "image/jpeg", width=size[0], height=size[1]
             )
@@ -402,14 +402,14 @@ class MessagesMixin:
             and self.clock() - rec.created > self.callback_query_ttl
         )
         if rec is None or rec.answer is not None or too_old:
-            raise _bad(QUERY_TOO_OLD)
+            raise bad_request(QUERY_TOO_OLD)
         text = p.get("text") or None
         if text is not None and len(text) > 200:
-            raise _bad("MESSAGE_TOO_LONG")  # fake's wording
+            raise bad_request("MESSAGE_TOO_LONG")  # fake's wording
         rec.answer = {
             "text": text,
-            "show_alert": _truthy(p.get("show_alert")),
+            "show_alert": truthy(p.get("show_alert")),
             "url": p.get("url") or None,
-            "cache_time": _maybe_int(p.get("cache_time")) or 0,
+            "cache_time": maybe_int(p.get("cache_time")) or 0,
         }
         return True

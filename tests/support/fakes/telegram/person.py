@@ -10,9 +10,9 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .entities import utf16_len
-from .messages import _image_size
+from .messages import image_size
 from .state import TINY_PNG, CallbackQueryRecord, ChatAction, Draft, FakeMessage, Version
-from .updates import _scope_key
+from .updates import scope_key
 
 
 class PersonMixin:
@@ -63,7 +63,7 @@ class PersonMixin:
         height: int | None = None,
     ) -> dict[str, Any]:
         """The person sends a photo (bytes downloadable via getFile)."""
-        w, h = _image_size(data) or (800, 600)
+        w, h = image_size(data) or (800, 600)
         rec = self._store_file(
             data, "photos", ".jpg", None, "image/jpeg", width=width or w, height=height or h
         )
@@ -227,7 +227,7 @@ class PersonMixin:
         self, scope: Mapping[str, Any] | None = None, language_code: str = ""
     ) -> list[dict[str, Any]]:
         """The command list set with setMyCommands for this scope/language."""
-        return list(self._commands.get((_scope_key(scope), language_code), []))
+        return list(self._commands.get((scope_key(scope), language_code), []))
 
     @property
     def webhook(self) -> dict[str, Any] | None:

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from ..ratelimit import SlidingWindow, TokenBucket
 from .chats import ChatsMixin
-from .errors import _DEFAULT_DESCRIPTIONS, ApiError
+from .errors import DEFAULT_DESCRIPTIONS, ApiError
 from .faults import Fault, FaultsMixin
 from .limits import UPLOAD_LIMIT, LimitsMixin, RateLimits
 from .messages import MessagesMixin
@@ -27,14 +27,14 @@ from .state import (
     ApiCall,
     CallbackQueryRecord,
     ChatAction,
+    ChatRecord,
     Draft,
     FileRecord,
     WebhookDelivery,
-    _Chat,
     _Signal,
 )
 from .updates import UpdatesMixin
-from .wire import _CANONICAL, _METHODS, _read_params
+from .wire import CANONICAL, METHODS, read_params
 
 log = logging.getLogger("tests.support.fakes.telegram")
 
@@ -80,7 +80,7 @@ class FakeTelegram(PersonMixin, MessagesMixin, ChatsMixin, UpdatesMixin, LimitsM
         self.file_downloads: list[str] = []  # file paths requested from /file/bot…
         self.hold_files: asyncio.Event | None = None  # unset: file answers wait for it
 
-        self._chats: dict[int, _Chat] = {}
+        self._chats: dict[int, ChatRecord] = {}
         self._drafts: list[Draft] = []
         self._actions: list[ChatAction] = []
         self._files: dict[str, FileRecord] = {}
@@ -202,9 +202,9 @@ class FakeTelegram(PersonMixin, MessagesMixin, ChatsMixin, UpdatesMixin, LimitsM
             return web.Response(status=503)
         token = request.match_info["token"]
         raw_method = request.match_info["method"]
-        method = _CANONICAL.get(raw_method.lower(), raw_method)
+        method = CANONICAL.get(raw_method.lower(), raw_method)
         try:
-            params, files = await _read_params(request)
+            params, files = await read_params(request)
         except ApiError as exc:
             return self._error_response(method, {}, {}, exc)
         self.calls[method] += 1
@@ -213,11 +213,11 @@ class FakeTelegram(PersonMixin, MessagesMixin, ChatsMixin, UpdatesMixin, LimitsM
                 method,
                 params,
                 files,
-                ApiError(self._outage, _DEFAULT_DESCRIPTIONS.get(self._outage, "Bad Gateway")),
+                ApiError(self._outage, DEFAULT_DESCRIPTIONS.get(self._outage, "Bad Gateway")),
             )
         if token != self.token:
             return self._error_response(method, params, files, ApiError(401, "Unauthorized"))
-        handler = getattr(self, f"_api_{method.lower()}", None) if method in _METHODS else None
+        handler = getattr(self, f"_api_{method.lower()}", None) if method in METHODS else None
         if handler is None:
             self.unknown_methods.append(raw_method)
             log.warning("fake telegram: unknown method %s", raw_method)

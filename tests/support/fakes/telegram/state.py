@@ -292,7 +292,7 @@ class _Signal:
 
 
 @dataclass
-class _Chat:
+class ChatRecord:
     id: int
     type: str
     title: str | None = None

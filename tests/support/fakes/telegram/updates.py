@@ -12,12 +12,12 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import ApiError, _bad
+from .errors import ApiError, bad_request
 from .state import WebhookDelivery
-from .wire import _json_param, _maybe_int, _truthy
+from .wire import json_param, maybe_int, truthy
 
 
-def _scope_key(scope: Mapping[str, Any] | None) -> str:
+def scope_key(scope: Mapping[str, Any] | None) -> str:
     if not scope or scope.get("type") == "default":
         return "default"
     return json.dumps(dict(scope), sort_keys=True)
@@ -47,7 +47,7 @@ class UpdatesMixin:
 
     async def _api_deletewebhook(self, p: dict[str, Any], f: Any) -> Any:
         self._set_webhook(None)
-        if _truthy(p.get("drop_pending_updates")):
+        if truthy(p.get("drop_pending_updates")):
             self._updates.clear()
         return True
 
@@ -55,13 +55,13 @@ class UpdatesMixin:
         url = p.get("url") or ""
         secret = p.get("secret_token") or None
         if secret is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
-            raise _bad("secret token contains unallowed characters")
+            raise bad_request("secret token contains unallowed characters")
         if url and not re.match(r"https?://", url):
-            raise _bad("bad webhook: An HTTPS URL must be provided for webhook")
-        if _truthy(p.get("drop_pending_updates")):
+            raise bad_request("bad webhook: An HTTPS URL must be provided for webhook")
+        if truthy(p.get("drop_pending_updates")):
             self._updates.clear()
         allowed = (
-            _json_param(p["allowed_updates"], "allowed updates")
+            json_param(p["allowed_updates"], "allowed updates")
             if p.get("allowed_updates")
             else None
         )
@@ -74,7 +74,7 @@ class UpdatesMixin:
             {
                 "url": url,
                 "secret_token": secret,
-                "max_connections": _maybe_int(p.get("max_connections")) or 40,
+                "max_connections": maybe_int(p.get("max_connections")) or 40,
                 "allowed_updates": allowed,
                 "ip_address": p.get("ip_address"),
             }
@@ -158,12 +158,12 @@ class UpdatesMixin:
                 "Conflict: can't use getUpdates method while webhook is active; use "
                 "deleteWebhook to delete the webhook first",
             )
-        offset = _maybe_int(p.get("offset")) or 0
-        limit = min(100, max(1, _maybe_int(p.get("limit")) or 100))
+        offset = maybe_int(p.get("offset")) or 0
+        limit = min(100, max(1, maybe_int(p.get("limit")) or 100))
         timeout = max(0.0, min(50.0, float(p.get("timeout") or 0)))
         if p.get("allowed_updates"):
             self._allowed_updates = (
-                list(_json_param(p["allowed_updates"], "allowed updates")) or None
+                list(json_param(p["allowed_updates"], "allowed updates")) or None
             )
         if offset > 0:
             while self._updates and self._updates[0]["update_id"] < offset:
@@ -203,19 +203,19 @@ class UpdatesMixin:
                 self._poller = None
 
     async def _api_setmycommands(self, p: dict[str, Any], f: Any) -> Any:
-        cmds = _json_param(p.get("commands") or "[]", "commands")
+        cmds = json_param(p.get("commands") or "[]", "commands")
         if not isinstance(cmds, list) or len(cmds) > 100:
-            raise _bad("BOT_COMMANDS_TOO_MUCH")
+            raise bad_request("BOT_COMMANDS_TOO_MUCH")
         clean = []
         for c in cmds:
             if not isinstance(c, dict):
-                raise _bad("BOT_COMMAND_INVALID")
+                raise bad_request("BOT_COMMAND_INVALID")
             cmd, desc = str(c.get("command", "")), str(c.get("description", ""))
             if not re.fullmatch(r"[a-z0-9_]{1,32}", cmd.lower()) or not 1 <= len(desc) <= 256:
-                raise _bad("BOT_COMMAND_INVALID")
+                raise bad_request("BOT_COMMAND_INVALID")
             clean.append({"command": cmd.lower(), "description": desc})
         key = (
-            _scope_key(_json_param(p["scope"], "scope") if p.get("scope") else None),
+            scope_key(json_param(p["scope"], "scope") if p.get("scope") else None),
             p.get("language_code") or "",
         )
         self._commands[key] = clean
@@ -223,14 +223,14 @@ class UpdatesMixin:
 
     async def _api_getmycommands(self, p: dict[str, Any], f: Any) -> Any:
         key = (
-            _scope_key(_json_param(p["scope"], "scope") if p.get("scope") else None),
+            scope_key(json_param(p["scope"], "scope") if p.get("scope") else None),
             p.get("language_code") or "",
         )
         return list(self._commands.get(key, []))
 
     async def _api_deletemycommands(self, p: dict[str, Any], f: Any) -> Any:
         key = (
-            _scope_key(_json_param(p["scope"], "scope") if p.get("scope") else None),
+            scope_key(json_param(p["scope"], "scope") if p.get("scope") else None),
             p.get("language_code") or "",
         )
         self._commands.pop(key, None)

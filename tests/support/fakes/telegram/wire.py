@@ -8,9 +8,9 @@ from typing import Any
 
 from aiohttp import web
 
-from .errors import _bad
+from .errors import bad_request
 
-_METHODS = [
+METHODS = [
     "getMe",
     "logOut",
     "close",
@@ -40,10 +40,10 @@ _METHODS = [
     "getFile",
     "setMessageReaction",
 ]
-_CANONICAL = {m.lower(): m for m in _METHODS}
+CANONICAL = {m.lower(): m for m in METHODS}
 
 
-async def _read_params(
+async def read_params(
     request: web.Request,
 ) -> tuple[dict[str, Any], dict[str, tuple[str | None, bytes, str | None]]]:
     params: dict[str, Any] = dict(request.query)
@@ -57,9 +57,9 @@ async def _read_params(
             try:
                 data = json.loads(body)
             except ValueError:
-                raise _bad("can't parse JSON") from None
+                raise bad_request("can't parse JSON") from None
             if not isinstance(data, dict):
-                raise _bad("can't parse JSON")
+                raise bad_request("can't parse JSON")
             params.update(data)
     elif ctype in ("application/x-www-form-urlencoded", "multipart/form-data"):
         post = await request.post()
@@ -73,7 +73,7 @@ async def _read_params(
     return params, files
 
 
-def _maybe_int(v: Any) -> int | None:
+def maybe_int(v: Any) -> int | None:
     if v is None or v == "" or isinstance(v, bool):
         return None
     if isinstance(v, int):
@@ -84,7 +84,7 @@ def _maybe_int(v: Any) -> int | None:
         return None
 
 
-def _truthy(v: Any) -> bool:
+def truthy(v: Any) -> bool:
     if isinstance(v, bool):
         return v
     if v is None:
@@ -92,10 +92,10 @@ def _truthy(v: Any) -> bool:
     return str(v).strip().lower() in ("true", "1", "yes")
 
 
-def _json_param(v: Any, what: str) -> Any:
+def json_param(v: Any, what: str) -> Any:
     if isinstance(v, str):
         try:
             return json.loads(v)
         except ValueError:
-            raise _bad(f"can't parse {what} JSON object") from None
+            raise bad_request(f"can't parse {what} JSON object") from None
     return v
