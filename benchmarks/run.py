@@ -43,8 +43,8 @@ from adapters.messages import Rendered, ThreadRef  # noqa: E402
 from bridge.app import Bridge  # noqa: E402
 from bridge.cli.daemon import build_adapters, open_database  # noqa: E402
 from bridge.config import load_config  # noqa: E402
-from tests.fakes.anthropic import Text, ToolUse  # noqa: E402
-from tests.fakes.claude_env import claude_env  # noqa: E402
+from tests.support.fakes.anthropic import Text, ToolUse  # noqa: E402
+from tests.support.fakes.claude_env import claude_env  # noqa: E402
 
 CHUNK = 40  # characters per streamed text delta
 DELAY = 0.05  # seconds between deltas: ~800 characters (~130 words) per second

@@ -40,7 +40,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import bridge.app as bridge_app  # noqa: E402
-import tests.fakes.anthropic as fake_anthropic  # noqa: E402
+import tests.support.fakes.anthropic as fake_anthropic  # noqa: E402
 from adapters.base import Capabilities  # noqa: E402
 from adapters.messages import ThreadRef  # noqa: E402
 from adapters.telegram.adapter import TelegramAdapter  # noqa: E402
@@ -52,10 +52,10 @@ from bridge.outbox.ratelimit import RateBudget  # noqa: E402
 from bridge.turns import TurnView  # noqa: E402
 from storage.db import Database  # noqa: E402
 from storage.models import SessionRow  # noqa: E402
-from tests.fakes.anthropic import FakeAnthropic  # noqa: E402
-from tests.fakes.claude_env import claude_env  # noqa: E402
-from tests.fakes.telegram import ApiCall, FakeTelegram  # noqa: E402
-from tests.harness import GROUP, OWNER, OWNER_NAME, make_config  # noqa: E402
+from tests.support.fakes.anthropic import FakeAnthropic  # noqa: E402
+from tests.support.fakes.claude_env import claude_env  # noqa: E402
+from tests.support.fakes.telegram import ApiCall, FakeTelegram  # noqa: E402
+from tests.support.harness import GROUP, OWNER, OWNER_NAME, make_config  # noqa: E402
 
 # The calls that put something in front of the person (and count against Telegram's
 # flood limits, except drafts which have their own).

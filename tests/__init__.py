@@ -1,0 +1,1 @@
+"""Threadline's test suite; see conftest.py for its layout and switches."""

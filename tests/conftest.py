@@ -1,1 +1,33 @@
-pytest_plugins = ["tests.conftest_matrix"]
+"""The suite's root conftest: where the tests live, the fixtures every directory shares,
+and the one switch for slow tests.
+
+- `unit/`: pure logic, no servers, no subprocesses.
+- `integration/`: one real library against one local server (an adapter against its
+  fake platform or a real Synapse, the outbox against a fake platform, the database).
+- `e2e/`: the whole daemon and/or the real Claude Code CLI against the fake Anthropic API.
+- `support/`: harnesses and fakes (`support/fakes/`); nothing there is collected.
+
+The Matrix fixtures (`synapse`, `synapse_default_limits`) live in
+`support/conftest_matrix.py`, loaded here as a plugin so every directory finds them.
+
+Slow tests — those that wait out a real minute or more (an approval given after Telegram's
+60 s, a permission prompt answered after 70 s) — carry `@pytest.mark.slow`.  They run by
+default (CI runs everything); `THREADLINE_SKIP_SLOW=1` skips them for a quicker local run.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+pytest_plugins = ["tests.support.conftest_matrix"]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("THREADLINE_SKIP_SLOW") != "1":
+        return
+    skip = pytest.mark.skip(reason="slow (THREADLINE_SKIP_SLOW=1)")
+    for item in items:
+        if item.get_closest_marker("slow") is not None:
+            item.add_marker(skip)
