@@ -109,7 +109,7 @@ async def _check_telegram(cfg: Config, out: Console) -> int:
         )
         return 1
     _ok(out, f"Telegram bot @{me.username}")
-    from bridge.access.pairing import all_owners
+    from bridge.cli.daemon import all_owners
 
     if not any(o.startswith("telegram:") for o in all_owners(cfg)):
         _fail(

@@ -62,7 +62,7 @@ async def check_matrix_async(cfg: Config, out: Console) -> int:
         )
     finally:
         await client.close()
-    from bridge.access.pairing import all_owners
+    from bridge.cli.daemon import all_owners
 
     if not any(o.startswith("matrix:") for o in all_owners(cfg)):
         failures += 1

@@ -70,7 +70,7 @@ async def _check(cfg: Config, out: Console) -> int:
         failures = _scopes(out, header_scopes(auth.headers))
         failures += await _transport(cfg, client, out)
         failures += await _channel(cfg, client, out)
-    from bridge.access.pairing import all_owners
+    from bridge.cli.daemon import all_owners
 
     if not any(o.startswith("slack:") for o in all_owners(cfg)):
         failures += 1

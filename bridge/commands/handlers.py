@@ -130,12 +130,12 @@ class Handlers:
                 await self.b.adapters[press.thread.platform].answer_press(press, answer)
             return
         if kind == "t":  # trust prompt: checked against its stored request (bridge/approvals/trust.py)
-            answer = await trust.press(self.b, press, rest)
+            answer = await self.b.trust.press(press, rest)
             log.info("trust press → %s", answer)
             await self.b.adapters[press.thread.platform].answer_press(press, answer)
             return
         if kind == "i":
-            await importer.import_and_tell(self.b, press.thread, press.sender.key, rest)
+            await self.b.importer.import_and_tell(press.thread, press.sender.key, rest)
             return
         session = self.b.db.sessions.get(rest.partition(":")[0])
         if kind == "n" and session is not None:

@@ -37,11 +37,13 @@ import logging
 import os
 import socket
 import struct
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
+from adapters.messages import ThreadRef
+from adapters.tasks import TaskGroup
 from agent.events import (
     AgentEvent,
     AgentFailed,
@@ -54,13 +56,15 @@ from agent.events import (
     TurnEnded,
     TurnStarted,
 )
+from agent.host import AgentHost
 from bridge import render
+from bridge.approvals.permissions import PermissionBroker
 from bridge.diffs import file_diff
+from bridge.sessions import SessionRouter
 from bridge.sources import prompts as sources
-
-if TYPE_CHECKING:
-    from bridge.app import Bridge
-    from storage.models import SessionRow
+from bridge.sources.importer import ClaudeSessions
+from storage.db import Database
+from storage.models import SessionRow
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +73,11 @@ QUEUE: Final = 5000  # events buffered per client before it counts as stuck
 HISTORY: Final = 10
 DETAIL_CHARS: Final = 6000
 OUTPUT_CHARS: Final = 2000
+
+# `threadline import ID`: (origin or None for the default chat, owner, Claude session id)
+# → (the session, what to tell the person)
+ImportSession = Callable[[ThreadRef | None, str, str], Awaitable[tuple[SessionRow | None, str]]]
+StopTurn = Callable[[SessionRow, ThreadRef], Awaitable[None]]  # as the chat's Stop does
 
 
 @dataclass(eq=False)
@@ -116,9 +125,28 @@ def _socket_alive(path: Path) -> bool:
 
 
 class AttachServer:
-    def __init__(self, bridge: Bridge, path: Path) -> None:
-        self.b = bridge
+    def __init__(
+        self,
+        path: Path,
+        *,
+        db: Database,
+        tasks: TaskGroup,
+        router: SessionRouter,
+        broker: PermissionBroker,
+        host: AgentHost,
+        claude_sessions: ClaudeSessions,
+        import_session: ImportSession,
+        stop_turn: StopTurn,
+    ) -> None:
         self.path = path
+        self.db = db
+        self.tasks = tasks
+        self.router = router
+        self.broker = broker
+        self.host = host
+        self.claude_sessions = claude_sessions
+        self.import_session = import_session
+        self.stop_turn = stop_turn
         self._server: asyncio.AbstractServer | None = None
         self._clients: set[_Client] = set()
         self._next_id = 0
@@ -165,7 +193,7 @@ class AttachServer:
         with contextlib.suppress(OSError):
             self.path.unlink()
 
-    # --- publishing (called by the bridge) ----------------------------------------
+    # --- publishing (a subscriber of the turn router, `bridge/turn_router.py`) -----
 
     def publish(self, session_id: str, event: dict[str, Any]) -> None:
         for client in list(self._clients):
@@ -185,7 +213,7 @@ class AttachServer:
         elif isinstance(ev, TextDone):
             out = {"t": "text", "text": ev.text}
         elif isinstance(ev, ToolStarted):
-            row = self.b.db.sessions.get(ev.session_id)
+            row = self.db.sessions.get(ev.session_id)
             line = render.tool_line(ev.name, ev.input, cwd=row.cwd if row else "")
             out = {"t": "tool", "id": ev.tool_use_id, "name": ev.name, "line": line}
         elif isinstance(ev, ToolFinished):
@@ -214,19 +242,19 @@ class AttachServer:
         row = next(
             (
                 r
-                for r in self.b.db.permissions.pending(ev.session_id)
+                for r in self.db.permissions.pending(ev.session_id)
                 if r.tool_use_id == ev.tool_use_id
             ),
             None,
         )
         if row is None:
             return  # allowed by a session rule, or already decided
-        session = self.b.db.sessions.get(ev.session_id)
+        session = self.db.sessions.get(ev.session_id)
         self.publish(ev.session_id, self._permission_event(row.id, ev.name, ev.input, session))
         request_id = row.id
 
         def decided(_: asyncio.Future[PermissionDecision]) -> None:
-            now = self.b.db.permissions.get(request_id)
+            now = self.db.permissions.get(request_id)
             state = now.state if now is not None and now.state != "pending" else "withdrawn"
             by = now.decided_by if now is not None else ""
             self.publish(
@@ -256,7 +284,7 @@ class AttachServer:
     def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._next_id += 1
         client = _Client(self._next_id, writer, getpass.getuser())
-        self.b.tasks.spawn(self._serve(client, reader), name=f"attach-{client.id}")
+        self.tasks.spawn(self._serve(client, reader), name=f"attach-{client.id}")
 
     async def _serve(self, client: _Client, reader: asyncio.StreamReader) -> None:
         uid = _peer_uid(client.writer)
@@ -265,7 +293,7 @@ class AttachServer:
             client.writer.close()
             return
         self._clients.add(client)
-        pump = self.b.tasks.spawn(self._pump(client), name=f"attach-{client.id}-out")
+        pump = self.tasks.spawn(self._pump(client), name=f"attach-{client.id}-out")
         try:
             while True:
                 try:
@@ -333,9 +361,7 @@ class AttachServer:
             await self._attach(client, str(msg.get("session", "")))
             return
         if op == "import":
-            from bridge.sources.importer import import_session
-
-            row, said = await import_session(self.b, None, who, str(msg.get("id", "")))
+            row, said = await self.import_session(None, who, str(msg.get("id", "")))
             self._put(
                 client,
                 {
@@ -346,8 +372,8 @@ class AttachServer:
                 },
             )
             return
-        session = self.b.db.sessions.get(client.session_id or "")
-        thread = self.b.thread_of(session.id) if session else None
+        session = self.db.sessions.get(client.session_id or "")
+        thread = self.router.threads.thread_of(session.id) if session else None
         if session is None or thread is None:
             self._put(client, {"t": "error", "error": "attach to a session first"})
             return
@@ -362,33 +388,33 @@ class AttachServer:
                     },
                 )
             elif text:
-                self.b.db.audit.log(platform="terminal", user=who, action="prompt")
+                self.db.audit.log(platform="terminal", user=who, action="prompt")
                 await sources.submit(
-                    self.b, session, text, source="terminal", by=client.user, conn=client.id
+                    self.router, session, text, source="terminal", by=client.user, conn=client.id
                 )
                 self._put(client, {"t": "ok", "op": "prompt"})
         elif op == "answer":
             request_id, choice = str(msg.get("request", "")), str(msg.get("choice", ""))
             reason = str(msg.get("reason", "")) if choice == "d" else ""
-            result = await self.b.broker.press(
+            result = await self.broker.press(
                 request_id, choice, thread, who, f"{client.user} (terminal)", reason=reason
             )
             self._put(client, {"t": "answered", "request": request_id, "result": result})
         elif op == "stop":
-            agent = self.b.host.get(session.id)
+            agent = self.host.get(session.id)
             if agent is None or not agent.busy:
                 self._put(client, {"t": "notice", "text": "Nothing is running."})
             else:
-                await self.b.handlers.stop_turn(session, thread)
+                await self.stop_turn(session, thread)
                 self._put(client, {"t": "ok", "op": "stop"})
         else:
             self._put(client, {"t": "error", "error": f"unknown op {str(op)[:40]!r}"})
 
     async def _attach(self, client: _Client, ident: str) -> None:
-        db = self.b.db
+        db = self.db
         session = db.sessions.get(ident) if ident else None
         session = session or (db.sessions.by_claude_id(ident) if ident else None)
-        if session is None or self.b.thread_of(session.id) is None:
+        if session is None or self.router.threads.thread_of(session.id) is None:
             self._put(
                 client,
                 {
@@ -398,7 +424,7 @@ class AttachServer:
             )
             return
         client.session_id = session.id
-        agent = self.b.host.get(session.id)
+        agent = self.host.get(session.id)
         self._put(
             client,
             {
@@ -418,7 +444,7 @@ class AttachServer:
         if session.claude_session_id:
             try:
                 exchanges = await asyncio.to_thread(
-                    self.b.claude_sessions.exchanges,
+                    self.claude_sessions.exchanges,
                     session.claude_session_id,
                     session.cwd,
                     HISTORY,
