@@ -3,15 +3,16 @@
 A session's Claude Code loads its folder's own settings (hooks, MCP servers, env,
 apiKeyHelper, status line, plugins, allow rules — `agent/trust.py` lists them) only if
 the owner trusted the folder *as it is now*: `FolderTrust.wanted` is asked by
-`SessionRouter.agent_for` (`bridge/sessions.py`) before every CLI start and every prompt. Trust is remembered per resolved folder with
-the fingerprint of what was shown; a folder whose settings changed since is asked about
-again and runs without them meanwhile. Claude Code's own `hasTrustDialogAccepted`
-record counts as trust (recorded as source "claude") unless the folder was untrusted
-here. The prompt's buttons carry a stored request's random id; a press is honoured
-only from an owner, in the prompt's thread, while pending, and only if the folder's
-settings still have the fingerprint the prompt showed — otherwise nothing is trusted
-and the folder is asked about again. What the CLI is given is the snapshot that was fingerprinted (`agent/trust.py`), never
-the files as they are later. A change of trust restarts an idle session's CLI (the
+`SessionRouter.agent_for` (`bridge/sessions.py`) before every CLI start and every
+prompt. Trust is remembered per resolved folder with the fingerprint of what was shown;
+a folder whose settings changed since is asked about again and runs without them
+meanwhile. Claude Code's own `hasTrustDialogAccepted` record counts as trust (recorded
+as source "claude") unless the folder was untrusted here. The prompt's buttons carry a
+stored request's random id; a press is honoured only from an owner, in the prompt's
+thread, while pending, and only if the folder's settings still have the fingerprint the
+prompt showed — otherwise nothing is trusted and the folder is asked about again. What
+the CLI is given is the snapshot that was fingerprinted (`agent/trust.py`), never the
+files as they are later. A change of trust restarts an idle session's CLI (the
 conversation resumes by its Claude session id); a running turn is never cut.
 """
 

@@ -4,9 +4,9 @@ A session started in the terminal with plain `claude` leaves a transcript under 
 Claude config directory; the SDK's `list_sessions` / `get_session_info` /
 `get_session_messages` read them.  `ClaudeSessions` keeps only those whose directory
 lies under `allowed_roots`, newest first, and turns a transcript's last messages into a
-short recap (`Exchange`s).  `Importer.import_session` opens a thread for one: a session row that
-carries the Claude session id, so the next prompt resumes it (`resume=<id>`) with its
-full context.  The chat command `import [ID]` and the daemon side of
+short recap (`Exchange`s).  `Importer.import_session` opens a thread for one: a session
+row that carries the Claude session id, so the next prompt resumes it (`resume=<id>`)
+with its full context.  The chat command `import [ID]` and the daemon side of
 `threadline import ID` both end up there.
 
 The SDK reads the config directory from `CLAUDE_CONFIG_DIR` in `os.environ` only; the
