@@ -18,7 +18,8 @@ and receives events, each with a type `t`: `attached` (its connection id, the se
 whether a turn runs), `history` (recent exchanges from the Claude transcript),
 `prompt` (from the chat, a schedule or another terminal, with `source` and `by`),
 `turn`, `delta`, `text`, `tool`, `tool_done`, `permission` (request id, tool, detail),
-`decided`, `end` (cost, duration), `failed`, `notice`, `ok`, `error`, `imported`.
+`decided`, `end` (cost, duration), `failed`, `notice`, `ok`, `error`, `imported`
+(the agent and permission events are built in `bridge/sources/attach_events.py`).
 
 Permission answers go through the broker like a button press, so the first answer
 wins across chat and terminal; each decision is published to every attached client
@@ -37,7 +38,7 @@ import logging
 import os
 import socket
 import struct
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -46,22 +47,14 @@ from adapters.messages import ThreadRef
 from adapters.tasks import TaskGroup
 from agent.events import (
     AgentEvent,
-    AgentFailed,
     PermissionAsked,
     PermissionDecision,
-    TextDelta,
-    TextDone,
-    ToolFinished,
-    ToolStarted,
-    TurnEnded,
-    TurnStarted,
 )
 from agent.host import AgentHost
-from bridge import render
 from bridge.approvals.permissions import PermissionBroker
-from bridge.diffs import file_diff
 from bridge.sessions import SessionRouter
 from bridge.sources import prompts as sources
+from bridge.sources.attach_events import agent_payload, permission_payload
 from bridge.sources.importer import ClaudeSessions
 from storage.db import Database
 from storage.models import SessionRow
@@ -71,8 +64,6 @@ log = logging.getLogger(__name__)
 MAX_LINE: Final = 1 << 20  # a prompt may be long; a line beyond this closes the connection
 QUEUE: Final = 5000  # events buffered per client before it counts as stuck
 HISTORY: Final = 10
-DETAIL_CHARS: Final = 6000
-OUTPUT_CHARS: Final = 2000
 
 # `threadline import ID`: (origin or None for the default chat, owner, Claude session id)
 # → (the session, what to tell the person)
@@ -89,18 +80,6 @@ class _Client:
     queue: asyncio.Queue[dict[str, Any] | None] = field(
         default_factory=lambda: asyncio.Queue(QUEUE)
     )
-
-
-def permission_detail(name: str, tool_input: Mapping[str, Any], cwd: str) -> str:
-    """What the terminal shows for a permission request: the diff, the command, or
-    the input as JSON."""
-    if name in ("Edit", "MultiEdit", "Write"):
-        text = file_diff(name, tool_input, cwd).text
-    elif name == "Bash":
-        text = str(tool_input.get("command", ""))
-    else:
-        text = json.dumps(dict(tool_input), ensure_ascii=False, indent=1, default=str)
-    return text if len(text) <= DETAIL_CHARS else text[:DETAIL_CHARS] + "\n…"
 
 
 def _peer_uid(writer: asyncio.StreamWriter) -> int | None:
@@ -203,38 +182,13 @@ class AttachServer:
     def agent_event(self, ev: AgentEvent) -> None:
         if not self._clients:
             return
-        out: dict[str, Any] | None = None
-        if isinstance(ev, TurnStarted):
-            out = {"t": "turn", "prompt": ev.prompt}
-        elif isinstance(ev, TextDelta):
-            out = {"t": "delta", "text": ev.text}
-            if ev.restart:  # a retried model call: what streamed so far is void
-                out["restart"] = True
-        elif isinstance(ev, TextDone):
-            out = {"t": "text", "text": ev.text}
-        elif isinstance(ev, ToolStarted):
-            row = self.db.sessions.get(ev.session_id)
-            line = render.tool_line(ev.name, ev.input, cwd=row.cwd if row else "")
-            out = {"t": "tool", "id": ev.tool_use_id, "name": ev.name, "line": line}
-        elif isinstance(ev, ToolFinished):
-            output = (
-                ev.output if len(ev.output) <= OUTPUT_CHARS else "…" + ev.output[-OUTPUT_CHARS:]
-            )
-            out = {"t": "tool_done", "id": ev.tool_use_id, "error": ev.is_error, "output": output}
-        elif isinstance(ev, TurnEnded):
-            out = {
-                "t": "end",
-                "result": ev.result,
-                "cost": ev.cost_usd,
-                "duration_ms": ev.duration_ms,
-                "tools": list(ev.tools),
-                "interrupted": ev.interrupted,
-                "error": ev.is_error,
-            }
-        elif isinstance(ev, AgentFailed):
-            out = {"t": "failed", "error": ev.error[:2000]}
+        out = agent_payload(ev, self._cwd_of)
         if out is not None:
             self.publish(ev.session_id, out)
+
+    def _cwd_of(self, session_id: str) -> str:
+        row = self.db.sessions.get(session_id)
+        return row.cwd if row else ""
 
     def permission_asked(self, ev: PermissionAsked) -> None:
         """After the broker posted a prompt: show it in the terminals, and tell them
@@ -250,7 +204,7 @@ class AttachServer:
         if row is None:
             return  # allowed by a session rule, or already decided
         session = self.db.sessions.get(ev.session_id)
-        self.publish(ev.session_id, self._permission_event(row.id, ev.name, ev.input, session))
+        self.publish(ev.session_id, permission_payload(row.id, ev.name, ev.input, session))
         request_id = row.id
 
         def decided(_: asyncio.Future[PermissionDecision]) -> None:
@@ -262,22 +216,6 @@ class AttachServer:
             )
 
         ev.future.add_done_callback(decided)
-
-    @staticmethod
-    def _permission_event(
-        request_id: str, name: str, tool_input: Mapping[str, Any], session: SessionRow | None
-    ) -> dict[str, Any]:
-        cwd = session.cwd if session else ""
-        return {
-            "t": "permission",
-            "request": request_id,
-            "tool": name,
-            "line": render.tool_line(name, tool_input, cwd=cwd),
-            "detail": permission_detail(name, tool_input, cwd),
-            "language": "diff"
-            if name in ("Edit", "MultiEdit", "Write")
-            else ("bash" if name == "Bash" else "json"),
-        }
 
     # --- connections --------------------------------------------------------------
 
@@ -455,7 +393,7 @@ class AttachServer:
         self._put(client, {"t": "history", "items": items})
         for row in db.permissions.pending(session.id):
             tool_input = json.loads(row.input_json or "{}")
-            self._put(client, self._permission_event(row.id, row.tool_name, tool_input, session))
+            self._put(client, permission_payload(row.id, row.tool_name, tool_input, session))
 
 
-__all__ = ["AttachServer", "permission_detail"]
+__all__ = ["AttachServer"]
