@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import bridge.app as bridge_app  # noqa: E402
+import bridge.turn_router as turn_router  # noqa: E402
 import tests.support.fakes.anthropic as fake_anthropic  # noqa: E402
 from adapters.base import Capabilities  # noqa: E402
 from adapters.messages import ThreadRef  # noqa: E402
@@ -340,8 +340,8 @@ def _make_view(**kw: Any) -> TurnView:
     return view
 
 
-# `Bridge._agent_event` builds its TurnView through this module-level name.
-bridge_app.TurnView = _make_view  # type: ignore[misc, assignment]
+# `TurnRouter._agent_event` builds its TurnView through this module-level name.
+turn_router.TurnView = _make_view  # type: ignore[misc, assignment]
 
 
 def unlimited(caps: Capabilities) -> Capabilities:
@@ -483,7 +483,7 @@ async def stop_env(env: Env) -> None:
         # Without this the baseline would silently be Threadline itself.
         raise RuntimeError(
             "the TurnView hook did not apply: Bridge no longer builds its view through "
-            "bridge.app.TurnView; update benchmarks/support.py"
+            "bridge.turn_router.TurnView; update benchmarks/support.py"
         )
 
 

@@ -50,11 +50,12 @@ from adapters.messages import (
 from bridge import render
 from bridge.commands.context import CommandContext
 from bridge.commands.registry import Section, command
+from bridge.config import AgentConfig
+from bridge.threads import Threads
 from storage.models import SessionRow
 
 if TYPE_CHECKING:
-    from bridge.app import Bridge
-    from bridge.commands.context import Services
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -320,7 +321,7 @@ async def cmd_get(ctx: CommandContext) -> None:
     raw = (ctx.command.path or "").strip()
     thread = b.thread_of(session.id) or ctx.thread
     try:
-        data, rel = await asyncio.to_thread(read_inside, session.cwd, raw, max_bytes=max_bytes(b))
+        data, rel = await asyncio.to_thread(read_inside, session.cwd, raw, max_bytes=max_bytes(b.config.agent))
     except FileRefused as e:
         b.db.audit.log(
             platform=sender.platform,
@@ -365,17 +366,17 @@ async def fetch_attachments(
 
 
 async def prompt_parts(
-    b: Bridge, session: SessionRow, msg: UserMessage, thread: ThreadRef
+    threads: Threads, limit: int, session: SessionRow, msg: UserMessage, thread: ThreadRef
 ) -> tuple[str, list[tuple[str, bytes]] | None] | None:
-    """A chat message's prompt text and images (documents saved to the inbox), or
-    None when nothing is left to send (its only file was left out; `thread` is told)."""
+    """A chat message's prompt text and images (documents saved to the inbox; each file
+    at most `limit` bytes), or None when nothing is left to send (its only file was left
+    out; `thread` is told)."""
     if not msg.attachments:
         return msg.text, None
-    limit = max_bytes(b)
     got, left_out = await fetch_attachments(msg.attachments, limit)
     if left_out:
         listed = "; ".join(f"{render.md_escape(n)} ({why})" for n, why in left_out)
-        b.reply(thread, render.notice(f"📎 Not attached: {listed}."), session_id=session.id)
+        threads.reply(thread, render.notice(f"📎 Not attached: {listed}."), session_id=session.id)
     if not got and not msg.text.strip():
         return None
     notes = [f"[{n} was sent but not attached: {why}]" for n, why in left_out]
@@ -385,8 +386,9 @@ async def prompt_parts(
     return prepared.text, prepared.images
 
 
-def max_bytes(b: Services) -> int:
-    return int(b.config.agent.max_file_mb * 2**20)
+def max_bytes(agent: AgentConfig) -> int:
+    """The size cap for a file in either direction (`[agent] max_file_mb`)."""
+    return int(agent.max_file_mb * 2**20)
 
 
 __all__ = [

@@ -1,6 +1,6 @@
 """Picking up after a previous run that stopped abruptly (`kill -9`, a crash, power loss).
 
-`recover` runs on start, before anything is delivered:
+`Recovery.recover` runs on start, before anything is delivered:
 
 - Claude Code processes a killed daemon left behind are ended (`CliReaper`): an
   orphaned CLI keeps streaming its turn and appending to the session's transcript,
@@ -14,7 +14,7 @@
   interrupted, which requests were not answered, and that the next message resumes
   it with its full context (SDK `resume`).
 
-`thread_fallback` is the outbox's way out when a thread stops taking messages while
+`Recovery.thread_fallback` is the outbox's way out when a thread stops taking messages while
 the daemon runs (a deleted topic, "message thread not found"): the session continues
 as a reply chain in the same chat.
 """
@@ -27,15 +27,17 @@ import os
 import signal
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from adapters.base import ChatAdapter
 from adapters.messages import ThreadRef
 from bridge import render
-
-if TYPE_CHECKING:
-    from bridge.app import Bridge
-    from storage.models import SessionRow
+from bridge.approvals.permissions import PermissionBroker
+from bridge.outbox.outbox import Outbox
+from bridge.threads import Threads
+from storage.db import Database
+from storage.models import SessionRow
 
 log = logging.getLogger(__name__)
 
@@ -127,117 +129,134 @@ class CliReaper:
         return len(alive)
 
 
-def recover(b: Bridge) -> None:
-    """Tidy up after a previous run (see the module docstring)."""
-    b.reaper.reap()
-    unanswered: defaultdict[str, list[str]] = defaultdict(list)
-    for request in b.broker.expire_stale():
-        unanswered[request.session_id].append(request.tool_name)
-    for turn in b.db.turns.running():
-        assert turn.id is not None
-        b.db.turns.finish(turn.id, state="interrupted")
-        thread = b.thread_of(turn.session_id)
-        if thread is not None and turn.status_outbox_id is not None:
-            _close_status(b, thread, turn.session_id, turn.id, turn.status_outbox_id)
-    for row in b.db.sessions.list(states=["opening"]):
-        _finish_opening(b, row)
-    for row in b.db.sessions.list(states=["running"]):
-        thread = b.thread_of(row.id)
+class Recovery:
+    """Start-up tidying and thread fallbacks, for the sessions in one database."""
+
+    def __init__(
+        self,
+        db: Database,
+        threads: Threads,
+        outbox: Outbox,
+        broker: PermissionBroker,
+        adapters: Mapping[str, ChatAdapter],
+        reaper: CliReaper,
+    ) -> None:
+        self.db = db
+        self.threads = threads
+        self.outbox = outbox
+        self.broker = broker
+        self.adapters = adapters
+        self.reaper = reaper
+
+    def recover(self) -> None:
+        """Tidy up after a previous run (see the module docstring)."""
+        self.reaper.reap()
+        unanswered: defaultdict[str, list[str]] = defaultdict(list)
+        for request in self.broker.expire_stale():
+            unanswered[request.session_id].append(request.tool_name)
+        for turn in self.db.turns.running():
+            assert turn.id is not None
+            self.db.turns.finish(turn.id, state="interrupted")
+            thread = self.threads.thread_of(turn.session_id)
+            if thread is not None and turn.status_outbox_id is not None:
+                self._close_status(thread, turn.session_id, turn.id, turn.status_outbox_id)
+        for row in self.db.sessions.list(states=["opening"]):
+            self._finish_opening(row)
+        for row in self.db.sessions.list(states=["running"]):
+            thread = self.threads.thread_of(row.id)
+            if thread is None:
+                continue
+            tools = unanswered.get(row.id, [])
+            extra = ""
+            if tools:
+                names = ", ".join(dict.fromkeys(tools))
+                extra = f" The {names} request{'s were' if len(tools) > 1 else ' was'} not answered and did not run."
+            self.mark_interrupted(
+                row.id, thread, reason="the daemon restarted during a turn", extra=extra
+            )
+
+    def _finish_opening(self, row: SessionRow) -> None:
+        """A session whose topic was created but whose header was not known to be posted
+        when the daemon died: the header and the "started" notice are posted now, and the
+        thread is told that its first prompt did not run."""
+        thread = self.threads.thread_of(row.id)
         if thread is None:
-            continue
-        tools = unanswered.get(row.id, [])
-        extra = ""
-        if tools:
-            names = ", ".join(dict.fromkeys(tools))
-            extra = f" The {names} request{'s were' if len(tools) > 1 else ' was'} not answered and did not run."
-        mark_interrupted(
-            b, row.id, thread, reason="the daemon restarted during a turn", extra=extra
+            self.db.sessions.update(row.id, state="ended")
+            return
+        self.threads.reply(
+            thread, render.session_header(row.id, row.cwd, row.mode, row.model), session_id=row.id
+        )
+        if thread.thread_id is not None:  # announced in the chat's main thread, as `new` does
+            link = (
+                self.adapters[thread.platform].thread_link(thread)
+                if thread.platform in self.adapters
+                else None
+            )
+            self.threads.reply(
+                ThreadRef(thread.platform, thread.chat_id, None),
+                render.session_started(row.id, row.cwd, link),
+            )
+        self.mark_interrupted(
+            row.id, thread, reason="the daemon restarted while this session was opening"
         )
 
+    def _close_status(self, thread: ThreadRef, session_id: str, turn_id: int, row_id: int) -> None:
+        """The interrupted turn's status message: no Stop button, and why."""
+        stream_key = f"{session_id}:{turn_id}"  # as `TurnView` names its streams
+        self.outbox.supersede(stream_key)
+        self.outbox.supersede(f"{stream_key}:status")
+        try:
+            self.outbox.enqueue_edit(
+                thread,
+                row_id,
+                render.notice("⚠️ _Interrupted — the daemon restarted during this turn._"),
+            )
+        except ValueError as e:  # the thread moved (fallback) or the row is gone
+            log.info("session %s: status message of turn %d not edited: %s", session_id, turn_id, e)
 
-def _finish_opening(b: Bridge, row: SessionRow) -> None:
-    """A session whose topic was created but whose header was not known to be posted
-    when the daemon died: the header and the "started" notice are posted now, and the
-    thread is told that its first prompt did not run."""
-    thread = b.thread_of(row.id)
-    if thread is None:
-        b.db.sessions.update(row.id, state="ended")
-        return
-    b.reply(thread, render.session_header(row.id, row.cwd, row.mode, row.model), session_id=row.id)
-    if thread.thread_id is not None:  # announced in the chat's main thread, as `new` does
-        link = (
-            b.adapters[thread.platform].thread_link(thread)
-            if thread.platform in b.adapters
-            else None
-        )
-        b.reply(
-            ThreadRef(thread.platform, thread.chat_id, None),
-            render.session_started(row.id, row.cwd, link),
-        )
-    mark_interrupted(
-        b, row.id, thread, reason="the daemon restarted while this session was opening"
-    )
-
-
-def _close_status(b: Bridge, thread: ThreadRef, session_id: str, turn_id: int, row_id: int) -> None:
-    """The interrupted turn's status message: no Stop button, and why."""
-    stream_key = f"{session_id}:{turn_id}"  # as `TurnView` names its streams
-    b.outbox.supersede(stream_key)
-    b.outbox.supersede(f"{stream_key}:status")
-    try:
-        b.outbox.enqueue_edit(
+    def mark_interrupted(
+        self, session_id: str, thread: ThreadRef, *, reason: str, extra: str = ""
+    ) -> None:
+        self.db.sessions.update(session_id, state="interrupted")
+        self.outbox.enqueue(
             thread,
-            row_id,
-            render.notice("⚠️ _Interrupted — the daemon restarted during this turn._"),
+            render.notice(
+                f"⚠️ Interrupted: {reason}.{extra} Send a message here to continue — the session resumes with its full context.",
+                notify=True,
+            ),
+            session_id=session_id,
+            priority=0,
         )
-    except ValueError as e:  # the thread moved (fallback) or the row is gone
-        log.info("session %s: status message of turn %d not edited: %s", session_id, turn_id, e)
+
+    async def thread_fallback(self, thread: ThreadRef) -> ThreadRef | None:
+        """A topic became unusable: continue the session as a reply chain."""
+        binding = self.db.bindings.by_thread_key(thread.key)
+        adapter = self.adapters.get(thread.platform)
+        if binding is None or adapter is None:
+            return None
+        row = self.db.sessions.get(binding.session_id)
+        header = render.notice(
+            f"📂 Session {binding.session_id} continues here (reply to its messages)."
+        )
+        new_thread, header_id = await self.threads.platform_call(
+            thread.platform,
+            thread.chat_id,
+            lambda: adapter.open_thread(
+                thread.chat_id, row.title if row else "session", header, prefer_topic=False
+            ),
+        )
+        self.db.bindings.rebind(
+            thread.key,
+            thread_id=new_thread.thread_id,
+            thread_key=new_thread.key,
+            kind="reply",
+            header_message_id=header_id,
+        )
+        self.threads.forget_thread(binding.session_id)
+        log.warning(
+            "session %s: thread %s unusable, moved to a reply chain", binding.session_id, thread.key
+        )
+        return new_thread
 
 
-def mark_interrupted(
-    b: Bridge, session_id: str, thread: ThreadRef, *, reason: str, extra: str = ""
-) -> None:
-    b.db.sessions.update(session_id, state="interrupted")
-    b.outbox.enqueue(
-        thread,
-        render.notice(
-            f"⚠️ Interrupted: {reason}.{extra} Send a message here to continue — the session resumes with its full context.",
-            notify=True,
-        ),
-        session_id=session_id,
-        priority=0,
-    )
-
-
-async def thread_fallback(b: Bridge, thread: ThreadRef) -> ThreadRef | None:
-    """A topic became unusable: continue the session as a reply chain."""
-    binding = b.db.bindings.by_thread_key(thread.key)
-    adapter = b.adapters.get(thread.platform)
-    if binding is None or adapter is None:
-        return None
-    row = b.db.sessions.get(binding.session_id)
-    header = render.notice(
-        f"📂 Session {binding.session_id} continues here (reply to its messages)."
-    )
-    new_thread, header_id = await b.platform_call(
-        thread.platform,
-        thread.chat_id,
-        lambda: adapter.open_thread(
-            thread.chat_id, row.title if row else "session", header, prefer_topic=False
-        ),
-    )
-    b.db.bindings.rebind(
-        thread.key,
-        thread_id=new_thread.thread_id,
-        thread_key=new_thread.key,
-        kind="reply",
-        header_message_id=header_id,
-    )
-    b.forget_thread(binding.session_id)
-    log.warning(
-        "session %s: thread %s unusable, moved to a reply chain", binding.session_id, thread.key
-    )
-    return new_thread
-
-
-__all__ = ["CliReaper", "mark_interrupted", "recover", "thread_fallback"]
+__all__ = ["CliReaper", "Recovery"]

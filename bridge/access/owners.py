@@ -24,17 +24,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey
 
+from adapters.base import ChatAdapter
+from adapters.tasks import TaskGroup
+from bridge.access.control import AccessControl
 from storage.db import Database
 from storage.models import PairedOwner
-
-if TYPE_CHECKING:
-    from bridge.app import Bridge
 
 log = logging.getLogger(__name__)
 
@@ -122,36 +122,47 @@ class PairedOwners:
                 )
 
 
-def tell_adapters(bridge: Bridge, now: set[str]) -> None:
-    """Bring the adapters' owner lists from `announced` to `now`."""
-    paired = bridge.pairing.owners
+def tell_adapters(
+    paired: PairedOwners,
+    adapters: Mapping[str, ChatAdapter],
+    config_owners: Collection[str],
+    now: set[str],
+) -> None:
+    """Bring the adapters' owner lists from `announced` to `now` (config owners stay)."""
     for key in sorted(now - paired.announced):
-        adapter = bridge.adapters.get(key.partition(":")[0])
+        adapter = adapters.get(key.partition(":")[0])
         if adapter is not None:
             adapter.add_owner(key.partition(":")[2])
     for key in sorted(paired.announced - now):
-        adapter = bridge.adapters.get(key.partition(":")[0])
-        if adapter is not None and key not in bridge.config.access.owners:
+        adapter = adapters.get(key.partition(":")[0])
+        if adapter is not None and key not in config_owners:
             adapter.remove_owner(key.partition(":")[2])
     paired.announced = set(now)
 
 
-def start(bridge: Bridge) -> None:
+def start(
+    paired: PairedOwners,
+    access: AccessControl,
+    adapters: Mapping[str, ChatAdapter],
+    config_owners: Collection[str],
+    tasks: TaskGroup,
+) -> None:
     """At daemon start: access control asks the signed rows; the adapters learn the
     paired owners now and follow changes made by other processes (`threadline unpair`)."""
-    paired = bridge.pairing.owners
     paired.warn_invalid()
-    bridge.access.use_paired(paired.is_owner)
-    tell_adapters(bridge, {o.key for o in paired.owners()})
-    bridge.tasks.spawn(watch(bridge), name="paired-owners")
+    access.use_paired(paired.is_owner)
+    tell_adapters(paired, adapters, config_owners, {o.key for o in paired.owners()})
+    tasks.spawn(watch(paired, adapters, config_owners), name="paired-owners")
 
 
-async def watch(bridge: Bridge) -> None:
+async def watch(
+    paired: PairedOwners, adapters: Mapping[str, ChatAdapter], config_owners: Collection[str]
+) -> None:
     while True:
         await asyncio.sleep(RELOAD_S)
         try:
-            rows = await asyncio.to_thread(bridge.pairing.owners.owners)
+            rows = await asyncio.to_thread(paired.owners)
         except Exception:  # a busy database now and then: next time
             log.exception("reloading the paired owners failed")
             continue
-        tell_adapters(bridge, {o.key for o in rows})
+        tell_adapters(paired, adapters, config_owners, {o.key for o in rows})

@@ -25,7 +25,7 @@ import hashlib
 import json
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,10 +34,13 @@ from typing import TYPE_CHECKING
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey
 
+from adapters.base import ChatAdapter
 from adapters.messages import Sender
 from adapters.registry import BY_NAME
+from adapters.tasks import TaskGroup
 from bridge import render
 from bridge.access import owners
+from bridge.access.control import AccessControl
 from bridge.access.owners import PairedOwners
 from bridge.commands.context import CommandContext
 from bridge.commands.registry import Section, command
@@ -48,7 +51,7 @@ from storage.models import PairingCodeRow, utcnow
 from storage.types import PairingPayload
 
 if TYPE_CHECKING:
-    from bridge.app import Bridge
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -239,27 +242,18 @@ class Pairing:
         )
 
 
-def all_owners(config: Config) -> list[str]:
-    """The config's owners and those paired so far (for `threadline doctor`)."""
-    from bridge.cli.daemon import open_database
-
-    try:
-        db = open_database(config)
-    except Exception:  # doctor reports the database on its own
-        return list(config.access.owners)
-    try:
-        paired = PairedOwners(db, load_signing_key(key_path(config)))
-        return [*config.access.owners, *(o.key for o in paired.owners())]
-    finally:
-        db.close()
-
-
-def load_owners(bridge: Bridge) -> None:
+def load_owners(
+    pairing: Pairing,
+    access: AccessControl,
+    adapters: Mapping[str, ChatAdapter],
+    config_owners: Collection[str],
+    tasks: TaskGroup,
+) -> None:
     """At start: paired owners join the config's (`bridge/access/owners.py`); strangers'
     invites are let in while a pairing code is open."""
-    owners.start(bridge)
-    for platform, adapter in bridge.adapters.items():
-        adapter.open_invites(functools.partial(bridge.pairing.invite_allowed, platform))
+    owners.start(pairing.owners, access, adapters, config_owners, tasks)
+    for platform, adapter in adapters.items():
+        adapter.open_invites(functools.partial(pairing.invite_allowed, platform))
 
 
 @command(

@@ -20,6 +20,8 @@ from pathlib import Path
 from adapters.base import ChatAdapter
 from adapters.registry import PLATFORMS
 from agent.environment import agent_environment, own_virtualenvs
+from bridge.access.owners import PairedOwners
+from bridge.access.pairing import key_path, load_signing_key
 from bridge.app import Bridge
 from bridge.cli.logs import setup_logging
 from bridge.config import Config
@@ -36,6 +38,19 @@ def open_database(config: Config) -> Database:
     db = Database(config.storage.url, cipher=cipher)
     db.migrate()
     return db
+
+
+def all_owners(config: Config) -> list[str]:
+    """The config's owners and those paired so far (for `threadline doctor`)."""
+    try:
+        db = open_database(config)
+    except Exception:  # doctor reports the database on its own
+        return list(config.access.owners)
+    try:
+        paired = PairedOwners(db, load_signing_key(key_path(config)))
+        return [*config.access.owners, *(o.key for o in paired.owners())]
+    finally:
+        db.close()
 
 
 def build_adapters(config: Config) -> dict[str, ChatAdapter]:

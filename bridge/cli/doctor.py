@@ -40,7 +40,7 @@ def run_checks(cfg: Config, out: Console) -> int:
 
 async def check_platform(cfg: Config, name: str, out: Console) -> int:
     """Run the platform `name`'s checks and print them; the number of failures."""
-    from bridge.access.pairing import all_owners
+    from bridge.cli.daemon import all_owners
 
     spec = BY_NAME[name]
     return _report(out, await spec.doctor(cfg.platform(name), all_owners(cfg)))

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from adapters.base import ChatAdapter
     from agent.host import AgentHost
     from agent.session import AgentSession
+    from agent.trust import FolderSettings
     from bridge.access.control import AccessControl
     from bridge.access.pairing import Pairing
     from bridge.approvals.permissions import PermissionBroker
@@ -73,6 +74,24 @@ class Sessions(Protocol):
     ) -> list[OutboxId]: ...
 
 
+class FolderTrustOps(Protocol):
+    """Folder trust as the `trust` / `untrust` commands and the `t:` button use it."""
+
+    async def inspect(self, cwd: str) -> FolderSettings: ...
+
+    def ask(self, row: SessionRow, settings: FolderSettings, *, changed: bool = False) -> None: ...
+
+    async def apply(self, path: str) -> bool: ...
+
+    async def press(self, event: ButtonPress, rest: str) -> str: ...
+
+
+class ImportOps(Protocol):
+    """Import from disk as the `import` command and the `i:` button use it."""
+
+    async def import_and_tell(self, origin: ThreadRef, owner: str, claude_id: str) -> None: ...
+
+
 class Services(Sessions, Protocol):
     """Everything a command may use besides the sessions operations (read-only)."""
 
@@ -98,6 +117,10 @@ class Services(Sessions, Protocol):
     def claude_sessions(self) -> ClaudeSessions: ...
     @property
     def now(self) -> Callable[[], datetime]: ...
+    @property
+    def trust(self) -> FolderTrustOps: ...
+    @property
+    def importer(self) -> ImportOps: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,8 @@ and receives events, each with a type `t`: `attached` (its connection id, the se
 whether a turn runs), `history` (recent exchanges from the Claude transcript),
 `prompt` (from the chat, a schedule or another terminal, with `source` and `by`),
 `turn`, `delta`, `text`, `tool`, `tool_done`, `permission` (request id, tool, detail),
-`decided`, `end` (cost, duration), `failed`, `notice`, `ok`, `error`, `imported`.
+`decided`, `end` (cost, duration), `failed`, `notice`, `ok`, `error`, `imported`
+(the agent and permission events are built in `bridge/sources/attach_events.py`).
 
 Permission answers go through the broker like a button press, so the first answer
 wins across chat and terminal; each decision is published to every attached client
@@ -37,39 +38,37 @@ import logging
 import os
 import socket
 import struct
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
+from adapters.messages import ThreadRef
+from adapters.tasks import TaskGroup
 from agent.events import (
     AgentEvent,
-    AgentFailed,
     PermissionAsked,
     PermissionDecision,
-    TextDelta,
-    TextDone,
-    ToolFinished,
-    ToolStarted,
-    TurnEnded,
-    TurnStarted,
 )
-from bridge import render
-from bridge.commands.turn import stop_turn
-from bridge.diffs import file_diff
+from agent.host import AgentHost
+from bridge.approvals.permissions import PermissionBroker
+from bridge.sessions import SessionRouter
 from bridge.sources import prompts as sources
-
-if TYPE_CHECKING:
-    from bridge.app import Bridge
-    from storage.models import SessionRow
+from bridge.sources.attach_events import agent_payload, permission_payload
+from bridge.sources.importer import ClaudeSessions
+from storage.db import Database
+from storage.models import SessionRow
 
 log = logging.getLogger(__name__)
 
 MAX_LINE: Final = 1 << 20  # a prompt may be long; a line beyond this closes the connection
 QUEUE: Final = 5000  # events buffered per client before it counts as stuck
 HISTORY: Final = 10
-DETAIL_CHARS: Final = 6000
-OUTPUT_CHARS: Final = 2000
+
+# `threadline import ID`: (origin or None for the default chat, owner, Claude session id)
+# → (the session, what to tell the person)
+ImportSession = Callable[[ThreadRef | None, str, str], Awaitable[tuple[SessionRow | None, str]]]
+StopTurn = Callable[[SessionRow, ThreadRef], Awaitable[None]]  # as the chat's Stop does
 
 
 @dataclass(eq=False)
@@ -81,18 +80,6 @@ class _Client:
     queue: asyncio.Queue[dict[str, Any] | None] = field(
         default_factory=lambda: asyncio.Queue(QUEUE)
     )
-
-
-def permission_detail(name: str, tool_input: Mapping[str, Any], cwd: str) -> str:
-    """What the terminal shows for a permission request: the diff, the command, or
-    the input as JSON."""
-    if name in ("Edit", "MultiEdit", "Write"):
-        text = file_diff(name, tool_input, cwd).text
-    elif name == "Bash":
-        text = str(tool_input.get("command", ""))
-    else:
-        text = json.dumps(dict(tool_input), ensure_ascii=False, indent=1, default=str)
-    return text if len(text) <= DETAIL_CHARS else text[:DETAIL_CHARS] + "\n…"
 
 
 def _peer_uid(writer: asyncio.StreamWriter) -> int | None:
@@ -117,9 +104,28 @@ def _socket_alive(path: Path) -> bool:
 
 
 class AttachServer:
-    def __init__(self, bridge: Bridge, path: Path) -> None:
-        self.b = bridge
+    def __init__(
+        self,
+        path: Path,
+        *,
+        db: Database,
+        tasks: TaskGroup,
+        router: SessionRouter,
+        broker: PermissionBroker,
+        host: AgentHost,
+        claude_sessions: ClaudeSessions,
+        import_session: ImportSession,
+        stop_turn: StopTurn,
+    ) -> None:
         self.path = path
+        self.db = db
+        self.tasks = tasks
+        self.router = router
+        self.broker = broker
+        self.host = host
+        self.claude_sessions = claude_sessions
+        self.import_session = import_session
+        self.stop_turn = stop_turn
         self._server: asyncio.AbstractServer | None = None
         self._clients: set[_Client] = set()
         self._next_id = 0
@@ -166,7 +172,7 @@ class AttachServer:
         with contextlib.suppress(OSError):
             self.path.unlink()
 
-    # --- publishing (called by the bridge) ----------------------------------------
+    # --- publishing (a subscriber of the turn router, `bridge/turn_router.py`) -----
 
     def publish(self, session_id: str, event: dict[str, Any]) -> None:
         for client in list(self._clients):
@@ -176,38 +182,13 @@ class AttachServer:
     def agent_event(self, ev: AgentEvent) -> None:
         if not self._clients:
             return
-        out: dict[str, Any] | None = None
-        if isinstance(ev, TurnStarted):
-            out = {"t": "turn", "prompt": ev.prompt}
-        elif isinstance(ev, TextDelta):
-            out = {"t": "delta", "text": ev.text}
-            if ev.restart:  # a retried model call: what streamed so far is void
-                out["restart"] = True
-        elif isinstance(ev, TextDone):
-            out = {"t": "text", "text": ev.text}
-        elif isinstance(ev, ToolStarted):
-            row = self.b.db.sessions.get(ev.session_id)
-            line = render.tool_line(ev.name, ev.input, cwd=row.cwd if row else "")
-            out = {"t": "tool", "id": ev.tool_use_id, "name": ev.name, "line": line}
-        elif isinstance(ev, ToolFinished):
-            output = (
-                ev.output if len(ev.output) <= OUTPUT_CHARS else "…" + ev.output[-OUTPUT_CHARS:]
-            )
-            out = {"t": "tool_done", "id": ev.tool_use_id, "error": ev.is_error, "output": output}
-        elif isinstance(ev, TurnEnded):
-            out = {
-                "t": "end",
-                "result": ev.result,
-                "cost": ev.cost_usd,
-                "duration_ms": ev.duration_ms,
-                "tools": list(ev.tools),
-                "interrupted": ev.interrupted,
-                "error": ev.is_error,
-            }
-        elif isinstance(ev, AgentFailed):
-            out = {"t": "failed", "error": ev.error[:2000]}
+        out = agent_payload(ev, self._cwd_of)
         if out is not None:
             self.publish(ev.session_id, out)
+
+    def _cwd_of(self, session_id: str) -> str:
+        row = self.db.sessions.get(session_id)
+        return row.cwd if row else ""
 
     def permission_asked(self, ev: PermissionAsked) -> None:
         """After the broker posted a prompt: show it in the terminals, and tell them
@@ -215,19 +196,19 @@ class AttachServer:
         row = next(
             (
                 r
-                for r in self.b.db.permissions.pending(ev.session_id)
+                for r in self.db.permissions.pending(ev.session_id)
                 if r.tool_use_id == ev.tool_use_id
             ),
             None,
         )
         if row is None:
             return  # allowed by a session rule, or already decided
-        session = self.b.db.sessions.get(ev.session_id)
-        self.publish(ev.session_id, self._permission_event(row.id, ev.name, ev.input, session))
+        session = self.db.sessions.get(ev.session_id)
+        self.publish(ev.session_id, permission_payload(row.id, ev.name, ev.input, session))
         request_id = row.id
 
         def decided(_: asyncio.Future[PermissionDecision]) -> None:
-            now = self.b.db.permissions.get(request_id)
+            now = self.db.permissions.get(request_id)
             state = now.state if now is not None and now.state != "pending" else "withdrawn"
             by = now.decided_by if now is not None else ""
             self.publish(
@@ -236,28 +217,12 @@ class AttachServer:
 
         ev.future.add_done_callback(decided)
 
-    @staticmethod
-    def _permission_event(
-        request_id: str, name: str, tool_input: Mapping[str, Any], session: SessionRow | None
-    ) -> dict[str, Any]:
-        cwd = session.cwd if session else ""
-        return {
-            "t": "permission",
-            "request": request_id,
-            "tool": name,
-            "line": render.tool_line(name, tool_input, cwd=cwd),
-            "detail": permission_detail(name, tool_input, cwd),
-            "language": "diff"
-            if name in ("Edit", "MultiEdit", "Write")
-            else ("bash" if name == "Bash" else "json"),
-        }
-
     # --- connections --------------------------------------------------------------
 
     def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._next_id += 1
         client = _Client(self._next_id, writer, getpass.getuser())
-        self.b.tasks.spawn(self._serve(client, reader), name=f"attach-{client.id}")
+        self.tasks.spawn(self._serve(client, reader), name=f"attach-{client.id}")
 
     async def _serve(self, client: _Client, reader: asyncio.StreamReader) -> None:
         uid = _peer_uid(client.writer)
@@ -266,7 +231,7 @@ class AttachServer:
             client.writer.close()
             return
         self._clients.add(client)
-        pump = self.b.tasks.spawn(self._pump(client), name=f"attach-{client.id}-out")
+        pump = self.tasks.spawn(self._pump(client), name=f"attach-{client.id}-out")
         try:
             while True:
                 try:
@@ -334,9 +299,7 @@ class AttachServer:
             await self._attach(client, str(msg.get("session", "")))
             return
         if op == "import":
-            from bridge.sources.importer import import_session
-
-            row, said = await import_session(self.b, None, who, str(msg.get("id", "")))
+            row, said = await self.import_session(None, who, str(msg.get("id", "")))
             self._put(
                 client,
                 {
@@ -347,8 +310,8 @@ class AttachServer:
                 },
             )
             return
-        session = self.b.db.sessions.get(client.session_id or "")
-        thread = self.b.thread_of(session.id) if session else None
+        session = self.db.sessions.get(client.session_id or "")
+        thread = self.router.threads.thread_of(session.id) if session else None
         if session is None or thread is None:
             self._put(client, {"t": "error", "error": "attach to a session first"})
             return
@@ -363,33 +326,33 @@ class AttachServer:
                     },
                 )
             elif text:
-                self.b.db.audit.log(platform="terminal", user=who, action="prompt")
+                self.db.audit.log(platform="terminal", user=who, action="prompt")
                 await sources.submit(
-                    self.b, session, text, source="terminal", by=client.user, conn=client.id
+                    self.router, session, text, source="terminal", by=client.user, conn=client.id
                 )
                 self._put(client, {"t": "ok", "op": "prompt"})
         elif op == "answer":
             request_id, choice = str(msg.get("request", "")), str(msg.get("choice", ""))
             reason = str(msg.get("reason", "")) if choice == "d" else ""
-            result = await self.b.broker.press(
+            result = await self.broker.press(
                 request_id, choice, thread, who, f"{client.user} (terminal)", reason=reason
             )
             self._put(client, {"t": "answered", "request": request_id, "result": result.text})
         elif op == "stop":
-            agent = self.b.host.get(session.id)
+            agent = self.host.get(session.id)
             if agent is None or not agent.busy:
                 self._put(client, {"t": "notice", "text": "Nothing is running."})
             else:
-                await stop_turn(self.b, session, thread)
+                await self.stop_turn(session, thread)
                 self._put(client, {"t": "ok", "op": "stop"})
         else:
             self._put(client, {"t": "error", "error": f"unknown op {str(op)[:40]!r}"})
 
     async def _attach(self, client: _Client, ident: str) -> None:
-        db = self.b.db
+        db = self.db
         session = db.sessions.get(ident) if ident else None
         session = session or (db.sessions.by_claude_id(ident) if ident else None)
-        if session is None or self.b.thread_of(session.id) is None:
+        if session is None or self.router.threads.thread_of(session.id) is None:
             self._put(
                 client,
                 {
@@ -399,7 +362,7 @@ class AttachServer:
             )
             return
         client.session_id = session.id
-        agent = self.b.host.get(session.id)
+        agent = self.host.get(session.id)
         self._put(
             client,
             {
@@ -419,7 +382,7 @@ class AttachServer:
         if session.claude_session_id:
             try:
                 exchanges = await asyncio.to_thread(
-                    self.b.claude_sessions.exchanges,
+                    self.claude_sessions.exchanges,
                     session.claude_session_id,
                     session.cwd,
                     HISTORY,
@@ -430,7 +393,7 @@ class AttachServer:
         self._put(client, {"t": "history", "items": items})
         for row in db.permissions.pending(session.id):
             tool_input = json.loads(row.input_json or "{}")
-            self._put(client, self._permission_event(row.id, row.tool_name, tool_input, session))
+            self._put(client, permission_payload(row.id, row.tool_name, tool_input, session))
 
 
-__all__ = ["AttachServer", "permission_detail"]
+__all__ = ["AttachServer"]

@@ -4,10 +4,10 @@ A session started in the terminal with plain `claude` leaves a transcript under 
 Claude config directory; the SDK's `list_sessions` / `get_session_info` /
 `get_session_messages` read them.  `ClaudeSessions` keeps only those whose directory
 lies under `allowed_roots`, newest first, and turns a transcript's last messages into a
-short recap (`Exchange`s).  `import_session` opens a thread for one: a session row that
-carries the Claude session id, so the next prompt resumes it (`resume=<id>`) with its
-full context.  The chat command `import [ID]` (and its listing's buttons,
-``i:<claude session id>``) and the daemon side of `threadline import ID` both end up there.
+short recap (`Exchange`s).  `Importer.import_session` opens a thread for one: a session
+row that carries the Claude session id, so the next prompt resumes it (`resume=<id>`)
+with its full context.  The chat command `import [ID]` and the daemon side of
+`threadline import ID` both end up there.
 
 The SDK reads the config directory from `CLAUDE_CONFIG_DIR` in `os.environ` only; the
 daemon may run Claude Code with a different one (`agent_env`, as the tests do), so the
@@ -26,20 +26,23 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 import claude_agent_sdk
 
+from adapters.base import ChatAdapter
 from adapters.messages import Button, Markdown, Outbound, ThreadRef
 from bridge import render
 from bridge.access.control import PathRefused, resolve_session_dir
 from bridge.commands.context import CommandContext, PressContext
 from bridge.commands.registry import Section, button, command
-from bridge.commands.sessions import open_session
+from bridge.config import Config
+from bridge.threads import Threads
+from storage.db import Database
 from storage.models import SessionRow
 
 if TYPE_CHECKING:
-    from bridge.commands.context import Services
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,21 @@ RECAP_MESSAGES: Final = 6
 _REMINDER = re.compile(r"<system-reminder>.*?</system-reminder>", re.DOTALL)
 _NOISE = re.compile(r"^\s*(\[Request interrupted|<command-|<local-command-)")
 _env_lock = threading.Lock()
+
+
+class OpenSession(Protocol):
+    """Opens a session and its thread, announced in `origin` (the `new` command's way);
+    None at the session cap (`origin` was told)."""
+
+    async def __call__(
+        self,
+        origin: ThreadRef,
+        owner: str,
+        cwd: Path,
+        *,
+        title: str,
+        claude_session_id: str | None = None,
+    ) -> tuple[SessionRow, ThreadRef] | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,61 +222,85 @@ def listing(sessions: Sequence[DiskSession]) -> Outbound:
     return Outbound((Markdown("\n".join(lines)),), buttons=buttons)
 
 
-async def import_session(
-    b: Services, origin: ThreadRef | None, owner: str, claude_id: str
-) -> tuple[SessionRow | None, str]:
-    """Open a thread for a session on disk; (session, what to tell the person).
-    Without `origin` (from the terminal) the thread opens where the first configured
-    owner's sessions open."""
-    sessions = b.claude_sessions
-    origin = origin or default_origin(b)
-    if origin is None:
-        return None, "No chat to open the thread in (no owner on an enabled platform)."
-    disk = await asyncio.to_thread(sessions.get, claude_id)
-    if disk is None:
-        return None, f"No Claude Code session `{claude_id[:40]}` under the allowed roots."
-    existing = b.db.sessions.by_claude_id(disk.id)
-    if existing is not None and b.thread_of(existing.id) is not None:
-        return existing, f"Session `{disk.id[:8]}` is already session `{existing.id}` here."
-    try:
-        cwd = resolve_session_dir(disk.cwd, b.config.agent.allowed_roots)
-    except PathRefused as e:
-        return None, f"🚫 {e}"
-    cap = b.config.agent.max_concurrent_sessions
-    if b.db.sessions.count_open() >= cap:
-        return None, f"🚫 {cap} sessions are open already; `/end` one first."
-    summary = " ".join((disk.first_prompt or disk.title).split())[:60]
-    opened = await open_session(
-        b, origin, owner, cwd, title=f"{cwd.name}: {summary}" if summary else cwd.name,
-        claude_session_id=disk.id,
-    )  # fmt: skip
-    if opened is None:  # the cap, reached in the meantime: `origin` was told
-        return None, f"🚫 {cap} sessions are open already."
-    row, thread = opened
-    exchanges = await asyncio.to_thread(sessions.exchanges, disk.id, disk.cwd)
-    b.reply(thread, recap(disk, exchanges), session_id=row.id)
-    b.db.audit.log(platform=thread.platform, user=owner, action="import", detail=disk.id)
-    link = b.adapters[thread.platform].thread_link(thread)
-    return row, f"Imported as session `{row.id}`" + (f": {link}" if link else ".")
+class Importer:
+    """Brings sessions on disk into threads (the `import` command, `threadline import`)."""
 
+    def __init__(
+        self,
+        config: Config,
+        db: Database,
+        adapters: Mapping[str, ChatAdapter],
+        threads: Threads,
+        claude_sessions: ClaudeSessions,
+        open_session: OpenSession,
+    ) -> None:
+        self.config = config
+        self.db = db
+        self.adapters = adapters
+        self.threads = threads
+        self.claude_sessions = claude_sessions
+        self.open_session = open_session
 
-def default_origin(b: Services) -> ThreadRef | None:
-    """Where a thread opened from the terminal goes: the chat of the most recently
-    active session (where the owner talks to the bot), else the first owner's
-    private chat on the first enabled platform."""
-    for row in b.db.sessions.list()[:20]:
-        binding = b.db.bindings.for_session(row.id)
-        if binding is not None and binding.platform in b.adapters:
-            adapter = b.adapters[binding.platform]
-            origin = ThreadRef(binding.platform, binding.chat_id)
-            return ThreadRef(binding.platform, adapter.default_chat(origin))
-    for platform, adapter in b.adapters.items():
-        for owner in b.config.access.owners:
-            kind, _, user_id = owner.partition(":")
-            if kind == platform and user_id:
-                chat = adapter.default_chat(ThreadRef(platform, user_id))
-                return ThreadRef(platform, chat)
-    return None
+    async def import_session(
+        self, origin: ThreadRef | None, owner: str, claude_id: str
+    ) -> tuple[SessionRow | None, str]:
+        """Open a thread for a session on disk; (session, what to tell the person).
+        Without `origin` (from the terminal) the thread opens where the first configured
+        owner's sessions open."""
+        sessions = self.claude_sessions
+        origin = origin or self.default_origin()
+        if origin is None:
+            return None, "No chat to open the thread in (no owner on an enabled platform)."
+        disk = await asyncio.to_thread(sessions.get, claude_id)
+        if disk is None:
+            return None, f"No Claude Code session `{claude_id[:40]}` under the allowed roots."
+        existing = self.db.sessions.by_claude_id(disk.id)
+        if existing is not None and self.threads.thread_of(existing.id) is not None:
+            return existing, f"Session `{disk.id[:8]}` is already session `{existing.id}` here."
+        try:
+            cwd = resolve_session_dir(disk.cwd, self.config.agent.allowed_roots)
+        except PathRefused as e:
+            return None, f"🚫 {e}"
+        cap = self.config.agent.max_concurrent_sessions
+        if self.db.sessions.count_open() >= cap:
+            return None, f"🚫 {cap} sessions are open already; `/end` one first."
+        summary = " ".join((disk.first_prompt or disk.title).split())[:60]
+        opened = await self.open_session(
+            origin, owner, cwd, title=f"{cwd.name}: {summary}" if summary else cwd.name,
+            claude_session_id=disk.id,
+        )  # fmt: skip
+        if opened is None:  # the cap, reached in the meantime: `origin` was told
+            return None, f"🚫 {cap} sessions are open already."
+        row, thread = opened
+        exchanges = await asyncio.to_thread(sessions.exchanges, disk.id, disk.cwd)
+        self.threads.reply(thread, recap(disk, exchanges), session_id=row.id)
+        self.db.audit.log(platform=thread.platform, user=owner, action="import", detail=disk.id)
+        link = self.adapters[thread.platform].thread_link(thread)
+        return row, f"Imported as session `{row.id}`" + (f": {link}" if link else ".")
+
+    def default_origin(self) -> ThreadRef | None:
+        """Where a thread opened from the terminal goes: the chat of the most recently
+        active session (where the owner talks to the bot), else the first owner's
+        private chat on the first enabled platform."""
+        for row in self.db.sessions.list()[:20]:
+            binding = self.db.bindings.for_session(row.id)
+            if binding is not None and binding.platform in self.adapters:
+                adapter = self.adapters[binding.platform]
+                origin = ThreadRef(binding.platform, binding.chat_id)
+                return ThreadRef(binding.platform, adapter.default_chat(origin))
+        for platform, adapter in self.adapters.items():
+            for owner in self.config.access.owners:
+                kind, _, user_id = owner.partition(":")
+                if kind == platform and user_id:
+                    chat = adapter.default_chat(ThreadRef(platform, user_id))
+                    return ThreadRef(platform, chat)
+        return None
+
+    async def import_and_tell(self, origin: ThreadRef, owner: str, claude_id: str) -> None:
+        row, said = await self.import_session(origin, owner, claude_id)
+        thread = self.threads.thread_of(row.id) if row is not None else None
+        if row is None or thread is None or thread.key != origin.key:
+            self.threads.reply(origin, render.notice(said))
 
 
 @command(
@@ -273,29 +315,21 @@ async def cmd_import(ctx: CommandContext) -> None:
         found = await asyncio.to_thread(ctx.services.claude_sessions.recent)
         ctx.reply(listing(found))
         return
-    await import_and_tell(ctx.services, ctx.thread, ctx.sender.key, ctx.command.args[0])
+    await ctx.services.importer.import_and_tell(ctx.thread, ctx.sender.key, ctx.command.args[0])
 
 
 @button("i")
 async def press_import(ctx: PressContext, rest: str) -> None:
-    await import_and_tell(ctx.services, ctx.thread, ctx.sender.key, rest)
-
-
-async def import_and_tell(b: Services, origin: ThreadRef, owner: str, claude_id: str) -> None:
-    row, said = await import_session(b, origin, owner, claude_id)
-    thread = b.thread_of(row.id) if row is not None else None
-    if row is None or thread is None or thread.key != origin.key:
-        b.reply(origin, render.notice(said))
+    await ctx.services.importer.import_and_tell(ctx.thread, ctx.sender.key, rest)
 
 
 __all__ = [
     "ClaudeSessions",
     "DiskSession",
     "Exchange",
+    "Importer",
     "cmd_import",
-    "import_and_tell",
-    "press_import",
-    "import_session",
     "listing",
+    "press_import",
     "recap",
 ]

@@ -11,13 +11,12 @@ prompt with its source, including their own (`conn` tells a client which were it
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from bridge import render
+from bridge.sessions import SessionRouter
+from bridge.threads import Threads
 from storage.models import ScheduleRow, SessionRow
-
-if TYPE_CHECKING:
-    from bridge.app import Bridge
 
 log = logging.getLogger(__name__)
 
@@ -26,42 +25,48 @@ _LABELS: Final = {"terminal": "💻 **From the terminal**", "schedule": "⏰ **S
 
 
 async def submit(
-    b: Bridge, session: SessionRow, text: str, *, source: str, by: str, conn: int | None = None
+    router: SessionRouter,
+    session: SessionRow,
+    text: str,
+    *,
+    source: str,
+    by: str,
+    conn: int | None = None,
 ) -> None:
     """Show `text` in the session's thread as coming from `source`, then prompt."""
-    thread = b.thread_of(session.id)
+    thread = router.threads.thread_of(session.id)
     if thread is None:
         raise LookupError(f"session {session.id} has no thread")
-    async with b.thread_lock(thread):
+    async with router.thread_lock(thread):
         shown = text if len(text) <= SHOWN_PROMPT_CHARS else text[:SHOWN_PROMPT_CHARS] + "…"
         label = _LABELS.get(source, f"**From {render.md_escape(source)}**")
-        b.reply(
+        router.threads.reply(
             thread,
             render.notice(f"{label} ({render.md_escape(by)}):\n\n{render.md_escape(shown)}"),
             session_id=session.id,
         )
         event: dict[str, Any] = {"t": "prompt", "source": source, "by": by, "text": text}
-        b.attach.publish(session.id, {**event, "conn": conn})
-        await b.prompt(session, thread, text)
+        router.turns.publish(session.id, {**event, "conn": conn})
+        await router.prompt(session, thread, text)
 
 
-async def run_scheduled(b: Bridge, schedule: ScheduleRow) -> None:
+async def run_scheduled(router: SessionRouter, schedule: ScheduleRow) -> None:
     """A schedule fired: its prompt, in its session."""
-    session = b.db.sessions.get(schedule.session_id)
+    session = router.db.sessions.get(schedule.session_id)
     if session is None:
         log.warning("schedule %s: session %s is gone", schedule.id, schedule.session_id)
         return
-    await submit(b, session, schedule.prompt, source="schedule", by=f"schedule {schedule.id}")
+    await submit(router, session, schedule.prompt, source="schedule", by=f"schedule {schedule.id}")
 
 
-def schedule_notice(b: Bridge, schedule: ScheduleRow, text: str) -> None:
+def schedule_notice(threads: Threads, schedule: ScheduleRow, text: str) -> None:
     """Something about a schedule the person should know (missed runs)."""
-    thread = b.thread_of(schedule.session_id)
+    thread = threads.thread_of(schedule.session_id)
     if thread is None:
         return
     prompt = " ".join(schedule.prompt.split())[:80]
     note = f"{text}\nSchedule `{schedule.id}` (`{schedule.cron}`): {render.md_escape(prompt)}"
-    b.reply(thread, render.notice(note, notify=True), session_id=schedule.session_id)
+    threads.reply(thread, render.notice(note, notify=True), session_id=schedule.session_id)
 
 
 __all__ = ["run_scheduled", "schedule_notice", "submit"]
