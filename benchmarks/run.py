@@ -725,7 +725,7 @@ def environment() -> dict[str, Any]:
         "claude-agent-sdk": getattr(claude_agent_sdk, "__version__", "?"),
     }
     try:
-        from bridge.cli.main import claude_cli_path, claude_version
+        from agent.cli import claude_cli_path, claude_version
 
         path = claude_cli_path("")
         env["claude-code-cli"] = claude_version(path) if path else None

@@ -38,12 +38,9 @@ from adapters.base import ChatAdapter
 from adapters.messages import Sender
 from adapters.registry import BY_NAME
 from adapters.tasks import TaskGroup
-from bridge import render
 from bridge.access import owners
 from bridge.access.control import AccessControl
 from bridge.access.owners import PairedOwners
-from bridge.commands.context import CommandContext
-from bridge.commands.registry import Section, command
 from bridge.config import Config
 from storage.crypto import load_or_create_key
 from storage.db import Database
@@ -254,23 +251,3 @@ def load_owners(
     owners.start(pairing.owners, access, adapters, config_owners, tasks)
     for platform, adapter in adapters.items():
         adapter.open_invites(functools.partial(pairing.invite_allowed, platform))
-
-
-@command(
-    "pair",
-    usage="CODE",
-    help="complete pairing with a code from threadline pair",
-    section=Section.ACCESS,
-    menu=False,
-)
-async def cmd_pair(ctx: CommandContext) -> None:
-    """`pair CODE` (Telegram also `/start CODE`): the one command strangers may send."""
-    bridge, sender = ctx.services, ctx.sender
-    if bridge.access.is_owner(sender):
-        ctx.reply(render.notice("You are already an owner; the code was not used."))
-        return
-    result = bridge.pairing.redeem(ctx.command.rest, sender)
-    if result.ok:  # access control reads the signed row; the adapter learns it now
-        bridge.adapters[sender.platform].add_owner(sender.user_id)
-    if result.message:
-        ctx.reply(render.notice(result.message))

@@ -47,8 +47,8 @@ async def check_platform(cfg: Config, name: str, out: Console) -> int:
 
 
 def _core_checks(cfg: Config) -> list[CheckResult]:
+    from agent.cli import claude_cli_path, claude_version
     from bridge.cli.daemon import open_database
-    from bridge.cli.main import claude_cli_path, claude_version
 
     results: list[CheckResult] = []
     try:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -308,30 +306,6 @@ def import_(
         raise typer.Exit(1) from None
     (out if ok else err).print(message.replace("`", ""), highlight=False)
     raise typer.Exit(0 if ok else 1)
-
-
-def claude_cli_path(configured: str) -> str | None:
-    if configured:
-        return configured if Path(configured).exists() else shutil.which(configured)
-    try:
-        import claude_agent_sdk
-
-        bundled = Path(claude_agent_sdk.__file__).parent / "_bundled" / "claude"
-        if bundled.exists():
-            return str(bundled)
-    except ImportError:
-        return None
-    return shutil.which("claude")
-
-
-def claude_version(path: str) -> str | None:
-    try:
-        done = subprocess.run(
-            [path, "--version"], capture_output=True, text=True, timeout=30, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return done.stdout.strip() if done.returncode == 0 else None
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from adapters.messages import ButtonPress, Outbound, Sender, ThreadRef, UserMessage
+from adapters.messages import ButtonPress, ChatCommand, Outbound, Sender, ThreadRef, UserMessage
 from bridge.commands.parse import Command
 from storage.models import SessionRow
 from storage.types import BindingKind, OutboxId
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from bridge.access.control import AccessControl
     from bridge.access.pairing import Pairing
     from bridge.approvals.permissions import PermissionBroker
-    from bridge.commands.registry import Registry
     from bridge.config import Config
     from bridge.outbox.outbox import Outbox
     from bridge.sources.importer import ClaudeSessions
@@ -126,13 +125,13 @@ class Services(Sessions, Protocol):
 @dataclass(frozen=True, slots=True)
 class CommandContext:
     """One typed command: `session` is the session of the thread it was typed in;
-    `registry` the commands it was parsed against (what `help` lists)."""
+    `listing` the commands it was parsed against, in listing order (what `help` shows)."""
 
     command: Command
     message: UserMessage
     session: SessionRow | None
     services: Services
-    registry: Registry
+    listing: tuple[ChatCommand, ...]
 
     @property
     def thread(self) -> ThreadRef:

@@ -17,19 +17,17 @@ from typing import Final
 
 from adapters.messages import ButtonPress, ChatCommand, UserMessage
 from bridge import files, render
-from bridge.access import pairing
 from bridge.approvals import rules_cmd, trust
 from bridge.commands import help as help_cmd
-from bridge.commands import parse, sessions, turn
+from bridge.commands import imports, pair, parse, schedules, sessions, turn
 from bridge.commands.context import CommandContext, PressContext, Services
 from bridge.commands.registry import REGISTRY, Registry
-from bridge.sources import importer, scheduler
 from storage.models import SessionRow
 
 log = logging.getLogger(__name__)
 
 # The modules whose decorators fill the registry (imported for that alone).
-DECLARING: Final = (sessions, turn, importer, files, scheduler, trust, rules_cmd, pairing, help_cmd)
+DECLARING: Final = (sessions, turn, imports, files, schedules, trust, rules_cmd, pair, help_cmd)
 
 
 def parse_command(
@@ -72,7 +70,8 @@ class Commands:
                 ),
             )
             return
-        await spec.handler(CommandContext(cmd, msg, session, self.services, self.registry))
+        listing = tuple(c.chat_command() for c in self.registry.commands())
+        await spec.handler(CommandContext(cmd, msg, session, self.services, listing))
 
     async def button(self, press: ButtonPress) -> None:
         """Button data is ``<kind>:<rest>``; every handler checks the press against the

@@ -34,8 +34,6 @@ from adapters.base import ChatAdapter
 from adapters.messages import Button, Markdown, Outbound, ThreadRef
 from bridge import render
 from bridge.access.control import PathRefused, resolve_session_dir
-from bridge.commands.context import CommandContext, PressContext
-from bridge.commands.registry import Section, button, command
 from bridge.config import Config
 from bridge.threads import Threads
 from storage.db import Database
@@ -303,33 +301,11 @@ class Importer:
             self.threads.reply(origin, render.notice(said))
 
 
-@command(
-    "import",
-    usage="[ID]",
-    help="list Claude Code sessions on disk, or continue one here",
-    section=Section.IMPORT,
-)
-async def cmd_import(ctx: CommandContext) -> None:
-    """`import`: the sessions on disk; `import ID`: continue one in a new thread."""
-    if not ctx.command.args:
-        found = await asyncio.to_thread(ctx.services.claude_sessions.recent)
-        ctx.reply(listing(found))
-        return
-    await ctx.services.importer.import_and_tell(ctx.thread, ctx.sender.key, ctx.command.args[0])
-
-
-@button("i")
-async def press_import(ctx: PressContext, rest: str) -> None:
-    await ctx.services.importer.import_and_tell(ctx.thread, ctx.sender.key, rest)
-
-
 __all__ = [
     "ClaudeSessions",
     "DiskSession",
     "Exchange",
     "Importer",
-    "cmd_import",
     "listing",
-    "press_import",
     "recap",
 ]

@@ -161,7 +161,7 @@ def test_permission_modes_have_one_source() -> None:
 
 
 def test_help_message() -> None:
-    text = md(help_message("!", REGISTRY.commands()))
+    text = md(help_message("!", [c.chat_command() for c in REGISTRY.commands()]))
     assert "`!new [PATH] [PROMPT]` — start a session" in text and "`!help` — this list" in text
     lines = text.splitlines()[1:]
     assert len(lines) == len(REGISTRY.names())
