@@ -163,6 +163,7 @@ class Bridge:
         self.reply = self.threads.reply
         self.platform_call = self.threads.platform_call
         self.agent_for = self.sessions.agent_for
+        self.end_agent = self.sessions.end_agent
         self.prompt = self.sessions.prompt
         self.on_inbound = self.sessions.on_inbound
 

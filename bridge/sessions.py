@@ -93,6 +93,12 @@ class SessionRouter:
 
     # --- the session's agent ----------------------------------------------------
 
+    async def end_agent(self, session_id: str) -> None:
+        """Stop the session's CLI once any `agent_for` under way has finished, so an
+        `end` that arrives while the session's agent is being set up is not undone."""
+        async with self._agent_locks[session_id]:
+            await self.host.end_session(session_id)
+
     async def agent_for(self, row: SessionRow) -> AgentSession:
         """The running agent for a session, started (resumed) if needed."""
         async with self._agent_locks[row.id]:
@@ -117,8 +123,11 @@ class SessionRouter:
                     mode=revoke.startable_mode(self.agent, self.db, self.threads, row),
                     project=project,
                 )
-                current = self.db.sessions.get(row.id)  # `prompt` may have set running
-                if current is not None and current.state in ("interrupted", "ended"):
+                # An interrupted session in use again is active (`prompt` may have set it
+                # running meanwhile).  An ended one stays ended: only `resume` reopens it,
+                # and an `end` that came while this CLI was being set up must stick.
+                current = self.db.sessions.get(row.id)
+                if current is not None and current.state == "interrupted":
                     self.db.sessions.update(row.id, state="active")
             return agent
 

@@ -51,6 +51,8 @@ class Sessions(Protocol):
 
     async def agent_for(self, row: SessionRow) -> AgentSession: ...
 
+    async def end_agent(self, session_id: str) -> None: ...
+
     async def prompt(
         self,
         session: SessionRow,

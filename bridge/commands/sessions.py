@@ -189,7 +189,7 @@ async def cmd_end(ctx: CommandContext) -> None:
     assert session is not None
     thread = s.thread_of(session.id) or ctx.thread
     await s.broker.cancel_session(session.id, "session ended")
-    await s.host.end_session(session.id)
+    await s.end_agent(session.id)
     s.db.sessions.update(session.id, state="ended")
     ids = s.reply(
         thread,
