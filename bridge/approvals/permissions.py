@@ -26,7 +26,7 @@ from adapters.messages import ThreadRef
 from adapters.tasks import TaskGroup
 from agent.events import PermissionAsked, PermissionDecision
 from bridge import render
-from bridge.approvals import rules
+from bridge.approvals import questions, rules
 from bridge.approvals.permission_notes import offer_line, prompt_notes
 from bridge.outbox.outbox import Outbox
 from bridge.render import md_escape as md
@@ -48,6 +48,7 @@ class Outcome(StrEnum):
     ALLOWED = "allowed"
     ALLOWED_SESSION = "allowed_session"
     DENIED = "denied"
+    ANSWERED = "answered"  # a question's button: toggled, Other…, or answered
     REFUSED = "refused"  # forged, replayed, stale, foreign: nothing was decided
 
 
@@ -83,6 +84,7 @@ class _Pending:
     offer: rules.Rule | None  # what "Allow for session" stores; None: no such button
     prompt_ids: tuple[int, ...] = ()
     timer: asyncio.Task[None] | None = None
+    form: questions.Form | None = None  # an AskUserQuestion shown as buttons
 
 
 class PermissionBroker:
@@ -96,7 +98,9 @@ class PermissionBroker:
     async def ask(self, event: PermissionAsked, thread: ThreadRef, cwd: str) -> None:
         """Resolve at once by a session rule, or post a prompt and wait for a press."""
         req = rules.Request(event.name, event.input, cwd, event.blocked_path, event.decision_reason)
-        for row in self.db.permissions.rules(event.session_id):
+        # A question is never answered by a rule: allowing it without answers is no answer.
+        form = questions.parse(event.input) if event.name == questions.TOOL else None
+        for row in () if form else self.db.permissions.rules(event.session_id):
             if rules.matches(stored_rule(row), req):
                 log.info(
                     "session %s: %s allowed by rule %s",
@@ -117,20 +121,23 @@ class PermissionBroker:
                 thread_key=thread.key,
             )
         )
-        offer = rules.rule_for(req)
-        pending = _Pending(request_id, event, thread, cwd, offer)
+        offer = None if form else rules.rule_for(req)
+        pending = _Pending(request_id, event, thread, cwd, offer, form=form)
         self._pending[request_id] = pending
-        prompt = render.permission_prompt(
-            request_id,
-            event.name,
-            event.input,
-            cwd,
-            session_rule=offer_line(offer),
-            notes=prompt_notes(event, cwd),
-        )
-        ids = self.outbox.enqueue(thread, prompt, session_id=event.session_id, priority=0)
-        pending.prompt_ids = tuple(ids)
-        self.db.permissions.set_prompt(request_id, ids[0])
+        if form is not None:
+            self._post_question(pending, form)
+        else:
+            prompt = render.permission_prompt(
+                request_id,
+                event.name,
+                event.input,
+                cwd,
+                session_rule=offer_line(offer),
+                notes=prompt_notes(event, cwd),
+            )
+            ids = self.outbox.enqueue(thread, prompt, session_id=event.session_id, priority=0)
+            pending.prompt_ids = tuple(ids)
+            self.db.permissions.set_prompt(request_id, ids[0])
         pending.timer = self.tasks.spawn(
             self._expire_later(request_id), name=f"permission-timeout-{request_id}"
         )
@@ -152,21 +159,15 @@ class PermissionBroker:
         row = self.db.permissions.get(request_id) if request_id else None
         if row is None or choice not in _CHOICE_STATE:
             return self._refused(thread, by_key, request_id, "unknown request", "Unknown request.")
-        if row.thread_key != thread.key:
-            return self._refused(
-                thread,
-                by_key,
-                request_id,
-                "from another thread",
-                "That button does not belong here.",
-            )
-        if row.state != "pending":
-            who = f" by {row.decided_by}" if row.decided_by else ""
-            return self._refused(
-                thread, by_key, request_id, f"already {row.state}", f"Already decided{who}."
-            )
+        refused = self._check(row, thread, by_key)
+        if refused is not None:
+            return refused
         state = _CHOICE_STATE[choice]
         pending = self._pending.get(request_id)
+        if pending is not None and pending.form is not None:
+            return self._refused(
+                thread, by_key, request_id, "a question, not a permission", "Use the options."
+            )
         offer = pending.offer if pending is not None else None
         if state == "allowed_session" and offer is None:
             return self._refused(
@@ -198,6 +199,111 @@ class PermissionBroker:
             )
         return _DECIDED[state]
 
+    def _check(
+        self, row: PermissionRequestRow, thread: ThreadRef, by_key: str
+    ) -> PressResult | None:
+        """The refusal of a press on `row` from `thread` — foreign or stale — or None."""
+        if row.thread_key != thread.key:
+            return self._refused(
+                thread, by_key, row.id, "from another thread", "That button does not belong here."
+            )
+        if row.state != "pending":
+            who = f" by {row.decided_by}" if row.decided_by else ""
+            return self._refused(
+                thread, by_key, row.id, f"already {row.state}", f"Already decided{who}."
+            )
+        return None
+
+    # --- Claude's questions (bridge/approvals/questions.py) ------------------------
+
+    def _post_question(self, pending: _Pending, form: questions.Form) -> None:
+        """Post the form's current question; its message is the request's prompt."""
+        ids = self.outbox.enqueue(
+            pending.thread,
+            questions.question_message(pending.request_id, form),
+            session_id=pending.event.session_id,
+            priority=0,
+        )
+        form.message_ids.append(ids[0])
+        pending.prompt_ids = (*pending.prompt_ids, *ids)
+        self.db.permissions.set_prompt(pending.request_id, ids[0])
+
+    async def answer_question(
+        self, request_id: str, rest: str, thread: ThreadRef, by_key: str, by_name: str
+    ) -> PressResult:
+        """A press on a question's button, ``<question index>:<option | o | d>``."""
+        row = self.db.permissions.get(request_id) if request_id else None
+        pending = self._pending.get(request_id)
+        index, _, action = rest.partition(":")
+        if row is None or row.tool_name != questions.TOOL:
+            return self._refused(thread, by_key, request_id, "unknown question", "Unknown request.")
+        refused = self._check(row, thread, by_key)
+        if refused is not None:
+            return refused
+        form = pending.form if pending is not None else None
+        if pending is None or form is None or index != str(form.index):
+            return self._refused(
+                thread, by_key, request_id, "not the open question", "That question is closed."
+            )
+        outcome, answer = questions.choose(form, action)
+        if outcome == "invalid":
+            return PressResult(Outcome.ANSWERED, "Select at least one option first.")
+        if answer is None:  # toggled, or Other… pressed: show the new state
+            self.outbox.enqueue_edit(
+                thread,
+                form.message_ids[-1],
+                questions.question_message(request_id, form),
+                priority=0,
+            )
+            return PressResult(Outcome.ANSWERED, "Write your answer." if outcome == "other" else "")
+        await self._answer(pending, form, answer, by_key, by_name)
+        return PressResult(Outcome.ANSWERED, f"Answered: {answer[:150]}")
+
+    async def _answer(
+        self, pending: _Pending, form: questions.Form, answer: str, by_key: str, by_name: str
+    ) -> None:
+        """Record the current question's answer: ask the next, or give Claude them all."""
+        index = form.index
+        questions.record(form, answer)
+        by = by_name or by_key
+        self.db.audit.log(
+            platform=pending.thread.platform,
+            user=by_key,
+            action="question",
+            detail=f"answered {pending.request_id[:40]} #{index + 1}: {answer[:200]}",
+        )
+        self.outbox.enqueue_edit(
+            pending.thread,
+            form.message_ids[index],
+            questions.answered_message(form, index, answer, by),
+            priority=0,
+        )
+        if not form.done:
+            self._post_question(pending, form)
+            return
+        summary = "; ".join(f"{q[:80]} → {a[:80]}" for q, a in form.answers.items())
+        await self._finish(
+            pending.request_id,
+            "allowed",
+            by=by,
+            reason=summary[:500],
+            updated=questions.updated_input(pending.event.input, form),
+        )
+
+    async def _question_text(
+        self, thread: ThreadRef, text: str, by_key: str, by_name: str, reply_to: str | None
+    ) -> bool:
+        """Text as a free answer: after **Other…**, or replying to an open question."""
+        target = self._replied(thread, reply_to)
+        for pending in list(self._pending.values()):
+            form = pending.form
+            if form is None or pending.thread != thread or form.done:
+                continue
+            if form.awaiting_other or pending.request_id == target:
+                await self._answer(pending, form, text.strip()[:2000], by_key, by_name)
+                return True
+        return False
+
     def _refused(
         self, thread: ThreadRef, by_key: str, request_id: str, why: str, answer: str
     ) -> PressResult:
@@ -221,11 +327,13 @@ class PermissionBroker:
         pending and no reply to one of them, nothing is decided and the thread is told
         to reply to the prompt meant.  False if the text is not an answer (it is then a
         prompt for Claude)."""
+        if text.strip() and await self._question_text(thread, text, by_key, by_name, reply_to):
+            return True
         word, _, rest = text.strip().partition(" ")
         choice = _TEXT_CHOICE.get(word.lower().rstrip(".!"))
         if choice is None or (choice != "d" and rest.strip()):
             return False  # "allow me to explain…" is a prompt, not an answer
-        candidates = [p for p in self._pending.values() if p.thread == thread]
+        candidates = [p for p in self._pending.values() if p.thread == thread and not p.form]
         target = self._replied(thread, reply_to)
         if target is None and not candidates:
             return False
@@ -287,10 +395,11 @@ class PermissionBroker:
         if await self._finish(request_id, "timeout", by=""):
             minutes = self.timeout_s / 60
             shown = f"{minutes:g} min" if self.timeout_s >= 60 else f"{self.timeout_s:g} s"
+            what = "Claude's question" if pending.form else f"the {pending.event.name} request"
             self.outbox.enqueue(
                 pending.thread,
                 render.notice(
-                    f"⏱ No answer to the {pending.event.name} request within {shown}: denied.",
+                    f"⏱ No answer to {what} within {shown}: denied.",
                     notify=True,
                 ),
                 session_id=pending.event.session_id,
@@ -298,24 +407,43 @@ class PermissionBroker:
             )
 
     async def _finish(
-        self, request_id: str, state: render.Decision, *, by: str, reason: str = ""
+        self,
+        request_id: str,
+        state: render.Decision,
+        *,
+        by: str,
+        reason: str = "",
+        updated: dict[str, object] | None = None,
     ) -> bool:
         if not self.db.permissions.decide(request_id, state, by=by, reason=reason):
             return False
         pending = self._pending.pop(request_id, None)
         row = self.db.permissions.get(request_id)
         if row is not None:
-            self._edit_prompt(row, state, by=by)
+            self._edit_prompt(row, state, by=by, pending=pending)
         if pending is not None:
             if pending.timer is not None and pending.timer is not asyncio.current_task():
                 pending.timer.cancel()
             allow = state in ("allowed", "allowed_session")
             message = "" if allow else (reason or f"The user did not allow this ({state}).")
-            self._resolve(pending.event, PermissionDecision(allow=allow, message=message))
+            self._resolve(
+                pending.event,
+                PermissionDecision(allow=allow, message=message, updated_input=updated),
+            )
         return True
 
-    def _edit_prompt(self, row: PermissionRequestRow, state: render.Decision, *, by: str) -> None:
+    def _edit_prompt(
+        self,
+        row: PermissionRequestRow,
+        state: render.Decision,
+        *,
+        by: str,
+        pending: _Pending | None = None,
+    ) -> None:
         if row.prompt_outbox_id is None:
+            return
+        if row.tool_name == questions.TOOL:
+            self._close_question(row, state, pending)
             return
         binding = self.db.bindings.for_session(row.session_id)
         session = self.db.sessions.get(row.session_id)
@@ -338,6 +466,31 @@ class PermissionBroker:
             rule_note=f"{rule.describe()} (rule `{rules.tick(rule.shown)}`)" if rule else "",
         )
         self.outbox.enqueue_edit(thread, row.prompt_outbox_id, decided, priority=0)
+
+    def _close_question(
+        self, row: PermissionRequestRow, state: render.Decision, pending: _Pending | None
+    ) -> None:
+        """An unanswered question's message says why it closed (answered ones say whom)."""
+        if state == "allowed" or row.prompt_outbox_id is None:
+            return  # the last answer already edited it
+        binding = self.db.bindings.for_session(row.session_id)
+        if binding is None:
+            return
+        thread = ThreadRef(binding.platform, binding.chat_id, binding.thread_id)
+        try:
+            asked = json.loads(row.input_json)
+        except ValueError:
+            asked = {}
+        minutes = (
+            f"{self.timeout_s / 60:g} min" if self.timeout_s >= 60 else f"{self.timeout_s:g} s"
+        )
+        line = {
+            "timeout": f"⏱ No answer in {minutes} — Claude was told.",
+            "expired": f"⏹ Closed unanswered ({render.md_escape(row.reason or 'expired')}).",
+        }.get(state, f"Closed: {state}.")
+        form = pending.form if pending is not None else None
+        closed = questions.closed_message(form, asked if isinstance(asked, dict) else {}, line)
+        self.outbox.enqueue_edit(thread, row.prompt_outbox_id, closed, priority=0)
 
     @staticmethod
     def _resolve(event: PermissionAsked, decision: PermissionDecision) -> None:

@@ -71,6 +71,18 @@ async def press_permission(ctx: PressContext, rest: str) -> None:
         await ctx.answer(result.text)
 
 
+@button("q")
+async def press_question(ctx: PressContext, rest: str) -> None:
+    request_id, _, choice = rest.partition(":")
+    sender = ctx.sender
+    result = await ctx.services.broker.answer_question(
+        request_id, choice, ctx.thread, sender.key, sender.display_name
+    )
+    log.info("question press %s → %s", choice[:20], result.outcome)
+    if not result.decided or result.text.startswith("Select"):
+        await ctx.answer(result.text)
+
+
 @command(
     "mode",
     usage="[MODE]",
