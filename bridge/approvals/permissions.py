@@ -293,14 +293,17 @@ class PermissionBroker:
     async def _question_text(
         self, thread: ThreadRef, text: str, by_key: str, by_name: str, reply_to: str | None
     ) -> bool:
-        """Text as a free answer: after **Other…**, or replying to an open question."""
+        """Text answering an open question in `thread`: option numbers, or a free answer
+        after **Other…** or as a reply to the question."""
         target = self._replied(thread, reply_to)
         for pending in list(self._pending.values()):
             form = pending.form
             if form is None or pending.thread != thread or form.done:
                 continue
-            if form.awaiting_other or pending.request_id == target:
-                await self._answer(pending, form, text.strip()[:2000], by_key, by_name)
+            picked = None if form.awaiting_other else questions.numbered(form, text)
+            if picked is not None or form.awaiting_other or pending.request_id == target:
+                answer = picked if picked is not None else text.strip()[:2000]
+                await self._answer(pending, form, answer, by_key, by_name)
                 return True
         return False
 

@@ -11,7 +11,7 @@ parsing the input, one message per question (asked in order: each message stays
 small and within every platform's button limits, Matrix numbers its reactions 1️⃣ 2️⃣ …
 per message, and an answered question is edited to show the answer and who gave it),
 toggling multi-select options, **Other…** taking the next text reply (or any reply to
-the question) as the free answer, and the answers once the last question is answered.
+the question) as the free answer, option numbers typed as text (``2``, ``1, 3``), and the answers once the last question is answered.
 Button data is ``q:<request>:<question index>:<option index | o | d>`` (≤ 64 bytes).
 """
 
@@ -195,6 +195,20 @@ def choose(form: Form, action: str) -> tuple[str, str | None]:
     return "invalid", None
 
 
+def numbered(form: Form, text: str) -> str | None:
+    """A text answer naming options by number — ``2``, or ``1, 3`` for a multi-select
+    (Matrix has no buttons, and typing is quicker than reacting) — or None when the text
+    is not only option numbers."""
+    q = form.current
+    picks = text.replace(",", " ").split()
+    if not picks or not all(p.isdigit() and 1 <= int(p) <= len(q.options) for p in picks):
+        return None
+    chosen = sorted({int(p) - 1 for p in picks})
+    if len(chosen) > 1 and not q.multi:
+        return None
+    return ", ".join(q.options[n].label for n in chosen)
+
+
 def record(form: Form, answer: str) -> None:
     """Store the current question's answer and move to the next one."""
     form.answers[form.current.text] = answer
@@ -217,6 +231,7 @@ __all__ = [
     "choose",
     "closed_message",
     "data",
+    "numbered",
     "parse",
     "question_message",
     "record",

@@ -1,7 +1,8 @@
 """Turn commands: `stop`, `mode`, `model`, `diff`, `cost`, and their buttons —
 ``x:<session>`` (Stop under a running turn), ``m:<session>:<mode index>`` (a mode
 from the `mode` picker) and ``p:<request>:<a|s|d>`` (a permission prompt, decided by
-the broker, `bridge/approvals/permissions.py`).
+the broker, `bridge/approvals/permissions.py`) and ``q:<request>:<question>:<choice>``
+(an option of Claude's question, `bridge/approvals/questions.py`).
 
 The modes offered are `agent.permissions.OFFERED_MODES`, labelled by `MODE_LABELS`;
 a mode button carries its index in that tuple.

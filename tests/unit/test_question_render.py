@@ -74,7 +74,7 @@ def test_matrix_numbers_the_options_as_keycap_reactions() -> None:
     keys = [k for k, _ in out.payload["buttons"]]
     assert keys == ["1️⃣", "2️⃣", "3️⃣", "4️⃣", "✏️"]
     assert [d for _, d in out.payload["buttons"]][:2] == [f"q:{RID}:0:0", f"q:{RID}:0:1"]
-    assert "React 1️⃣" in body, "the hint names the keys"
+    assert "React 1️⃣" in body and "or reply with the number(s)" in body, "the hint says how"
     assert out.payload["content"]["m.mentions"] == {"user_ids": ["@ada:example.org"]}
     multi = form_of(asked(multi=True))
     [m] = matrix_render(questions.question_message(RID, multi))
@@ -115,3 +115,12 @@ def test_inputs_that_are_not_questions_are_not_parsed() -> None:
     assert questions.parse({"questions": [{"question": "q", "options": [{"label": ""}]}]}) is None
     same = {"question": "q", "options": [{"label": "a"}]}
     assert questions.parse({"questions": [same, same]}) is None, "answers key on the text"
+
+
+def test_option_numbers_typed_as_text() -> None:
+    single, multi = form_of(asked()), form_of(asked(multi=True))
+    assert questions.numbered(single, " 2 ") == "SQLite 1"
+    assert questions.numbered(single, "1, 3") is None, "one choice only"
+    assert questions.numbered(single, "5") is None and questions.numbered(single, "0") is None
+    assert questions.numbered(single, "2 please") is None, "a sentence is a free answer"
+    assert questions.numbered(multi, "3, 1") == "SQLite 0, SQLite 2"
