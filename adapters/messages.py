@@ -239,7 +239,6 @@ class Rendered:
         content = {k: v for k, v in self.payload.items() if k != ATTEMPT_KEY}
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
-
 @dataclass(frozen=True, slots=True)
 class ChatCommand:
     """A chat command as a platform shows it in its command menu or help: the bridge

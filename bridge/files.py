@@ -321,9 +321,7 @@ async def cmd_get(ctx: CommandContext) -> None:
     raw = (ctx.command.path or "").strip()
     thread = b.thread_of(session.id) or ctx.thread
     try:
-        data, rel = await asyncio.to_thread(
-            read_inside, session.cwd, raw, max_bytes=max_bytes(b.config.agent)
-        )
+        data, rel = await asyncio.to_thread(read_inside, session.cwd, raw, max_bytes=max_bytes(b.config.agent))
     except FileRefused as e:
         b.db.audit.log(
             platform=sender.platform,

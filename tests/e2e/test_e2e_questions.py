@@ -168,3 +168,21 @@ async def test_a_strangers_press_is_refused_and_audited(h: Harness) -> None:
     assert any("SQLite" in r for r in tool_results(h))
     refused = [r for r in h.db.audit.recent() if not r.allowed]
     assert any(r.user == f"telegram:{STRANGER}" for r in refused)
+
+
+async def test_an_unanswered_question_times_out_and_claude_is_denied(tmp_path: Path) -> None:
+    h = await start_harness(tmp_path, agent_extra={"permission_timeout_s": 2})
+    try:
+        h.model.on("ask late", ToolUse("AskUserQuestion", {"questions": [DB_Q]}), Text("No reply."))
+        topic, _ = await h.new_session(str(h.root / "app"), "ask late")
+        msg = await question_in(h, topic, "Which database")
+        notice = await h.wait_text("No answer to Claude's question", thread_id=topic, timeout=20)
+        assert "denied" in notice.visible_text
+        await h.wait_text("No reply.", thread_id=topic)
+        closed = h.tg.message(h.chat_id, msg.message_id)
+        assert not closed.buttons and "No answer in 2 s" in closed.visible_text
+        results = tool_results(h)
+        assert results and "answered" not in results[-1], results
+        print("TOOL_RESULT timeout:", results)
+    finally:
+        await stop_harness(h)
