@@ -20,14 +20,16 @@ import json
 import logging
 import secrets
 from dataclasses import dataclass
-from enum import StrEnum
 
 from adapters.messages import ThreadRef
 from adapters.tasks import TaskGroup
 from agent.events import PermissionAsked, PermissionDecision
 from bridge import render
 from bridge.approvals import questions, rules
+from bridge.approvals.outcome import Outcome as Outcome
+from bridge.approvals.outcome import PressResult as PressResult
 from bridge.approvals.permission_notes import offer_line, prompt_notes
+from bridge.approvals.question_desk import QuestionDesk
 from bridge.outbox.outbox import Outbox
 from bridge.render import md_escape as md
 from storage.db import Database
@@ -40,28 +42,6 @@ _CHOICE_STATE: dict[str, render.Decision] = {"a": "allowed", "s": "allowed_sessi
 # Text answers (Matrix relies on them).  Conversational words (yes, no, ok) are not
 # approvals: they go to Claude as a prompt.
 _TEXT_CHOICE = {"allow": "a", "always": "s", "deny": "d"}
-
-
-class Outcome(StrEnum):
-    """What a press did: decided the request one way or the other, or nothing."""
-
-    ALLOWED = "allowed"
-    ALLOWED_SESSION = "allowed_session"
-    DENIED = "denied"
-    ANSWERED = "answered"  # a question's button: toggled, Other…, or answered
-    REFUSED = "refused"  # forged, replayed, stale, foreign: nothing was decided
-
-
-@dataclass(frozen=True, slots=True)
-class PressResult:
-    """The broker's answer to a press; `text` is what the presser is told."""
-
-    outcome: Outcome
-    text: str
-
-    @property
-    def decided(self) -> bool:
-        return self.outcome is not Outcome.REFUSED
 
 
 _DECIDED: dict[str, PressResult] = {
@@ -94,6 +74,7 @@ class PermissionBroker:
         self.tasks = tasks
         self.timeout_s = timeout_s
         self._pending: dict[str, _Pending] = {}
+        self.questions = QuestionDesk(self, db, outbox)
 
     async def ask(self, event: PermissionAsked, thread: ThreadRef, cwd: str) -> None:
         """Resolve at once by a session rule, or post a prompt and wait for a press."""
@@ -125,7 +106,7 @@ class PermissionBroker:
         pending = _Pending(request_id, event, thread, cwd, offer, form=form)
         self._pending[request_id] = pending
         if form is not None:
-            self._post_question(pending, form)
+            self.questions.post(pending, form)
         else:
             prompt = render.permission_prompt(
                 request_id,
@@ -142,7 +123,7 @@ class PermissionBroker:
             self._expire_later(request_id), name=f"permission-timeout-{request_id}"
         )
         if event.future.done():  # the turn was interrupted meanwhile
-            await self._finish(request_id, "expired", by="", reason="turn ended")
+            await self.finish(request_id, "expired", by="", reason="turn ended")
 
     async def press(
         self,
@@ -158,19 +139,19 @@ class PermissionBroker:
         the presser.  A deny `reason` is passed to Claude and shown on the prompt."""
         row = self.db.permissions.get(request_id) if request_id else None
         if row is None or choice not in _CHOICE_STATE:
-            return self._refused(thread, by_key, request_id, "unknown request", "Unknown request.")
-        refused = self._check(row, thread, by_key)
+            return self.refuse(thread, by_key, request_id, "unknown request", "Unknown request.")
+        refused = self.check(row, thread, by_key)
         if refused is not None:
             return refused
         state = _CHOICE_STATE[choice]
         pending = self._pending.get(request_id)
         if pending is not None and pending.form is not None:
-            return self._refused(
+            return self.refuse(
                 thread, by_key, request_id, "a question, not a permission", "Use the options."
             )
         offer = pending.offer if pending is not None else None
         if state == "allowed_session" and offer is None:
-            return self._refused(
+            return self.refuse(
                 thread,
                 by_key,
                 request_id,
@@ -179,8 +160,8 @@ class PermissionBroker:
             )
         # An allowed-for-session prompt keeps the rule it stored (shown when decided).
         note = offer.text if state == "allowed_session" and offer else reason[:500]
-        if not await self._finish(request_id, state, by=by_name or by_key, reason=note):
-            return self._refused(thread, by_key, request_id, "already decided", "Already decided.")
+        if not await self.finish(request_id, state, by=by_name or by_key, reason=note):
+            return self.refuse(thread, by_key, request_id, "already decided", "Already decided.")
         self.db.audit.log(
             platform=thread.platform,
             user=by_key,
@@ -199,115 +180,36 @@ class PermissionBroker:
             )
         return _DECIDED[state]
 
-    def _check(
+    def check(
         self, row: PermissionRequestRow, thread: ThreadRef, by_key: str
     ) -> PressResult | None:
         """The refusal of a press on `row` from `thread` — foreign or stale — or None."""
         if row.thread_key != thread.key:
-            return self._refused(
+            return self.refuse(
                 thread, by_key, row.id, "from another thread", "That button does not belong here."
             )
         if row.state != "pending":
             who = f" by {row.decided_by}" if row.decided_by else ""
-            return self._refused(
+            return self.refuse(
                 thread, by_key, row.id, f"already {row.state}", f"Already decided{who}."
             )
         return None
 
-    # --- Claude's questions (bridge/approvals/questions.py) ------------------------
-
-    def _post_question(self, pending: _Pending, form: questions.Form) -> None:
-        """Post the form's current question; its message is the request's prompt."""
-        ids = self.outbox.enqueue(
-            pending.thread,
-            questions.question_message(pending.request_id, form),
-            session_id=pending.event.session_id,
-            priority=0,
-        )
-        form.message_ids.append(ids[0])
-        pending.prompt_ids = (*pending.prompt_ids, *ids)
-        self.db.permissions.set_prompt(pending.request_id, ids[0])
-
     async def answer_question(
         self, request_id: str, rest: str, thread: ThreadRef, by_key: str, by_name: str
     ) -> PressResult:
-        """A press on a question's button, ``<question index>:<option | o | d>``."""
-        row = self.db.permissions.get(request_id) if request_id else None
-        pending = self._pending.get(request_id)
-        index, _, action = rest.partition(":")
-        if row is None or row.tool_name != questions.TOOL:
-            return self._refused(thread, by_key, request_id, "unknown question", "Unknown request.")
-        refused = self._check(row, thread, by_key)
-        if refused is not None:
-            return refused
-        form = pending.form if pending is not None else None
-        if pending is None or form is None or index != str(form.index):
-            return self._refused(
-                thread, by_key, request_id, "not the open question", "That question is closed."
-            )
-        outcome, answer = questions.choose(form, action)
-        if outcome == "invalid":
-            return PressResult(Outcome.ANSWERED, "Select at least one option first.")
-        if answer is None:  # toggled, or Other… pressed: show the new state
-            self.outbox.enqueue_edit(
-                thread,
-                form.message_ids[-1],
-                questions.question_message(request_id, form),
-                priority=0,
-            )
-            return PressResult(Outcome.ANSWERED, "Write your answer." if outcome == "other" else "")
-        await self._answer(pending, form, answer, by_key, by_name)
-        return PressResult(Outcome.ANSWERED, f"Answered: {answer[:150]}")
+        """A press on one of Claude's questions (``q:<request>:<rest>``)."""
+        return await self.questions.press(request_id, rest, thread, by_key, by_name)
 
-    async def _answer(
-        self, pending: _Pending, form: questions.Form, answer: str, by_key: str, by_name: str
-    ) -> None:
-        """Record the current question's answer: ask the next, or give Claude them all."""
-        index = form.index
-        questions.record(form, answer)
-        by = by_name or by_key
-        self.db.audit.log(
-            platform=pending.thread.platform,
-            user=by_key,
-            action="question",
-            detail=f"answered {pending.request_id[:40]} #{index + 1}: {answer[:200]}",
-        )
-        self.outbox.enqueue_edit(
-            pending.thread,
-            form.message_ids[index],
-            questions.answered_message(form, index, answer, by),
-            priority=0,
-        )
-        if not form.done:
-            self._post_question(pending, form)
-            return
-        summary = "; ".join(f"{q[:80]} → {a[:80]}" for q, a in form.answers.items())
-        await self._finish(
-            pending.request_id,
-            "allowed",
-            by=by,
-            reason=summary[:500],
-            updated=questions.updated_input(pending.event.input, form),
-        )
+    def find(self, request_id: str) -> _Pending | None:
+        """The pending request `request_id`, if this run is waiting for it."""
+        return self._pending.get(request_id)
 
-    async def _question_text(
-        self, thread: ThreadRef, text: str, by_key: str, by_name: str, reply_to: str | None
-    ) -> bool:
-        """Text answering an open question in `thread`: option numbers, or a free answer
-        after **Other…** or as a reply to the question."""
-        target = self._replied(thread, reply_to)
-        for pending in list(self._pending.values()):
-            form = pending.form
-            if form is None or pending.thread != thread or form.done:
-                continue
-            picked = None if form.awaiting_other else questions.numbered(form, text)
-            if picked is not None or form.awaiting_other or pending.request_id == target:
-                answer = picked if picked is not None else text.strip()[:2000]
-                await self._answer(pending, form, answer, by_key, by_name)
-                return True
-        return False
+    def waiting(self) -> list[_Pending]:
+        """Every request this run is waiting for."""
+        return list(self._pending.values())
 
-    def _refused(
+    def refuse(
         self, thread: ThreadRef, by_key: str, request_id: str, why: str, answer: str
     ) -> PressResult:
         """A press that decides nothing (forged, replayed, stale, foreign): logged and
@@ -330,14 +232,14 @@ class PermissionBroker:
         pending and no reply to one of them, nothing is decided and the thread is told
         to reply to the prompt meant.  False if the text is not an answer (it is then a
         prompt for Claude)."""
-        if text.strip() and await self._question_text(thread, text, by_key, by_name, reply_to):
+        if text.strip() and await self.questions.text(thread, text, by_key, by_name, reply_to):
             return True
         word, _, rest = text.strip().partition(" ")
         choice = _TEXT_CHOICE.get(word.lower().rstrip(".!"))
         if choice is None or (choice != "d" and rest.strip()):
             return False  # "allow me to explain…" is a prompt, not an answer
         candidates = [p for p in self._pending.values() if p.thread == thread and not p.form]
-        target = self._replied(thread, reply_to)
+        target = self.replied(thread, reply_to)
         if target is None and not candidates:
             return False
         if target is None and len(candidates) > 1:
@@ -363,7 +265,7 @@ class PermissionBroker:
             self.outbox.enqueue(thread, render.notice(md(result.text)), priority=0)
         return True
 
-    def _replied(self, thread: ThreadRef, reply_to: str | None) -> str | None:
+    def replied(self, thread: ThreadRef, reply_to: str | None) -> str | None:
         """The request whose prompt `reply_to` (a platform message id) is, if any."""
         if not reply_to:
             return None
@@ -380,7 +282,7 @@ class PermissionBroker:
         """Deny everything pending for a session (stop, end)."""
         for request_id, pending in list(self._pending.items()):
             if pending.event.session_id == session_id:
-                await self._finish(request_id, "expired", by="", reason=reason)
+                await self.finish(request_id, "expired", by="", reason=reason)
 
     def expire_stale(self) -> list[PermissionRequestRow]:
         """On start: requests left pending by a previous run can no longer be answered."""
@@ -395,7 +297,7 @@ class PermissionBroker:
         pending = self._pending.get(request_id)
         if pending is None:
             return
-        if await self._finish(request_id, "timeout", by=""):
+        if await self.finish(request_id, "timeout", by=""):
             minutes = self.timeout_s / 60
             shown = f"{minutes:g} min" if self.timeout_s >= 60 else f"{self.timeout_s:g} s"
             what = "Claude's question" if pending.form else f"the {pending.event.name} request"
@@ -409,7 +311,7 @@ class PermissionBroker:
                 priority=0,
             )
 
-    async def _finish(
+    async def finish(
         self,
         request_id: str,
         state: render.Decision,
@@ -446,7 +348,7 @@ class PermissionBroker:
         if row.prompt_outbox_id is None:
             return
         if row.tool_name == questions.TOOL:
-            self._close_question(row, state, pending)
+            self.questions.close(row, state, pending)
             return
         binding = self.db.bindings.for_session(row.session_id)
         session = self.db.sessions.get(row.session_id)
@@ -469,31 +371,6 @@ class PermissionBroker:
             rule_note=f"{rule.describe()} (rule `{rules.tick(rule.shown)}`)" if rule else "",
         )
         self.outbox.enqueue_edit(thread, row.prompt_outbox_id, decided, priority=0)
-
-    def _close_question(
-        self, row: PermissionRequestRow, state: render.Decision, pending: _Pending | None
-    ) -> None:
-        """An unanswered question's message says why it closed (answered ones say whom)."""
-        if state == "allowed" or row.prompt_outbox_id is None:
-            return  # the last answer already edited it
-        binding = self.db.bindings.for_session(row.session_id)
-        if binding is None:
-            return
-        thread = ThreadRef(binding.platform, binding.chat_id, binding.thread_id)
-        try:
-            asked = json.loads(row.input_json)
-        except ValueError:
-            asked = {}
-        minutes = (
-            f"{self.timeout_s / 60:g} min" if self.timeout_s >= 60 else f"{self.timeout_s:g} s"
-        )
-        line = {
-            "timeout": f"⏱ No answer in {minutes} — Claude was told.",
-            "expired": f"⏹ Closed unanswered ({render.md_escape(row.reason or 'expired')}).",
-        }.get(state, f"Closed: {state}.")
-        form = pending.form if pending is not None else None
-        closed = questions.closed_message(form, asked if isinstance(asked, dict) else {}, line)
-        self.outbox.enqueue_edit(thread, row.prompt_outbox_id, closed, priority=0)
 
     @staticmethod
     def _resolve(event: PermissionAsked, decision: PermissionDecision) -> None:
