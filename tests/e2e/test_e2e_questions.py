@@ -76,9 +76,13 @@ async def test_single_select_answered_by_button(h: Harness) -> None:
     assert "Database" in text and "embedded, zero setup" in text and "DuckDB" in text
     assert "Allow" not in " ".join(msg.button_labels), "not a generic permission prompt"
     assert all(len(b["callback_data"].encode()) <= 64 for b in msg.buttons)
+    late = msg.callback_data("DuckDB")
     h.press(msg, "PostgreSQL")
+    owner = {"id": OWNER, "is_bot": False, "first_name": "Ada"}
+    h.tg.press_button(h.chat_id, msg.message_id, late, owner, strict=False)  # first wins
     await h.wait_text("Using it.", thread_id=topic)
     results = tool_results(h)
+    assert not any("DuckDB" in r for r in results)
     print("TOOL_RESULT single:", results)
     assert any("PostgreSQL" in r and "Which database should I use?" in r for r in results)
     edited = h.tg.message(h.chat_id, msg.message_id)
