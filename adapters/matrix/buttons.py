@@ -74,6 +74,8 @@ def hint(keyed: Sequence[Keyed]) -> str:
         always = any(data.endswith(":s") for _, _, data in keyed)
         words = "allow, always or deny" if always else "allow or deny"
         return f"React {choices} — or reply {words} <reason>."
+    if keyed and all(data.startswith("q:") for _, _, data in keyed):  # Claude's question
+        return f"React {choices} — or reply with the number(s)."
     return f"React {choices}"
 
 

@@ -20,14 +20,16 @@ import json
 import logging
 import secrets
 from dataclasses import dataclass
-from enum import StrEnum
 
 from adapters.messages import ThreadRef
 from adapters.tasks import TaskGroup
 from agent.events import PermissionAsked, PermissionDecision
 from bridge import render
-from bridge.approvals import rules
+from bridge.approvals import questions, rules
+from bridge.approvals.outcome import Outcome as Outcome
+from bridge.approvals.outcome import PressResult as PressResult
 from bridge.approvals.permission_notes import offer_line, prompt_notes
+from bridge.approvals.question_desk import QuestionDesk
 from bridge.outbox.outbox import Outbox
 from bridge.render import md_escape as md
 from storage.db import Database
@@ -40,27 +42,6 @@ _CHOICE_STATE: dict[str, render.Decision] = {"a": "allowed", "s": "allowed_sessi
 # Text answers (Matrix relies on them).  Conversational words (yes, no, ok) are not
 # approvals: they go to Claude as a prompt.
 _TEXT_CHOICE = {"allow": "a", "always": "s", "deny": "d"}
-
-
-class Outcome(StrEnum):
-    """What a press did: decided the request one way or the other, or nothing."""
-
-    ALLOWED = "allowed"
-    ALLOWED_SESSION = "allowed_session"
-    DENIED = "denied"
-    REFUSED = "refused"  # forged, replayed, stale, foreign: nothing was decided
-
-
-@dataclass(frozen=True, slots=True)
-class PressResult:
-    """The broker's answer to a press; `text` is what the presser is told."""
-
-    outcome: Outcome
-    text: str
-
-    @property
-    def decided(self) -> bool:
-        return self.outcome is not Outcome.REFUSED
 
 
 _DECIDED: dict[str, PressResult] = {
@@ -83,6 +64,7 @@ class _Pending:
     offer: rules.Rule | None  # what "Allow for session" stores; None: no such button
     prompt_ids: tuple[int, ...] = ()
     timer: asyncio.Task[None] | None = None
+    form: questions.Form | None = None  # an AskUserQuestion shown as buttons
 
 
 class PermissionBroker:
@@ -92,11 +74,14 @@ class PermissionBroker:
         self.tasks = tasks
         self.timeout_s = timeout_s
         self._pending: dict[str, _Pending] = {}
+        self.questions = QuestionDesk(self, db, outbox)
 
     async def ask(self, event: PermissionAsked, thread: ThreadRef, cwd: str) -> None:
         """Resolve at once by a session rule, or post a prompt and wait for a press."""
         req = rules.Request(event.name, event.input, cwd, event.blocked_path, event.decision_reason)
-        for row in self.db.permissions.rules(event.session_id):
+        # A question is never answered by a rule: allowing it without answers is no answer.
+        form = questions.parse(event.input) if event.name == questions.TOOL else None
+        for row in () if form else self.db.permissions.rules(event.session_id):
             if rules.matches(stored_rule(row), req):
                 log.info(
                     "session %s: %s allowed by rule %s",
@@ -117,25 +102,28 @@ class PermissionBroker:
                 thread_key=thread.key,
             )
         )
-        offer = rules.rule_for(req)
-        pending = _Pending(request_id, event, thread, cwd, offer)
+        offer = None if form else rules.rule_for(req)
+        pending = _Pending(request_id, event, thread, cwd, offer, form=form)
         self._pending[request_id] = pending
-        prompt = render.permission_prompt(
-            request_id,
-            event.name,
-            event.input,
-            cwd,
-            session_rule=offer_line(offer),
-            notes=prompt_notes(event, cwd),
-        )
-        ids = self.outbox.enqueue(thread, prompt, session_id=event.session_id, priority=0)
-        pending.prompt_ids = tuple(ids)
-        self.db.permissions.set_prompt(request_id, ids[0])
+        if form is not None:
+            self.questions.post(pending, form)
+        else:
+            prompt = render.permission_prompt(
+                request_id,
+                event.name,
+                event.input,
+                cwd,
+                session_rule=offer_line(offer),
+                notes=prompt_notes(event, cwd),
+            )
+            ids = self.outbox.enqueue(thread, prompt, session_id=event.session_id, priority=0)
+            pending.prompt_ids = tuple(ids)
+            self.db.permissions.set_prompt(request_id, ids[0])
         pending.timer = self.tasks.spawn(
             self._expire_later(request_id), name=f"permission-timeout-{request_id}"
         )
         if event.future.done():  # the turn was interrupted meanwhile
-            await self._finish(request_id, "expired", by="", reason="turn ended")
+            await self.finish(request_id, "expired", by="", reason="turn ended")
 
     async def press(
         self,
@@ -151,25 +139,19 @@ class PermissionBroker:
         the presser.  A deny `reason` is passed to Claude and shown on the prompt."""
         row = self.db.permissions.get(request_id) if request_id else None
         if row is None or choice not in _CHOICE_STATE:
-            return self._refused(thread, by_key, request_id, "unknown request", "Unknown request.")
-        if row.thread_key != thread.key:
-            return self._refused(
-                thread,
-                by_key,
-                request_id,
-                "from another thread",
-                "That button does not belong here.",
-            )
-        if row.state != "pending":
-            who = f" by {row.decided_by}" if row.decided_by else ""
-            return self._refused(
-                thread, by_key, request_id, f"already {row.state}", f"Already decided{who}."
-            )
+            return self.refuse(thread, by_key, request_id, "unknown request", "Unknown request.")
+        refused = self.check(row, thread, by_key)
+        if refused is not None:
+            return refused
         state = _CHOICE_STATE[choice]
         pending = self._pending.get(request_id)
+        if pending is not None and pending.form is not None:
+            return self.refuse(
+                thread, by_key, request_id, "a question, not a permission", "Use the options."
+            )
         offer = pending.offer if pending is not None else None
         if state == "allowed_session" and offer is None:
-            return self._refused(
+            return self.refuse(
                 thread,
                 by_key,
                 request_id,
@@ -178,8 +160,8 @@ class PermissionBroker:
             )
         # An allowed-for-session prompt keeps the rule it stored (shown when decided).
         note = offer.text if state == "allowed_session" and offer else reason[:500]
-        if not await self._finish(request_id, state, by=by_name or by_key, reason=note):
-            return self._refused(thread, by_key, request_id, "already decided", "Already decided.")
+        if not await self.finish(request_id, state, by=by_name or by_key, reason=note):
+            return self.refuse(thread, by_key, request_id, "already decided", "Already decided.")
         self.db.audit.log(
             platform=thread.platform,
             user=by_key,
@@ -198,7 +180,36 @@ class PermissionBroker:
             )
         return _DECIDED[state]
 
-    def _refused(
+    def check(
+        self, row: PermissionRequestRow, thread: ThreadRef, by_key: str
+    ) -> PressResult | None:
+        """The refusal of a press on `row` from `thread` — foreign or stale — or None."""
+        if row.thread_key != thread.key:
+            return self.refuse(
+                thread, by_key, row.id, "from another thread", "That button does not belong here."
+            )
+        if row.state != "pending":
+            who = f" by {row.decided_by}" if row.decided_by else ""
+            return self.refuse(
+                thread, by_key, row.id, f"already {row.state}", f"Already decided{who}."
+            )
+        return None
+
+    async def answer_question(
+        self, request_id: str, rest: str, thread: ThreadRef, by_key: str, by_name: str
+    ) -> PressResult:
+        """A press on one of Claude's questions (``q:<request>:<rest>``)."""
+        return await self.questions.press(request_id, rest, thread, by_key, by_name)
+
+    def find(self, request_id: str) -> _Pending | None:
+        """The pending request `request_id`, if this run is waiting for it."""
+        return self._pending.get(request_id)
+
+    def waiting(self) -> list[_Pending]:
+        """Every request this run is waiting for."""
+        return list(self._pending.values())
+
+    def refuse(
         self, thread: ThreadRef, by_key: str, request_id: str, why: str, answer: str
     ) -> PressResult:
         """A press that decides nothing (forged, replayed, stale, foreign): logged and
@@ -221,12 +232,14 @@ class PermissionBroker:
         pending and no reply to one of them, nothing is decided and the thread is told
         to reply to the prompt meant.  False if the text is not an answer (it is then a
         prompt for Claude)."""
+        if text.strip() and await self.questions.text(thread, text, by_key, by_name, reply_to):
+            return True
         word, _, rest = text.strip().partition(" ")
         choice = _TEXT_CHOICE.get(word.lower().rstrip(".!"))
         if choice is None or (choice != "d" and rest.strip()):
             return False  # "allow me to explain…" is a prompt, not an answer
-        candidates = [p for p in self._pending.values() if p.thread == thread]
-        target = self._replied(thread, reply_to)
+        candidates = [p for p in self._pending.values() if p.thread == thread and not p.form]
+        target = self.replied(thread, reply_to)
         if target is None and not candidates:
             return False
         if target is None and len(candidates) > 1:
@@ -252,7 +265,7 @@ class PermissionBroker:
             self.outbox.enqueue(thread, render.notice(md(result.text)), priority=0)
         return True
 
-    def _replied(self, thread: ThreadRef, reply_to: str | None) -> str | None:
+    def replied(self, thread: ThreadRef, reply_to: str | None) -> str | None:
         """The request whose prompt `reply_to` (a platform message id) is, if any."""
         if not reply_to:
             return None
@@ -269,7 +282,7 @@ class PermissionBroker:
         """Deny everything pending for a session (stop, end)."""
         for request_id, pending in list(self._pending.items()):
             if pending.event.session_id == session_id:
-                await self._finish(request_id, "expired", by="", reason=reason)
+                await self.finish(request_id, "expired", by="", reason=reason)
 
     def expire_stale(self) -> list[PermissionRequestRow]:
         """On start: requests left pending by a previous run can no longer be answered."""
@@ -284,38 +297,58 @@ class PermissionBroker:
         pending = self._pending.get(request_id)
         if pending is None:
             return
-        if await self._finish(request_id, "timeout", by=""):
+        if await self.finish(request_id, "timeout", by=""):
             minutes = self.timeout_s / 60
             shown = f"{minutes:g} min" if self.timeout_s >= 60 else f"{self.timeout_s:g} s"
+            what = "Claude's question" if pending.form else f"the {pending.event.name} request"
             self.outbox.enqueue(
                 pending.thread,
                 render.notice(
-                    f"⏱ No answer to the {pending.event.name} request within {shown}: denied.",
+                    f"⏱ No answer to {what} within {shown}: denied.",
                     notify=True,
                 ),
                 session_id=pending.event.session_id,
                 priority=0,
             )
 
-    async def _finish(
-        self, request_id: str, state: render.Decision, *, by: str, reason: str = ""
+    async def finish(
+        self,
+        request_id: str,
+        state: render.Decision,
+        *,
+        by: str,
+        reason: str = "",
+        updated: dict[str, object] | None = None,
     ) -> bool:
         if not self.db.permissions.decide(request_id, state, by=by, reason=reason):
             return False
         pending = self._pending.pop(request_id, None)
         row = self.db.permissions.get(request_id)
         if row is not None:
-            self._edit_prompt(row, state, by=by)
+            self._edit_prompt(row, state, by=by, pending=pending)
         if pending is not None:
             if pending.timer is not None and pending.timer is not asyncio.current_task():
                 pending.timer.cancel()
             allow = state in ("allowed", "allowed_session")
             message = "" if allow else (reason or f"The user did not allow this ({state}).")
-            self._resolve(pending.event, PermissionDecision(allow=allow, message=message))
+            self._resolve(
+                pending.event,
+                PermissionDecision(allow=allow, message=message, updated_input=updated),
+            )
         return True
 
-    def _edit_prompt(self, row: PermissionRequestRow, state: render.Decision, *, by: str) -> None:
+    def _edit_prompt(
+        self,
+        row: PermissionRequestRow,
+        state: render.Decision,
+        *,
+        by: str,
+        pending: _Pending | None = None,
+    ) -> None:
         if row.prompt_outbox_id is None:
+            return
+        if row.tool_name == questions.TOOL:
+            self.questions.close(row, state, pending)
             return
         binding = self.db.bindings.for_session(row.session_id)
         session = self.db.sessions.get(row.session_id)

@@ -1,7 +1,8 @@
 """Turn commands: `stop`, `mode`, `model`, `diff`, `cost`, and their buttons —
 ``x:<session>`` (Stop under a running turn), ``m:<session>:<mode index>`` (a mode
 from the `mode` picker) and ``p:<request>:<a|s|d>`` (a permission prompt, decided by
-the broker, `bridge/approvals/permissions.py`).
+the broker, `bridge/approvals/permissions.py`) and ``q:<request>:<question>:<choice>``
+(an option of Claude's question, `bridge/approvals/questions.py`).
 
 The modes offered are `agent.permissions.OFFERED_MODES`, labelled by `MODE_LABELS`;
 a mode button carries its index in that tuple.
@@ -68,6 +69,18 @@ async def press_permission(ctx: PressContext, rest: str) -> None:
     )
     log.info("permission press %s → %s", choice, result.outcome)
     if not result.decided:  # the edited prompt shows a decision; a refusal is told
+        await ctx.answer(result.text)
+
+
+@button("q")
+async def press_question(ctx: PressContext, rest: str) -> None:
+    request_id, _, choice = rest.partition(":")
+    sender = ctx.sender
+    result = await ctx.services.broker.answer_question(
+        request_id, choice, ctx.thread, sender.key, sender.display_name
+    )
+    log.info("question press %s → %s", choice[:20], result.outcome)
+    if not result.decided or result.text.startswith("Select"):
         await ctx.answer(result.text)
 
 
