@@ -112,6 +112,28 @@ async def test_write_denied_leaves_the_file_alone(h: Harness) -> None:
     assert not h.tg.message(h.chat_id, prompt.message_id).buttons
 
 
+async def test_audit_shows_a_denied_permission_as_denied(h: Harness, tmp_path: Path) -> None:
+    """The Deny press was accepted, but what it decided was a denial: the audit row and
+    `threadline audit` (run as a process on the daemon's database) say `denied`."""
+    from tests.e2e.test_cli import threadline
+
+    target = h.root / "app" / "nope.txt"
+    h.model.on(
+        "write nope",
+        ToolUse("Write", {"file_path": str(target), "content": "x"}),
+        Text("Not written."),
+    )
+    topic, _ = await h.new_session(str(h.root / "app"), "write nope")
+    h.press(await prompt_in(h, topic), "Deny")
+    await h.wait_text("Not written.", thread_id=topic)
+    rows = [r for r in h.db.audit.recent() if r.action == "permission"]
+    assert [r.detail for r in rows] == ["denied: Write"] and rows[0].allowed
+    cfg = h.write_config(tmp_path / "audit.toml")
+    code, out = await threadline("audit", "--config", str(cfg))
+    line = next((x for x in out.splitlines() if "permission" in x), "")
+    assert code == 0 and "denied" in line and "allowed" not in line, out
+
+
 async def test_allow_for_session_lets_matching_requests_pass(h: Harness) -> None:
     app = h.root / "app"
     h.model.on("first file", ToolUse("Bash", {"command": f"touch {app}/one"}), Text("one done"))
