@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 from adapters.messages import Block, Button, Code, FileOut, Folded, Markdown, Outbound
+from adapters.registry import BY_NAME
 from bridge.diffs import PROMPT_DIFF_CHARS, file_diff, rel_path, shorten_diff
 
 TOOL_LINE_CHARS: Final = 80
@@ -382,10 +383,19 @@ def _ago(when: datetime, now: datetime) -> str:
     return "just now"  # pragma: no cover
 
 
-def sessions_message(rows: Sequence[SessionSummary], *, now: datetime | None = None) -> Outbound:
+def cmd(platform: str, text: str) -> str:
+    """A command as the person types it on `platform`, as inline code: `/resume 1782e4`
+    on Telegram, `!resume 1782e4` on Slack and Matrix (hints must work when copied)."""
+    spec = BY_NAME.get(platform)
+    return f"`{spec.command_prefix if spec else '!'}{text}`"
+
+
+def sessions_message(
+    rows: Sequence[SessionSummary], *, platform: str, now: datetime | None = None
+) -> Outbound:
     """Every session with state, directory, last activity, cost and a link to its thread."""
     if not rows:
-        return notice("No sessions yet — start one with /new")
+        return notice(f"No sessions yet — start one with {cmd(platform, 'new')}")
     now = now or datetime.now(UTC)
     lines = [f"**Sessions** ({len(rows)})"]
     for r in sorted(rows, key=lambda r: r.last_activity.timestamp(), reverse=True):

@@ -132,7 +132,11 @@ class SessionRouter:
     ) -> None:
         if session.state == "ended":
             self.threads.reply(
-                thread, render.notice(f"This session has ended. `resume {session.id}` reopens it.")
+                thread,
+                render.notice(
+                    f"This session has ended. {render.cmd(thread.platform, f'resume {session.id}')}"
+                    " reopens it."
+                ),
             )
             return
         if len(text) > MAX_PROMPT_CHARS:
@@ -260,7 +264,11 @@ class SessionRouter:
             return
         if session is None:
             self.threads.reply(
-                msg.thread, render.notice("Start a session with `/new PATH PROMPT` (see `/help`).")
+                msg.thread,
+                render.notice(
+                    f"Start a session with {render.cmd(msg.thread.platform, 'new PATH PROMPT')}"
+                    f" (see {render.cmd(msg.thread.platform, 'help')})."
+                ),
             )
             return
         thread = self.threads.thread_of(session.id) or msg.thread

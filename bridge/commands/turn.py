@@ -136,7 +136,8 @@ async def cmd_model(ctx: CommandContext) -> None:
     if not ctx.command.args:
         ctx.reply(
             render.notice(
-                f"Model: **{session.model or 'Claude Code default'}**. `/model NAME` switches."
+                f"Model: **{session.model or 'Claude Code default'}**. "
+                f"{render.cmd(ctx.thread.platform, 'model NAME')} switches."
             )
         )
         return

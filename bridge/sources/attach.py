@@ -51,6 +51,7 @@ from agent.events import (
     PermissionDecision,
 )
 from agent.host import AgentHost
+from bridge import render
 from bridge.approvals.permissions import PermissionBroker
 from bridge.sessions import SessionRouter
 from bridge.sources import prompts as sources
@@ -322,7 +323,9 @@ class AttachServer:
                     client,
                     {
                         "t": "error",
-                        "error": f"the session has ended; `/resume {session.id}` in the chat reopens it",
+                        "error": "the session has ended; "
+                        f"{render.cmd(thread.platform, f'resume {session.id}')} in the chat "
+                        "reopens it",
                     },
                 )
             elif text.lower().rstrip(".!") in ("allow", "always", "deny"):
