@@ -262,6 +262,10 @@ async def test_mode_model_sessions_help_end(h: Harness) -> None:
     await h.wait_text("Auto-edited.", thread_id=topic)
     assert (app / "auto.txt").read_text() == "auto"
     assert not [m for m in h.bot_messages(topic) if has_buttons(m, "Allow")]
+    h.say("/model", thread_id=topic)
+    names = await h.wait_text("/model NAME", thread_id=topic)
+    for alias in ("sonnet", "opus", "haiku", "full model id"):
+        assert alias in names.visible_text, names.visible_text
     h.say("/model claude-test-model", thread_id=topic)
     await h.wait_text("Model: claude-test-model", thread_id=topic)
     h.say("which model", thread_id=topic)
@@ -276,6 +280,10 @@ async def test_mode_model_sessions_help_end(h: Harness) -> None:
     help_msg = await h.wait_text("/new")
     for cmd in ("/stop", "/mode", "/model", "/end", "/sessions"):
         assert cmd in help_msg.visible_text
+    # allow_bypass is off: neither help nor the "/" menu offers bypassPermissions
+    assert "bypass" not in help_msg.visible_text.lower()
+    assert not [c for c in h.tg.commands() if "bypass" in c["description"].lower()]
+    assert "this session (in its thread), today, this month" in help_msg.visible_text
     h.say("/frobnicate")
     await h.wait_text("Unknown command")
     h.say("/end", thread_id=topic)
@@ -283,6 +291,9 @@ async def test_mode_model_sessions_help_end(h: Harness) -> None:
     await h.tg.wait_until(lambda: h.tg.topic(h.chat_id, topic).closed or None)
     assert h.db.sessions.get(sid).state == "ended"
     assert [c["command"] for c in h.tg.commands()][:1] == ["new"]
+    h.say("/model opus", thread_id=topic)
+    await h.wait_text("the model was not changed", thread_id=topic)
+    assert h.db.sessions.get(sid).model == "claude-test-model"
 
 
 async def test_two_sessions_run_at_the_same_time(h: Harness) -> None:
