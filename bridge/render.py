@@ -145,6 +145,12 @@ def _tool_summary(
     return _code_capped(raw, "json", attach=attach, name="input.json")
 
 
+def _prompt_title(name: str, input: Mapping[str, Any], cwd: str) -> str:
+    """A prompt's header: the tool line, but for Bash only the tool's name — its body
+    shows the command in a code block, and once is what the person should read."""
+    return "Bash" if name == "Bash" else tool_line(name, input, cwd)
+
+
 def permission_prompt(
     request_id: str,
     name: str,
@@ -162,7 +168,7 @@ def permission_prompt(
     if any(len(d.encode()) > 64 for d in data.values()):
         raise ValueError(f"request id too long for button data: {request_id!r}")
     body, file = _tool_summary(name, input, cwd, max_diff=PROMPT_DIFF_CHARS, attach=True)
-    header = Markdown(f"🔐 Allow **{md_escape(tool_line(name, input, cwd))}**?")
+    header = Markdown(f"🔐 Allow **{md_escape(_prompt_title(name, input, cwd))}**?")
     extra: list[Block] = [Markdown("\n".join(notes))] if notes else []
     if session_rule:
         body.append(Markdown(session_rule))
@@ -212,7 +218,7 @@ def permission_decided(
         line += f": {md_escape(_one_line(reason, 500))}"
     if rule_note:
         line += f" — {rule_note}"
-    header = Markdown(f"🔐 **{md_escape(tool_line(name, input, cwd))}**")
+    header = Markdown(f"🔐 **{md_escape(_prompt_title(name, input, cwd))}**")
     return Outbound((header, *body, Markdown(line)))
 
 

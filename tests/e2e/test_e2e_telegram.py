@@ -639,3 +639,22 @@ async def test_a_text_reply_answers_the_prompt_and_the_deny_reason_reaches_claud
     edited = h.tg.message(h.chat_id, prompt.message_id)
     assert not edited.buttons and "Denied by Ada" in edited.visible_text
     assert "write them to /tmp instead" in edited.visible_text
+
+
+async def test_a_bash_prompt_shows_the_command_once(h: Harness) -> None:
+    """The real CLI's Bash permission request, as the phone shows it: the command in one
+    code block, not again in the header (nor in a note)."""
+    h.model.on(
+        "run the marker",
+        ToolUse("Bash", {"command": "echo marker-7731 > out.txt", "description": "Write it"}),
+        Text("Ran."),
+    )
+    topic, _ = await h.new_session(str(h.root / "app"), "run the marker")
+    prompt = await prompt_in(h, topic)
+    text = prompt.visible_text
+    assert text.count("marker-7731") == 1, text
+    assert "Bash" in text and "Write it" in text
+    h.press(prompt, "Deny")
+    await h.wait_text("Ran.", thread_id=topic)
+    decided = h.tg.message(h.chat_id, prompt.message_id).visible_text
+    assert decided.count("marker-7731") == 1 and "Denied by Ada" in decided, decided
