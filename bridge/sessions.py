@@ -56,6 +56,17 @@ class Commands(Protocol):
     async def button(self, press: ButtonPress) -> None: ...
 
 
+def stranger_refusal(platform: str) -> str:
+    """What a stranger is told (at most once an hour): the refusal and the one way in.
+    Shown to anyone who writes to the bot, so it names nothing of the owner's: no
+    owner, session, path or configuration."""
+    return (
+        "Sorry — this bot only works for its owners. To become one, ask the owner to run "
+        f"`threadline pair`, then send {render.cmd(platform, 'pair CODE')} with the code it "
+        "prints."
+    )
+
+
 class SessionRouter:
     def __init__(
         self,
@@ -212,9 +223,7 @@ class SessionRouter:
         what = "button" if isinstance(event, ButtonPress) else "message"
         detail = event.data if isinstance(event, ButtonPress) else event.text[:200]
         if self.access.refuse(event.sender, what, detail):
-            self.threads.reply(
-                event.thread, render.notice("Sorry — this bot only works for its owners.")
-            )
+            self.threads.reply(event.thread, render.notice(stranger_refusal(event.thread.platform)))
 
     async def _press(self, press: ButtonPress) -> None:
         placed = placement.place_press(self.db, press)

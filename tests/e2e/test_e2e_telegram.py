@@ -340,7 +340,10 @@ async def test_strangers_get_one_refusal_and_nothing_reaches_claude(h: Harness) 
     refusal = await h.tg.wait_for(
         lambda m: "only works for its owners" in m.visible_text, chat_id=STRANGER
     )
-    assert refusal
+    assert refusal.visible_text == (
+        "Sorry — this bot only works for its owners. To become one, ask the owner to run "
+        "threadline pair, then send /pair CODE with the code it prints."
+    ), "the refusal says how to become an owner, and nothing else"
     # the stranger presses the owner's Allow button (forged into the owner chat)
     query = h.tg.press_button(h.chat_id, prompt.message_id, prompt.callback_data("Allow"), stranger)
     await h.tg.wait_until(lambda: h.tg.callback_answer(query))
