@@ -320,6 +320,15 @@ async def cmd_get(ctx: CommandContext) -> None:
     assert session is not None
     raw = (ctx.command.path or "").strip()
     thread = b.thread_of(session.id) or ctx.thread
+    if not raw:
+        b.reply(
+            thread,
+            render.notice(
+                f"Which file? {render.cmd(thread.platform, 'get PATH')}, "
+                "relative to the session directory."
+            ),
+        )
+        return
     try:
         data, rel = await asyncio.to_thread(read_inside, session.cwd, raw, max_bytes=max_bytes(b.config.agent))
     except FileRefused as e:

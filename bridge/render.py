@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 from adapters.messages import Block, Button, Code, FileOut, Folded, Markdown, Outbound
+from adapters.registry import BY_NAME
 from bridge.diffs import PROMPT_DIFF_CHARS, file_diff, rel_path, shorten_diff
 
 TOOL_LINE_CHARS: Final = 80
@@ -144,6 +145,12 @@ def _tool_summary(
     return _code_capped(raw, "json", attach=attach, name="input.json")
 
 
+def _prompt_title(name: str, input: Mapping[str, Any], cwd: str) -> str:
+    """A prompt's header: the tool line, but for Bash only the tool's name — its body
+    shows the command in a code block, and once is what the person should read."""
+    return "Bash" if name == "Bash" else tool_line(name, input, cwd)
+
+
 def permission_prompt(
     request_id: str,
     name: str,
@@ -161,7 +168,7 @@ def permission_prompt(
     if any(len(d.encode()) > 64 for d in data.values()):
         raise ValueError(f"request id too long for button data: {request_id!r}")
     body, file = _tool_summary(name, input, cwd, max_diff=PROMPT_DIFF_CHARS, attach=True)
-    header = Markdown(f"🔐 Allow **{md_escape(tool_line(name, input, cwd))}**?")
+    header = Markdown(f"🔐 Allow **{md_escape(_prompt_title(name, input, cwd))}**?")
     extra: list[Block] = [Markdown("\n".join(notes))] if notes else []
     if session_rule:
         body.append(Markdown(session_rule))
@@ -211,7 +218,7 @@ def permission_decided(
         line += f": {md_escape(_one_line(reason, 500))}"
     if rule_note:
         line += f" — {rule_note}"
-    header = Markdown(f"🔐 **{md_escape(tool_line(name, input, cwd))}**")
+    header = Markdown(f"🔐 **{md_escape(_prompt_title(name, input, cwd))}**")
     return Outbound((header, *body, Markdown(line)))
 
 
@@ -382,10 +389,19 @@ def _ago(when: datetime, now: datetime) -> str:
     return "just now"  # pragma: no cover
 
 
-def sessions_message(rows: Sequence[SessionSummary], *, now: datetime | None = None) -> Outbound:
+def cmd(platform: str, text: str) -> str:
+    """A command as the person types it on `platform`, as inline code: `/resume 1782e4`
+    on Telegram, `!resume 1782e4` on Slack and Matrix (hints must work when copied)."""
+    spec = BY_NAME.get(platform)
+    return f"`{spec.command_prefix if spec else '!'}{text}`"
+
+
+def sessions_message(
+    rows: Sequence[SessionSummary], *, platform: str, now: datetime | None = None
+) -> Outbound:
     """Every session with state, directory, last activity, cost and a link to its thread."""
     if not rows:
-        return notice("No sessions yet — start one with /new")
+        return notice(f"No sessions yet — start one with {cmd(platform, 'new')}")
     now = now or datetime.now(UTC)
     lines = [f"**Sessions** ({len(rows)})"]
     for r in sorted(rows, key=lambda r: r.last_activity.timestamp(), reverse=True):

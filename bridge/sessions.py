@@ -56,6 +56,17 @@ class Commands(Protocol):
     async def button(self, press: ButtonPress) -> None: ...
 
 
+def stranger_refusal(platform: str) -> str:
+    """What a stranger is told (at most once an hour): the refusal and the one way in.
+    Shown to anyone who writes to the bot, so it names nothing of the owner's: no
+    owner, session, path or configuration."""
+    return (
+        "Sorry — this bot only works for its owners. To become one, ask the owner to run "
+        f"`threadline pair`, then send {render.cmd(platform, 'pair CODE')} with the code it "
+        "prints."
+    )
+
+
 class SessionRouter:
     def __init__(
         self,
@@ -141,7 +152,11 @@ class SessionRouter:
     ) -> None:
         if session.state == "ended":
             self.threads.reply(
-                thread, render.notice(f"This session has ended. `resume {session.id}` reopens it.")
+                thread,
+                render.notice(
+                    f"This session has ended. {render.cmd(thread.platform, f'resume {session.id}')}"
+                    " reopens it."
+                ),
             )
             return
         if len(text) > MAX_PROMPT_CHARS:
@@ -217,9 +232,7 @@ class SessionRouter:
         what = "button" if isinstance(event, ButtonPress) else "message"
         detail = event.data if isinstance(event, ButtonPress) else event.text[:200]
         if self.access.refuse(event.sender, what, detail):
-            self.threads.reply(
-                event.thread, render.notice("Sorry — this bot only works for its owners.")
-            )
+            self.threads.reply(event.thread, render.notice(stranger_refusal(event.thread.platform)))
 
     async def _press(self, press: ButtonPress) -> None:
         placed = placement.place_press(self.db, press)
@@ -269,7 +282,11 @@ class SessionRouter:
             return
         if session is None:
             self.threads.reply(
-                msg.thread, render.notice("Start a session with `/new PATH PROMPT` (see `/help`).")
+                msg.thread,
+                render.notice(
+                    f"Start a session with {render.cmd(msg.thread.platform, 'new PATH PROMPT')}"
+                    f" (see {render.cmd(msg.thread.platform, 'help')})."
+                ),
             )
             return
         thread = self.threads.thread_of(session.id) or msg.thread

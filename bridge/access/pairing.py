@@ -38,6 +38,7 @@ from adapters.base import ChatAdapter
 from adapters.messages import Sender
 from adapters.registry import BY_NAME
 from adapters.tasks import TaskGroup
+from bridge import render
 from bridge.access import owners
 from bridge.access.control import AccessControl
 from bridge.access.owners import PairedOwners
@@ -191,7 +192,11 @@ class Pairing:
         self.owners.add(sender.key, sender.platform, row.id)
         self._audit(sender.key, sender.platform, "pair", f"code {cid}: now an owner")
         log.info("paired %s as an owner", sender.key)
-        return Redeemed(True, "✅ Paired — you are now an owner. Start with `new PATH PROMPT`.")
+        return Redeemed(
+            True,
+            "✅ Paired — you are now an owner. Start with "
+            f"{render.cmd(sender.platform, 'new PATH PROMPT')}.",
+        )
 
     def open_for(self, platform: str) -> bool:
         """Whether an unexpired, unused, genuinely signed code for `platform` exists."""

@@ -44,6 +44,23 @@ _CHOICE_STATE: dict[str, render.Decision] = {"a": "allowed", "s": "allowed_sessi
 _TEXT_CHOICE = {"allow": "a", "always": "s", "deny": "d"}
 
 
+# What `threadline audit` shows as the result of an accepted permission press.
+_AUDIT_RESULT = {"allowed": "allowed", "allowed_session": "allowed for session", "denied": "denied"}
+
+
+def audit_result(action: str, detail: str, allowed: bool) -> str:
+    """The result column of an audit row: a refused press (or any refused action) is
+    `refused`; an accepted permission press is the decision it made (`denied`,
+    `allowed`, `allowed for session`); any other accepted action is `allowed`."""
+    if not allowed:
+        return "refused"
+    if action == "permission":
+        decision = _AUDIT_RESULT.get(detail.partition(":")[0])
+        if decision is not None:
+            return decision
+    return "allowed"
+
+
 _DECIDED: dict[str, PressResult] = {
     "allowed": PressResult(Outcome.ALLOWED, "Allowed."),
     "allowed_session": PressResult(Outcome.ALLOWED_SESSION, "Allowed for this session."),
@@ -166,7 +183,9 @@ class PermissionBroker:
             platform=thread.platform,
             user=by_key,
             action="permission",
-            detail=f"{row.tool_name} {state}"
+            # The decision leads the detail: `allowed` on the row only says the press
+            # was accepted, so `threadline audit` reads who decided what from here.
+            detail=f"{state}: {row.tool_name}"
             + (f" {offer.text[:300]}" if offer and state == "allowed_session" else ""),
         )
         if state == "allowed_session" and offer is not None:

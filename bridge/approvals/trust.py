@@ -48,7 +48,9 @@ def _listing(settings: FolderSettings) -> str:
     return "\n".join(f"• {item.text}  [{item.source}]" for item in settings.items)
 
 
-def prompt(request_id: str, settings: FolderSettings, *, changed: bool = False) -> Outbound:
+def prompt(
+    request_id: str, settings: FolderSettings, platform: str, *, changed: bool = False
+) -> Outbound:
     why = "changed since it was trusted" if changed else "are not loaded: the folder is not trusted"
     head = (
         f"🛡 This folder's own Claude Code settings {why} — `{settings.folder}`. "
@@ -64,7 +66,7 @@ def prompt(request_id: str, settings: FolderSettings, *, changed: bool = False) 
         blocks += (
             Markdown(
                 "⚠️ A settings file could not be read, so what it would run cannot be shown: "
-                "fix or remove it, then send `trust`."
+                f"fix or remove it, then send {render.cmd(platform, 'trust')}."
             ),
         )
         return Outbound(blocks, notify=True, file=file, mention=True)
@@ -128,7 +130,8 @@ class FolderTrust:
                         thread,
                         render.notice(
                             f"🛡 `{path}` is trusted in Claude Code itself (its trust dialog was "
-                            "accepted there), so its own settings are loaded. `untrust` stops that."
+                            "accepted there), so its own settings are loaded. "
+                            f"{render.cmd(thread.platform, 'untrust')} stops that."
                         ),
                         session_id=row.id,
                     )
@@ -154,7 +157,9 @@ class FolderTrust:
             )
         )
         ids = self.threads.reply(
-            thread, prompt(request_id, settings, changed=changed), session_id=row.id
+            thread,
+            prompt(request_id, settings, thread.platform, changed=changed),
+            session_id=row.id,
         )
         self.db.trust.set_prompt(request_id, ids[0])
 
@@ -181,7 +186,10 @@ class FolderTrust:
                 action="trust",
                 detail=f"not now {row.path}",
             )
-            self._edit(row, f"not trusted (Not now, {name}). `trust` asks again.")
+            self._edit(
+                row,
+                f"not trusted (Not now, {name}). {render.cmd(event.thread.platform, 'trust')} asks again.",
+            )
             return "Not trusted."
         settings = await self.inspect(row.path)
         if settings.fingerprint != row.fingerprint or settings.unreadable:
@@ -285,7 +293,7 @@ async def cmd_trust(ctx: CommandContext) -> None:
                         f"🛡 `{settings.folder}` is trusted ({record.source}). Its settings run:"
                     ),
                     Code(_listing(settings)[:INLINE_LIST_CHARS]),
-                    Markdown("`untrust` stops them."),
+                    Markdown(f"{render.cmd(msg.thread.platform, 'untrust')} stops them."),
                 )
             ),
         )
@@ -307,7 +315,10 @@ async def cmd_untrust(ctx: CommandContext) -> None:
     if agent is not None and agent.busy and agent.project_fingerprint:
         b.reply(
             msg.thread,
-            render.notice("A turn is running; send `stop` or wait for it to end, then `untrust`."),
+            render.notice(
+                f"A turn is running; send {render.cmd(msg.thread.platform, 'stop')} or wait for "
+                f"it to end, then {render.cmd(msg.thread.platform, 'untrust')}."
+            ),
         )
         return
     path = str((await b.trust.inspect(session.cwd)).folder)

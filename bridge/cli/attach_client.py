@@ -43,6 +43,9 @@ ANSWERS: Final = {
     "s": "s", "always": "s",
     "d": "d", "deny": "d", "n": "d", "no": "d",
 }  # fmt: skip
+# A bare answer word typed with no prompt open is a mistake, not a prompt for Claude.
+ANSWER_WORDS: Final = frozenset({"allow", "always", "deny"})
+NO_PROMPT: Final = "No permission request is open."
 HELP: Final = (
     "Type a prompt and press Enter.  While a permission prompt is open: "
     "allow (a), always (s: allow for this session), deny (d) [reason].  "
@@ -303,6 +306,8 @@ async def _type(
             view.console.print(Text(HELP, style="dim"))
         elif (answer := view.answer_for(text)) is not None:
             await conn.send("answer", request=answer[0], choice=answer[1], reason=answer[2])
+        elif text.lower().rstrip(".!") in ANSWER_WORDS:
+            view.console.print(Text(NO_PROMPT, style="yellow"))
         else:
             await conn.send("prompt", text=line)
     if not detach_on_eof:

@@ -222,11 +222,17 @@ def sessions(config: ConfigOpt = None) -> None:
     out.print(table)
 
 
+def _styled(result: str) -> str:
+    """A refusal or a denial stands out in the audit table."""
+    return f"[red]{result}[/red]" if result in ("refused", "denied") else result
+
+
 @app.command()
 def audit(
     config: ConfigOpt = None, limit: Annotated[int, typer.Option(help="How many entries")] = 100
 ) -> None:
     """Print the audit log: who, what, when, allowed or refused."""
+    from bridge.approvals.permissions import audit_result
     from bridge.cli.daemon import open_database
 
     db = open_database(_load(config))
@@ -237,7 +243,7 @@ def audit(
             row.user,
             row.action,
             row.detail,
-            "allowed" if row.allowed else "[red]refused[/red]",
+            _styled(audit_result(row.action, row.detail, row.allowed)),
         )
     out.print(table)
 

@@ -59,14 +59,18 @@ class Commands:
         if spec is None:
             shown = cmd.original if cmd.name == "unknown" else cmd.name
             self.services.reply(
-                msg.thread, render.notice(f"Unknown command `{shown}` — see `/help`.")
+                msg.thread,
+                render.notice(
+                    f"Unknown command `{shown}` — see {render.cmd(msg.thread.platform, 'help')}."
+                ),
             )
             return
         if spec.in_session and session is None:
             self.services.reply(
                 msg.thread,
                 render.notice(
-                    f"`{spec.name}` works inside a session's thread. `/sessions` lists them."
+                    f"`{spec.name}` works inside a session's thread. "
+                    f"{render.cmd(msg.thread.platform, 'sessions')} lists them."
                 ),
             )
             return

@@ -28,7 +28,7 @@ async def cmd_import(ctx: CommandContext) -> None:
     """`import`: the sessions on disk; `import ID`: continue one in a new thread."""
     if not ctx.command.args:
         found = await asyncio.to_thread(ctx.services.claude_sessions.recent)
-        ctx.reply(listing(found))
+        ctx.reply(listing(found, ctx.thread.platform))
         return
     await ctx.services.importer.import_and_tell(ctx.thread, ctx.sender.key, ctx.command.args[0])
 

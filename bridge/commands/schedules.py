@@ -35,7 +35,13 @@ async def cmd_schedule(ctx: CommandContext) -> None:
     cron, prompt = ctx.command.cron, ctx.command.prompt.strip()
     if cron is None or not prompt:
         ctx.reply(
-            render.notice('Usage: `schedule "0 9 * * 1-5" run the tests and summarise failures`')
+            render.notice(
+                "Usage: "
+                + render.cmd(
+                    ctx.thread.platform,
+                    'schedule "0 9 * * 1-5" run the tests and summarise failures',
+                )
+            )
         )
         return
     try:
@@ -57,7 +63,11 @@ async def cmd_schedules(ctx: CommandContext) -> None:
     session, scheduler = ctx.session, ctx.services.scheduler
     rows = ctx.db.schedules.list(session.id if session is not None else None)
     if not rows:
-        ctx.reply(render.notice("No scheduled prompts. `schedule CRON PROMPT` adds one."))
+        ctx.reply(
+            render.notice(
+                f"No scheduled prompts. {render.cmd(ctx.thread.platform, 'schedule CRON PROMPT')} adds one."
+            )
+        )
         return
     where = "this session" if session is not None else "all sessions"
     lines = [f"**Scheduled prompts** ({where}, {scheduler.tz})"]
@@ -72,7 +82,11 @@ async def cmd_unschedule(ctx: CommandContext) -> None:
     session, args = ctx.session, ctx.command.args
     row = ctx.db.schedules.get(args[0]) if args else None
     if row is None or (session is not None and row.session_id != session.id):
-        ctx.reply(render.notice("Which schedule? `schedules` lists them with their ids."))
+        ctx.reply(
+            render.notice(
+                f"Which schedule? {render.cmd(ctx.thread.platform, 'schedules')} lists them with their ids."
+            )
+        )
         return
     ctx.services.scheduler.remove(row.id)
     ctx.db.audit.log(

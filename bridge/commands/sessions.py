@@ -35,7 +35,11 @@ async def cmd_new(ctx: CommandContext) -> None:
     if raw_path is None:
         recent = _recent_dirs(ctx.services)
         if not recent:
-            ctx.reply(render.notice("Which directory? `/new ~/code/app [prompt]`"))
+            ctx.reply(
+                render.notice(
+                    f"Which directory? {render.cmd(ctx.thread.platform, 'new ~/code/app [prompt]')}"
+                )
+            )
             return
         buttons = tuple((Button(Path(r.cwd).name or r.cwd, f"n:{r.id}"),) for r in recent)
         ctx.reply(
@@ -114,7 +118,8 @@ async def open_session(
         s.reply(
             origin,
             render.notice(
-                f"🚫 {s.config.agent.max_concurrent_sessions} sessions are open already; `/end` one first."
+                f"🚫 {s.config.agent.max_concurrent_sessions} sessions are open already; "
+                f"{render.cmd(origin.platform, 'end')} one first."
             ),
         )
         return None
@@ -193,7 +198,10 @@ async def cmd_end(ctx: CommandContext) -> None:
     s.db.sessions.update(session.id, state="ended")
     ids = s.reply(
         thread,
-        render.notice(f"Session `{session.id}` ended. `resume {session.id}` reopens it."),
+        render.notice(
+            f"Session `{session.id}` ended. "
+            f"{render.cmd(thread.platform, f'resume {session.id}')} reopens it."
+        ),
         session_id=session.id,
     )
     try:
@@ -217,7 +225,11 @@ async def cmd_resume(ctx: CommandContext) -> None:
     s = ctx.services
     target = s.db.sessions.get(ctx.command.args[0]) if ctx.command.args else ctx.session
     if target is None:
-        ctx.reply(render.notice("Which session? `/sessions` lists them."))
+        ctx.reply(
+            render.notice(
+                f"Which session? {render.cmd(ctx.thread.platform, 'sessions')} lists them."
+            )
+        )
         return
     thread = s.thread_of(target.id)
     if thread is None:
@@ -225,7 +237,11 @@ async def cmd_resume(ctx: CommandContext) -> None:
     cap = s.config.agent.max_concurrent_sessions
     reopens = target.state not in ("opening", "active", "running")
     if reopens and s.db.sessions.count_open() >= cap:
-        ctx.reply(render.notice(f"🚫 {cap} sessions are open already; `/end` one first."))
+        ctx.reply(
+            render.notice(
+                f"🚫 {cap} sessions are open already; {render.cmd(ctx.thread.platform, 'end')} one first."
+            )
+        )
         return
     await s.agent_for(target)
     s.db.sessions.update(target.id, state="active")
@@ -256,7 +272,7 @@ async def cmd_sessions(ctx: CommandContext) -> None:
                 row.id, row.title, row.cwd, row.state, row.last_activity, row.cost_usd, link
             )
         )
-    ctx.reply(render.sessions_message(rows))
+    ctx.reply(render.sessions_message(rows, platform=ctx.thread.platform))
 
 
 @command(

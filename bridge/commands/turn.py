@@ -24,6 +24,15 @@ from storage.models import SessionRow
 
 log = logging.getLogger(__name__)
 
+# The model aliases the bundled Claude Code CLI (2.1.337) resolves itself; a full
+# model id (claude-sonnet-4-5, …) is passed through as well.
+MODEL_ALIASES: Final = (
+    "sonnet", "opus", "haiku", "fable", "best", "sonnet[1m]", "opus[1m]", "fable[1m]", "opusplan",
+)  # fmt: skip
+# `help` and the menu are the same for every chat, so they name only the modes every
+# config allows; bypassPermissions is offered by the `mode` buttons where allowed.
+SAFE_MODES: Final = tuple(m for m in OFFERED_MODES if m != "bypassPermissions")
+
 MODE_LABELS: Final[dict[OfferedMode, str]] = {
     "default": "Default",
     "acceptEdits": "Accept edits",
@@ -87,7 +96,7 @@ async def press_question(ctx: PressContext, rest: str) -> None:
 @command(
     "mode",
     usage="[MODE]",
-    help="switch permission mode: " + ", ".join(OFFERED_MODES),
+    help="switch permission mode: " + ", ".join(SAFE_MODES),
     section=Section.TURN,
     in_session=True,
 )
@@ -105,10 +114,11 @@ async def cmd_mode(ctx: CommandContext) -> None:
         )
         return
     wanted = {m.lower(): m for m in OFFERED_MODES}.get(ctx.command.args[0].lower())
+    offered = OFFERED_MODES if ctx.config.agent.allow_bypass else SAFE_MODES
     if wanted is None:
         ctx.reply(
             render.notice(
-                f"Unknown mode `{ctx.command.args[0][:40]}`; one of: {', '.join(OFFERED_MODES)}."
+                f"Unknown mode `{ctx.command.args[0][:40]}`; one of: {', '.join(offered)}."
             )
         )
         return
@@ -146,10 +156,22 @@ async def _set_mode(s: Services, session: SessionRow, thread: ThreadRef, mode: O
 async def cmd_model(ctx: CommandContext) -> None:
     session = ctx.session
     assert session is not None
+    platform = ctx.thread.platform
     if not ctx.command.args:
         ctx.reply(
             render.notice(
-                f"Model: **{session.model or 'Claude Code default'}**. `/model NAME` switches."
+                f"Model: **{session.model or 'Claude Code default'}**. "
+                f"{render.cmd(platform, 'model NAME')} switches; NAME is one of "
+                + ", ".join(f"`{a}`" for a in MODEL_ALIASES)
+                + " or a full model id (e.g. `claude-sonnet-4-5`)."
+            )
+        )
+        return
+    if session.state == "ended":
+        ctx.reply(
+            render.notice(
+                "This session has ended; the model was not changed. "
+                f"{render.cmd(platform, f'resume {session.id}')} reopens it."
             )
         )
         return
@@ -184,7 +206,11 @@ async def cmd_diff(ctx: CommandContext) -> None:
     ctx.reply(render.diff_message(diff, name=f"{Path(session.cwd).name}.diff"))
 
 
-@command("cost", help="tokens and dollars for this session and today", section=Section.TURN)
+@command(
+    "cost",
+    help="tokens and dollars: this session (in its thread), today, this month",
+    section=Section.TURN,
+)
 async def cmd_cost(ctx: CommandContext) -> None:
     """Sums of the turns' own costs (`TurnEnded.cost_usd`, per turn, not the CLI's
     cumulative total); "today" and "this month" in the owner's time zone."""

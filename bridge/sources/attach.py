@@ -51,6 +51,7 @@ from agent.events import (
     PermissionDecision,
 )
 from agent.host import AgentHost
+from bridge import render
 from bridge.approvals.permissions import PermissionBroker
 from bridge.sessions import SessionRouter
 from bridge.sources import prompts as sources
@@ -322,9 +323,18 @@ class AttachServer:
                     client,
                     {
                         "t": "error",
-                        "error": f"the session has ended; `/resume {session.id}` in the chat reopens it",
+                        "error": "the session has ended; "
+                        f"{render.cmd(thread.platform, f'resume {session.id}')} in the chat "
+                        "reopens it",
                     },
                 )
+            elif text.lower().rstrip(".!") in ("allow", "always", "deny"):
+                # Another client (or one whose prompt was just decided) typed an answer:
+                # it answers the thread's open prompt, and is never a prompt for Claude.
+                if not await self.broker.answer_text(
+                    thread, text, who, f"{client.user} (terminal)", reply_to=None
+                ):
+                    self._put(client, {"t": "notice", "text": "No permission request is open."})
             elif text:
                 self.db.audit.log(platform="terminal", user=who, action="prompt")
                 await sources.submit(

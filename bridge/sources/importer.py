@@ -201,7 +201,7 @@ def recap(disk: DiskSession, exchanges: Sequence[Exchange]) -> Outbound:
     return Outbound((Markdown("\n\n".join(lines)),), notify=True)
 
 
-def listing(sessions: Sequence[DiskSession]) -> Outbound:
+def listing(sessions: Sequence[DiskSession], platform: str) -> Outbound:
     if not sessions:
         return render.notice("No Claude Code sessions on disk under the allowed roots.")
     lines = [f"**Claude Code sessions on disk** ({len(sessions)}, newest first)"]
@@ -212,7 +212,9 @@ def listing(sessions: Sequence[DiskSession]) -> Outbound:
             f"• `{s.id[:8]}` · `{Path(s.cwd).name}` · {s.modified:%Y-%m-%d %H:%M} · "
             f"{render.md_escape(prompt)}"
         )
-    lines.append("`import ID` (or a button) continues one in a new thread.")
+    lines.append(
+        f"{render.cmd(platform, 'import ID')} (or a button) continues one in a new thread."
+    )
     buttons = tuple(
         (Button(f"📥 {Path(s.cwd).name}: {(s.first_prompt or s.title)[:30]}", f"i:{s.id}"),)
         for s in sessions[:5]
@@ -261,7 +263,9 @@ class Importer:
             return None, f"🚫 {e}"
         cap = self.config.agent.max_concurrent_sessions
         if self.db.sessions.count_open() >= cap:
-            return None, f"🚫 {cap} sessions are open already; `/end` one first."
+            return None, (
+                f"🚫 {cap} sessions are open already; {render.cmd(origin.platform, 'end')} one first."
+            )
         summary = " ".join((disk.first_prompt or disk.title).split())[:60]
         opened = await self.open_session(
             origin, owner, cwd, title=f"{cwd.name}: {summary}" if summary else cwd.name,

@@ -252,3 +252,55 @@ def test_a_retried_model_call_starts_the_terminal_stream_over() -> None:
     assert lines[0] == "The answer beg"
     assert "starts over" in lines[1]
     assert lines[2] == "The answer begins here."
+
+
+async def test_an_answer_word_with_no_prompt_open_is_not_a_prompt(tmp_path: Path) -> None:
+    """`allow` / `always` / `deny` typed in the real attach client while no permission
+    prompt is open: the terminal says so, and nothing reaches Claude or the chat.  The
+    daemon refuses the same words from any client that sends them as a prompt."""
+    from bridge.cli.attach_client import run_terminal
+
+    h: Harness = await start_harness(tmp_path)
+    terminal: Terminal | None = None
+    try:
+        h.model.on("hello there", Text("Hi."))
+        topic, sid = await h.new_session(str(h.root / "app"), "hello there")
+        await h.wait_text("Hi.", thread_id=topic)
+        asked = len(h.model.requests)
+        written = asyncio.Event()
+
+        class Out(io.StringIO):
+            def write(self, s: str) -> int:
+                written.set()
+                return super().write(s)
+
+        out = Out()
+        console = Console(file=out, width=200)
+
+        async def typed() -> Any:
+            for word in ("allow", "always", "deny"):
+                yield word
+            async with asyncio.timeout(30):
+                while out.getvalue().count("No permission request is open.") < 3:
+                    written.clear()
+                    await written.wait()
+            yield "/detach"
+
+        sock = h.config.attach_socket()
+        assert await asyncio.wait_for(run_terminal(sock, sid, console, typed()), 60) == 0
+        terminal = Terminal(await AttachConnection.open(sock))
+        await terminal.conn.send("attach", session=sid)
+        await terminal.wait("attached")
+        await terminal.conn.send("prompt", text="allow")
+        notice = await terminal.wait("notice")
+        assert notice["text"] == "No permission request is open."
+        h.model.on("ping after", Text("Pong."))
+        h.say("ping after", thread_id=topic)
+        await h.wait_text("Pong.", thread_id=topic)
+        sent = [str(r["messages"][-1]) for r in h.model.requests[asked:]]
+        assert sent and all("ping after" in s for s in sent), "only the phone's prompt ran"
+        assert not any("terminal" in m.visible_text for m in h.tg.messages(h.chat_id))
+    finally:
+        if terminal is not None:
+            await terminal.close()
+        await stop_harness(h)

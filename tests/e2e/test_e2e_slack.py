@@ -153,11 +153,14 @@ async def test_slash_command_new_and_the_session_commands(h: SlackHarness) -> No
     for cmd in ("!stop", "!mode", "!model", "!end", "!sessions"):
         assert cmd in help_msg.visible_text
     h.say("!frobnicate")
-    await h.wait_text("Unknown command")
+    unknown = await h.wait_text("Unknown command")
+    assert "!help" in unknown.visible_text and "/help" not in unknown.visible_text
     h.slash("stop")
-    await h.wait_text("works inside a session's thread")
+    outside = await h.wait_text("works inside a session's thread")
+    assert "`!sessions` lists them" in outside.visible_text, outside.visible_text
     h.say("!end", thread=thread)
-    await h.wait_text("ended", thread=thread)
+    ended = await h.wait_text("ended", thread=thread)
+    assert f"`!resume {sid}` reopens it" in ended.visible_text, ended.visible_text
     assert h.db.sessions.get(sid).state == "ended"
     assert h.slack.count_429 == 0
 

@@ -112,6 +112,28 @@ async def test_write_denied_leaves_the_file_alone(h: Harness) -> None:
     assert not h.tg.message(h.chat_id, prompt.message_id).buttons
 
 
+async def test_audit_shows_a_denied_permission_as_denied(h: Harness, tmp_path: Path) -> None:
+    """The Deny press was accepted, but what it decided was a denial: the audit row and
+    `threadline audit` (run as a process on the daemon's database) say `denied`."""
+    from tests.e2e.test_cli import threadline
+
+    target = h.root / "app" / "nope.txt"
+    h.model.on(
+        "write nope",
+        ToolUse("Write", {"file_path": str(target), "content": "x"}),
+        Text("Not written."),
+    )
+    topic, _ = await h.new_session(str(h.root / "app"), "write nope")
+    h.press(await prompt_in(h, topic), "Deny")
+    await h.wait_text("Not written.", thread_id=topic)
+    rows = [r for r in h.db.audit.recent() if r.action == "permission"]
+    assert [r.detail for r in rows] == ["denied: Write"] and rows[0].allowed
+    cfg = h.write_config(tmp_path / "audit.toml")
+    code, out = await threadline("audit", "--config", str(cfg))
+    line = next((x for x in out.splitlines() if "permission" in x), "")
+    assert code == 0 and "denied" in line and "allowed" not in line, out
+
+
 async def test_allow_for_session_lets_matching_requests_pass(h: Harness) -> None:
     app = h.root / "app"
     h.model.on("first file", ToolUse("Bash", {"command": f"touch {app}/one"}), Text("one done"))
@@ -240,6 +262,10 @@ async def test_mode_model_sessions_help_end(h: Harness) -> None:
     await h.wait_text("Auto-edited.", thread_id=topic)
     assert (app / "auto.txt").read_text() == "auto"
     assert not [m for m in h.bot_messages(topic) if has_buttons(m, "Allow")]
+    h.say("/model", thread_id=topic)
+    names = await h.wait_text("/model NAME", thread_id=topic)
+    for alias in ("sonnet", "opus", "haiku", "full model id"):
+        assert alias in names.visible_text, names.visible_text
     h.say("/model claude-test-model", thread_id=topic)
     await h.wait_text("Model: claude-test-model", thread_id=topic)
     h.say("which model", thread_id=topic)
@@ -254,6 +280,10 @@ async def test_mode_model_sessions_help_end(h: Harness) -> None:
     help_msg = await h.wait_text("/new")
     for cmd in ("/stop", "/mode", "/model", "/end", "/sessions"):
         assert cmd in help_msg.visible_text
+    # allow_bypass is off: neither help nor the "/" menu offers bypassPermissions
+    assert "bypass" not in help_msg.visible_text.lower()
+    assert not [c for c in h.tg.commands() if "bypass" in c["description"].lower()]
+    assert "this session (in its thread), today, this month" in help_msg.visible_text
     h.say("/frobnicate")
     await h.wait_text("Unknown command")
     h.say("/end", thread_id=topic)
@@ -261,6 +291,9 @@ async def test_mode_model_sessions_help_end(h: Harness) -> None:
     await h.tg.wait_until(lambda: h.tg.topic(h.chat_id, topic).closed or None)
     assert h.db.sessions.get(sid).state == "ended"
     assert [c["command"] for c in h.tg.commands()][:1] == ["new"]
+    h.say("/model opus", thread_id=topic)
+    await h.wait_text("the model was not changed", thread_id=topic)
+    assert h.db.sessions.get(sid).model == "claude-test-model"
 
 
 async def test_two_sessions_run_at_the_same_time(h: Harness) -> None:
@@ -307,7 +340,10 @@ async def test_strangers_get_one_refusal_and_nothing_reaches_claude(h: Harness) 
     refusal = await h.tg.wait_for(
         lambda m: "only works for its owners" in m.visible_text, chat_id=STRANGER
     )
-    assert refusal
+    assert refusal.visible_text == (
+        "Sorry — this bot only works for its owners. To become one, ask the owner to run "
+        "threadline pair, then send /pair CODE with the code it prints."
+    ), "the refusal says how to become an owner, and nothing else"
     # the stranger presses the owner's Allow button (forged into the owner chat)
     query = h.tg.press_button(h.chat_id, prompt.message_id, prompt.callback_data("Allow"), stranger)
     await h.tg.wait_until(lambda: h.tg.callback_answer(query))
@@ -606,3 +642,22 @@ async def test_a_text_reply_answers_the_prompt_and_the_deny_reason_reaches_claud
     edited = h.tg.message(h.chat_id, prompt.message_id)
     assert not edited.buttons and "Denied by Ada" in edited.visible_text
     assert "write them to /tmp instead" in edited.visible_text
+
+
+async def test_a_bash_prompt_shows_the_command_once(h: Harness) -> None:
+    """The real CLI's Bash permission request, as the phone shows it: the command in one
+    code block, not again in the header (nor in a note)."""
+    h.model.on(
+        "run the marker",
+        ToolUse("Bash", {"command": "echo marker-7731 > out.txt", "description": "Write it"}),
+        Text("Ran."),
+    )
+    topic, _ = await h.new_session(str(h.root / "app"), "run the marker")
+    prompt = await prompt_in(h, topic)
+    text = prompt.visible_text
+    assert text.count("marker-7731") == 1, text
+    assert "Bash" in text and "Write it" in text
+    h.press(prompt, "Deny")
+    await h.wait_text("Ran.", thread_id=topic)
+    decided = h.tg.message(h.chat_id, prompt.message_id).visible_text
+    assert decided.count("marker-7731") == 1 and "Denied by Ada" in decided, decided

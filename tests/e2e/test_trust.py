@@ -107,11 +107,11 @@ def test_the_prompt_never_shortens_what_would_run(tmp_path: Path) -> None:
     settings = json.loads((folder / ".claude" / "settings.json").read_text())
     settings["hooks"]["Stop"] = [{"hooks": [{"type": "command", "command": long_command}]}]
     (folder / ".claude" / "settings.json").write_text(json.dumps(settings))
-    shown = trust_prompt_message("req", inspect_folder(folder, ENV))
+    shown = trust_prompt_message("req", inspect_folder(folder, ENV), "telegram")
     assert shown.file is not None and long_command in shown.file.data.decode()
     assert [b.data for b in shown.buttons[0]] == ["t:req:y", "t:req:n"]
     (folder / ".claude" / "settings.local.json").write_text("{oops")
-    unreadable = trust_prompt_message("req", inspect_folder(folder, ENV))
+    unreadable = trust_prompt_message("req", inspect_folder(folder, ENV), "telegram")
     assert not unreadable.buttons, "what cannot be read cannot be trusted"
 
 

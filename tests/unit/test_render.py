@@ -340,7 +340,7 @@ def test_sessions_message() -> None:
             "b2", "api_v2", "/w/api", "running", now - timedelta(minutes=5), 1.25, None
         ),
     ]
-    text = md(render.sessions_message(rows, now=now))
+    text = md(render.sessions_message(rows, platform="telegram", now=now))
     first, second = text.split("\n")[1:]
     assert first.startswith("🟢 api\\_v2 · running") and "5m ago" in first and "$1.25" in first
     assert (
@@ -348,7 +348,23 @@ def test_sessions_message() -> None:
         and "3h ago" in second
         and "`a1`" in second
     )
-    assert "No sessions" in md(render.sessions_message([]))
+    assert "No sessions" in md(render.sessions_message([], platform="telegram"))
+
+
+def test_hints_name_commands_as_the_platform_spells_them() -> None:
+    """`/resume 1782e4` on Telegram, `!resume 1782e4` on Slack and Matrix: a hint the
+    person copies works where they are."""
+    from bridge.sources.importer import DiskSession, listing
+
+    assert render.cmd("telegram", "resume 1782e4") == "`/resume 1782e4`"
+    assert render.cmd("slack", "resume 1782e4") == "`!resume 1782e4`"
+    assert render.cmd("matrix", "new PATH") == "`!new PATH`"
+    assert "`/new`" in md(render.sessions_message([], platform="telegram"))
+    empty_on_slack = md(render.sessions_message([], platform="slack"))
+    assert "`!new`" in empty_on_slack and "/new" not in empty_on_slack
+    found = [DiskSession("0f1e2d3c-aaaa", "/w/app", "fix", "fix the tests", datetime.now(UTC))]
+    assert "`!import ID`" in md(listing(found, "slack"))
+    assert "`/import ID`" in md(listing(found, "telegram"))
 
 
 def test_diff_message_attaches_long_diffs() -> None:
