@@ -46,19 +46,9 @@ async def cmd_new(ctx: CommandContext) -> None:
             Outbound(blocks=(Markdown("Start a session in which directory?"),), buttons=buttons)
         )
         return
-    try:
-        cwd = resolve_session_dir(raw_path, ctx.config.agent.allowed_roots)
-    except PathRefused as e:
-        ctx.db.audit.log(
-            platform=ctx.sender.platform,
-            user=ctx.sender.key,
-            action="new",
-            detail=f"refused path {raw_path[:200]}",
-            allowed=False,
-        )
-        ctx.reply(render.notice(f"🚫 {e}"))
-        return
-    await _new_session(ctx.services, ctx.thread, ctx.sender.key, cwd, prompt or "")
+    cwd = _allowed_dir(ctx, raw_path)
+    if cwd is not None:
+        await _new_session(ctx.services, ctx.thread, ctx.sender.key, cwd, prompt or "")
 
 
 @button("n")
@@ -69,19 +59,26 @@ async def press_new_in_recent_dir(ctx: PressContext, rest: str) -> None:
     if recent is None:
         ctx.refuse("stale or foreign button")
         return
+    cwd = _allowed_dir(ctx, recent.cwd)  # the roots may have changed since
+    if cwd is not None:
+        await _new_session(ctx.services, ctx.thread, ctx.sender.key, cwd, "")
+
+
+def _allowed_dir(ctx: CommandContext | PressContext, raw: str) -> Path | None:
+    """`raw` resolved under `allowed_roots`, or None after telling the person why and
+    auditing the refusal."""
     try:
-        cwd = resolve_session_dir(recent.cwd, ctx.services.config.agent.allowed_roots)
+        return resolve_session_dir(raw, ctx.services.config.agent.allowed_roots)
     except PathRefused as e:
-        ctx.db.audit.log(
+        ctx.services.db.audit.log(
             platform=ctx.sender.platform,
             user=ctx.sender.key,
             action="new",
-            detail=f"refused path {recent.cwd[:200]}",
+            detail=f"refused path {raw[:200]}",
             allowed=False,
         )
         ctx.reply(render.notice(f"🚫 {e}"))
-        return
-    await _new_session(ctx.services, ctx.thread, ctx.sender.key, cwd, "")
+        return None
 
 
 async def _new_session(s: Services, origin: ThreadRef, owner: str, cwd: Path, prompt: str) -> None:
