@@ -14,6 +14,7 @@ import os
 import re
 import tomllib
 from datetime import tzinfo
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -241,6 +242,12 @@ def _semantic_errors(cfg: Config) -> list[str]:
         sections = _one_of([f"[{p.name}]" for p in PLATFORMS])
         errors.append(f"no chat platform enabled: set enabled = true in {sections}")
     return errors
+
+
+def example_config() -> str:
+    """The commented example config `threadline init` writes (shipped inside the package,
+    so an installed wheel has it as well as a checkout)."""
+    return resources.files("bridge").joinpath("config.example.toml").read_text(encoding="utf-8")
 
 
 def config_path(explicit: str | Path | None) -> Path:

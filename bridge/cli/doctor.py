@@ -11,18 +11,20 @@ import os
 from pathlib import Path
 
 from rich.console import Console
+from rich.text import Text
 
 from adapters.registry import BY_NAME
 from adapters.spec import CheckResult, fail, ok, warn
 from bridge.config import Config
 
-_LABEL = {"ok": "[green]ok[/green]  ", "fail": "[red]FAIL[/red]", "warn": "[yellow]warn[/yellow]"}
+_LABEL = {"ok": ("ok  ", "green"), "fail": ("FAIL", "red"), "warn": ("warn", "yellow")}
 
 
 def show(out: Console, result: CheckResult) -> None:
-    """Print one result: its status and what, and the fix on the next line."""
+    """Print one result: its status and what, and the fix on the next line.  As text, not
+    markup: a check names config sections (`[telegram]`) and paths that markup would eat."""
     fix = f"\n     → {result.fix}" if result.status != "ok" else ""
-    out.print(f"{_LABEL[result.status]} {result.what}{fix}", highlight=False)
+    out.print(Text.assemble(_LABEL[result.status], f" {result.what}{fix}"), highlight=False)
 
 
 def _report(out: Console, results: list[CheckResult]) -> int:

@@ -11,34 +11,61 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from pathlib import Path
+from importlib import metadata
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from adapters.registry import BY_NAME, PLATFORMS
-from bridge.config import Config, ConfigError, config_path, load_config
+from bridge.config import Config, ConfigError, config_path, example_config, load_config
 
+# Plain help (no rich panels): rich's help shows `--help <bool>` and rewraps docstrings.
 app = typer.Typer(
-    help="Claude Code sessions as chat threads.", no_args_is_help=True, add_completion=False
+    help="Claude Code sessions as chat threads.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 # Piped output (scripts, tests) gets wide lines instead of a table squeezed to 80 columns.
-out = Console(width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+# No rich markup: every line may carry text from config, chats or Claude (`[telegram]`,
+# a regex like `[/a-z]`), which markup would eat or choke on.  Styles are given as styles.
+out = Console(width=None if sys.stdout.isatty() else 200, markup=False)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200, markup=False)
 
 ConfigOpt = Annotated[
     str | None,
     typer.Option(
         "--config",
         "-c",
+        metavar="FILE",
         help="Config file (default: $THREADLINE_CONFIG, then ~/.config/threadline/config.toml)",
     ),
 ]
 _NAMES = ", ".join(p.name for p in PLATFORMS[:-1]) + f" or {PLATFORMS[-1].name}"
-EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
+
+
+def _version(value: bool) -> None:
+    if value:
+        try:
+            version = metadata.version("threadline")
+        except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+            version = "unknown (not installed)"
+        out.print(f"threadline {version}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """Claude Code sessions as chat threads."""
 
 
 def _load(config: str | None) -> Config:
@@ -47,7 +74,7 @@ def _load(config: str | None) -> Config:
         return load_config(path)
     except ConfigError as e:
         for line in e.lines:
-            err.print(f"[red]config error:[/red] {line}", highlight=False)
+            err.print(Text.assemble(("config error:", "red"), " ", line), highlight=False)
         raise typer.Exit(2) from None
 
 
@@ -59,7 +86,7 @@ def init(config: ConfigOpt = None) -> None:
         err.print(f"{path} exists already; not overwriting it.")
         raise typer.Exit(1)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(EXAMPLE.read_text(encoding="utf-8"), encoding="utf-8")
+    path.write_text(example_config(), encoding="utf-8")
     path.chmod(0o600)
     out.print(
         f"Wrote {path}.\nNext: set your bot token and owner id in it, then run `threadline doctor`."
@@ -93,7 +120,7 @@ def doctor(config: ConfigOpt = None) -> None:
 def pair(
     platform: Annotated[
         str | None,
-        typer.Option(help=f"Only valid on this platform: {_NAMES}"),
+        typer.Option(metavar="NAME", help=f"Only valid on this platform: {_NAMES}"),
     ] = None,
     list_owners: Annotated[
         bool, typer.Option("--list", help="List the owners instead (revoke with `unpair`)")
@@ -127,7 +154,11 @@ def pair(
     db.close()
     code, until = issued.code, issued.expires.strftime("%H:%M UTC")
     scope = f"on {BY_NAME[platform].title} only" if platform else "on any platform"
-    out.print(f"Pairing code: [bold]{code}[/bold]  (single use, {scope}, valid until {until})")
+    out.print(
+        Text.assemble(
+            "Pairing code: ", (code, "bold"), f"  (single use, {scope}, valid until {until})"
+        )
+    )
     link = None
     for name in [platform] if platform else enabled:
         hint = asyncio.run(BY_NAME[name].pairing(cfg.platform(name), code))
@@ -145,15 +176,19 @@ def _list_owners(cfg: Config) -> None:
 
     table = Table("owner", "how", "since (UTC)", "status")
     for key in cfg.access.owners:
-        table.add_row(escape(key), r"config \[access] owners", "-", "owner")
+        table.add_row(key, "config [access] owners", "-", "owner")
     db = open_database(cfg)
     try:
         listed = Pairing(db, load_signing_key(key_path(cfg))).owners.listing()
     finally:
         db.close()
     for o in listed:
-        status = "owner" if o.valid else "[red]NOT an owner[/red]: unsigned row; pair again"
-        table.add_row(escape(o.key), "paired", o.paired_at, status)
+        status = (
+            Text("owner")
+            if o.valid
+            else Text.assemble(("NOT an owner", "red"), ": unsigned row; pair again")
+        )
+        table.add_row(o.key, "paired", o.paired_at, status)
     out.print(table)
     out.print("Revoke a paired owner: threadline unpair KEY", highlight=False)
 
@@ -177,9 +212,9 @@ def unpair(
     finally:
         db.close()
     if removed:
-        out.print(f"{key} is no longer an owner.", highlight=False, markup=False)
+        out.print(f"{key} is no longer an owner.", highlight=False)
         if key in cfg.access.owners:
-            out.print("It is still listed in [access] owners of the config file.", markup=False)
+            out.print("It is still listed in [access] owners of the config file.")
         return
     if key in cfg.access.owners:
         err.print(
@@ -187,7 +222,7 @@ def unpair(
             markup=False,
         )
     else:
-        err.print(f"{key} is not a paired owner (see `threadline pair --list`).", markup=False)
+        err.print(f"{key} is not a paired owner (see `threadline pair --list`).")
     raise typer.Exit(1)
 
 
@@ -222,14 +257,15 @@ def sessions(config: ConfigOpt = None) -> None:
     out.print(table)
 
 
-def _styled(result: str) -> str:
+def _styled(result: str) -> Text:
     """A refusal or a denial stands out in the audit table."""
-    return f"[red]{result}[/red]" if result in ("refused", "denied") else result
+    return Text(result, style="red" if result in ("refused", "denied") else "")
 
 
 @app.command()
 def audit(
-    config: ConfigOpt = None, limit: Annotated[int, typer.Option(help="How many entries")] = 100
+    config: ConfigOpt = None,
+    limit: Annotated[int, typer.Option(metavar="N", help="How many entries")] = 100,
 ) -> None:
     """Print the audit log: who, what, when, allowed or refused."""
     from bridge.approvals.permissions import audit_result
@@ -268,7 +304,7 @@ def attach(
             run_terminal(cfg.attach_socket(), session, out, stdin_lines(), detach_on_eof=tty)
         )
     except KeyboardInterrupt:
-        out.print("\n[dim]Detached; the session keeps running.[/]")
+        out.print("\nDetached; the session keeps running.", style="dim")
         code = 0
     finally:
         with contextlib.suppress(OSError, ValueError):

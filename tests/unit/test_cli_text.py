@@ -1,0 +1,52 @@
+"""What the `threadline` command prints: plain help, a version, and text shown as written.
+
+Config sections (`[telegram]`), regexes (`[/a-z]`) and owner values reach the terminal
+through rich; read as markup they vanished or crashed the command.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bridge.cli.main import app
+
+runner = CliRunner()
+
+
+def test_version_and_short_help() -> None:
+    version = runner.invoke(app, ["--version"])
+    assert version.exit_code == 0
+    assert version.output.strip() == f"threadline {metadata.version('threadline')}"
+    short = runner.invoke(app, ["-h"])
+    assert short.exit_code == 0
+    assert "init" in short.output and "--version" in short.output
+    assert "<bool>" not in short.output
+
+
+def test_a_config_error_naming_sections_prints_them(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f'[agent]\nallowed_roots = ["{tmp_path}"]\n')
+    result = runner.invoke(app, ["doctor", "--config", str(config)])
+    assert result.exit_code != 0
+    assert "[telegram]" in result.output and "[slack]" in result.output
+
+
+@pytest.mark.parametrize("owner", ["telegram:[/you]", "telegram:[bold]x"])
+def test_owner_values_with_brackets_are_listed_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, owner: str
+) -> None:
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123456:ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[storage]\nurl = "sqlite:///{tmp_path}/t.db"\n'
+        f'[agent]\nallowed_roots = ["{tmp_path}"]\n'
+        f'[access]\nowners = ["{owner}"]\n'
+        '[telegram]\nenabled = true\ntoken = "${TELEGRAM_BOT_TOKEN}"\n'
+    )
+    result = runner.invoke(app, ["pair", "--list", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert owner in result.output
