@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from adapters.registry import PLATFORMS
 from adapters.spec import PlatformConfig
 from agent.permissions import OfferedMode
+from bridge.config_errors import plain_lines
 
 DEFAULT_CONFIG = Path("~/.config/threadline/config.toml")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -114,6 +115,9 @@ def _one_of(items: list[str]) -> str:
     return " or ".join([", ".join(items[:-1]), items[-1]] if len(items) > 1 else items)
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
 class DaemonConfig(_Section):
     log_level: str = "INFO"
     log_file: str = ""
@@ -121,6 +125,14 @@ class DaemonConfig(_Section):
     # Code processes it started).  Empty: the SQLite database's directory, or
     # ~/.local/share/threadline for other databases.
     data_dir: str = ""
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, v: str) -> str:
+        # Checked here, not at logging set-up: a typo must fail `doctor`, not `run`.
+        if v.upper() not in LOG_LEVELS:
+            raise ValueError(f"{v!r} is not one of {', '.join(LOG_LEVELS)}")
+        return v.upper()
 
 
 class _CoreConfig(_Section):
@@ -221,9 +233,7 @@ def parse_config(text: str, *, source: str = "config") -> Config:
     try:
         cfg = Config.model_validate(substituted)
     except ValidationError as e:
-        for err in e.errors():
-            loc = ".".join(str(p) for p in err["loc"])
-            errors.append(f"{loc}: {err['msg']}")
+        errors.extend(plain_lines(e, Config))
         raise ConfigError(errors) from None
     errors.extend(_semantic_errors(cfg))
     if errors:

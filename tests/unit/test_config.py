@@ -146,3 +146,28 @@ def test_platform_sections_come_from_the_registry(monkeypatch: pytest.MonkeyPatc
     assert e.value.lines == [
         "no chat platform enabled: set enabled = true in [telegram], [slack] or [matrix]"
     ]
+
+
+@pytest.mark.parametrize(
+    ("toml", "line"),
+    [
+        (
+            '[agent]\nalowed_roots = ["/tmp"]\n',
+            "agent.alowed_roots: unknown key (did you mean allowed_roots?)",
+        ),
+        (
+            "[telegramm]\nenabled = true\n",
+            "[telegramm]: unknown section (did you mean [telegram]?)",
+        ),
+        ("[agent]\nzzz = 1\n", "agent.zzz: unknown key; keys: allow_bypass, allowed_roots"),
+        ("[agent]\nallowed_roots = []\n", "agent.allowed_roots: at least one directory is needed"),
+        ('[agent]\npermission_mode = "yolo"\n', "(got 'yolo')"),
+        ('[daemon]\nlog_level = "verbose"\n', "daemon.log_level: 'verbose' is not one of DEBUG"),
+    ],
+)
+def test_config_errors_are_plain_lines_naming_what_was_meant(toml: str, line: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        parse_config(toml + '[telegram]\nenabled = true\ntoken = "1:x"\n')
+    shown = "\n".join(e.value.lines)
+    assert line in shown
+    assert "Extra inputs" not in shown and "Value error" not in shown
