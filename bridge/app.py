@@ -55,6 +55,7 @@ from bridge.sources import prompts as sources
 from bridge.sources.attach import AttachServer
 from bridge.sources.importer import ClaudeSessions, Importer
 from bridge.sources.scheduler import Scheduler, TriggerFactory, cron_trigger
+from bridge.startup import start_adapter
 from bridge.threads import Threads
 from bridge.turn_router import TurnRouter
 from storage.db import Database
@@ -179,7 +180,7 @@ class Bridge:
         await self.outbox.start()
         for adapter in self.adapters.values():
             adapter.set_commands(menu())
-            await adapter.start(self.sessions.on_inbound)
+            await start_adapter(adapter, self.sessions.on_inbound)
         await self.attach.start()
         await self.scheduler.start()
         log.info("bridge started with %s", ", ".join(self.adapters) or "no adapters")

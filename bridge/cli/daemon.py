@@ -25,6 +25,7 @@ from bridge.access.pairing import key_path, load_signing_key
 from bridge.app import Bridge
 from bridge.cli.logs import setup_logging
 from bridge.config import Config
+from bridge.startup import StartupError
 from storage.crypto import BodyCipher, load_or_create_key
 from storage.db import Database
 
@@ -100,10 +101,18 @@ async def run_daemon(
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
             pass
-    await bridge.start()
-    log.info("threadline is running (%s); Ctrl-C stops it", ", ".join(adapters))
     try:
-        await stop.wait()
+        # A start that waits for the network gives way to Ctrl-C / SIGTERM.
+        starting = asyncio.ensure_future(bridge.start())
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait((starting, stopping), return_when=asyncio.FIRST_COMPLETED)
+        if starting.done():
+            starting.result()  # a StartupError ends the daemon here
+            log.info("threadline is running (%s); Ctrl-C stops it", ", ".join(adapters))
+            await stopping
+        else:
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
     finally:
         log.info("stopping")
         await bridge.stop()
@@ -111,6 +120,11 @@ async def run_daemon(
 
 
 def run(config: Config) -> None:
+    """Run until a signal; a start-up failure is one line on stderr and exit status 1."""
     setup_logging(config.daemon.log_level, config.secrets(), config.daemon.log_file)
     agent_env = confine_environment(config)
-    asyncio.run(run_daemon(config, agent_env=agent_env))
+    try:
+        asyncio.run(run_daemon(config, agent_env=agent_env))
+    except StartupError as e:
+        log.debug("start-up failed", exc_info=True)
+        raise SystemExit(f"threadline: {e}") from None
