@@ -20,6 +20,7 @@ from pathlib import Path
 
 from sqlalchemy import event, inspect, text, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlmodel import Session, SQLModel, create_engine, select
 
 from storage import models
@@ -182,6 +183,28 @@ def _migration_8(engine: Engine) -> None:
 MIGRATIONS.append(_migration_8)
 
 
+class StorageError(Exception):
+    """The database cannot be used; `str()` is one line saying why and what to do."""
+
+
+def _engine(url: str, **kwargs: object) -> Engine:
+    """`create_engine`, with a missing driver or an unknown database said in one line."""
+    try:
+        return create_engine(url, **kwargs)
+    except ModuleNotFoundError as e:
+        if url.startswith("postgresql"):
+            raise StorageError(
+                f"storage.url: the PostgreSQL driver ({e.name}) is not installed: "
+                "pip install 'threadline[postgres]'"
+            ) from None
+        raise StorageError(f"storage.url: the database driver {e.name} is not installed") from None
+    except ArgumentError as e:
+        raise StorageError(
+            f"storage.url: not a database URL this can open ({e}); "
+            "use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"
+        ) from None
+
+
 class Database:
     """One per daemon; passed to everything that needs state."""
 
@@ -191,7 +214,7 @@ class Database:
         kwargs: dict[str, object] = {}
         if self.is_sqlite:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
-        self.engine = create_engine(self.url, **kwargs)
+        self.engine = _engine(self.url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self.cipher = cipher or BodyCipher(None)
@@ -211,7 +234,15 @@ class Database:
         return open_session(self.engine)
 
     def migrate(self) -> int:
-        """Create or upgrade the schema; returns the version now in force."""
+        """Create or upgrade the schema; returns the version now in force.  A database
+        that cannot be reached or opened is a `StorageError`."""
+        try:
+            return self._migrate()
+        except OperationalError as e:
+            reason = str(e.orig or e).strip().splitlines()[0] if str(e.orig or e).strip() else e
+            raise StorageError(f"storage: cannot open the database: {reason}") from None
+
+    def _migrate(self) -> int:
         SchemaVersion.metadata.create_all(self.engine, tables=[SchemaVersion.__table__])  # type: ignore[attr-defined]
         with self.session() as s:
             row = s.get(SchemaVersion, 1)

@@ -27,7 +27,7 @@ from bridge.cli.logs import setup_logging
 from bridge.config import Config
 from bridge.startup import StartupError
 from storage.crypto import BodyCipher, load_or_create_key
-from storage.db import Database
+from storage.db import Database, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +125,6 @@ def run(config: Config) -> None:
     agent_env = confine_environment(config)
     try:
         asyncio.run(run_daemon(config, agent_env=agent_env))
-    except StartupError as e:
+    except (StartupError, StorageError) as e:
         log.debug("start-up failed", exc_info=True)
         raise SystemExit(f"threadline: {e}") from None

@@ -351,7 +351,15 @@ def import_(
 
 
 def main() -> None:
-    app()
+    """The console script: a failure the person can meet is one line and exit status 1."""
+    from bridge.startup import StartupError
+    from storage.db import StorageError
+
+    try:
+        app()
+    except (StartupError, StorageError) as e:
+        err.print(f"threadline: {e}", highlight=False)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ through rich; read as markup they vanished or crashed the command.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from typer.testing import CliRunner
 from bridge.cli.main import app
 
 runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_version_and_short_help() -> None:
@@ -50,3 +53,44 @@ def test_owner_values_with_brackets_are_listed_as_written(
     result = runner.invoke(app, ["pair", "--list", "--config", str(config)])
     assert result.exit_code == 0, result.output
     assert owner in result.output
+
+
+def _threadline(*args: str, hide: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    """The console script's `main()` in a fresh interpreter; `hide` makes modules
+    unimportable there (a driver that is not installed)."""
+    code = (
+        "import sys\n"
+        f"for name in {hide!r}: sys.modules[name] = None\n"
+        f"sys.argv = ['threadline', *{args!r}]\n"
+        "from bridge.cli.main import main\n"
+        "main()\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "hide", "says"),
+    [
+        (
+            "postgresql+psycopg://me@127.0.0.1:1/threadline",
+            ("psycopg", "psycopg2"),
+            "pip install 'threadline[postgres]'",
+        ),
+        ("mysteriousdb://x", (), "storage.url: not a database URL this can open"),
+    ],
+)
+def test_a_database_that_cannot_be_used_is_one_line(
+    tmp_path: Path, url: str, hide: tuple[str, ...], says: str
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[storage]\nurl = "{url}"\n[agent]\nallowed_roots = ["{tmp_path}"]\n'
+        '[telegram]\nenabled = true\ntoken = "123456:ABCDEFGHIJKLMNOPQRSTUVWXYZ"\n'
+    )
+    result = _threadline("sessions", "--config", str(config), hide=hide)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]  # one line
+    assert says in result.stderr and "Traceback" not in result.stderr
