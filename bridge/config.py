@@ -216,7 +216,10 @@ def _enabled_sections(raw: dict[str, Any]) -> set[str]:
     }
 
 
-def parse_config(text: str, *, source: str = "config") -> Config:
+def parse_config(text: str, *, source: str = "config", chat: bool = True) -> Config:
+    """The config in `text`.  With `chat=False` (commands that only read the local
+    database: sessions, audit, attach, import, unpair) the chat platforms' credentials
+    are not required: an unset `${TOKEN}` or a malformed token there is no error."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -228,23 +231,25 @@ def parse_config(text: str, *, source: str = "config") -> Config:
     for key, value in raw.items():
         sink: list[str] = []
         substituted[key] = _substitute(value, key, sink)
-        if key not in {p.name for p in PLATFORMS} or key in enabled:
+        if key not in {p.name for p in PLATFORMS} or (chat and key in enabled):
             errors.extend(sink)
     try:
         cfg = Config.model_validate(substituted)
     except ValidationError as e:
         errors.extend(plain_lines(e, Config))
         raise ConfigError(errors) from None
-    errors.extend(_semantic_errors(cfg))
+    errors.extend(_semantic_errors(cfg, chat=chat))
     if errors:
         raise ConfigError(errors)
     return cfg
 
 
-def _semantic_errors(cfg: Config) -> list[str]:
+def _semantic_errors(cfg: Config, *, chat: bool = True) -> list[str]:
     errors: list[str] = []
     if cfg.agent.permission_mode == "bypassPermissions" and not cfg.agent.allow_bypass:
         errors.append("agent.permission_mode: bypassPermissions needs agent.allow_bypass = true")
+    if not chat:
+        return errors
     for name in cfg.enabled_platforms():
         errors.extend(cfg.platform(name).problems())
     # No owners is fine: `threadline pair` adds them (kept in the database).
@@ -267,11 +272,11 @@ def config_path(explicit: str | Path | None) -> Path:
     return Path(env).expanduser() if env else DEFAULT_CONFIG.expanduser()
 
 
-def load_config(path: Path) -> Config:
+def load_config(path: Path, *, chat: bool = True) -> Config:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError([f"{path}: no such file (create one with `threadline init`)"]) from None
     except OSError as e:
         raise ConfigError([f"{path}: cannot read: {e.strerror}"]) from None
-    return parse_config(text, source=str(path))
+    return parse_config(text, source=str(path), chat=chat)

@@ -68,10 +68,12 @@ def _options(
     """Claude Code sessions as chat threads."""
 
 
-def _load(config: str | None) -> Config:
+def _load(config: str | None, *, chat: bool = True) -> Config:
+    """The config, or its errors one line each and exit status 2.  `chat=False`: the
+    command only uses the local database, so chat credentials are not required."""
     path = config_path(config)
     try:
-        return load_config(path)
+        return load_config(path, chat=chat)
     except ConfigError as e:
         for line in e.lines:
             err.print(Text.assemble(("config error:", "red"), " ", line), highlight=False)
@@ -135,7 +137,7 @@ def pair(
     from bridge.access.pairing import Pairing, key_path, load_signing_key
     from bridge.cli.daemon import open_database
 
-    cfg = _load(config)
+    cfg = _load(config, chat=not list_owners)
     if list_owners:
         _list_owners(cfg)
         return
@@ -205,7 +207,7 @@ def unpair(
     from bridge.access.pairing import Pairing, key_path, load_signing_key
     from bridge.cli.daemon import open_database
 
-    cfg = _load(config)
+    cfg = _load(config, chat=False)
     db = open_database(cfg)
     try:
         removed = Pairing(db, load_signing_key(key_path(cfg))).owners.remove(key, by="cli")
@@ -239,7 +241,7 @@ def sessions(config: ConfigOpt = None) -> None:
     """List sessions: id, thread, directory, state, last activity, cost."""
     from bridge.cli.daemon import open_database
 
-    db = open_database(_load(config))
+    db = open_database(_load(config, chat=False))
     table = Table("id", "thread", "directory", "state", "last activity (UTC)", "cost")
     for row in db.sessions.list():
         binding = db.bindings.for_session(row.id)
@@ -271,7 +273,7 @@ def audit(
     from bridge.approvals.permissions import audit_result
     from bridge.cli.daemon import open_database
 
-    db = open_database(_load(config))
+    db = open_database(_load(config, chat=False))
     table = Table("when (UTC)", "who", "what", "detail", "result")
     for row in reversed(db.audit.recent(limit)):
         table.add_row(
@@ -297,7 +299,7 @@ def attach(
 
     from bridge.cli.attach_client import run_terminal, stdin_lines
 
-    cfg = _load(config)
+    cfg = _load(config, chat=False)
     tty = sys.stdin.isatty()
     try:
         code = asyncio.run(
@@ -328,7 +330,7 @@ def import_(
     from bridge.cli.attach_client import DaemonUnavailable, request_import
     from bridge.sources.importer import ClaudeSessions
 
-    cfg = _load(config)
+    cfg = _load(config, chat=False)
     if claude_session_id is None:
         found = ClaudeSessions(cfg.agent.allowed_roots).recent()
         if not found:

@@ -94,3 +94,23 @@ def test_a_database_that_cannot_be_used_is_one_line(
     assert result.stdout == ""
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]  # one line
     assert says in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", [["sessions"], ["audit"], ["pair", "--list"]])
+def test_commands_that_read_the_database_need_no_chat_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[storage]\nurl = "sqlite:///{tmp_path}/t.db"\n'
+        f'[agent]\nallowed_roots = ["{tmp_path}"]\n'
+        '[telegram]\nenabled = true\ntoken = "${TELEGRAM_BOT_TOKEN}"\n'
+    )
+    result = runner.invoke(app, [*command, "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "config error" not in result.output
+    # The daemon itself still needs it, and says so in one line.
+    run = runner.invoke(app, ["doctor", "--config", str(config)])
+    assert run.exit_code == 2
+    assert "telegram.token: environment variable TELEGRAM_BOT_TOKEN is not set" in run.output
