@@ -24,6 +24,7 @@ from bridge.access.owners import PairedOwners
 from bridge.access.pairing import key_path, load_signing_key
 from bridge.app import Bridge
 from bridge.cli.logs import setup_logging
+from bridge.cli.single import only_daemon
 from bridge.config import Config
 from bridge.startup import StartupError
 from storage.crypto import BodyCipher, load_or_create_key
@@ -124,7 +125,8 @@ def run(config: Config) -> None:
     setup_logging(config.daemon.log_level, config.secrets(), config.daemon.log_file)
     agent_env = confine_environment(config)
     try:
-        asyncio.run(run_daemon(config, agent_env=agent_env))
+        with only_daemon(config):
+            asyncio.run(run_daemon(config, agent_env=agent_env))
     except (StartupError, StorageError) as e:
         log.debug("start-up failed", exc_info=True)
         raise SystemExit(f"threadline: {e}") from None

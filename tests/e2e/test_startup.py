@@ -104,3 +104,31 @@ async def test_a_rejected_token_is_one_line_and_exit_status_1(tmp_path: Path, to
         assert token not in output  # the token never reaches the terminal or a log
     finally:
         await tg.stop()
+
+
+async def test_a_second_daemon_on_the_same_config_refuses_naming_the_first(
+    tmp_path: Path,
+) -> None:
+    tg = await FakeTelegram().start()
+    first = await _daemon(tmp_path, tg)
+    try:
+        await tg.wait_until(lambda: tg.calls["getUpdates"] > 0 or None, timeout=60)
+        second = await _daemon(tmp_path, tg)
+        assert second.stderr is not None
+        output = (await asyncio.wait_for(second.stderr.read(), timeout=60)).decode()
+        assert await second.wait() == 1
+        last = output.strip().splitlines()[-1]
+        assert f"another threadline daemon (PID {first.pid})" in last, output[-2000:]
+        assert "Traceback" not in output
+        assert first.returncode is None  # the first one runs on, untouched
+        first.kill()  # kill -9 releases the lock: the next start is not blocked
+        await first.wait()
+        again = await _daemon(tmp_path, tg)
+        polls = tg.calls["getUpdates"]
+        await tg.wait_until(lambda: tg.calls["getUpdates"] > polls or None, timeout=60)
+        again.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(again.wait(), timeout=30) == 0
+    finally:
+        if first.returncode is None:
+            first.kill()
+        await tg.stop()
