@@ -64,17 +64,23 @@ def build_adapters(config: Config) -> dict[str, ChatAdapter]:
     }
 
 
+def claude_environment(config: Config) -> dict[str, str]:
+    """The environment Claude Code gets from a daemon on `config` (for `threadline
+    claude`): this process's, without Threadline's secrets or its virtualenv."""
+    return agent_environment(
+        os.environ,
+        secrets=config.secrets(min_chars=1),
+        venvs=own_virtualenvs(sys.prefix, sys.base_prefix, os.environ),
+    )
+
+
 def confine_environment(config: Config) -> dict[str, str]:
     """Reduce this process's environment to what Claude Code may see; that environment.
 
     Done in the process itself because the SDK starts the CLI with ``os.environ``
     under its options' env: a name can only be kept from the CLI by removing it here.
     """
-    wanted = agent_environment(
-        os.environ,
-        secrets=config.secrets(min_chars=1),
-        venvs=own_virtualenvs(sys.prefix, sys.base_prefix, os.environ),
-    )
+    wanted = claude_environment(config)
     removed = sorted(name for name in os.environ if name not in wanted)
     for name in removed:
         del os.environ[name]

@@ -352,6 +352,35 @@ def import_(
     raise typer.Exit(0 if ok else 1)
 
 
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def claude(
+    ctx: typer.Context,
+    # No `-c`: that is claude's own --continue.
+    config: Annotated[
+        str | None, typer.Option("--config", metavar="FILE", help="Config file")
+    ] = None,
+) -> None:
+    """Run the Claude Code CLI the daemon runs (bundled with claude-agent-sdk, or
+    [agent] cli_path) with the environment its sessions get, e.g. `threadline claude
+    --resume ID` to continue a session at the desk.  Arguments go to claude as given."""
+    from agent.cli import claude_cli_path
+    from bridge.cli.daemon import claude_environment
+
+    cfg = _load(config, chat=False)
+    cli = claude_cli_path(cfg.agent.cli_path)
+    if cli is None:
+        err.print(
+            "Claude Code was not found: reinstall claude-agent-sdk (it bundles the CLI) "
+            "or set [agent] cli_path"
+        )
+        raise typer.Exit(1)
+    sys.stdout.flush()
+    os.execve(cli, [cli, *ctx.args], claude_environment(cfg))
+
+
 def main() -> None:
     """The console script: a failure the person can meet is one line and exit status 1."""
     from bridge.startup import StartupError

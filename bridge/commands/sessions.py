@@ -284,7 +284,8 @@ async def cmd_handoff(ctx: CommandContext) -> None:
     q = shlex.quote  # a directory may hold spaces or `;`: every word printed is quoted
     lines = [f"cd {q(session.cwd)}"]
     if session.claude_session_id:
-        lines.append(f"claude --resume {q(session.claude_session_id)}")
+        # The CLI the daemon runs, with its environment: `claude` may not be on PATH.
+        lines.append(f"threadline claude --resume {q(session.claude_session_id)}")
     attach = f"threadline attach {q(session.id)}"
     ctx.reply(
         Outbound(

@@ -124,7 +124,7 @@ async def test_import_sessions_started_with_plain_claude(tmp_path: Path) -> None
         # handoff: how to continue at the desk
         h.say("/handoff", thread_id=topic)
         handoff = await h.wait_text("claude --resume", thread_id=topic)
-        assert f"claude --resume {pelican}" in handoff.visible_text
+        assert f"threadline claude --resume {pelican}" in handoff.visible_text
         assert f"threadline attach {row.id}" in handoff.visible_text
 
         # import from the terminal, through the running daemon

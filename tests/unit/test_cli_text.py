@@ -114,3 +114,32 @@ def test_commands_that_read_the_database_need_no_chat_token(
     run = runner.invoke(app, ["doctor", "--config", str(config)])
     assert run.exit_code == 2
     assert "telegram.token: environment variable TELEGRAM_BOT_TOKEN is not set" in run.output
+
+
+def test_threadline_claude_runs_the_cli_with_the_sessions_environment(tmp_path: Path) -> None:
+    """`threadline claude ARGS` execs the daemon's Claude Code CLI with ARGS as given
+    (`-c` is claude's --continue, not the config) and without Threadline's secrets."""
+    fake = tmp_path / "claude"
+    fake.write_text('#!/bin/sh\necho "ARGS $*"\nenv\n')
+    fake.chmod(0o700)
+    token = "123456:SECRETSECRETSECRETSECRET"
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[storage]\nurl = "sqlite:///{tmp_path}/t.db"\n'
+        f'[agent]\nallowed_roots = ["{tmp_path}"]\ncli_path = "{fake}"\n'
+        '[telegram]\nenabled = true\ntoken = "${TELEGRAM_BOT_TOKEN}"\n'
+    )
+    code = (
+        "import os, sys\n"
+        f"os.environ['TELEGRAM_BOT_TOKEN'] = {token!r}\n"
+        f"sys.argv = ['threadline', 'claude', '--config', {str(config)!r}, '-c', '--resume', 'x y']\n"
+        "from bridge.cli.main import main\n"
+        "main()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "ARGS -c --resume x y"
+    assert token not in result.stdout
+    assert "TELEGRAM_BOT_TOKEN" not in result.stdout
