@@ -72,6 +72,19 @@ class PairingHint:
     link: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class SetupField:
+    """A value `threadline init` asks for (or takes as ``--set KEY=VALUE``): the key in
+    the platform's section, the question, and for a secret the environment variable it
+    is also read from (and that a service's environment file would hold)."""
+
+    key: str
+    question: str
+    env: str = ""
+    secret: bool = False
+    default: str = ""
+
+
 C = TypeVar("C", bound=PlatformConfig)
 
 
@@ -93,6 +106,7 @@ class PlatformSpec(Generic[C]):
     create: Callable[[C, Sequence[str]], ChatAdapter]
     doctor: Callable[[C, Sequence[str]], Coroutine[Any, Any, list[CheckResult]]]
     pairing: Callable[[C, str], Coroutine[Any, Any, PairingHint]]
+    setup: tuple[SetupField, ...] = ()  # what `threadline init` asks, in order
 
 
 AnySpec = PlatformSpec[Any]

@@ -95,6 +95,10 @@ class AgentConfig(_Section):
         return get_localzone()
 
 
+# Owner values that old example configs carried: not anybody's id.
+_PLACEHOLDER_OWNERS = frozenset({"telegram:123456789"})
+
+
 class AccessConfig(_Section):
     owners: list[str] = Field(default_factory=list)
 
@@ -103,6 +107,8 @@ class AccessConfig(_Section):
     def _owners(cls, v: list[str]) -> list[str]:
         names = [p.name for p in PLATFORMS]
         for o in v:
+            if o in _PLACEHOLDER_OWNERS:
+                raise ValueError(f"{o!r} is the example's placeholder: use your own id, or pair")
             platform, _, ident = o.partition(":")
             if platform not in names or not ident:
                 shapes = _one_of([f"'{p.owner_example}'" for p in PLATFORMS])

@@ -8,9 +8,12 @@ from pydantic import Field
 
 from adapters.spec import PlatformConfig
 
+# What the example config says until someone fills it in.
+PLACEHOLDERS = frozenset({"https://matrix.example.org", "@threadline:example.org"})
+
 
 class MatrixConfig(PlatformConfig):
-    homeserver: str = "https://matrix.example.org"
+    homeserver: str = ""
     user_id: str = ""
     password: str = ""
     access_token: str = ""
@@ -25,3 +28,16 @@ class MatrixConfig(PlatformConfig):
 
     def secrets(self) -> list[str]:
         return [self.password, self.access_token]
+
+    def problems(self) -> list[str]:
+        # The example config's values: left as they are, the bot would log in nowhere.
+        errors = [
+            f"matrix.{key}: still the example's placeholder ({value!r})"
+            for key, value in (("homeserver", self.homeserver), ("user_id", self.user_id))
+            if value in PLACEHOLDERS
+        ]
+        if not self.homeserver:
+            errors.append("matrix.homeserver: set it, e.g. 'https://matrix.org'")
+        if not self.password and not self.access_token:
+            errors.append("matrix.password: set it (or matrix.access_token)")
+        return errors

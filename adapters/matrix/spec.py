@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from adapters.base import ChatAdapter
 from adapters.matrix.config import MatrixConfig
-from adapters.spec import CheckResult, PairingHint, PlatformSpec
+from adapters.spec import CheckResult, PairingHint, PlatformSpec, SetupField
 
 
 def _create(config: MatrixConfig, owners: Sequence[str]) -> ChatAdapter:
@@ -43,4 +43,9 @@ PLATFORM: PlatformSpec[MatrixConfig] = PlatformSpec(
     create=_create,
     doctor=_doctor,
     pairing=_pairing,
+    setup=(
+        SetupField("homeserver", "Homeserver URL", default="https://matrix.org"),
+        SetupField("user_id", "The bot's Matrix id (@bot:server)"),
+        SetupField("password", "The bot account's password", env="MATRIX_PASSWORD", secret=True),
+    ),
 )

@@ -18,3 +18,14 @@ class SlackConfig(PlatformConfig):
 
     def secrets(self) -> list[str]:
         return [self.bot_token, self.app_token, self.signing_secret]
+
+    def problems(self) -> list[str]:
+        errors: list[str] = []
+        if not self.bot_token.startswith("xoxb-"):
+            errors.append("slack.bot_token: not a bot token (expected 'xoxb-…')")
+        if self.mode == "socket" and not self.app_token.startswith("xapp-"):
+            errors.append("slack.app_token: Socket Mode needs an app-level token ('xapp-…')")
+        # Only HTTP mode receives signed requests; Socket Mode never needs the secret.
+        if self.mode == "http" and not self.signing_secret:
+            errors.append("slack.signing_secret: needed when slack.mode = 'http'")
+        return errors

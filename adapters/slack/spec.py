@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from adapters.base import ChatAdapter
 from adapters.slack.config import SlackConfig
-from adapters.spec import CheckResult, PairingHint, PlatformSpec
+from adapters.spec import CheckResult, PairingHint, PlatformSpec, SetupField
 
 
 def _create(config: SlackConfig, owners: Sequence[str]) -> ChatAdapter:
@@ -41,4 +41,8 @@ PLATFORM: PlatformSpec[SlackConfig] = PlatformSpec(
     create=_create,
     doctor=_doctor,
     pairing=_pairing,
+    setup=(
+        SetupField("bot_token", "Bot token (xoxb-…)", env="SLACK_BOT_TOKEN", secret=True),
+        SetupField("app_token", "App-level token (xapp-…)", env="SLACK_APP_TOKEN", secret=True),
+    ),
 )

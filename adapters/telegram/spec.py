@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import Sequence
 
 from adapters.base import ChatAdapter
-from adapters.spec import CheckResult, PairingHint, PlatformSpec
+from adapters.spec import CheckResult, PairingHint, PlatformSpec, SetupField
 from adapters.telegram.config import TelegramConfig
 
 
@@ -61,4 +61,7 @@ PLATFORM: PlatformSpec[TelegramConfig] = PlatformSpec(
     create=_create,
     doctor=_doctor,
     pairing=_pairing,
+    setup=(
+        SetupField("token", "Bot token (from @BotFather)", env="TELEGRAM_BOT_TOKEN", secret=True),
+    ),
 )

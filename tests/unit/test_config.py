@@ -126,7 +126,8 @@ def test_platform_sections_come_from_the_registry(monkeypatch: pytest.MonkeyPatc
     cfg = parse_config(
         GOOD
         + '\n[slack]\nenabled = true\nbot_token = "xoxb-secret-1"\napp_token = "xapp-secret-2"\n'
-        + '\n[matrix]\nenabled = true\nuser_id = "@bot:x"\npassword = "matrix-secret-3"\n'
+        + '\n[matrix]\nenabled = true\nhomeserver = "https://hs.test"\nuser_id = "@bot:x"\n'
+        + 'password = "matrix-secret-3"\n'
     )
     assert [p.name for p in PLATFORMS] == cfg.enabled_platforms() == ["telegram", "slack", "matrix"]
     for spec in PLATFORMS:
@@ -171,3 +172,28 @@ def test_config_errors_are_plain_lines_naming_what_was_meant(toml: str, line: st
     shown = "\n".join(e.value.lines)
     assert line in shown
     assert "Extra inputs" not in shown and "Value error" not in shown
+
+
+def test_the_examples_placeholders_are_refused_and_socket_mode_needs_no_signing_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("SLACK_SIGNING_SECRET", raising=False)
+    with pytest.raises(ConfigError) as e:
+        parse_config(GOOD.replace("telegram:42", "telegram:123456789"))
+    assert "the example's placeholder" in "\n".join(e.value.lines)
+    with pytest.raises(ConfigError) as e:
+        parse_config(
+            '[matrix]\nenabled = true\nhomeserver = "https://matrix.example.org"\n'
+            'user_id = "@threadline:example.org"\npassword = "pw"\n'
+        )
+    assert [line for line in e.value.lines if "placeholder" in line] == [
+        "matrix.homeserver: still the example's placeholder ('https://matrix.example.org')",
+        "matrix.user_id: still the example's placeholder ('@threadline:example.org')",
+    ]
+    slack = parse_config(
+        '[slack]\nenabled = true\nbot_token = "xoxb-1"\napp_token = "xapp-1"\nmode = "socket"\n'
+    )
+    assert slack.slack.enabled and not slack.slack.signing_secret
+    with pytest.raises(ConfigError) as e:
+        parse_config('[slack]\nenabled = true\nbot_token = "xoxb-1"\nmode = "http"\n')
+    assert "slack.signing_secret: needed when slack.mode = 'http'" in e.value.lines
