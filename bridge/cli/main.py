@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from adapters.registry import BY_NAME, PLATFORMS
-from bridge.config import Config, ConfigError, config_path, example_config, load_config
+from bridge.config import Config, ConfigError, config_path, load_config
 
 # Plain help (no rich panels): rich's help shows `--help <bool>` and rewraps docstrings.
 app = typer.Typer(
@@ -81,17 +81,96 @@ def _load(config: str | None, *, chat: bool = True) -> Config:
 
 
 @app.command()
-def init(config: ConfigOpt = None) -> None:
-    """Write a commented config file to start from (never overwrites)."""
+def init(
+    config: ConfigOpt = None,
+    platform: Annotated[
+        str | None, typer.Option(metavar="NAME", help=f"The chat platform: {_NAMES}")
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help="A key of the platform's section, e.g. --set token=123:ABC (repeatable)",
+        ),
+    ] = None,
+    root: Annotated[
+        str | None, typer.Option(metavar="DIR", help="Directory sessions may start in")
+    ] = None,
+    create_root: Annotated[
+        bool | None,
+        typer.Option("--create-root/--no-create-root", help="Create DIR if it does not exist"),
+    ] = None,
+    check: Annotated[
+        bool, typer.Option("--check/--no-check", help="Check the credentials live first")
+    ] = True,
+) -> None:
+    """Write a config that `threadline run` accepts: asks for (or takes) the platform,
+    its token and the sessions' directory, checks the token, never overwrites."""
+    from bridge.cli import first_run
+    from bridge.cli.doctor import show
+
     path = config_path(config)
     if path.exists():
         err.print(f"{path} exists already; not overwriting it.")
         raise typer.Exit(1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(example_config(), encoding="utf-8")
-    path.chmod(0o600)
+    given: dict[str, str] = {}
+    for item in set_ or []:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            err.print(f"--set {item!r}: expected KEY=VALUE")
+            raise typer.Exit(2)
+        given[key.strip()] = value
+
+    def ask(question: str, default: str, hide: bool) -> str:
+        try:
+            answer: str = typer.prompt(
+                question, default=default or None, hide_input=hide, show_default=not hide
+            )
+        except (typer.Abort, EOFError):
+            raise first_run.InitError(
+                f"{question}: no answer (no terminal to ask on; pass it as a flag)"
+            ) from None
+        return answer
+
+    def confirm(question: str) -> bool:
+        try:
+            return bool(typer.confirm(question, default=True))
+        except (typer.Abort, EOFError):
+            return False
+
+    try:
+        answers = first_run.gather(
+            platform=platform,
+            given=given,
+            root=root,
+            create_root=create_root,
+            ask=ask,
+            confirm=confirm,
+        )
+        text = first_run.render(answers)
+    except first_run.InitError as e:
+        err.print(f"threadline init: {e}", highlight=False)
+        raise typer.Exit(2) from None
+    spec = BY_NAME[answers.platform]
+    if check:
+        results = first_run.live_check(spec, answers, text)
+        for result in results:
+            show(out, result)
+        if any(r.status == "fail" for r in results):
+            err.print("Nothing written: fix the above and run `threadline init` again.")
+            raise typer.Exit(1)
+    first_run.write(path, text)
+    prefix = "" if path == config_path(None) else f" --config {path}"
     out.print(
-        f"Wrote {path}.\nNext: set your bot token and owner id in it, then run `threadline doctor`."
+        f"Wrote {path} (mode 0600: it holds the {spec.title} credentials).\n"
+        f"Sessions may start under {answers.root}.\n"
+        f"Next:\n"
+        f"  threadline run{prefix}        # or: threadline service install{prefix}\n"
+        f"  threadline pair{prefix}       # then send the code to the bot: you become its owner\n"
+        "Claude Code needs ANTHROPIC_API_KEY in the daemon's environment, or a login:"
+        " threadline claude auth login",
+        highlight=False,
     )
 
 
