@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import sys
+from collections.abc import Callable
 from importlib import metadata
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -20,6 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from adapters.registry import BY_NAME, PLATFORMS
+from bridge.cli import service
 from bridge.config import Config, ConfigError, config_path, load_config
 
 # Plain help (no rich panels): rich's help shows `--help <bool>` and rewraps docstrings.
@@ -458,6 +462,70 @@ def claude(
         raise typer.Exit(1)
     sys.stdout.flush()
     os.execve(cli, [cli, *ctx.args], claude_environment(cfg))
+
+
+service_app = typer.Typer(
+    help="Run the daemon as a service: a systemd user unit (Linux) or a launchd agent (macOS).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(service_app, name="service")
+
+
+def _service(config: str | None) -> service.Service:
+    path = config_path(config).expanduser().resolve()
+    _load(str(path))  # a service of a config that does not load would only fail
+    return service.Service(service.default_kind(), path, Path.home(), dict(os.environ))
+
+
+def _service_step(step: Callable[[], list[str]]) -> None:
+    try:
+        for line in step():
+            out.print(line, highlight=False)
+    except service.ServiceError as e:
+        err.print(f"threadline service: {e}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+@service_app.command("install")
+def service_install(config: ConfigOpt = None) -> None:
+    """Write the service (with the environment the daemon needs) and start it."""
+    s = _service(config)
+    _service_step(lambda: service.install(s, service.run_command))
+
+
+@service_app.command("uninstall")
+def service_uninstall(config: ConfigOpt = None) -> None:
+    """Stop the service and remove its files."""
+    s = _service(config)
+    _service_step(lambda: service.uninstall(s, service.run_command))
+
+
+@service_app.command("status")
+def service_status(config: ConfigOpt = None) -> None:
+    """Is the service running (systemctl status / launchctl print)."""
+    s = _service(config)
+    raise typer.Exit(_passthrough(service.status_command(s)))
+
+
+@service_app.command("logs")
+def service_logs(
+    config: ConfigOpt = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing")] = False,
+    lines: Annotated[int, typer.Option("--lines", "-n", metavar="N", help="How many")] = 100,
+) -> None:
+    """The service's log (journalctl / the launchd log file)."""
+    s = _service(config)
+    raise typer.Exit(_passthrough(service.logs_command(s, follow, lines)))
+
+
+def _passthrough(args: list[str]) -> int:
+    try:
+        return subprocess.call(args)
+    except FileNotFoundError:
+        err.print(f"threadline service: {args[0]} is not installed on this machine")
+        return 1
 
 
 def main() -> None:
