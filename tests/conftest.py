@@ -8,7 +8,8 @@ and the one switch for slow tests.
 - `support/`: harnesses and fakes (`support/fakes/`); nothing there is collected.
 
 The Matrix fixtures (`synapse`, `synapse_default_limits`) live in
-`support/conftest_matrix.py`, loaded here as a plugin so every directory finds them.
+`support/conftest_matrix.py`, the PostgreSQL ones (`postgres_server`, `postgres_url`) in
+`support/postgres.py`; both are loaded here as plugins so every directory finds them.
 
 Slow tests — those that wait out a real minute or more (an approval given after Telegram's
 60 s, a permission prompt answered after 70 s) — carry `@pytest.mark.slow`.  They run by
@@ -21,7 +22,7 @@ import os
 
 import pytest
 
-pytest_plugins = ["tests.support.conftest_matrix"]
+pytest_plugins = ["tests.support.conftest_matrix", "tests.support.postgres"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

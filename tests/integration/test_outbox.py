@@ -197,8 +197,11 @@ class FakePlatform(ChatAdapter):
 # --- fixtures ---------------------------------------------------------------------
 
 
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Every outbox test runs on both databases Threadline supports."""
+    if request.param == "postgresql":
+        return str(request.getfixturevalue("postgres_url"))
     return f"sqlite:///{tmp_path}/t.db"
 
 

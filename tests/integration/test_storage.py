@@ -80,3 +80,30 @@ def test_key_file_is_private_and_bodies_are_sealed(tmp_path: Path) -> None:
         else (tmp_path / "enc.db").read_bytes()
     )
     assert b"launch codes" not in raw
+
+
+def test_migrations_run_on_postgresql_and_again_as_a_no_op(postgres_url: str) -> None:
+    """Every numbered migration runs on a real PostgreSQL server (no SQLite-only DDL),
+    and a second daemon start migrates nothing."""
+    db = Database(postgres_url)
+    assert db.migrate() == len(MIGRATIONS)
+    assert db.migrate() == len(MIGRATIONS)
+    with db.engine.connect() as conn:
+        tables = {
+            r[0]
+            for r in conn.execute(
+                text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+            )
+        }
+    assert {"sessions", "thread_bindings", "outbox", "permission_requests", "audit_log"} <= tables
+    db.close()
+
+
+def test_an_unreachable_postgresql_is_one_line(postgres_server: str) -> None:
+    from storage.db import StorageError
+
+    closed = postgres_server.rsplit(":", 1)[0] + ":1/none"
+    with pytest.raises(StorageError) as e:
+        Database(closed).migrate()
+    assert str(e.value).startswith("storage: cannot open the database: ")
+    assert "\n" not in str(e.value)
