@@ -250,9 +250,11 @@ def pair(
         for line in hint.lines:
             # The line with the link is never wrapped (a broken link cannot be opened).
             plain = hint.link is not None and hint.link in line
-            out.print(line, highlight=not plain, soft_wrap=plain)
+            # Hints are the specs' own lines, in rich markup (`[bold]`).
+            out.print(Text.from_markup(line), highlight=not plain, soft_wrap=plain)
         link = link or hint.link
-    _print_qr(link or f"pair {code}")
+    if link:  # a QR code only of something a phone can open
+        _print_qr(link)
 
 
 def _list_owners(cfg: Config) -> None:
