@@ -43,7 +43,9 @@ def test_the_block_is_two_commands() -> None:
     assert lines[1] == "threadline init && threadline run"
 
 
-async def test_the_readme_install_block_works_from_the_wheel(tmp_path: Path) -> None:
+def _install(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """The README's first line, with the wheel built from this checkout: the
+    environment the person's shell would have afterwards, and its HOME."""
     wheels = tmp_path / "dist"
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(ROOT)],
@@ -70,12 +72,18 @@ async def test_the_readme_install_block_works_from_the_wheel(tmp_path: Path) -> 
     for name in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_CACHE_DIR"):
         if name in os.environ:  # the machine's package index, as a user's pip would use
             env[name] = os.environ[name]
-    install, start = install_block()
+    install = install_block()[0]
     done = subprocess.run(
         ["bash", "-c", install.replace("./threadline", str(wheel), 1)],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return env, home
+
+
+async def test_the_readme_install_block_works_from_the_wheel(tmp_path: Path) -> None:
+    env, home = await asyncio.to_thread(_install, tmp_path)
+    start = install_block()[1]
     tg = await FakeTelegram().start()
     try:
         command = start.replace("threadline init", f"threadline init --set base_url={tg.base_url}")
@@ -100,9 +108,9 @@ async def test_the_readme_install_block_works_from_the_wheel(tmp_path: Path) -> 
     assert (home / "code").is_dir()  # the default directory, created on "y"
     assert "Traceback" not in output
     # Installed outside the checkout: the package came from pipx's virtualenv.
-    where = subprocess.run(
-        [str(home / ".local" / "pipx" / "venvs" / "threadline" / "bin" / "python"), "-c",
-         "import bridge; print(bridge.__file__)"],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    where = await asyncio.create_subprocess_exec(
+        str(home / ".local" / "pipx" / "venvs" / "threadline" / "bin" / "python"), "-c",
+        "import bridge; print(bridge.__file__)", cwd=tmp_path, stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    assert str(ROOT) not in where.stdout and "pipx" in where.stdout
+    origin = (await where.communicate())[0].decode()
+    assert str(ROOT) not in origin and "pipx" in origin
