@@ -15,7 +15,7 @@ from rich.text import Text
 
 from adapters.registry import BY_NAME
 from adapters.spec import CheckResult, fail, ok, warn
-from bridge.config import Config
+from bridge.config import Config, ConfigError, load_config
 
 _LABEL = {"ok": ("ok  ", "green"), "fail": ("FAIL", "red"), "warn": ("warn", "yellow")}
 
@@ -31,6 +31,27 @@ def _report(out: Console, results: list[CheckResult]) -> int:
     for result in results:
         show(out, result)
     return sum(r.status == "fail" for r in results)
+
+
+def diagnose(path: Path, out: Console) -> int:
+    """`threadline doctor` on the config at `path`: every check that can run, even when
+    the config has errors (each error is a failed check; the checks that need only the
+    core sections still run, the platforms' are skipped).  The exit status: 0, 1 for
+    failed checks, 2 when the config itself is wrong."""
+    try:
+        cfg = load_config(path)
+    except ConfigError as e:
+        for line in e.lines:
+            show(out, fail(f"config: {line}", f"fix it in {path}"))
+        try:
+            core = load_config(path, chat=False)
+        except ConfigError:
+            return 2  # nothing else can be checked against a config that does not load
+        _report(out, _core_checks(core))
+        out.print("Chat platform checks skipped until the config is fixed.", highlight=False)
+        return 2
+    show(out, ok(f"config {path}"))
+    return 1 if run_checks(cfg, out) else 0
 
 
 def run_checks(cfg: Config, out: Console) -> int:

@@ -189,15 +189,12 @@ def run(config: ConfigOpt = None) -> None:
 @app.command()
 def doctor(config: ConfigOpt = None) -> None:
     """Check config, database, Claude Code and each platform's credentials."""
-    from adapters.spec import ok
-    from bridge.cli.doctor import run_checks, show
+    from bridge.cli.doctor import diagnose
 
-    cfg = _load(config)
-    show(out, ok(f"config {config_path(config)}"))
-    failures = run_checks(cfg, out)
-    if failures:
-        err.print(f"{failures} problem(s) found.")
-        raise typer.Exit(1)
+    status = diagnose(config_path(config), out)
+    if status:
+        err.print("Problems found: the lines marked FAIL say how to fix each.")
+        raise typer.Exit(status)
     out.print("All checks passed.")
 
 

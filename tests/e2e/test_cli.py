@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from bridge.config import example_config
 from storage.db import Database
 from storage.models import SessionRow, ThreadBinding
 from tests.support.fakes.telegram import FakeTelegram
+
+TOKEN = "123456:ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,17 +67,18 @@ async def test_help_for_every_command() -> None:
 
 async def test_init_writes_a_private_config_once(tmp_path: Path) -> None:
     target = tmp_path / "cfg" / "config.toml"
-    code, out = await threadline("init", "--config", str(target))
+    flags = ["--platform", "telegram", "--set", f"token={TOKEN}", "--root", str(tmp_path)]
+    code, out = await threadline("init", "--config", str(target), *flags, "--no-check")
     assert code == 0, out
     assert "[telegram]" in target.read_text()
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
-    code, out = await threadline("init", "--config", str(target))
+    code, out = await threadline("init", "--config", str(target), *flags, "--no-check")
     assert code == 1 and "not overwriting" in out
 
 
 async def test_config_errors_are_one_line_each(tmp_path: Path) -> None:
     target = tmp_path / "config.toml"
-    await threadline("init", "--config", str(target))
+    target.write_text(example_config().replace('"~/code"', f'"{tmp_path}"'))
     env = {"TELEGRAM_BOT_TOKEN": ""}
     os.environ.pop("TELEGRAM_BOT_TOKEN", None)
     code, out = await threadline(
@@ -83,6 +87,8 @@ async def test_config_errors_are_one_line_each(tmp_path: Path) -> None:
     assert code == 2
     assert "telegram.token: environment variable TELEGRAM_BOT_TOKEN is not set" in out
     assert "Traceback" not in out
+    # The other checks still ran: the directory, Claude Code.
+    assert f"ok   allowed root {tmp_path}" in out and "Claude Code CLI" in out
 
 
 async def test_doctor_checks_the_bot_and_explains_topic_mode(tmp_path: Path) -> None:
