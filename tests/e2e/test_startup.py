@@ -132,3 +132,31 @@ async def test_a_second_daemon_on_the_same_config_refuses_naming_the_first(
         if first.returncode is None:
             first.kill()
         await tg.stop()
+
+
+async def test_a_rejected_slack_token_is_one_line_too(tmp_path: Path) -> None:
+    from tests.support.fakes.slack import FakeSlack
+
+    fake = await FakeSlack().start()
+    try:
+        (tmp_path / "code").mkdir()
+        cfg = tmp_path / "config.toml"
+        cfg.write_text(
+            f'[storage]\nurl = "sqlite:///{tmp_path}/t.db"\n'
+            f'[agent]\nallowed_roots = ["{tmp_path / "code"}"]\n'
+            f'[slack]\nenabled = true\nbot_token = "xoxb-not-the-one"\n'
+            f'app_token = "{fake.app_token}"\nbase_url = "{fake.base_url}"\nchannel = "C1"\n'
+        )
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bridge.cli", "run", "--config", str(cfg),
+            cwd=ROOT, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert proc.stderr is not None
+        output = (await asyncio.wait_for(proc.stderr.read(), timeout=60)).decode()
+        assert await proc.wait() == 1
+        assert output.strip().splitlines()[-1] == (
+            "threadline: slack: Slack refused the token (invalid_auth): check [slack] bot_token"
+        )
+        assert "Traceback" not in output
+    finally:
+        await fake.stop()
