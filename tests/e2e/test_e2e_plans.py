@@ -79,9 +79,7 @@ async def test_keep_planning_sends_the_next_text_as_feedback(h: Harness) -> None
     await h.wait_text("Revising the plan.", thread_id=topic)
     results = tool_results(h.model.requests)
     print("TOOL_RESULT feedback:", results)
-    assert any(
-        "Also greet in French, please" in r and "Stay in plan mode" in r for r in results
-    )
+    assert any("Also greet in French, please" in r and "Stay in plan mode" in r for r in results)
     assert not h.model_saw('"text": "Also greet in French, please"'), "not sent as a prompt"
     edited = h.tg.message(h.chat_id, msg.message_id)
     assert not edited.buttons and "Sent back by Ada" in edited.visible_text
