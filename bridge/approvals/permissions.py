@@ -11,6 +11,8 @@ without asking; the decided prompt says which rule.  Text answers (`allow`, `alw
 `deny [reason]`) decide the prompt they reply to, or the only one pending.  Unanswered requests are denied after `timeout_s`, and the thread says so.
 On start, requests left pending by a previous run are marked expired and their
 prompts edited: their buttons no longer act and nothing is approved silently.
+Claude's questions (AskUserQuestion) and plans (ExitPlanMode) are requests too, shown
+and answered by their desks (`question_desk.py`, `plan_desk.py`); never by a rule.
 """
 
 from __future__ import annotations

@@ -209,6 +209,8 @@ class PlanDesk:
         action = plans.word(text)
         if action is not None:
             return await self.press(request_id, action, thread, by_key, by_name)
+        if not text.strip():
+            return PressResult(Outcome.ANSWERED, "Type approve, auto, or your feedback.")
         row = self.db.permissions.get(request_id) if request_id else None
         if row is None or row.tool_name != plans.TOOL:
             return self.gate.refuse(thread, by_key, request_id, "unknown plan", "Unknown request.")

@@ -169,3 +169,15 @@ async def test_keep_planning_without_feedback_times_out(tmp_path: Path) -> None:
         assert h.db.sessions.get(sid).mode == "plan"
     finally:
         await stop_harness(h)
+
+
+async def test_a_reply_to_the_plan_is_feedback_without_pressing(h: Harness) -> None:
+    h.model.on("greet by reply", write_plan(PLAN), EXIT_PLAN, Text("Taking it back."))
+    topic, sid = await h.new_session(str(h.root / "app"), "greet by reply")
+    msg = await plan_in(h, topic)
+    h.say("Greet the world, not just me", thread_id=topic, reply_to=msg.message_id)
+    await h.wait_text("Taking it back.", thread_id=topic)
+    assert any("Greet the world, not just me" in r for r in tool_results(h.model.requests))
+    edited = h.tg.message(h.chat_id, msg.message_id)
+    assert not edited.buttons and "Sent back by Ada" in edited.visible_text
+    assert any(r.action == "plan" and "sent back" in r.detail for r in h.db.audit.recent())
