@@ -181,3 +181,29 @@ async def test_a_reply_to_the_plan_is_feedback_without_pressing(h: Harness) -> N
     edited = h.tg.message(h.chat_id, msg.message_id)
     assert not edited.buttons and "Sent back by Ada" in edited.visible_text
     assert any(r.action == "plan" and "sent back" in r.detail for r in h.db.audit.recent())
+
+
+async def test_claude_entering_plan_mode_itself_then_auto_accept(tmp_path: Path) -> None:
+    """EnterPlanMode is not asked about (the CLI switches on its own), so Threadline
+    still has `default` stored when the plan comes; approving with auto-accept must
+    still reach the CLI, and the next Write must not ask."""
+    h = await start_harness(tmp_path)
+    try:
+        target = h.root / "app" / "self.txt"
+        h.model.on(
+            "plan it yourself",
+            ToolUse("EnterPlanMode", {}),
+            write_plan(PLAN),
+            EXIT_PLAN,
+            ToolUse("Write", {"file_path": str(target), "content": "self\n"}),
+            Text("Did it."),
+        )
+        topic, sid = await h.new_session(str(h.root / "app"), "plan it yourself")
+        msg = await plan_in(h, topic)
+        h.press(msg, "Approve & auto-accept edits")
+        await h.wait_text("Did it.", thread_id=topic)
+        assert target.read_text() == "self\n"
+        assert not any("Allow" in " ".join(m.button_labels) for m in h.bot_messages(topic))
+        assert h.db.sessions.get(sid).mode == "acceptEdits"
+    finally:
+        await stop_harness(h)
