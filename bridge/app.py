@@ -42,6 +42,7 @@ from bridge.access.control import AccessControl
 from bridge.access.pairing import Pairing, load_signing_key
 from bridge.access.pairing import key_path as pairing_key_path
 from bridge.access.pairing import load_owners as load_paired_owners
+from bridge.approvals import plan_desk
 from bridge.approvals.permissions import PermissionBroker
 from bridge.approvals.trust import FolderTrust
 from bridge.commands import sessions as session_commands
@@ -93,7 +94,11 @@ class Bridge:
             default_mode=config.agent.permission_mode,
         )
         self.broker = PermissionBroker(
-            db, self.outbox, self.tasks, timeout_s=config.agent.permission_timeout_s
+            db,
+            self.outbox,
+            self.tasks,
+            timeout_s=config.agent.permission_timeout_s,
+            switch_mode=plan_desk.host_switch(self.host),
         )
         self.access = AccessControl(db, config.access.owners)
         self.pairing = Pairing(db, load_signing_key(pairing_key_path(config)), now=now)

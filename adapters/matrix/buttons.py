@@ -76,6 +76,8 @@ def hint(keyed: Sequence[Keyed]) -> str:
         return f"React {choices} — or reply {words} <reason>."
     if keyed and all(data.startswith("q:") for _, _, data in keyed):  # Claude's question
         return f"React {choices} — or reply with the number(s)."
+    if keyed and all(data.startswith("l:") for _, _, data in keyed):  # Claude's plan
+        return f"React {choices} — or reply approve, auto, or with your feedback."
     return f"React {choices}"
 
 

@@ -11,6 +11,8 @@ without asking; the decided prompt says which rule.  Text answers (`allow`, `alw
 `deny [reason]`) decide the prompt they reply to, or the only one pending.  Unanswered requests are denied after `timeout_s`, and the thread says so.
 On start, requests left pending by a previous run are marked expired and their
 prompts edited: their buttons no longer act and nothing is approved silently.
+Claude's questions (AskUserQuestion) and plans (ExitPlanMode) are requests too, shown
+and answered by their desks (`question_desk.py`, `plan_desk.py`); never by a rule.
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ from adapters.messages import ThreadRef
 from adapters.tasks import TaskGroup
 from agent.events import PermissionAsked, PermissionDecision
 from bridge import render
-from bridge.approvals import questions, rules
+from bridge.approvals import plans, questions, rules
 from bridge.approvals.outcome import Outcome as Outcome
 from bridge.approvals.outcome import PressResult as PressResult
 from bridge.approvals.permission_notes import offer_line, prompt_notes
+from bridge.approvals.plan_desk import ModeSwitch, PlanDesk
 from bridge.approvals.question_desk import QuestionDesk
 from bridge.outbox.outbox import Outbox
 from bridge.render import md_escape as md
@@ -82,23 +85,35 @@ class _Pending:
     prompt_ids: tuple[int, ...] = ()
     timer: asyncio.Task[None] | None = None
     form: questions.Form | None = None  # an AskUserQuestion shown as buttons
+    plan: plans.Plan | None = None  # an ExitPlanMode shown as a plan to approve
 
 
 class PermissionBroker:
-    def __init__(self, db: Database, outbox: Outbox, tasks: TaskGroup, *, timeout_s: float) -> None:
+    def __init__(
+        self,
+        db: Database,
+        outbox: Outbox,
+        tasks: TaskGroup,
+        *,
+        timeout_s: float,
+        switch_mode: ModeSwitch | None = None,
+    ) -> None:
         self.db = db
         self.outbox = outbox
         self.tasks = tasks
         self.timeout_s = timeout_s
         self._pending: dict[str, _Pending] = {}
         self.questions = QuestionDesk(self, db, outbox)
+        self.plans = PlanDesk(self, db, outbox, switch_mode)
 
     async def ask(self, event: PermissionAsked, thread: ThreadRef, cwd: str) -> None:
         """Resolve at once by a session rule, or post a prompt and wait for a press."""
         req = rules.Request(event.name, event.input, cwd, event.blocked_path, event.decision_reason)
         # A question is never answered by a rule: allowing it without answers is no answer.
         form = questions.parse(event.input) if event.name == questions.TOOL else None
-        for row in () if form else self.db.permissions.rules(event.session_id):
+        # Nor is a plan: approving it is the person's call (and switches the mode).
+        plan = plans.parse(event.input) if event.name == plans.TOOL else None
+        for row in () if form or plan else self.db.permissions.rules(event.session_id):
             if rules.matches(stored_rule(row), req):
                 log.info(
                     "session %s: %s allowed by rule %s",
@@ -119,11 +134,13 @@ class PermissionBroker:
                 thread_key=thread.key,
             )
         )
-        offer = None if form else rules.rule_for(req)
-        pending = _Pending(request_id, event, thread, cwd, offer, form=form)
+        offer = None if form or plan else rules.rule_for(req)
+        pending = _Pending(request_id, event, thread, cwd, offer, form=form, plan=plan)
         self._pending[request_id] = pending
         if form is not None:
             self.questions.post(pending, form)
+        elif plan is not None:
+            pending.prompt_ids = tuple(self.plans.post(pending, plan))
         else:
             prompt = render.permission_prompt(
                 request_id,
@@ -165,6 +182,10 @@ class PermissionBroker:
         if pending is not None and pending.form is not None:
             return self.refuse(
                 thread, by_key, request_id, "a question, not a permission", "Use the options."
+            )
+        if row.tool_name == plans.TOOL:
+            return self.refuse(
+                thread, by_key, request_id, "a plan, not a permission", "Use the plan's buttons."
             )
         offer = pending.offer if pending is not None else None
         if state == "allowed_session" and offer is None:
@@ -220,6 +241,23 @@ class PermissionBroker:
         """A press on one of Claude's questions (``q:<request>:<rest>``)."""
         return await self.questions.press(request_id, rest, thread, by_key, by_name)
 
+    async def answer_plan(
+        self, request_id: str, action: str, thread: ThreadRef, by_key: str, by_name: str
+    ) -> PressResult:
+        """A press on Claude's plan (``l:<request>:<a|e|k>``)."""
+        return await self.plans.press(request_id, action, thread, by_key, by_name)
+
+    def rearm(self, request_id: str) -> None:
+        """Restart the timeout of a pending request (the person was asked to write)."""
+        pending = self._pending.get(request_id)
+        if pending is None:
+            return
+        if pending.timer is not None:
+            pending.timer.cancel()
+        pending.timer = self.tasks.spawn(
+            self._expire_later(request_id), name=f"permission-timeout-{request_id}"
+        )
+
     def find(self, request_id: str) -> _Pending | None:
         """The pending request `request_id`, if this run is waiting for it."""
         return self._pending.get(request_id)
@@ -253,11 +291,15 @@ class PermissionBroker:
         prompt for Claude)."""
         if text.strip() and await self.questions.text(thread, text, by_key, by_name, reply_to):
             return True
+        if text.strip() and await self.plans.text(thread, text, by_key, by_name, reply_to):
+            return True
         word, _, rest = text.strip().partition(" ")
         choice = _TEXT_CHOICE.get(word.lower().rstrip(".!"))
         if choice is None or (choice != "d" and rest.strip()):
             return False  # "allow me to explain…" is a prompt, not an answer
-        candidates = [p for p in self._pending.values() if p.thread == thread and not p.form]
+        candidates = [
+            p for p in self._pending.values() if p.thread == thread and not p.form and not p.plan
+        ]
         target = self.replied(thread, reply_to)
         if target is None and not candidates:
             return False
@@ -319,7 +361,11 @@ class PermissionBroker:
         if await self.finish(request_id, "timeout", by=""):
             minutes = self.timeout_s / 60
             shown = f"{minutes:g} min" if self.timeout_s >= 60 else f"{self.timeout_s:g} s"
-            what = "Claude's question" if pending.form else f"the {pending.event.name} request"
+            what = (
+                "Claude's question"
+                if pending.form
+                else ("Claude's plan" if pending.plan else f"the {pending.event.name} request")
+            )
             self.outbox.enqueue(
                 pending.thread,
                 render.notice(
@@ -368,6 +414,9 @@ class PermissionBroker:
             return
         if row.tool_name == questions.TOOL:
             self.questions.close(row, state, pending)
+            return
+        if row.tool_name == plans.TOOL:
+            self.plans.close(row, state, pending)
             return
         binding = self.db.bindings.for_session(row.session_id)
         session = self.db.sessions.get(row.session_id)

@@ -162,6 +162,43 @@ class QuestionDesk:
                 return True
         return False
 
+    async def answer_typed(
+        self, request_id: str, index: int, text: str, thread: ThreadRef, by_key: str, by_name: str
+    ) -> tuple[PressResult, int | None]:
+        """A terminal's answer to question `index` of `request_id`: option numbers or a
+        free answer.  Also returns the question open afterwards (None: none), so a
+        terminal that missed an answer given in the chat catches up."""
+        row = self.db.permissions.get(request_id) if request_id else None
+        if row is None or row.tool_name != questions.TOOL:
+            refused = self.gate.refuse(
+                thread, by_key, request_id, "unknown question", "Unknown request."
+            )
+            return refused, None
+        refused_press = self.gate.check(row, thread, by_key)
+        pending = self.gate.find(request_id)
+        form = pending.form if pending is not None else None
+        if refused_press is not None or pending is None or form is None or form.done:
+            return refused_press or self.gate.refuse(
+                thread, by_key, request_id, "not the open question", "That question is closed."
+            ), None
+        if index != form.index:
+            refused = self.gate.refuse(
+                thread,
+                by_key,
+                request_id,
+                "not the open question",
+                f"That question was answered already; question {form.index + 1} is open.",
+            )
+            return refused, form.index
+        if not text:
+            return PressResult(Outcome.ANSWERED, "Type an option number or your answer."), index
+        picked = questions.numbered(form, text)
+        answer = picked if picked is not None else text[:2000]
+        await self._answer(pending, form, answer, by_key, by_name)
+        return PressResult(Outcome.ANSWERED, f"Answered: {answer[:150]}"), (
+            None if form.done else form.index
+        )
+
     def close(
         self, row: PermissionRequestRow, state: render.Decision, pending: Asked | None
     ) -> None:

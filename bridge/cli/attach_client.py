@@ -4,11 +4,13 @@
 socket (`bridge/sources/attach.py` documents it); tests drive a session through it directly.
 `TerminalView` renders the daemon's events with rich: the recent history, prompts
 from the chat (marked with where they came from), Claude's text as it streams, one
-dim line per tool call, permission prompts as panels with the diff or command, and a
-footer per turn.  `run_terminal` joins the two with the keyboard: a line typed is a
-prompt — or, while a permission prompt is open, `allow` / `always` / `deny [reason]`
-(also `a`, `s`, `d`) answers it; `/stop` interrupts the turn; `/detach` or Ctrl-C
-leaves, and the session keeps running in the daemon.
+dim line per tool call, permission prompts as panels with the diff or command,
+Claude's questions with numbered options, Claude's plan as Markdown, and a footer per
+turn.  `run_terminal` joins the two with the keyboard: a line typed is a prompt — or
+it answers the newest open request: a permission's `allow` / `always` /
+`deny [reason]` (also `a`, `s`, `d`), a question's option number(s) or free answer, a
+plan's `approve` / `auto` / `keep planning` or feedback; `/stop` interrupts the turn;
+`/detach` or Ctrl-C leaves, and the session keeps running in the daemon.
 
 Nothing received is trusted to be terminal-safe or markup-free: every string in
 every event passes through `bridge.cli.terminal_text.clean` as it is read (escape
@@ -49,6 +51,9 @@ NO_PROMPT: Final = "No permission request is open."
 HELP: Final = (
     "Type a prompt and press Enter.  While a permission prompt is open: "
     "allow (a), always (s: allow for this session), deny (d) [reason].  "
+    "Claude's question: the option's number (1, 3 for several) or your own answer.  "
+    "Claude's plan: approve, auto (approve and auto-accept edits), or your feedback "
+    "to keep planning.  "
     "/stop interrupts the turn, /detach (or Ctrl-C) leaves; the session keeps running."
 )
 
@@ -121,6 +126,9 @@ class TerminalView:
         self.console = console
         self.conn: int | None = None
         self.pending: list[str] = []  # open permission requests, oldest first
+        # open requests of every kind, oldest first: what a typed line answers
+        self.open: list[tuple[str, str]] = []  # (request, "permission" | "question" | "plan")
+        self.questions: dict[str, tuple[list[dict[str, Any]], int]] = {}  # request → (qs, open)
         self._streaming = False  # text deltas printed since the last newline
         self._streamed = False  # this turn's text was shown as it streamed
 
@@ -174,6 +182,10 @@ class TerminalView:
             c.print(Text(f"  ⚠ {str(ev.get('output', ''))[-400:]}", style="red"))
         elif kind == "permission":
             self._permission(ev)
+        elif kind == "question":
+            self._question(ev)
+        elif kind == "plan":
+            self._plan(ev)
         elif kind == "decided":
             self._decided(ev)
         elif kind == "end":
@@ -186,9 +198,72 @@ class TerminalView:
             c.print(Text(str(ev.get("text") or ev.get("error") or ""), style=style))
         elif kind == "answered":
             c.print(Text(str(ev.get("result", "")), style="dim"))
+            request, index = str(ev.get("request")), ev.get("index")
+            if request in self.questions and isinstance(index, int):
+                qs, shown = self.questions[request]
+                if index != shown and 0 <= index < len(qs):
+                    self.questions[request] = (qs, index)
+                    self._show_question(request)
+
+    def _opened(self, request: str, kind: str) -> None:
+        if (request, kind) not in self.open:
+            self.open.append((request, kind))
+
+    def _question(self, ev: dict[str, Any]) -> None:
+        request = str(ev.get("request"))
+        qs = [q for q in ev.get("questions") or [] if isinstance(q, dict)]
+        index = ev.get("index")
+        if not qs:
+            return
+        self._opened(request, "question")
+        self.questions[request] = (qs, index if isinstance(index, int) else 0)
+        self._show_question(request)
+
+    def _show_question(self, request: str) -> None:
+        qs, index = self.questions[request]
+        q = qs[min(index, len(qs) - 1)]
+        body = Text()
+        body.append(str(q.get("question", "")) + "\n\n", style="bold")
+        for n, o in enumerate(q.get("options") or [], 1):
+            body.append(f"{n}. {o.get('label', '')}", style="bold")
+            body.append(f" — {o['description']}\n" if o.get("description") else "\n")
+        count = f" {index + 1}/{len(qs)}" if len(qs) > 1 else ""
+        how = "option numbers (e.g. 1, 3)" if q.get("multi") else "an option number"
+        self.console.print(
+            Panel(
+                body,
+                title=Text(f"❓ {q.get('header') or 'Claude asks'}{count}"),
+                subtitle=Text(f"answer with {how}, or type your own answer"),
+                border_style="cyan",
+            )
+        )
+
+    def _plan(self, ev: dict[str, Any]) -> None:
+        self._opened(str(ev.get("request")), "plan")
+        self.console.print(
+            Panel(
+                Markdown(str(ev.get("plan", ""))),
+                title=Text("📋 Claude's plan"),
+                subtitle=Text("approve · auto (approve & auto-accept edits) · or your feedback"),
+                border_style="magenta",
+            )
+        )
+
+    def route(self, line: str) -> tuple[str, dict[str, Any]] | None:
+        """The operation a typed line is, when the newest open request is Claude's
+        question (its open question's answer) or plan (approve, auto, keep planning,
+        feedback); None otherwise (a permission answer or a prompt)."""
+        if not self.open or self.open[-1][1] == "permission":
+            return None
+        request, kind = self.open[-1]
+        if kind == "question":
+            _, index = self.questions[request]
+            return "question", {"request": request, "index": index, "text": line.strip()}
+        return "plan", {"request": request, "text": line.strip()}
 
     def _permission(self, ev: dict[str, Any]) -> None:
         request = str(ev.get("request"))
+        self._opened(request, "permission")
         if request not in self.pending:
             self.pending.append(request)
         body = Syntax(str(ev.get("detail", "")), str(ev.get("language") or "text"), word_wrap=True)
@@ -205,8 +280,24 @@ class TerminalView:
         request = str(ev.get("request"))
         if request in self.pending:
             self.pending.remove(request)
+        kinds = {k for r, k in self.open if r == request}
+        self.open = [(r, k) for r, k in self.open if r != request]
+        self.questions.pop(request, None)
         state = str(ev.get("state"))
         by = f" by {ev['by']}" if ev.get("by") else ""
+        if "plan" in kinds and state in ("allowed", "denied"):
+            self.console.print(
+                Text(
+                    f"✅ Plan approved{by} · permission mode {ev.get('mode') or 'default'}"
+                    if state == "allowed"
+                    else f"✏️ Plan sent back{by}: Claude keeps planning",
+                    style="bold",
+                )
+            )
+            return
+        if "question" in kinds and state == "allowed":
+            self.console.print(Text(f"✅ Answered{by}", style="bold"))
+            return
         label = {
             "allowed": f"✅ Allowed{by}",
             "allowed_session": f"♾️ Allowed for this session{by}",
@@ -304,6 +395,8 @@ async def _type(
             await conn.send("stop")
         elif text == "/help":
             view.console.print(Text(HELP, style="dim"))
+        elif (routed := view.route(text)) is not None:
+            await conn.send(routed[0], **routed[1])
         elif (answer := view.answer_for(text)) is not None:
             await conn.send("answer", request=answer[0], choice=answer[1], reason=answer[2])
         elif text.lower().rstrip(".!") in ANSWER_WORDS:

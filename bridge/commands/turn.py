@@ -2,7 +2,9 @@
 ``x:<session>`` (Stop under a running turn), ``m:<session>:<mode index>`` (a mode
 from the `mode` picker) and ``p:<request>:<a|s|d>`` (a permission prompt, decided by
 the broker, `bridge/approvals/permissions.py`) and ``q:<request>:<question>:<choice>``
-(an option of Claude's question, `bridge/approvals/questions.py`).
+(an option of Claude's question, `bridge/approvals/questions.py`) and
+``l:<request>:<a|e|k>`` (Claude's plan: approve, approve & auto-accept edits, keep
+planning; `bridge/approvals/plan_desk.py`).
 
 The modes offered are `agent.permissions.OFFERED_MODES`, labelled by `MODE_LABELS`;
 a mode button carries its index in that tuple.
@@ -90,6 +92,18 @@ async def press_question(ctx: PressContext, rest: str) -> None:
     )
     log.info("question press %s → %s", choice[:20], result.outcome)
     if not result.decided or result.text.startswith("Select"):
+        await ctx.answer(result.text)
+
+
+@button("l")
+async def press_plan(ctx: PressContext, rest: str) -> None:
+    request_id, _, action = rest.rpartition(":")
+    sender = ctx.sender
+    result = await ctx.services.broker.answer_plan(
+        request_id, action, ctx.thread, sender.key, sender.display_name
+    )
+    log.info("plan press %s → %s", action[:2], result.outcome)
+    if not result.decided or action == "k":  # Keep planning: tell them to write
         await ctx.answer(result.text)
 
 

@@ -11,6 +11,10 @@ The protocol is newline-delimited JSON.  The client sends operations:
     {"op": "attach", "session": ID}          ID: Threadline or Claude session id
     {"op": "prompt", "text": TEXT}           a prompt, shown in the chat as from the terminal
     {"op": "answer", "request": R, "choice": "a"|"s"|"d", "reason": TEXT}   an answer
+    {"op": "question", "request": R, "index": N, "text": TEXT}   Claude's question N:
+                                             option number(s) (`2`, `1, 3`) or a free answer
+    {"op": "plan", "request": R, "text": TEXT}   Claude's plan: `approve`, `auto`,
+                                             `keep planning`, or the feedback itself
     {"op": "stop"}                           interrupt the running turn
     {"op": "import", "id": CLAUDE_ID}        open a thread for a session on disk
 
@@ -18,10 +22,13 @@ and receives events, each with a type `t`: `attached` (its connection id, the se
 whether a turn runs), `history` (recent exchanges from the Claude transcript),
 `prompt` (from the chat, a schedule or another terminal, with `source` and `by`),
 `turn`, `delta`, `text`, `tool`, `tool_done`, `permission` (request id, tool, detail),
+`question` (Claude's questions with numbered options, the open one's index), `plan`
+(Claude's plan as Markdown), `answered` (with a question's next open index),
 `decided`, `end` (cost, duration), `failed`, `notice`, `ok`, `error`, `imported`
 (the agent and permission events are built in `bridge/sources/attach_events.py`).
 
-Permission answers go through the broker like a button press, so the first answer
+Permission, question and plan answers go through the broker (and its question and
+plan desks) like a button press, so the first answer
 wins across chat and terminal; each decision is published to every attached client
 when the request's future resolves, whoever decided it.  Each connection has a
 bounded queue; a client that stops reading is disconnected rather than slowing the
@@ -52,10 +59,11 @@ from agent.events import (
 )
 from agent.host import AgentHost
 from bridge import render
+from bridge.approvals import plans
 from bridge.approvals.permissions import PermissionBroker
 from bridge.sessions import SessionRouter
 from bridge.sources import prompts as sources
-from bridge.sources.attach_events import agent_payload, permission_payload
+from bridge.sources.attach_events import agent_payload, request_payload
 from bridge.sources.importer import ClaudeSessions
 from storage.db import Database
 from storage.models import SessionRow
@@ -205,16 +213,18 @@ class AttachServer:
         if row is None:
             return  # allowed by a session rule, or already decided
         session = self.db.sessions.get(ev.session_id)
-        self.publish(ev.session_id, permission_payload(row.id, ev.name, ev.input, session))
+        self.publish(ev.session_id, request_payload(row.id, ev.name, ev.input, session))
         request_id = row.id
 
         def decided(_: asyncio.Future[PermissionDecision]) -> None:
             now = self.db.permissions.get(request_id)
             state = now.state if now is not None and now.state != "pending" else "withdrawn"
             by = now.decided_by if now is not None else ""
-            self.publish(
-                ev.session_id, {"t": "decided", "request": request_id, "state": state, "by": by}
-            )
+            out = {"t": "decided", "request": request_id, "state": state, "by": by}
+            if ev.name == plans.TOOL and state == "allowed":  # the plan switched the mode
+                session = self.db.sessions.get(ev.session_id)
+                out["mode"] = session.mode if session is not None else ""
+            self.publish(ev.session_id, out)
 
         ev.future.add_done_callback(decided)
 
@@ -348,6 +358,29 @@ class AttachServer:
                 request_id, choice, thread, who, f"{client.user} (terminal)", reason=reason
             )
             self._put(client, {"t": "answered", "request": request_id, "result": result.text})
+        elif op == "question":
+            # an answer to Claude's open question: option number(s) or a free answer
+            request_id, text = str(msg.get("request", "")), str(msg.get("text", "")).strip()
+            index = msg.get("index")
+            result, current = await self.broker.questions.answer_typed(
+                request_id,
+                index if isinstance(index, int) else -1,
+                text,
+                thread,
+                who,
+                f"{client.user} (terminal)",
+            )
+            self._put(
+                client,
+                {"t": "answered", "request": request_id, "result": result.text, "index": current},
+            )
+        elif op == "plan":
+            # an answer to Claude's plan: approve, auto, keep planning, or the feedback
+            request_id, text = str(msg.get("request", "")), str(msg.get("text", "")).strip()
+            result = await self.broker.plans.answer(
+                request_id, text, thread, who, f"{client.user} (terminal)"
+            )
+            self._put(client, {"t": "answered", "request": request_id, "result": result.text})
         elif op == "stop":
             agent = self.host.get(session.id)
             if agent is None or not agent.busy:
@@ -403,7 +436,11 @@ class AttachServer:
         self._put(client, {"t": "history", "items": items})
         for row in db.permissions.pending(session.id):
             tool_input = json.loads(row.input_json or "{}")
-            self._put(client, permission_payload(row.id, row.tool_name, tool_input, session))
+            pending = self.broker.find(row.id)
+            index = pending.form.index if pending is not None and pending.form else 0
+            self._put(
+                client, request_payload(row.id, row.tool_name, tool_input, session, index=index)
+            )
 
 
 __all__ = ["AttachServer"]

@@ -23,6 +23,7 @@ from agent.events import (
     TurnStarted,
 )
 from bridge import render
+from bridge.approvals import plans, questions
 from bridge.diffs import file_diff
 from storage.models import SessionRow
 
@@ -91,4 +92,38 @@ def permission_payload(
     }
 
 
-__all__ = ["agent_payload", "permission_detail", "permission_payload"]
+def request_payload(
+    request_id: str,
+    name: str,
+    tool_input: Mapping[str, Any],
+    session: SessionRow | None,
+    *,
+    index: int = 0,
+) -> dict[str, Any]:
+    """A pending request for terminals: Claude's question (`question`: every question
+    with its numbered options, and which one is open), Claude's plan (`plan`: its
+    Markdown), else a permission request (`permission`)."""
+    if name == questions.TOOL and (form := questions.parse(tool_input)) is not None:
+        return {
+            "t": "question",
+            "request": request_id,
+            "index": index,
+            "questions": [
+                {
+                    "question": q.text,
+                    "header": q.header,
+                    "multi": q.multi,
+                    "options": [
+                        {"label": o.label, "description": o.description} for o in q.options
+                    ],
+                }
+                for q in form.questions
+            ],
+        }
+    if name == plans.TOOL:
+        plan = plans.parse(tool_input)
+        return {"t": "plan", "request": request_id, "plan": plans.terminal_text(plan)}
+    return permission_payload(request_id, name, tool_input, session)
+
+
+__all__ = ["agent_payload", "permission_detail", "permission_payload", "request_payload"]

@@ -51,7 +51,7 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,7 +117,15 @@ class Cut:
     recover: bool = True
 
 
-Step = Text | ToolUse | ToolUses | Error | Cut
+@dataclass(frozen=True)
+class Computed:
+    """A step made from the request when it is served: ``make(request body)`` returns
+    the step (e.g. a Write to the plan file whose path the CLI names in its prompt)."""
+
+    make: Callable[[Mapping[str, Any]], Text | ToolUse | ToolUses | Error | Cut]
+
+
+Step = Text | ToolUse | ToolUses | Error | Cut | Computed
 
 
 def _error_body(status: int) -> dict[str, Any]:
@@ -182,7 +190,8 @@ class FakeAnthropic:
         prompt, index = turn_position(data.get("messages") or [])
         for match, steps in reversed(self._scripts):
             if match in prompt:
-                return steps[index] if index < len(steps) else Text("OK.")
+                step = steps[index] if index < len(steps) else Text("OK.")
+                return step.make(data) if isinstance(step, Computed) else step
         return Text("OK.")
 
     async def start(self) -> str:
