@@ -92,7 +92,11 @@ class Bridge:
             default_mode=config.agent.permission_mode,
         )
         self.broker = PermissionBroker(
-            db, self.outbox, self.tasks, timeout_s=config.agent.permission_timeout_s
+            db,
+            self.outbox,
+            self.tasks,
+            timeout_s=config.agent.permission_timeout_s,
+            cli_env=self.host.cli_env,
         )
         self.access = AccessControl(db, config.access.owners)
         self.pairing = Pairing(db, load_signing_key(pairing_key_path(config)), now=now)
