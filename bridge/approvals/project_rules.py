@@ -23,6 +23,9 @@ but only rules Threadline wrote (a `project_rules` row for the resolved folder) 
 still a line of the file: deleting the line revokes the rule, and a rule someone else put
 in the file is never honoured because of this feature.
 
+A folder whose only own settings are rules Threadline wrote is not asked about for
+trust (`only_ours`): there is nothing else to trust, and Threadline honours them itself.
+
 Folder trust: a trusted folder's record carries the fingerprint of its settings files;
 our own write would change it and make the folder "changed → ask again".  So after the
 write the record is re-fingerprinted — but only when it matched the files exactly before
@@ -104,10 +107,30 @@ def honoured(db: Database, req: rules.Request) -> rules.Rule | None:
     return None
 
 
+def only_ours(db: Database, settings: FolderSettings) -> bool:
+    """Everything the folder's settings enable is allow rules Threadline wrote into its
+    settings.local.json (and honours itself): nothing to ask the owner to trust."""
+    if not settings.items:
+        return False
+    written = {
+        f"{r.tool_name}({r.pattern})" for r in db.project_rules.for_dir(str(settings.folder))
+    }
+    return all(
+        i.kind == "allow"
+        and i.source == project_file.SHOWN
+        and any(i.text == _allow_text(r) for r in written)
+        for i in settings.items
+    )
+
+
+def _allow_text(rule: str) -> str:
+    return f"allow rule {rule} (runs without asking)"  # as agent/trust.py lists it
+
+
 def _one_item_apart(big: FolderSettings, small: FolderSettings, rule: str) -> bool:
     """`big` is `small` plus the one allow item of `rule` in settings.local.json (or the
     same, when the rule was there already or not at all)."""
-    ours = Item("allow", project_file.SHOWN, f"allow rule {rule} (runs without asking)")
+    ours = Item("allow", project_file.SHOWN, _allow_text(rule))
     items = list(big.items)
     if ours in items and ours not in small.items:
         items.remove(ours)
