@@ -223,9 +223,20 @@ class PermissionBroker:
                     "no project rule offered",
                     "This request cannot be allowed always.",
                 )
-            refused = self._write_project(pending, project, by_key)
-            if refused is not None:
-                return refused
+            written, line = project_rules.try_write(
+                self.db,
+                pending.cwd,
+                project,
+                by=by_key,
+                session_id=pending.event.session_id,
+                env=self.cli_env(),
+            )
+            if line:
+                notice = render.notice(line)
+                self.outbox.enqueue(thread, notice, session_id=row.session_id, priority=0)
+            if not written:
+                why = f"project rule not written: {line[:200]}"
+                return self.refuse(thread, by_key, request_id, why, "Nothing was written.")
         # An allowed-for-session (or project) prompt keeps the rule it stored.
         note = offer.text if state == "allowed_session" and offer else reason[:500]
         note = project.text if state == "allowed_project" and project else note
@@ -251,39 +262,6 @@ class PermissionBroker:
                 )
             )
         return _DECIDED[state]
-
-    def _write_project(
-        self, pending: _Pending, rule: rules.Rule, by_key: str
-    ) -> PressResult | None:
-        """Write the project rule (synchronously: nothing else may decide the request
-        between its check and its decision); the refusal if the file cannot be used."""
-        try:
-            note = project_rules.write(
-                self.db,
-                pending.cwd,
-                rule,
-                by=by_key,
-                session_id=pending.event.session_id,
-                env=self.cli_env(),
-            )
-        except (project_file.SettingsRefused, OSError) as e:
-            text = str(e) if isinstance(e, project_file.SettingsRefused) else f"cannot write ({e})"
-            self.outbox.enqueue(
-                pending.thread,
-                render.notice(f"⚠️ Nothing was written: {text}. Choose Allow or Deny."),
-                session_id=pending.event.session_id,
-                priority=0,
-            )
-            return self.refuse(
-                pending.thread,
-                by_key,
-                pending.request_id,
-                f"project rule not written: {text}",
-                "Nothing was written.",
-            )
-        if note and "asked again" in note:
-            self.outbox.enqueue(pending.thread, render.notice(f"🛡 {note}."), priority=0)
-        return None
 
     def check(
         self, row: PermissionRequestRow, thread: ThreadRef, by_key: str

@@ -183,6 +183,21 @@ def write(
     return note
 
 
+def try_write(
+    db: Database, cwd: str, rule: rules.Rule, *, by: str, session_id: str, env: Mapping[str, str]
+) -> tuple[bool, str]:
+    """`write`, for a press: (written, a line for the thread — "" when there is nothing
+    to say).  Synchronous on purpose: nothing else may decide the request between the
+    broker's check and its decision."""
+    try:
+        note = write(db, cwd, rule, by=by, session_id=session_id, env=env)
+    except (project_file.SettingsRefused, OSError) as e:
+        why = str(e) if isinstance(e, project_file.SettingsRefused) else f"cannot write ({e})"
+        log.warning("project rule %s not written in %s: %s", rule.text, cwd, why)
+        return False, f"⚠️ Nothing was written: {why}. Choose Allow or Deny."
+    return True, (f"🛡 {note}." if "asked again" in note else "")
+
+
 def remove(db: Database, row: ProjectRule, env: Mapping[str, str]) -> bool:
     """Take the rule's line out of the file and forget it; False if it was forgotten
     already.  `SettingsRefused` if the file cannot be changed (the record then stays)."""
