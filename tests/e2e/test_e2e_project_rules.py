@@ -46,7 +46,7 @@ def prompts(h: Harness, topic: int) -> list[FakeMessage]:
 
 
 async def allow_always(
-    h: Harness, app: Path, prompt: str, done: str
+    h: Harness, app: Path, prompt: str, done: str, *, by_text: bool = False
 ) -> tuple[int, FakeMessage, str]:
     """A session in `app` whose `touch marker` is answered with Always (project); the
     topic, the prompt and what the prompt said before the press."""
@@ -55,7 +55,10 @@ async def allow_always(
     first = await h.wait_msg(lambda m: is_prompt(m, "touch marker"), thread_id=topic)
     assert first.button_labels == ["✅ Allow", "♾️ Allow for session", ALWAYS, "❌ Deny"]
     offered = first.visible_text
-    h.press(first, "Always (project)")
+    if by_text:  # the text answer for it (SPEC: `always` alone is Allow for session)
+        h.say("Always  Project.", thread_id=topic, reply_to=first.message_id)
+    else:
+        h.press(first, "Always (project)")
     await h.wait_text(done, thread_id=topic)
     return topic, first, offered
 
@@ -116,7 +119,8 @@ async def test_a_hand_deleted_line_asks_again_and_a_foreign_rule_is_not_honoured
 ) -> None:
     app = h.root / "app"
     settings = app / ".claude" / "settings.local.json"
-    topic, _, _ = await allow_always(h, app, "touch it", "touched")
+    topic, _, _ = await allow_always(h, app, "touch it", "touched", by_text=True)
+    assert json.loads(settings.read_text()) == {"permissions": {"allow": ["Bash(touch marker)"]}}
     # someone edits the file at the desk: our line goes, another appears
     settings.write_text(json.dumps({"permissions": {"allow": ["Bash(touch other)"]}}))
     h.model.on(
