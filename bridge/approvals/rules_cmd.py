@@ -115,7 +115,7 @@ def rules_message(db: Database, session: SessionRow) -> Outbound:
 
 @command(
     "rules",
-    help="list what runs without asking here; buttons remove session rules",
+    help="list what runs without asking here; buttons remove session and project rules",
     section=Section.RULES,
     in_session=True,
     menu=False,

@@ -221,3 +221,32 @@ async def test_a_trusted_folder_stays_trusted_after_our_write(h: Harness) -> Non
     assert prompts(h, topic2) == [] and (app / "marker").exists()
     texts = [m.visible_text or "" for m in h.bot_messages(topic2)]
     assert not any("changed since it was trusted" in t for t in texts), texts
+
+
+async def test_the_cli_itself_honours_the_rules_in_the_form_we_write(h: Harness) -> None:
+    """What the terminal `claude` does with the file: a trusted folder's CLI is given its
+    settings, and rules in exactly the form Threadline writes (exact, `:*` prefix,
+    `domain:`) let the CLI run the tool without asking at all — no rule of ours is
+    recorded here, so nothing in Threadline allowed them."""
+    app = h.root / "app"
+    (app / ".claude").mkdir()
+    written = ["Bash(touch marker)", "Bash(git add:*)", "WebFetch(domain:example.com)"]
+    (app / ".claude" / "settings.local.json").write_text(
+        json.dumps({"permissions": {"allow": written}})
+    )
+    folder = inspect_folder(app, h.env)
+    h.db.trust.trust(str(folder.folder), folder.fingerprint, by=f"telegram:{OWNER}", source="chat")
+    h.model.on(
+        "go",
+        ToolUse("Bash", {"command": "touch marker"}),
+        ToolUse("Bash", {"command": "git add -A"}),
+        ToolUse("Bash", {"command": "touch other"}),
+        Text("go over"),
+    )
+    topic, _ = await h.new_session(str(app), "go")
+    other = await h.wait_msg(lambda m: is_prompt(m, "touch other"), thread_id=topic)
+    assert (app / "marker").exists(), "the exact rule: run by the CLI unasked"
+    h.press(other, "Deny")
+    await h.wait_text("go over", thread_id=topic)
+    assert [p.message_id for p in prompts(h, topic)] == [other.message_id], "git add: unasked"
+    assert h.db.project_rules.for_dir(str(folder.folder)) == []
