@@ -121,7 +121,9 @@ async def test_terminal_and_chat_share_a_session(tmp_path: Path) -> None:
         # Not a pause then "nothing changed": the bridge has handled the press (refused it,
         # audited) and whatever it queued has reached the chat before the prompt is read.
         await h.tg.wait_until(
-            lambda: any(r.action == "permission" and not r.allowed for r in h.db.audit.recent(20)),
+            lambda: any(
+                r.action == "permission" and not r.allowed for r in h.db.audit.recent(20)
+            ),
             timeout=20,
         )
         await h.bridge.outbox.wait_idle(timeout=20)

@@ -212,7 +212,9 @@ async def test_stop_by_reaction_and_by_command(h: MatrixHarness) -> None:
     await h.phone.wait(
         lambda: len([m for m in h.bot_messages(thread) if "⏹" in m.body]) >= 2 or None
     )
-    second = next(m for m in h.bot_messages(thread) if "React ⏹ Stop" in m.body and m is not status)
+    second = next(
+        m for m in h.bot_messages(thread) if "React ⏹ Stop" in m.body and m is not status
+    )
     await h.say("!stop", thread=thread)
     await h.phone.wait(
         lambda: len([m for m in h.bot_messages(thread) if "⏱" in m.body]) >= 2 or None, 20

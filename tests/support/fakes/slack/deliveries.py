@@ -22,6 +22,7 @@ from .state import APP_ID, Conn, Delivery, Kind
 log = logging.getLogger("tests.support.fakes.slack")
 
 
+
 class DeliveriesMixin:
     """Socket Mode and HTTP delivery of a `FakeSlack`."""
 

@@ -48,17 +48,13 @@ class LimitsMixin:
             method == "files.completeUploadExternal" and params.get("channel_id")
         ):
             channel = str(params.get("channel") or params.get("channel_id"))
-            bucket = self._buckets.setdefault(
-                channel, TokenBucket(rl.post_rate, rl.post_burst, now)
-            )
+            bucket = self._buckets.setdefault(channel, TokenBucket(rl.post_rate, rl.post_burst, now))
             wait = bucket.wait(now)
             if wait > 0:
                 raise ApiError("ratelimited", status=429, retry_after=wait)
             return bucket.take
         if method in rl.per_minute:
-            window = self._windows.setdefault(
-                method, SlidingWindow(rl.per_minute[method], rl.window_s)
-            )
+            window = self._windows.setdefault(method, SlidingWindow(rl.per_minute[method], rl.window_s))
             wait = window.wait(now)
             if wait > 0:
                 raise ApiError("ratelimited", status=429, retry_after=wait)

@@ -111,9 +111,7 @@ def parse_html(text: str, *, strict_ampersand: bool = True) -> Parsed:
             while i < n and not text[i].isspace() and text[i] != ">":
                 i += 1
             if i >= n:
-                raise EntityParseError(
-                    f"Unclosed start tag at byte offset {byte_offset(text, begin)}"
-                )
+                raise EntityParseError(f"Unclosed start tag at byte offset {byte_offset(text, begin)}")
             tag = text[j:i].lower()
             if tag not in _HTML_TAGS:
                 raise EntityParseError(
@@ -216,13 +214,9 @@ def parse_html(text: str, *, strict_ampersand: bool = True) -> Parsed:
             while i < n and text[i].isspace():
                 i += 1
             if i >= n or text[i] != ">":
-                raise EntityParseError(
-                    f"Unclosed end tag at byte offset {byte_offset(text, begin)}"
-                )
+                raise EntityParseError(f"Unclosed end tag at byte offset {byte_offset(text, begin)}")
             if not stack:
-                raise EntityParseError(
-                    f"Unexpected end tag at byte offset {byte_offset(text, begin)}"
-                )
+                raise EntityParseError(f"Unexpected end tag at byte offset {byte_offset(text, begin)}")
             top = stack[-1]
             if end_tag and end_tag != top["tag"]:
                 raise EntityParseError(

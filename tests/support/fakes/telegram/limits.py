@@ -105,9 +105,7 @@ class LimitsMixin:
             if chat is not None:
                 b = self._draft_buckets.get(chat.id)
                 if b is None:
-                    b = self._draft_buckets[chat.id] = TokenBucket(
-                        lim.draft_rate, lim.draft_burst, now
-                    )
+                    b = self._draft_buckets[chat.id] = TokenBucket(lim.draft_rate, lim.draft_burst, now)
                 waits.append(b.wait(now))
                 takes.append(b.take)
         else:
@@ -119,9 +117,7 @@ class LimitsMixin:
             if chat is not None:
                 b = self._chat_buckets.get(chat.id)
                 if b is None:
-                    b = self._chat_buckets[chat.id] = TokenBucket(
-                        lim.chat_rate, lim.chat_burst, now
-                    )
+                    b = self._chat_buckets[chat.id] = TokenBucket(lim.chat_rate, lim.chat_burst, now)
                 waits.append(b.wait(now))
                 takes.append(b.take)
                 if chat.type != "private":

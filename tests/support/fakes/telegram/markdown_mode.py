@@ -140,9 +140,7 @@ def parse_markdown_v2(text: str) -> Parsed:
                 i += 1
             else:
                 raise reserved_error(c)
-            stack.append(
-                {"type": etype, "u16": out.u16, "byte": byte_offset(text, begin), "arg": arg}
-            )
+            stack.append({"type": etype, "u16": out.u16, "byte": byte_offset(text, begin), "arg": arg})
             i += 1
             continue
         ent = stack.pop()

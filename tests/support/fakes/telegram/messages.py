@@ -118,9 +118,7 @@ class MessagesMixin:
                 "can't parse inline keyboard button: InlineKeyboardButton should be an Object"
             )
         if not isinstance(b.get("text"), str):
-            raise bad_request(
-                'can\'t parse inline keyboard button: Field "text" must be of type String'
-            )
+            raise bad_request('can\'t parse inline keyboard button: Field "text" must be of type String')
         actions = {
             "url",
             "callback_data",
