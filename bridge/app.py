@@ -99,6 +99,7 @@ class Bridge:
             self.tasks,
             timeout_s=config.agent.permission_timeout_s,
             switch_mode=plan_desk.host_switch(self.host),
+            cli_env=self.host.cli_env,
         )
         self.access = AccessControl(db, config.access.owners)
         self.pairing = Pairing(db, load_signing_key(pairing_key_path(config)), now=now)

@@ -27,7 +27,7 @@ MAX_CODE_CHARS: Final = 3000  # a Bash command or tool input shown in a prompt
 DECIDED_DIFF_CHARS: Final = 1200  # the decided form keeps only the start of the diff
 STATUS_TOOLS: Final = 15
 
-Decision = Literal["allowed", "allowed_session", "denied", "timeout", "expired"]
+Decision = Literal["allowed", "allowed_session", "allowed_project", "denied", "timeout", "expired"]
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~!&])")
 _FENCE = re.compile(r" {0,3}(`{3,}|~{3,})(.*)")
@@ -159,12 +159,14 @@ def permission_prompt(
     *,
     session_rule: str = "",
     notes: Sequence[str] = (),
+    project_rule: str = "",
 ) -> Outbound:
     """The message asking the owner to allow a tool call, with Allow / Deny buttons
     whose data is ``p:<request_id>:<a|s|d>``, and Allow for session only with a
-    `session_rule` (the Markdown line saying what it would store).  `notes` (Markdown
+    `session_rule` (the Markdown line saying what it would store), and Always (project)
+    (``:p``) only with a `project_rule` (the line saying what it would write).  `notes` (Markdown
     lines: the real target, Claude Code's reason) go under the header."""
-    data = {k: f"p:{request_id}:{k}" for k in "asd"}
+    data = {k: f"p:{request_id}:{k}" for k in "aspd"}
     if any(len(d.encode()) > 64 for d in data.values()):
         raise ValueError(f"request id too long for button data: {request_id!r}")
     body, file = _tool_summary(name, input, cwd, max_diff=PROMPT_DIFF_CHARS, attach=True)
@@ -172,9 +174,12 @@ def permission_prompt(
     extra: list[Block] = [Markdown("\n".join(notes))] if notes else []
     if session_rule:
         body.append(Markdown(session_rule))
+    if project_rule:
+        body.append(Markdown(project_rule))
     buttons = (
         Button("✅ Allow", data["a"], "primary"),
         *((Button("♾️ Allow for session", data["s"]),) if session_rule else ()),
+        *((Button("📌 Always (project)", data["p"]),) if project_rule else ()),
         Button("❌ Deny", data["d"], "danger"),
     )
     return Outbound(
@@ -203,13 +208,15 @@ def permission_decided(
     rule_note: str = "",
 ) -> Outbound:
     """A permission prompt's edited form once decided: no buttons, who decided what;
-    `rule_note` (Markdown) says which rule an "allowed for session" stored."""
+    `rule_note` (Markdown) says which rule an "allowed for session" stored (or which
+    rule "always (project)" wrote where)."""
     body, _ = _tool_summary(name, input, cwd, max_diff=DECIDED_DIFF_CHARS, attach=False)
     who = f" by {md_escape(by)}" if by else ""
     minutes = f"{timeout_s / 60:g} min" if timeout_s >= 60 else f"{timeout_s:g} s"
     line = {
         "allowed": f"✅ Allowed{who}",
         "allowed_session": f"♾️ Allowed for this session{who}",
+        "allowed_project": f"📌 Allowed always in this project{who}",
         "denied": f"❌ Denied{who}",
         "timeout": f"⏱ No answer in {minutes} — denied",
         "expired": "⌛ Expired — no longer pending",

@@ -29,6 +29,7 @@ from storage.crypto import BodyCipher
 from storage.models import SchemaVersion
 from storage.outbox_repo import OutboxRepo
 from storage.pairing_repo import PairingRepo
+from storage.project_rule_repo import ProjectRuleRepo
 from storage.repos import AuditRepo, BindingRepo, PermissionRepo, SessionRepo, TurnRepo
 from storage.schedule_repo import ScheduleRepo
 from storage.trust_repo import TrustRepo
@@ -183,6 +184,18 @@ def _migration_8(engine: Engine) -> None:
 MIGRATIONS.append(_migration_8)
 
 
+# --- migration 9 (project rules Threadline wrote) -------------------------------------
+
+
+def _migration_9(engine: Engine) -> None:
+    """Rules "Allow always (project)" wrote into a folder's `.claude/settings.local.json`
+    (`bridge/approvals/project_rules.py`)."""
+    SQLModel.metadata.create_all(engine, tables=[models.ProjectRule.__table__])  # type: ignore[attr-defined]
+
+
+MIGRATIONS.append(_migration_9)
+
+
 class StorageError(Exception):
     """The database cannot be used; `str()` is one line saying why and what to do."""
 
@@ -228,6 +241,7 @@ class Database:
         self.schedules = ScheduleRepo(engine, sealed)
         self.pairing = PairingRepo(engine, sealed)
         self.trust = TrustRepo(engine, sealed)
+        self.project_rules = ProjectRuleRepo(engine, sealed)
 
     def session(self) -> AbstractContextManager[Session]:
         """A sqlmodel session for tests and tools that read rows raw."""

@@ -134,6 +134,23 @@ class SessionRule(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class ProjectRule(SQLModel, table=True):
+    """'Allow always (project)': a rule Threadline wrote into `<project_dir>/.claude/
+    settings.local.json` (`permissions.allow`), `tool_name(pattern)`.  Honoured by the
+    broker only while the line is still in the file (`bridge/approvals/project_rules.py`).
+    Added by migration 9."""
+
+    __tablename__ = "project_rules"
+
+    id: int | None = Field(default=None, primary_key=True)
+    project_dir: str = Field(index=True)  # resolved
+    tool_name: str
+    pattern: str = ""
+    created_by: str = ""
+    session_id: str = ""  # the session whose prompt made it
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 class TurnRow(SQLModel, table=True):
     __tablename__ = "turns"
 

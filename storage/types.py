@@ -34,7 +34,9 @@ OutboxState = Literal["pending", "sent", "superseded", "failed"]
 # stream preview (an ephemeral message, not in the history).
 OutboxOp = Literal["send", "edit", "draft", "delete"]
 
-PermissionState = Literal["pending", "allowed", "allowed_session", "denied", "timeout", "expired"]
+PermissionState = Literal[
+    "pending", "allowed", "allowed_session", "allowed_project", "denied", "timeout", "expired"
+]
 # topic: a thread of its own (a Telegram forum topic, a Slack or Matrix thread);
 # reply: a reply chain under a header message (`ThreadRef.thread_id` "reply:<id>").
 BindingKind = Literal["topic", "reply"]

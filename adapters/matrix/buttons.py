@@ -73,6 +73,8 @@ def hint(keyed: Sequence[Keyed]) -> str:
     if keyed and all(data.startswith("p:") for _, _, data in keyed):
         always = any(data.endswith(":s") for _, _, data in keyed)
         words = "allow, always or deny" if always else "allow or deny"
+        if any(data.endswith(":p") for _, _, data in keyed):
+            words = words.replace(" or deny", ", always project or deny")
         return f"React {choices} — or reply {words} <reason>."
     if keyed and all(data.startswith("q:") for _, _, data in keyed):  # Claude's question
         return f"React {choices} — or reply with the number(s)."

@@ -66,3 +66,14 @@ def offer_line(offer: rules.Rule | None) -> str:
     if offer is None:
         return ""
     return f"♾️ _Allow for session_ stores `{rules.tick(offer.shown)}`: {offer.describe()}."
+
+
+def project_line(rule: rules.Rule | None, cwd: str) -> str:
+    """The prompt's line about "Allow always (project)", or "" when it is not offered."""
+    if rule is None:
+        return ""
+    where = os.path.join(os.path.realpath(cwd), ".claude", "settings.local.json")
+    return (
+        f"📌 _Always (project)_ writes `{rules.tick(rule.shown)}` to `{rules.tick(where)}` "
+        "(here and for the terminal `claude`)."
+    )

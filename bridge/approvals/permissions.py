@@ -7,8 +7,11 @@ thread the press came from.  The first answer wins: the pending → decided
 transition is a single conditional UPDATE.  "Allow for session" — offered only when
 `bridge/approvals/rules.py` can make a rule that cannot widen — stores that rule, in Claude
 Code's rule language, and later requests of the session that match it strictly run
-without asking; the decided prompt says which rule.  Text answers (`allow`, `always`,
-`deny [reason]`) decide the prompt they reply to, or the only one pending.  Unanswered requests are denied after `timeout_s`, and the thread says so.
+without asking; the decided prompt says which rule.  "Allow always (project)" writes a
+rule into the folder's `.claude/settings.local.json` (`project_rules.py` says which and
+when).  Text answers (`allow`, `always`, `always project`, `deny [reason]`) decide the
+prompt they reply to, or the only one pending.  Unanswered requests are denied after
+`timeout_s`, and the thread says so.
 On start, requests left pending by a previous run are marked expired and their
 prompts edited: their buttons no longer act and nothing is approved silently.
 Claude's questions (AskUserQuestion) and plans (ExitPlanMode) are requests too, shown
@@ -20,17 +23,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import secrets
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from adapters.messages import ThreadRef
 from adapters.tasks import TaskGroup
 from agent.events import PermissionAsked, PermissionDecision
 from bridge import render
-from bridge.approvals import plans, questions, rules
+from bridge.approvals import plans, project_file, project_rules, questions, rules
 from bridge.approvals.outcome import Outcome as Outcome
 from bridge.approvals.outcome import PressResult as PressResult
-from bridge.approvals.permission_notes import offer_line, prompt_notes
+from bridge.approvals.permission_notes import offer_line, project_line, prompt_notes
 from bridge.approvals.plan_desk import ModeSwitch, PlanDesk
 from bridge.approvals.question_desk import QuestionDesk
 from bridge.outbox.outbox import Outbox
@@ -41,14 +46,24 @@ from storage.types import RequestId
 
 log = logging.getLogger(__name__)
 
-_CHOICE_STATE: dict[str, render.Decision] = {"a": "allowed", "s": "allowed_session", "d": "denied"}
+_CHOICE_STATE: dict[str, render.Decision] = {
+    "a": "allowed",
+    "s": "allowed_session",
+    "p": "allowed_project",
+    "d": "denied",
+}
 # Text answers (Matrix relies on them).  Conversational words (yes, no, ok) are not
 # approvals: they go to Claude as a prompt.
-_TEXT_CHOICE = {"allow": "a", "always": "s", "deny": "d"}
+_TEXT_CHOICE = {"allow": "a", "always": "s", "deny": "d", "always project": "p"}
 
 
 # What `threadline audit` shows as the result of an accepted permission press.
-_AUDIT_RESULT = {"allowed": "allowed", "allowed_session": "allowed for session", "denied": "denied"}
+_AUDIT_RESULT = {
+    "allowed": "allowed",
+    "allowed_session": "allowed for session",
+    "allowed_project": "allowed always (project)",
+    "denied": "denied",
+}
 
 
 def audit_result(action: str, detail: str, allowed: bool) -> str:
@@ -67,6 +82,7 @@ def audit_result(action: str, detail: str, allowed: bool) -> str:
 _DECIDED: dict[str, PressResult] = {
     "allowed": PressResult(Outcome.ALLOWED, "Allowed."),
     "allowed_session": PressResult(Outcome.ALLOWED_SESSION, "Allowed for this session."),
+    "allowed_project": PressResult(Outcome.ALLOWED, "Allowed always in this project."),
     "denied": PressResult(Outcome.DENIED, "Denied."),
 }
 
@@ -86,6 +102,7 @@ class _Pending:
     timer: asyncio.Task[None] | None = None
     form: questions.Form | None = None  # an AskUserQuestion shown as buttons
     plan: plans.Plan | None = None  # an ExitPlanMode shown as a plan to approve
+    project: rules.Rule | None = None  # what "Allow always (project)" writes; None: no button
 
 
 class PermissionBroker:
@@ -97,8 +114,10 @@ class PermissionBroker:
         *,
         timeout_s: float,
         switch_mode: ModeSwitch | None = None,
+        cli_env: Callable[[], Mapping[str, str]] = lambda: os.environ,
     ) -> None:
         self.db = db
+        self.cli_env = cli_env  # where the CLI's user config lives (folder trust skips it)
         self.outbox = outbox
         self.tasks = tasks
         self.timeout_s = timeout_s
@@ -113,16 +132,9 @@ class PermissionBroker:
         form = questions.parse(event.input) if event.name == questions.TOOL else None
         # Nor is a plan: approving it is the person's call (and switches the mode).
         plan = plans.parse(event.input) if event.name == plans.TOOL else None
-        for row in () if form or plan else self.db.permissions.rules(event.session_id):
-            if rules.matches(stored_rule(row), req):
-                log.info(
-                    "session %s: %s allowed by rule %s",
-                    event.session_id,
-                    event.name,
-                    stored_rule(row).text,
-                )
-                self._resolve(event, PermissionDecision(allow=True))
-                return
+        if form is None and plan is None and self._allowed_by_rule(event, req):
+            self._resolve(event, PermissionDecision(allow=True))
+            return
         request_id = RequestId(secrets.token_urlsafe(12))
         self.db.permissions.add(
             PermissionRequestRow(
@@ -135,7 +147,10 @@ class PermissionBroker:
             )
         )
         offer = None if form or plan else rules.rule_for(req)
-        pending = _Pending(request_id, event, thread, cwd, offer, form=form, plan=plan)
+        project = None if form or plan else project_rules.offer(req, event.suggestions)
+        pending = _Pending(
+            request_id, event, thread, cwd, offer, form=form, plan=plan, project=project
+        )
         self._pending[request_id] = pending
         if form is not None:
             self.questions.post(pending, form)
@@ -148,6 +163,7 @@ class PermissionBroker:
                 event.input,
                 cwd,
                 session_rule=offer_line(offer),
+                project_rule=project_line(project, cwd),
                 notes=prompt_notes(event, cwd),
             )
             ids = self.outbox.enqueue(thread, prompt, session_id=event.session_id, priority=0)
@@ -158,6 +174,26 @@ class PermissionBroker:
         )
         if event.future.done():  # the turn was interrupted meanwhile
             await self.finish(request_id, "expired", by="", reason="turn ended")
+
+    def _allowed_by_rule(self, event: PermissionAsked, req: rules.Request) -> bool:
+        """Does a session rule, or a project rule Threadline wrote, allow `req`?"""
+        matched = next(
+            (
+                stored_rule(row)
+                for row in self.db.permissions.rules(event.session_id)
+                if rules.matches(stored_rule(row), req)
+            ),
+            None,
+        )
+        kind = "rule"
+        if matched is None:
+            matched, kind = project_rules.honoured(self.db, req), "project rule"
+        if matched is None:
+            return False
+        log.info(
+            "session %s: %s allowed by %s %s", event.session_id, event.name, kind, matched.text
+        )
+        return True
 
     async def press(
         self,
@@ -196,8 +232,33 @@ class PermissionBroker:
                 "no session rule offered",
                 "This request cannot be allowed for the session.",
             )
-        # An allowed-for-session prompt keeps the rule it stored (shown when decided).
+        project = pending.project if pending is not None else None
+        if state == "allowed_project":
+            if project is None or pending is None:
+                return self.refuse(
+                    thread,
+                    by_key,
+                    request_id,
+                    "no project rule offered",
+                    "This request cannot be allowed always.",
+                )
+            written, line = project_rules.try_write(
+                self.db,
+                pending.cwd,
+                project,
+                by=by_key,
+                session_id=pending.event.session_id,
+                env=self.cli_env(),
+            )
+            if line:
+                notice = render.notice(line)
+                self.outbox.enqueue(thread, notice, session_id=row.session_id, priority=0)
+            if not written:
+                why = f"project rule not written: {line[:200]}"
+                return self.refuse(thread, by_key, request_id, why, "Nothing was written.")
+        # An allowed-for-session (or project) prompt keeps the rule it stored.
         note = offer.text if state == "allowed_session" and offer else reason[:500]
+        note = project.text if state == "allowed_project" and project else note
         if not await self.finish(request_id, state, by=by_name or by_key, reason=note):
             return self.refuse(thread, by_key, request_id, "already decided", "Already decided.")
         self.db.audit.log(
@@ -207,7 +268,8 @@ class PermissionBroker:
             # The decision leads the detail: `allowed` on the row only says the press
             # was accepted, so `threadline audit` reads who decided what from here.
             detail=f"{state}: {row.tool_name}"
-            + (f" {offer.text[:300]}" if offer and state == "allowed_session" else ""),
+            + (f" {offer.text[:300]}" if offer and state == "allowed_session" else "")
+            + (f" {project.text[:300]}" if project and state == "allowed_project" else ""),
         )
         if state == "allowed_session" and offer is not None:
             self.db.permissions.add_rule(
@@ -284,7 +346,7 @@ class PermissionBroker:
     async def answer_text(
         self, thread: ThreadRef, text: str, by_key: str, by_name: str, *, reply_to: str | None
     ) -> bool:
-        """A text answer — `allow`, `always`, `deny [reason]` — to a pending prompt in
+        """A text answer — `allow`, `always`, `always project`, `deny [reason]` — to a pending prompt in
         `thread`: the prompt it replies to, else the only one pending.  With several
         pending and no reply to one of them, nothing is decided and the thread is told
         to reply to the prompt meant.  False if the text is not an answer (it is then a
@@ -294,6 +356,8 @@ class PermissionBroker:
         if text.strip() and await self.plans.text(thread, text, by_key, by_name, reply_to):
             return True
         word, _, rest = text.strip().partition(" ")
+        if " ".join(text.lower().split()).rstrip(".!") == "always project":
+            word, rest = "always project", ""
         choice = _TEXT_CHOICE.get(word.lower().rstrip(".!"))
         if choice is None or (choice != "d" and rest.strip()):
             return False  # "allow me to explain…" is a prompt, not an answer
@@ -394,7 +458,7 @@ class PermissionBroker:
         if pending is not None:
             if pending.timer is not None and pending.timer is not asyncio.current_task():
                 pending.timer.cancel()
-            allow = state in ("allowed", "allowed_session")
+            allow = state in ("allowed", "allowed_session", "allowed_project")
             message = "" if allow else (reason or f"The user did not allow this ({state}).")
             self._resolve(
                 pending.event,
@@ -423,7 +487,9 @@ class PermissionBroker:
         if binding is None or session is None:
             return
         thread = ThreadRef(binding.platform, binding.chat_id, binding.thread_id)
-        rule = rules.parse_rule(row.reason) if state == "allowed_session" else None
+        ruled = state in ("allowed_session", "allowed_project")
+        rule = rules.parse_rule(row.reason) if ruled else None
+        where = str(project_file.path_of(session.cwd)) if state == "allowed_project" else ""
         try:
             shown = json.loads(row.input_json)
         except ValueError:  # stored cut at 100 000 characters
@@ -436,7 +502,11 @@ class PermissionBroker:
             by,
             "" if rule else row.reason,
             timeout_s=self.timeout_s,
-            rule_note=f"{rule.describe()} (rule `{rules.tick(rule.shown)}`)" if rule else "",
+            rule_note=project_rules.decided_note(rule, where)
+            if rule and where
+            else f"{rule.describe()} (rule `{rules.tick(rule.shown)}`)"
+            if rule
+            else "",
         )
         self.outbox.enqueue_edit(thread, row.prompt_outbox_id, decided, priority=0)
 

@@ -7,7 +7,10 @@ that session; removals are audit-logged).  It also lists the ``permissions.allow
 rules of the session directory's own ``.claude/settings.json`` and
 ``.claude/settings.local.json``: read as data (never executed), shown as the folder's
 own, which Claude Code applies only when the folder is trusted; they cannot be removed
-from the chat.
+from the chat — except the rules "Allow always (project)" wrote there: those are listed
+with remove buttons (data ``rp:<session>:<id>``, checked the same way and that the rule
+was written for this session's folder), and a removal takes the line out of the file
+too (`project_rules.remove`) and is audit-logged.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from adapters.messages import Button, Markdown, Outbound
 from bridge import render
-from bridge.approvals import rules
+from bridge.approvals import project_file, rules
+from bridge.approvals import project_rules as written_rules
 from bridge.commands.context import CommandContext, PressContext
 from bridge.commands.registry import Section, button, command
 from storage.models import SessionRow
@@ -80,7 +84,25 @@ def rules_message(db: Database, session: SessionRow) -> Outbound:
         buttons.append((Button(f"Remove {n}", f"r:{session.id}:{row.id}", "danger"),))
     if len(rows) > MAX_SHOWN:
         lines.append(f"_… and {len(rows) - MAX_SHOWN} more: remove some to list them._")
-    project = project_rules(session.cwd)
+    written = db.project_rules.for_dir(written_rules.project_dir(session.cwd))
+    ours = {f"{w.tool_name}({w.pattern})" for w in written}
+    if written:
+        present = project_file.allow_rules(session.cwd)
+        lines += ["", f"**Allowed always in this folder** (written to `{project_file.SHOWN}`)"]
+        for w in written:
+            rule = rules.Rule(w.tool_name, w.pattern)
+            gone = "" if rule.text in present else " _(no longer in the file: not honoured)_"
+            room = len(buttons) < MAX_SHOWN
+            mark = f"{len(buttons) + 1}." if room else "•"
+            lines.append(f"{mark} `{rules.tick(rule.shown)}` — {rule.describe()}{gone}")
+            if room:
+                label = f"Remove {len(buttons) + 1}"
+                buttons.append((Button(label, f"rp:{session.id}:{w.id}", "danger"),))
+    project = [
+        (f, r)
+        for f, r in project_rules(session.cwd)
+        if not (f == project_file.SHOWN and r in ours)  # listed above, with a button
+    ]
     if project:
         lines += [
             "",
@@ -93,7 +115,7 @@ def rules_message(db: Database, session: SessionRow) -> Outbound:
 
 @command(
     "rules",
-    help="list what runs without asking here; buttons remove session rules",
+    help="list what runs without asking here; buttons remove session and project rules",
     section=Section.RULES,
     in_session=True,
     menu=False,
@@ -139,5 +161,56 @@ async def press_remove(ctx: PressContext, rest: str) -> None:
     ctx.services.reply(
         thread,
         render.notice(f"🗑 Removed `{rules.tick(text)}` — it asks again from now on."),
+        session_id=session.id,
+    )
+
+
+@button("rp")
+async def press_remove_project(ctx: PressContext, rest: str) -> None:
+    """A remove button of a rule "Allow always (project)" wrote, pressed in its
+    session's own thread: the line leaves the file and the record goes."""
+    found = ctx.session_here(rest)
+    if found is None:
+        return
+    session, thread, rule_id = found
+    press, db = ctx.press, ctx.db
+    valid = rule_id.isascii() and rule_id.isdigit() and len(rule_id) <= 18
+    row = db.project_rules.get(int(rule_id)) if valid else None
+    if row is None or row.project_dir != written_rules.project_dir(session.cwd):
+        log.warning("refused project rule removal %r from %s", rule_id[:20], press.sender.key)
+        db.audit.log(
+            platform=press.sender.platform,
+            user=press.sender.key,
+            action="rule-remove",
+            detail=f"refused {rule_id[:20]}: no such project rule for {session.id}",
+            allowed=False,
+        )
+        await ctx.answer("That rule is gone already.")
+        return
+    text = rules.Rule(row.tool_name, row.pattern).shown
+    try:
+        removed = written_rules.remove(db, row, ctx.services.host.cli_env())
+    except (project_file.SettingsRefused, OSError) as e:
+        ctx.services.reply(
+            thread,
+            render.notice(f"⚠️ Not removed: {render.md_escape(str(e))}"),
+            session_id=session.id,
+        )
+        return
+    if not removed:
+        await ctx.answer("That rule is gone already.")
+        return
+    where = str(project_file.path_of(session.cwd))
+    db.audit.log(
+        platform=press.sender.platform,
+        user=press.sender.key,
+        action="rule-remove",
+        detail=f"project {where} {text[:300]}",
+    )
+    ctx.services.reply(
+        thread,
+        render.notice(
+            f"🗑 Removed `{rules.tick(text)}` from `{rules.tick(where)}` — it asks again from now on."
+        ),
         session_id=session.id,
     )

@@ -29,6 +29,7 @@ from agent.host import AgentHost
 from agent.trust import FolderSettings, claude_trusted, inspect_folder
 from bridge import render
 from bridge.access.control import AccessControl
+from bridge.approvals import project_rules
 from bridge.commands.context import CommandContext, PressContext
 from bridge.commands.registry import Section, button, command
 from bridge.outbox.outbox import Outbox
@@ -106,7 +107,7 @@ class FolderTrust:
         None; when None and the folder has some, the thread is asked once (per session and
         settings version)."""
         settings = await self.inspect(row.cwd)
-        if not settings.needs_trust:
+        if not settings.needs_trust or project_rules.only_ours(self.db, settings):
             return None  # nothing to load; CLAUDE.md comes through the system prompt anyway
         path = str(settings.folder)
         record = self.db.trust.folder(path)

@@ -301,6 +301,7 @@ class TerminalView:
         label = {
             "allowed": f"✅ Allowed{by}",
             "allowed_session": f"♾️ Allowed for this session{by}",
+            "allowed_project": f"📌 Allowed always in this project{by}",
             "denied": f"❌ Denied{by}",
             "timeout": "⏱ No answer in time — denied",
         }.get(state, f"⌛ {state}")
