@@ -51,6 +51,7 @@ from bridge import render
 from bridge.commands.context import CommandContext
 from bridge.commands.registry import Section, command
 from bridge.config import AgentConfig
+from bridge.nofollow import DIR, LINK_ERRORS, NOFOLLOW_DIR, subdir
 from bridge.threads import Threads
 from storage.models import SessionRow
 
@@ -66,9 +67,6 @@ IMAGE_PROMPT: Final = "(See the attached image.)"
 # presses do not: they never wait for a thread's messages).
 FETCH_TIMEOUT_S: Final = 180.0
 _UNSAFE = re.compile(r"[^\w.\- ()+,@=]+")
-_DIR: Final = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-_NOFOLLOW_DIR: Final = _DIR | os.O_NOFOLLOW
-_LINK_ERRORS: Final = (errno.ELOOP, errno.ENOTDIR, errno.EMLINK)  # EMLINK: FreeBSD's ELOOP
 
 
 class FileRefused(ValueError):
@@ -109,27 +107,17 @@ def sanitise_name(name: str) -> str:
     return base or "file"
 
 
-def _subdir(parent: int, name: str) -> int:
-    """A descriptor for directory `name` in `parent`, made (0700) if missing; never
-    through a symlink: OSError ELOOP/ENOTDIR if `name` is one, or is not a directory."""
-    try:
-        os.mkdir(name, 0o700, dir_fd=parent)
-    except FileExistsError:
-        pass
-    return os.open(name, _NOFOLLOW_DIR, dir_fd=parent)
-
-
 def save_to_inbox(cwd: Path, name: str, data: bytes) -> Path:
     """Write `data` to the session's inbox under a fresh name; returns the path.
     `FileRefused` if `.threadline` or `.threadline/inbox` is a symlink or a file."""
     fds: list[int] = []
     try:
-        fds.append(os.open(cwd, _DIR))  # the session directory itself, as the owner chose it
+        fds.append(os.open(cwd, DIR))  # the session directory itself, as the owner chose it
         try:
-            fds.append(_subdir(fds[-1], INBOX.parts[0]))
-            fds.append(_subdir(fds[-1], INBOX.parts[1]))
+            fds.append(subdir(fds[-1], INBOX.parts[0]))
+            fds.append(subdir(fds[-1], INBOX.parts[1]))
         except OSError as e:
-            if e.errno not in _LINK_ERRORS:
+            if e.errno not in LINK_ERRORS:
                 raise
             raise FileRefused(
                 f"{INBOX} in the session directory is a symbolic link or not a directory; "
@@ -247,7 +235,7 @@ def _refusal(e: OSError, raw: str, name: str, parent: int) -> FileRefused | None
     path's fault rather than the machine's."""
     if e.errno in (errno.ENOENT, errno.ENAMETOOLONG):
         return FileRefused(f"{raw} does not exist")
-    if e.errno in _LINK_ERRORS:
+    if e.errno in LINK_ERRORS:
         try:
             link = stat.S_ISLNK(os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode)
         except OSError:
@@ -268,12 +256,12 @@ def read_inside(cwd: str, raw: str, *, max_bytes: int) -> tuple[bytes, Path]:
     relative to the session directory — if it is really inside (no symlink on the
     way), has no other hard link and is within `max_bytes`; else `FileRefused`."""
     parts = _parts_inside(cwd, raw)
-    fd = os.open(cwd, _DIR)
+    fd = os.open(cwd, DIR)
     try:
         for i, name in enumerate(parts):
             last = i == len(parts) - 1
             flags = (os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
-                     if last else _NOFOLLOW_DIR)  # fmt: skip
+                     if last else NOFOLLOW_DIR)  # fmt: skip
             try:
                 nxt = os.open(name, flags, dir_fd=fd)
             except UnicodeEncodeError:  # a name no file on this system can have
@@ -330,7 +318,9 @@ async def cmd_get(ctx: CommandContext) -> None:
         )
         return
     try:
-        data, rel = await asyncio.to_thread(read_inside, session.cwd, raw, max_bytes=max_bytes(b.config.agent))
+        data, rel = await asyncio.to_thread(
+            read_inside, session.cwd, raw, max_bytes=max_bytes(b.config.agent)
+        )
     except FileRefused as e:
         b.db.audit.log(
             platform=sender.platform,

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
-from bridge.files import _DIR, _LINK_ERRORS, _subdir
+from bridge import nofollow
 
 DIR: Final = ".claude"
 NAME: Final = "settings.local.json"
@@ -42,18 +42,18 @@ class SettingsRefused(ValueError):
 
 def _open_dir(cwd: str, *, create: bool) -> tuple[int, int | None]:
     """(folder fd, `.claude` fd or None when it is absent and not `create`)."""
-    root = os.open(os.path.realpath(cwd), _DIR)
+    root = os.open(os.path.realpath(cwd), nofollow.DIR)
     try:
         if not create:
             try:
-                sub = os.open(DIR, _DIR | os.O_NOFOLLOW, dir_fd=root)
+                sub = os.open(DIR, nofollow.DIR | os.O_NOFOLLOW, dir_fd=root)
             except FileNotFoundError:
                 return root, None
         else:
-            sub = _subdir(root, DIR)
+            sub = nofollow.subdir(root, DIR)
     except OSError as e:
         os.close(root)
-        if e.errno in _LINK_ERRORS:
+        if e.errno in nofollow.LINK_ERRORS:
             raise SettingsRefused(
                 f"`{DIR}` in the folder is a symbolic link or not a directory: nothing is "
                 "written through it"
@@ -71,7 +71,7 @@ def _read(claude: int) -> tuple[dict[str, Any], int | None]:
     except FileNotFoundError:
         return {}, None
     except OSError as e:
-        if e.errno in _LINK_ERRORS:
+        if e.errno in nofollow.LINK_ERRORS:
             raise SettingsRefused(f"`{SHOWN}` is a symbolic link: it is left alone") from None
         raise SettingsRefused(f"`{SHOWN}` cannot be opened ({e.strerror})") from None
     try:
