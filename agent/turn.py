@@ -110,7 +110,11 @@ class Turn:
         ``max_retries``, ``retry_delay_ms``, ``error_status`` — None when the API could
         not be reached — and ``error``, a category such as "server_error")."""
         attempt, most = data.get("attempt"), data.get("max_retries")
-        delay, status, kind = data.get("retry_delay_ms"), data.get("error_status"), data.get("error")
+        delay, status, kind = (
+            data.get("retry_delay_ms"),
+            data.get("error_status"),
+            data.get("error"),
+        )
         self.retries = attempt if isinstance(attempt, int) else self.retries + 1
         if isinstance(status, int):
             error = f"HTTP {status}" + (f" {kind}" if isinstance(kind, str) and kind else "")
