@@ -15,7 +15,7 @@ import pytest
 from agent.cli import claude_cli_path
 from tests.support.fakes.anthropic import Error, Text
 from tests.support.fakes.telegram import FakeMessage
-from tests.support.harness import Harness, start_harness, stop_harness
+from tests.support.harness import OWNER, Harness, start_harness, stop_harness
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -114,5 +114,53 @@ async def test_an_unreachable_api_shows_retries_then_one_clear_error(tmp_path: P
         assert re.search(
             r"\(attempt [1-3]/3, next try in \d+ s\): no connection to the model API", shown[0]
         )
+    finally:
+        await stop_harness(h)
+
+
+async def test_new_without_a_path_offers_the_roots_and_their_repositories(
+    tmp_path: Path,
+) -> None:
+    """With no session yet, `/new` alone used to answer with a made-up example path.
+    Now it names the allowed roots and offers the root and the git repositories
+    directly in it as buttons; a press opens a session there."""
+    h = await start_harness(tmp_path)
+    try:
+        (h.root / "shop" / ".git").mkdir(parents=True)
+        (h.root / "notes").mkdir()  # not a repository: not offered
+        h.say("/new")
+        picker = await h.wait_msg(lambda m: "which directory" in (m.visible_text or "").lower())
+        text = picker.visible_text or ""
+        assert "/new PATH [prompt]" in text and str(h.root) in text
+        assert picker.button_labels == [f"{h.root}/", "shop"]
+        before = set(h.tg.topics(h.chat_id))
+        h.press(picker, "shop")
+        topic = await h.tg.wait_until(
+            lambda: next(iter(set(h.tg.topics(h.chat_id)) - before), None), timeout=30
+        )
+        binding = await h.tg.wait_until(
+            lambda: h.db.bindings.by_thread_key(f"telegram:{h.chat_id}:{topic}"), timeout=30
+        )
+        row = h.db.sessions.get(binding.session_id)
+        assert row is not None and row.cwd == str((h.root / "shop").resolve())
+        # A second `/new`: the recent directory comes first, not twice.
+        h.say("/new")
+        again = await h.wait_msg(
+            lambda m: (
+                m.message_id != picker.message_id
+                and "which directory" in (m.visible_text or "").lower()
+            )
+        )
+        assert again.button_labels == ["shop", f"{h.root}/"]
+        # A forged button for a path outside the root is refused.
+        for forged in ("nd:0:..", "nd:7:", "nd:x"):
+            h.tg.press_button(h.chat_id, again.message_id, forged, OWNER, strict=False)
+
+        def refused() -> list[object]:
+            rows = h.db.audit.recent(20)
+            return [r for r in rows if r.action == "button" and "stale" in r.detail]
+
+        await h.tg.wait_until(lambda: len(refused()) == 3 or None)
+        assert len(h.tg.topics(h.chat_id)) == len(before) + 1
     finally:
         await stop_harness(h)
