@@ -115,6 +115,7 @@ class TurnView:
         the next update (text, a tool) replaces it."""
         if self._flush_task is not None:
             self._flush_task.cancel()  # it would show the same, without this line
+            self._flush_task = None
         of = f"/{ev.max_retries}" if ev.max_retries else ""
         line = (
             f"🔁 _Claude Code is retrying (attempt {ev.attempt}{of}, next try in "
