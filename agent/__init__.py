@@ -12,6 +12,7 @@ the storage layer.
 from agent.events import (
     AgentEvent,
     AgentFailed,
+    ApiRetrying,
     EventSink,
     PermissionAsked,
     PermissionDecision,
@@ -33,6 +34,7 @@ __all__ = [
     "AgentFailed",
     "AgentHost",
     "AgentSession",
+    "ApiRetrying",
     "EventSink",
     "PermissionAsked",
     "PermissionDecision",

@@ -118,12 +118,28 @@ class TurnEnded:
 
 
 @dataclass(frozen=True, slots=True)
+class ApiRetrying:
+    """A model call failed and Claude Code will try it again (its ``api_retry``
+    message): this was retry ``attempt`` of at most ``max_retries``, made after
+    ``delay_s``; ``error`` says what failed ("HTTP 529 overloaded_error", "no
+    connection to the model API")."""
+
+    session_id: str
+    attempt: int
+    max_retries: int
+    delay_s: float
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
 class AgentFailed:
     """The turn failed (model API error, CLI died, CLI would not start); the session is
-    still usable and, if the CLI died, is resumed on the next prompt."""
+    still usable and, if the CLI died, is resumed on the next prompt. ``login``: Claude
+    Code has no credentials, and ``error`` says what to do about it."""
 
     session_id: str
     error: str
+    login: bool = False
 
 
 AgentEvent: TypeAlias = (
@@ -134,6 +150,7 @@ AgentEvent: TypeAlias = (
     | ToolStarted
     | ToolFinished
     | PermissionAsked
+    | ApiRetrying
     | TurnEnded
     | AgentFailed
 )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -34,6 +35,8 @@ from claude_agent_sdk import (
 )
 from claude_agent_sdk.types import SystemPromptPreset
 
+from agent.cli import claude_cli_path
+from agent.credentials import login_help
 from agent.events import (
     AgentEvent,
     AgentFailed,
@@ -261,10 +264,19 @@ class AgentSession:
             cost = max(0.0, total - self._cost_base)
             self._cost_base = max(total, self._cost_base)
             for event in turn.ended_by(message, cost):
-                self._emit(event)
+                self._emit(self._explained(event))
         else:
             for event in turn.events_for(message):
                 self._emit(event)
+
+    def _explained(self, event: AgentEvent) -> AgentEvent:
+        """A failure for want of credentials says how to log in (and is logged so)."""
+        if not isinstance(event, AgentFailed) or not event.login:
+            return event
+        env = {**os.environ, **self._env}
+        text = login_help(self._cli_path or claude_cli_path(""), env)
+        log.error("[%s] Claude Code is not logged in: %s", self.session_id, " ".join(text.split()))
+        return dataclasses.replace(event, error=text)
 
     def _note_session_id(self, claude_session_id: object) -> None:
         """Report the id once per CLI process (a resumed session keeps its id)."""

@@ -20,15 +20,18 @@ from claude_agent_sdk import (
     Message,
     ResultMessage,
     StreamEvent,
+    SystemMessage,
     TextBlock,
     ToolResultBlock,
     ToolUseBlock,
     UserMessage,
 )
 
+from agent.credentials import AUTH_FAILED
 from agent.events import (
     AgentEvent,
     AgentFailed,
+    ApiRetrying,
     TextDelta,
     TextDone,
     ToolFinished,
@@ -59,6 +62,8 @@ class Turn:
     tool_names: dict[str, str] = field(default_factory=dict)
     streaming: bool = False  # text deltas came since the last finished text block
     restart: bool = False  # a new model call began while a block was unfinished
+    login_failed: bool = False  # the CLI has no credentials
+    retries: int = 0  # retries of the current model call so far
 
     def events_for(self, message: Message) -> list[AgentEvent]:
         """Events for a streamed, assistant or user (tool result) message."""
@@ -67,6 +72,8 @@ class Turn:
             # Subagents' text (parent_tool_use_id set) is not the session's answer.
             if message.parent_tool_use_id is not None:
                 return []
+            if message.event.get("type") == "message_start":
+                self.retries = 0  # the model answers again
             if message.event.get("type") == "message_start" and self.streaming:
                 # The CLI retries a model call whose stream broke off: it streams the
                 # answer again from its start, so what came before is void.
@@ -79,6 +86,7 @@ class Turn:
             if message.error is not None:  # the CLI's synthetic "API Error: ..." message
                 texts = [b.text for b in message.content if isinstance(b, TextBlock)]
                 self.api_error = " ".join(texts) or str(message.error)
+                self.login_failed = message.error == AUTH_FAILED
                 return []
             return [e for b in message.content if (e := self._block(b, message)) is not None]
         elif isinstance(message, UserMessage) and isinstance(message.content, list):
@@ -93,7 +101,34 @@ class Turn:
                 for b in message.content
                 if isinstance(b, ToolResultBlock)
             ]
+        elif isinstance(message, SystemMessage) and message.subtype == "api_retry":
+            return [self._retrying(message.data)]
         return []
+
+    def _retrying(self, data: Mapping[str, Any]) -> ApiRetrying:
+        """The CLI's ``api_retry`` message (seen with CLI 2.1.337: ``attempt``,
+        ``max_retries``, ``retry_delay_ms``, ``error_status`` — None when the API could
+        not be reached — and ``error``, a category such as "server_error")."""
+        attempt, most = data.get("attempt"), data.get("max_retries")
+        delay, status, kind = (
+            data.get("retry_delay_ms"),
+            data.get("error_status"),
+            data.get("error"),
+        )
+        self.retries = attempt if isinstance(attempt, int) else self.retries + 1
+        if isinstance(status, int):
+            error = f"HTTP {status}" + (f" {kind}" if isinstance(kind, str) and kind else "")
+        elif isinstance(kind, str) and kind not in ("", "unknown"):
+            error = kind.replace("_", " ")
+        else:
+            error = "no connection to the model API"
+        return ApiRetrying(
+            self.session_id,
+            self.retries,
+            most if isinstance(most, int) else 0,
+            delay / 1000 if isinstance(delay, int | float) else 0.0,
+            error,
+        )
 
     def _block(self, block: object, message: AssistantMessage) -> AgentEvent | None:
         if isinstance(block, TextBlock) and block.text and message.parent_tool_use_id is None:
@@ -114,9 +149,11 @@ class Turn:
         text = result.result or ""
         if result.is_error and not interrupted:
             errors = "; ".join(result.errors or ())
-            events.append(
-                AgentFailed(self.session_id, text or self.api_error or errors or result.subtype)
-            )
+            error = text or self.api_error or errors or result.subtype
+            if self.retries and not self.login_failed:
+                n = self.retries
+                error = f"gave up after {n} retr{'y' if n == 1 else 'ies'}: {error}"
+            events.append(AgentFailed(self.session_id, error, login=self.login_failed))
         events.append(
             self.end(
                 text,

@@ -22,6 +22,7 @@ from adapters.tasks import TaskGroup
 from agent.events import (
     AgentEvent,
     AgentFailed,
+    ApiRetrying,
     PermissionAsked,
     PermissionDecision,
     SessionStarted,
@@ -150,13 +151,16 @@ class TurnRouter:
                 subscriber.permission_asked(ev)
         elif isinstance(ev, TurnEnded):
             self._end_turn(sid, ev)
+        elif isinstance(ev, ApiRetrying) and view:
+            view.on_retry(ev)
         elif isinstance(ev, AgentFailed):
-            # The turn's TurnEnded follows; this only tells the person what went wrong.
-            self.threads.reply(
-                thread,
-                render.notice(f"⚠️ Claude Code failed: {ev.error[:500]}", notify=True),
-                session_id=sid,
-            )
+            # The turn's TurnEnded follows: what went wrong goes into its final message
+            # (a notice of its own only when there is no turn view to end).
+            text = ev.error[:1500] if ev.login else f"Claude Code failed: {ev.error[:500]}"
+            if view is not None:
+                view.on_failed(text)
+            else:
+                self.threads.reply(thread, render.notice(f"⚠️ {text}", notify=True), session_id=sid)
 
     def _end_turn(self, sid: str, ev: TurnEnded) -> None:
         view = self.views.pop(sid, None)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from adapters.messages import Outbound, ThreadRef
 from adapters.tasks import TaskGroup
-from agent.events import TextDelta, TextDone, ToolFinished, ToolStarted, TurnEnded
+from agent.events import ApiRetrying, TextDelta, TextDone, ToolFinished, ToolStarted, TurnEnded
 from bridge import render
 from bridge.outbox.outbox import Outbox
 
@@ -101,6 +101,44 @@ class TurnView:
             line = self._lines_by_id.get(ev.tool_use_id, ev.name)
             self.last_output = (("⚠️ " if ev.is_error else "") + line, ev.output)
             self._schedule()
+
+    def on_failed(self, text: str) -> None:
+        """The turn failed: `text` (Markdown) ends its answer, so the final message says
+        what went wrong and the phone buzzes once, not for a notice and the answer."""
+        if self.current:
+            self.blocks.append(self.current)
+            self.current = ""
+        self.blocks.append(text)
+
+    def on_retry(self, ev: ApiRetrying) -> None:
+        """Claude Code retries a failed model call: the status message says so until
+        the next update (text, a tool) replaces it."""
+        if self._flush_task is not None:
+            self._flush_task.cancel()  # it would show the same, without this line
+            self._flush_task = None
+        of = f"/{ev.max_retries}" if ev.max_retries else ""
+        line = (
+            f"🔁 _Claude Code is retrying (attempt {ev.attempt}{of}, next try in "
+            f"{max(1, round(ev.delay_s))} s): {render.md_escape(ev.error)}_"
+        )
+        text = self.preview_text()
+        status = render.status_message(
+            self.tool_lines,
+            f"{text}\n\n{line}" if text and not self.use_draft else line,
+            running=True,
+            stop_data=self._stop_data,
+            max_preview=PREVIEW_CHARS,
+            last_output=self.last_output,
+        )
+        if self._status_id is not None and status != self._last_status:
+            self._last_status = status
+            self.outbox.enqueue_edit(
+                self.thread,
+                self._status_id,
+                status,
+                priority=1,
+                stream_key=f"{self.stream_key}:status",
+            )
 
     def end(self, ev: TurnEnded) -> None:
         """Final status edit (no Stop button) and the answer as a new message."""

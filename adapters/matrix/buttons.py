@@ -7,6 +7,9 @@ bridge's ✅ ♾️ ❌ ⏹) uses that emoji; other buttons (mode picker, recent
 directories) get keycaps 1️⃣ 2️⃣ ….  Keys are compared without variation selectors,
 since clients send "⏹" and "⏹️" alike.
 
+A multi-select question's options are toggles: removing one's reaction (a redaction)
+unselects the option again (`toggles`; the hint says so).
+
 `ButtonMap` remembers, per event we sent, which key means which button data, so an
 owner's reaction on that event becomes a `ButtonPress`; an edit without buttons (a
 decided prompt, a finished turn) forgets the event, which makes later reactions on it
@@ -77,10 +80,24 @@ def hint(keyed: Sequence[Keyed]) -> str:
             words = words.replace(" or deny", ", always project or deny")
         return f"React {choices} — or reply {words} <reason>."
     if keyed and all(data.startswith("q:") for _, _, data in keyed):  # Claude's question
+        if any(data.endswith(":d") for _, _, data in keyed):  # several may be chosen
+            return (
+                f"React {choices} — remove a reaction to unselect it — or reply with the number(s)."
+            )
         return f"React {choices} — or reply with the number(s)."
     if keyed and all(data.startswith("l:") for _, _, data in keyed):  # Claude's plan
         return f"React {choices} — or reply approve, auto, or with your feedback."
     return f"React {choices}"
+
+
+def toggles(entry: Entry, data: str) -> bool:
+    """Whether `data` is an option of a multi-select question (`q:<request>:<question>:
+    <n>` on a message that also has that question's Done, `…:d`): taking the reaction
+    back presses it again, which unselects the option."""
+    head, _, option = data.rpartition(":")
+    return (
+        data.startswith("q:") and option.isdigit() and any(d == f"{head}:d" for _, d in entry.pairs)
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,14 @@ class Reaction:
     target: str  # the event reacted to
     key: str
     sender: str
+    event_id: str = ""  # the reaction itself (a redaction of it takes it back)
+
+
+@dataclass(frozen=True, slots=True)
+class Redaction:
+    room_id: str
+    redacts: str  # the event taken back
+    sender: str
 
 
 def relation(content: dict[str, Any]) -> dict[str, Any]:
@@ -169,4 +177,23 @@ def parse_reaction(room_id: str, event: dict[str, Any], *, own_user: str) -> Rea
         return None
     if not isinstance(key, str) or not key:
         return None
-    return payload.clean(Reaction(room_id, target, key, sender))
+    event_id = event.get("event_id")
+    own_id = event_id if isinstance(event_id, str) else ""
+    return payload.clean(Reaction(room_id, target, key, sender, own_id))
+
+
+def parse_redaction(room_id: str, event: dict[str, Any], *, own_user: str) -> Redaction | None:
+    """A person's `m.room.redaction` (`redacts` is top-level before room version 11,
+    in the content since), or ``None``."""
+    content = event.get("content")
+    sender = event.get("sender")
+    if event.get("type") != "m.room.redaction" or not isinstance(sender, str):
+        return None
+    if sender == own_user:
+        return None
+    redacts = event.get("redacts")
+    if not isinstance(redacts, str) and isinstance(content, dict):
+        redacts = content.get("redacts")
+    if not isinstance(redacts, str) or not redacts:
+        return None
+    return payload.clean(Redaction(room_id, redacts, sender))

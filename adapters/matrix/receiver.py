@@ -10,7 +10,8 @@ our own.  A message in an unencrypted room while `encryption = "required"` is no
 handed on: the room is told why instead (at most every `REFUSAL_INTERVAL_S`).  An
 event that could not be decrypted yet (its room key is still on the way) is kept and
 retried after later syncs for `UNDECRYPTED_KEEP_S`.  Reactions become `ButtonPress`es
-through the `ButtonMap`; messages become `UserMessage`s via `inbound.py`, their
+through the `ButtonMap`; taking back a reaction on a multi-select option (its
+redaction) presses it again, which unselects it; messages become `UserMessage`s via `inbound.py`, their
 attachments lazy (the bridge downloads them, only for an owner — never on the sync
 path).
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -27,7 +29,7 @@ from nio import AsyncClient, InviteMemberEvent, MatrixRoom, MegolmEvent, SyncRes
 
 from adapters.matrix import client as mx_client
 from adapters.matrix import inbound
-from adapters.matrix.buttons import ButtonMap
+from adapters.matrix.buttons import ButtonMap, toggles
 from adapters.matrix.errors import MatrixErrors
 from adapters.messages import ButtonPress, Inbound, ThreadRef
 
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 REFUSAL_INTERVAL_S = 600.0
 UNDECRYPTED_KEEP_S = 300.0
 CLOCK_SLACK_MS = 2_000  # the homeserver's clock may run a little behind ours
+MAX_TOGGLES = 500  # reactions remembered so that taking one back unselects its option
 
 Deliver = Callable[[Inbound], Awaitable[None]]
 Notify = Callable[[str, str], None]  # (room id, plain text) → send a notice, in background
@@ -68,6 +71,8 @@ class Receiver:
         self.invite_open: Callable[[str], bool] = lambda _inviter: False
         self._refused: dict[str, float] = {}
         self._undecrypted: list[tuple[str, MegolmEvent, float]] = []
+        # reaction event id → (room, target event, key, sender) of toggle presses
+        self._toggles: OrderedDict[str, tuple[str, str, str, str]] = OrderedDict()
 
     async def handle(self, resp: SyncResponse) -> None:
         await mx_client.housekeeping(self.client)
@@ -148,6 +153,8 @@ class Receiver:
         kind = source.get("type")
         if kind == "m.reaction":
             await self._reaction(room, source)
+        elif kind == "m.room.redaction":
+            await self._redaction(room, source)
         elif kind == "m.room.message":
             if self.encryption == "required" and not room.encrypted:
                 self._refuse(room.room_id)
@@ -163,12 +170,42 @@ class Receiver:
             log.debug("Matrix: reaction %r on %s is not a button", reaction.key, reaction.target)
             return
         entry, data = found
-        name = room.user_name(reaction.sender) or ""
+        if reaction.event_id and toggles(entry, data):
+            self._toggles[reaction.event_id] = (
+                room.room_id,
+                reaction.target,
+                reaction.key,
+                reaction.sender,
+            )
+            while len(self._toggles) > MAX_TOGGLES:
+                self._toggles.popitem(last=False)
+        await self._press(room, reaction.sender, reaction.target, entry.thread_id, data)
+
+    async def _redaction(self, room: MatrixRoom, source: dict[str, Any]) -> None:
+        """A person took back a reaction: for a toggle (a multi-select option) that
+        presses it again; any other reaction stays pressed (an answer is final)."""
+        redaction = inbound.parse_redaction(room.room_id, source, own_user=self.client.user_id)
+        if redaction is None or redaction.redacts not in self._toggles:
+            return
+        room_id, target, key, sender = self._toggles[redaction.redacts]
+        if room_id != room.room_id or sender != redaction.sender:
+            return  # a moderator's redaction is not the person changing their mind
+        del self._toggles[redaction.redacts]
+        found = self.buttons.lookup(room.room_id, target, key)
+        if found is None:  # answered since: nothing to unselect
+            return
+        entry, data = found
+        await self._press(room, sender, target, entry.thread_id, data)
+
+    async def _press(
+        self, room: MatrixRoom, sender: str, target: str, thread_id: str | None, data: str
+    ) -> None:
+        name = room.user_name(sender) or ""
         await self.deliver(
             ButtonPress(
-                thread=ThreadRef(inbound.PLATFORM, room.room_id, entry.thread_id),
-                sender=inbound.sender_of(reaction.sender, name),
-                message_id=reaction.target,
+                thread=ThreadRef(inbound.PLATFORM, room.room_id, thread_id),
+                sender=inbound.sender_of(sender, name),
+                message_id=target,
                 data=data,
             )
         )

@@ -1,7 +1,7 @@
 """`threadline doctor`: check each part a running daemon needs and say how to fix
-what is wrong.  The core checks (database, allowed roots, Claude Code) are here; each
-enabled platform's come from its spec (`adapters/<p>/doctor.py`) as results, printed
-here one line each, and for a problem the fix on the next line.  `run_checks` returns
+what is wrong.  The core checks (database, allowed roots, Claude Code and its login)
+are here; each enabled platform's come from its spec (`adapters/<p>/doctor.py`) as
+results, printed here one line each, and for a problem the fix on the next line.  `run_checks` returns
 the number of failed checks (the CLI exits 1 if any)."""
 
 from __future__ import annotations
@@ -69,6 +69,27 @@ async def check_platform(cfg: Config, name: str, out: Console) -> int:
     return _report(out, await spec.doctor(cfg.platform(name), all_owners(cfg)))
 
 
+def _credentials(cli: str) -> CheckResult:
+    """Whether Claude Code can log in, as the CLI itself sees it in this environment
+    (the daemon's, when doctor runs as it does): no network is used."""
+    from agent.credentials import auth_status, login_command
+
+    status = auth_status(cli, os.environ)
+    if status is None:
+        return warn(
+            "could not ask Claude Code whether it is logged in",
+            f"run `{cli} auth status` to see why",
+        )
+    if status.logged_in:
+        how = status.method + (f" from {status.source}" if status.source else "")
+        return ok(f"Claude Code credentials: {how}")
+    return fail(
+        f"Claude Code is not logged in (no ANTHROPIC_API_KEY, no login in {status.config_dir})",
+        "set ANTHROPIC_API_KEY in the daemon's environment (or its service file), or log in"
+        f" once as the user the daemon runs as: {login_command(cli, os.environ)}",
+    )
+
+
 def _core_checks(cfg: Config) -> list[CheckResult]:
     from agent.cli import claude_cli_path, claude_version
     from bridge.cli.daemon import open_database
@@ -110,15 +131,6 @@ def _core_checks(cfg: Config) -> list[CheckResult]:
                 "reinstall claude-agent-sdk (it bundles the CLI) or set [agent] cli_path",
             )
         )
-    if not (
-        os.environ.get("ANTHROPIC_API_KEY")
-        or os.environ.get("CLAUDE_CODE_OAUTH_TOKEN")
-        or Path("~/.claude").expanduser().exists()
-    ):
-        results.append(
-            warn(
-                "no ANTHROPIC_API_KEY and no Claude Code login found",
-                "export ANTHROPIC_API_KEY, or run `claude` once and log in",
-            )
-        )
+    if cli and version:
+        results.append(_credentials(cli))
     return results

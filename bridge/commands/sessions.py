@@ -7,6 +7,7 @@ picker's button (``n:<session>``: a new session in that session's directory).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import shlex
@@ -15,6 +16,7 @@ from pathlib import Path
 from adapters.messages import Button, Code, Markdown, Outbound, ThreadRef
 from bridge import render
 from bridge.access.control import PathRefused, resolve_session_dir
+from bridge.commands import dir_picker
 from bridge.commands.context import CommandContext, PressContext, Services
 from bridge.commands.registry import Section, button, command
 from bridge.outbox.outbox import DeliveryFailed
@@ -32,23 +34,29 @@ log = logging.getLogger(__name__)
 )
 async def cmd_new(ctx: CommandContext) -> None:
     raw_path, prompt = ctx.command.path, ctx.command.prompt
-    if raw_path is None:
-        recent = _recent_dirs(ctx.services)
-        if not recent:
-            ctx.reply(
-                render.notice(
-                    f"Which directory? {render.cmd(ctx.thread.platform, 'new ~/code/app [prompt]')}"
-                )
-            )
-            return
-        buttons = tuple((Button(Path(r.cwd).name or r.cwd, f"n:{r.id}"),) for r in recent)
-        ctx.reply(
-            Outbound(blocks=(Markdown("Start a session in which directory?"),), buttons=buttons)
-        )
+    if raw_path is None:  # offer recent directories, the roots and the repos in them
+        recent = [
+            (r.cwd, Button(Path(r.cwd).name or r.cwd, f"n:{r.id}"))
+            for r in _recent_dirs(ctx.services)
+        ]
+        roots = ctx.services.config.agent.allowed_roots
+        ctx.reply(await asyncio.to_thread(dir_picker.picker, ctx.thread.platform, roots, recent))
         return
     cwd = _allowed_dir(ctx, raw_path)
     if cwd is not None:
         await _new_session(ctx.services, ctx.thread, ctx.sender.key, cwd, prompt or "")
+
+
+@button("nd")
+async def press_new_in_root(ctx: PressContext, rest: str) -> None:
+    # a root or a git repository inside one, offered by `new` without a path
+    raw = dir_picker.resolve(ctx.services.config.agent.allowed_roots, rest)
+    if raw is None:
+        ctx.refuse("stale or foreign button")
+        return
+    cwd = _allowed_dir(ctx, raw)  # the roots may have changed since
+    if cwd is not None:
+        await _new_session(ctx.services, ctx.thread, ctx.sender.key, cwd, "")
 
 
 @button("n")

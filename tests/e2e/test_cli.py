@@ -91,11 +91,50 @@ async def test_config_errors_are_one_line_each(tmp_path: Path) -> None:
     assert f"ok   allowed root {tmp_path}" in out and "Claude Code CLI" in out
 
 
+def claude_login(tmp: Path, key: str = "sk-ant-test-key") -> dict[str, str]:
+    """The environment doctor asks the real CLI in: its own (empty) config directory,
+    so the developer's login does not count, and `key` as ANTHROPIC_API_KEY."""
+    config = tmp / "claude-home" / ".claude"
+    config.mkdir(parents=True, exist_ok=True)
+    return {
+        "HOME": str(config.parent),
+        "CLAUDE_CONFIG_DIR": str(config),
+        "ANTHROPIC_API_KEY": key,
+        "CLAUDE_CODE_OAUTH_TOKEN": "",
+        "ANTHROPIC_AUTH_TOKEN": "",
+    }
+
+
+async def test_doctor_checks_the_claude_login_without_the_network(tmp_path: Path) -> None:
+    """No key and no login: one FAIL line naming both fixes, with the path of the CLI
+    Threadline runs and its config directory; a key in the environment: ok."""
+    from agent.cli import claude_cli_path
+
+    async with FakeTelegram() as tg:
+        cfg = tmp_path / "config.toml"
+        write_config(cfg, tmp_path, token=tg.token, base_url=tg.base_url)
+        env = claude_login(tmp_path, key="")
+        code, out = await threadline("doctor", "--config", str(cfg), env=env)
+        assert code == 1, out
+        line = next(x for x in out.splitlines() if "not logged in" in x)
+        assert line.startswith("FAIL Claude Code is not logged in"), out
+        fix = "".join(out.split(line, 1)[1].split())  # rich wraps the long fix line
+        cli = claude_cli_path("")
+        assert cli and "setANTHROPIC_API_KEYinthedaemon'senvironment" in fix
+        assert f"CLAUDE_CONFIG_DIR={env['CLAUDE_CONFIG_DIR']}{cli}authlogin" in fix
+        code, out = await threadline("doctor", "--config", str(cfg), env=claude_login(tmp_path))
+        assert code == 0, out
+        assert "ok   Claude Code credentials: api_key from ANTHROPIC_API_KEY" in out
+        oauth = {**claude_login(tmp_path, key=""), "CLAUDE_CODE_OAUTH_TOKEN": "sk-ant-oat01-x"}
+        code, out = await threadline("doctor", "--config", str(cfg), env=oauth)
+        assert code == 0 and "Claude Code credentials: oauth_token" in out, out
+
+
 async def test_doctor_checks_the_bot_and_explains_topic_mode(tmp_path: Path) -> None:
     async with FakeTelegram(has_topics_enabled=False) as tg:
         cfg = tmp_path / "config.toml"
         write_config(cfg, tmp_path, token=tg.token, base_url=tg.base_url)
-        code, out = await threadline("doctor", "--config", str(cfg))
+        code, out = await threadline("doctor", "--config", str(cfg), env=claude_login(tmp_path))
         assert code == 0, out
         assert "Telegram bot @threadline_test_bot" in out
         assert "Threaded Mode" in out, "doctor says how to turn topic mode on"
@@ -103,7 +142,7 @@ async def test_doctor_checks_the_bot_and_explains_topic_mode(tmp_path: Path) -> 
         assert tg.token not in out
 
         tg.has_topics_enabled = True
-        code, out = await threadline("doctor", "--config", str(cfg))
+        code, out = await threadline("doctor", "--config", str(cfg), env=claude_login(tmp_path))
         assert code == 0 and "topic mode is on" in out
 
 

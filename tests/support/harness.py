@@ -158,6 +158,7 @@ async def start_harness(
     model: FakeAnthropic | None = None,
     bridge_kwargs: dict[str, Any] | None = None,
     cipher: BodyCipher | None = None,
+    claude_extra: dict[str, str] | None = None,
 ) -> Harness:
     """Start fakes (unless given) and the bridge.  Caller stops with `stop_harness`."""
     if tg is None:
@@ -185,7 +186,7 @@ async def start_harness(
     db = Database(config.storage.url, cipher=cipher)
     db.migrate()
     home = tmp_path / "claude-home"
-    env = claude_env(home, model.base_url)
+    env = claude_env(home, model.base_url, **(claude_extra or {}))
     adapter = TelegramAdapter(config.telegram, owners_hint=config.access.owners)
     bridge = Bridge(
         config,

@@ -150,7 +150,8 @@ def test_help_covers_every_command_and_fits_the_telegram_menu() -> None:
         assert 3 <= len(spec.help) <= 256
         assert parse_command("/" + spec.synopsis).name == name  # type: ignore[union-attr]
     assert {c.name for c in menu()} == REGISTRY.names() - {"pair", "trust", "untrust", "rules"}
-    assert REGISTRY.button_kinds() == {"p", "x", "m", "n", "i", "t", "r", "q", "l", "rp"}
+    kinds = {"p", "x", "m", "n", "i", "t", "r", "q", "l", "rp", "nd"}
+    assert REGISTRY.button_kinds() == kinds
 
 
 def test_permission_modes_have_one_source() -> None:

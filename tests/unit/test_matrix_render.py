@@ -277,7 +277,7 @@ def test_reactions_parse_and_the_button_map_survives_a_restart(tmp_path: Path) -
         "content": {"m.relates_to": {"rel_type": "m.annotation", "event_id": "$p", "key": "⏹️"}},
     }
     reaction = inbound.parse_reaction("!r", raw, own_user="@bot:x")
-    assert reaction == inbound.Reaction("!r", "$p", "⏹️", OWNER)
+    assert reaction == inbound.Reaction("!r", "$p", "⏹️", OWNER, "$r")
     assert inbound.parse_reaction("!r", raw | {"sender": "@bot:x"}, own_user="@bot:x") is None
     path = tmp_path / "buttons.json"
     buttons.ButtonMap(path).set("$p", buttons.Entry("!r", "$root", (("⏹", "x:s1"),)))
@@ -287,6 +287,23 @@ def test_reactions_parse_and_the_button_map_survives_a_restart(tmp_path: Path) -
     assert again.lookup("!other", "$p", "⏹") is None and again.lookup("!r", "$p", "✅") is None
     again.forget("$p")
     assert buttons.ButtonMap(path).lookup("!r", "$p", "⏹") is None
+
+
+def test_redactions_parse_and_only_multi_select_options_toggle() -> None:
+    old = {"type": "m.room.redaction", "sender": OWNER, "redacts": "$r", "content": {}}
+    v11 = {"type": "m.room.redaction", "sender": OWNER, "content": {"redacts": "$r"}}
+    for raw in (old, v11):
+        assert inbound.parse_redaction("!r", raw, own_user="@bot:x") == inbound.Redaction(
+            "!r", "$r", OWNER
+        )
+    assert inbound.parse_redaction("!r", old | {"sender": "@bot:x"}, own_user="@bot:x") is None
+    assert inbound.parse_redaction("!r", old | {"redacts": 5}, own_user="@bot:x") is None
+    multi = buttons.Entry("!r", None, (("1", "q:ab:0:0"), ("o", "q:ab:0:o"), ("d", "q:ab:0:d")))
+    single = buttons.Entry("!r", None, (("1", "q:ab:1:0"), ("o", "q:ab:1:o")))
+    assert buttons.toggles(multi, "q:ab:0:0")
+    assert not buttons.toggles(multi, "q:ab:0:d") and not buttons.toggles(multi, "q:ab:0:o")
+    assert not buttons.toggles(single, "q:ab:1:0")
+    assert not buttons.toggles(buttons.Entry("!r", None, (("✅", "p:x:a"),)), "p:x:a")
 
 
 # --- pacing and errors --------------------------------------------------------------
