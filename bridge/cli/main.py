@@ -173,7 +173,7 @@ def init(
         f"  threadline run{prefix}        # or: threadline service install{prefix}\n"
         f"  threadline pair{prefix}       # then send the code to the bot: you become its owner\n"
         "Claude Code needs ANTHROPIC_API_KEY in the daemon's environment, or a login:"
-        " threadline claude auth login",
+        f" threadline claude{prefix} auth login",
         highlight=False,
     )
 
