@@ -80,7 +80,8 @@ class AgentSession:
         self._env = dict(env)
         self._cli_path = cli_path
         self._model, self._mode = model, mode
-        self._applied: tuple[str, PermissionMode] | None = None  # what the live CLI uses
+        # What the live CLI uses (model, mode); mode None: not known, send it again.
+        self._applied: tuple[str, PermissionMode | None] | None = None
         self._client: ClaudeSDKClient | None = None
         self._cost_base = 0.0  # total_cost_usd of the live CLI so far
         self._announced: str | None = None  # Claude session id reported by the live CLI
@@ -131,8 +132,12 @@ class AgentSession:
         self._gate.cancel_all()
 
     async def set_mode(self, mode: str) -> None:
-        """Switch permission mode ("default", "acceptEdits", "plan", ...)."""
+        """Switch permission mode ("default", "acceptEdits", "plan", ...).  Always sent
+        to a live CLI: it may have changed mode on its own (Claude enters plan mode
+        itself; approving a plan leaves it), so what we applied last proves nothing."""
         self._mode = check_mode(mode)
+        if self._applied is not None:
+            self._applied = (self._applied[0], None)
         await self._apply()
 
     async def set_model(self, model: str) -> None:

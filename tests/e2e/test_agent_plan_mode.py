@@ -10,6 +10,7 @@ the facts the plan desk (`bridge/approvals/plan_desk.py`) is built on:
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -95,3 +96,24 @@ async def test_accept_edits_set_before_the_allow_holds_and_a_deny_is_the_feedbac
     await other.send("plan denied")
     await sink.turns("s3", 1)
     assert "FEEDBACK: add tests" in tool_results(fake.requests)
+
+
+async def test_a_mode_set_after_claude_entered_plan_mode_itself_reaches_the_cli(
+    host: tuple[AgentHost, Recorder], fake: FakeAnthropic, tmp_path: Path
+) -> None:
+    """Claude can switch the CLI to plan mode on its own (EnterPlanMode never asks).
+    The person's `mode default` afterwards must reach the CLI although default is the
+    mode Threadline set last: the CLI then tells Claude it has left plan mode (measured:
+    "## Exited Plan Mode … You can now make edits" in the next model request), where
+    without it Claude would be told nothing and keep planning."""
+    agents, sink = host
+    (tmp_path / "d").mkdir()
+    fake.on("think first", ToolUse("EnterPlanMode", {}), Text("Planning."))
+    fake.on("now act", Text("Acting."))
+    session = await agents.start_session("s4", tmp_path / "d")
+    await session.send("think first")
+    await sink.turns("s4", 1)
+    await session.set_mode("default")
+    await session.send("now act")
+    await sink.turns("s4", 2)
+    assert "Exited Plan Mode" in json.dumps(fake.requests[-1])
