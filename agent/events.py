@@ -132,6 +132,15 @@ class ApiRetrying:
 
 
 @dataclass(frozen=True, slots=True)
+class ModeChanged:
+    """Claude Code changed the session's permission mode itself (Claude entered plan
+    mode with its EnterPlanMode tool, which never asks); ``mode`` is the new one."""
+
+    session_id: str
+    mode: str
+
+
+@dataclass(frozen=True, slots=True)
 class AgentFailed:
     """The turn failed (model API error, CLI died, CLI would not start); the session is
     still usable and, if the CLI died, is resumed on the next prompt. ``login``: Claude
@@ -151,6 +160,7 @@ AgentEvent: TypeAlias = (
     | ToolFinished
     | PermissionAsked
     | ApiRetrying
+    | ModeChanged
     | TurnEnded
     | AgentFailed
 )

@@ -41,7 +41,9 @@ from agent.events import (
     AgentEvent,
     AgentFailed,
     EventSink,
+    ModeChanged,
     SessionStarted,
+    ToolFinished,
     TurnStarted,
 )
 from agent.permissions import PermissionGate, check_mode
@@ -273,6 +275,20 @@ class AgentSession:
         else:
             for event in turn.events_for(message):
                 self._emit(event)
+                if (
+                    isinstance(event, ToolFinished)
+                    and event.name == "EnterPlanMode"
+                    and not event.is_error
+                ):
+                    self._entered_plan_mode()
+
+    def _entered_plan_mode(self) -> None:
+        """The CLI is in plan mode now (its EnterPlanMode tool ran): what we want and
+        what it uses both say so, and the consumer is told."""
+        self._mode = "plan"
+        if self._applied is not None:
+            self._applied = (self._applied[0], "plan")
+        self._emit(ModeChanged(self.session_id, "plan"))
 
     def _explained(self, event: AgentEvent) -> AgentEvent:
         """A failure for want of credentials says how to log in (and is logged so)."""

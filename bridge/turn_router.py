@@ -23,6 +23,7 @@ from agent.events import (
     AgentEvent,
     AgentFailed,
     ApiRetrying,
+    ModeChanged,
     PermissionAsked,
     PermissionDecision,
     SessionStarted,
@@ -151,6 +152,15 @@ class TurnRouter:
                 subscriber.permission_asked(ev)
         elif isinstance(ev, TurnEnded):
             self._end_turn(sid, ev)
+        elif isinstance(ev, ModeChanged):
+            # Claude switched the mode itself: store it (a resumed CLI starts in it)
+            # and say so, as a person's `mode` would be.
+            self.db.sessions.update(sid, mode=ev.mode)
+            self.threads.reply(
+                thread,
+                render.notice(f"Claude switched the permission mode: **{ev.mode}**"),
+                session_id=sid,
+            )
         elif isinstance(ev, ApiRetrying) and view:
             view.on_retry(ev)
         elif isinstance(ev, AgentFailed):

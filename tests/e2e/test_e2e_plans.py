@@ -184,9 +184,9 @@ async def test_a_reply_to_the_plan_is_feedback_without_pressing(h: Harness) -> N
 
 
 async def test_claude_entering_plan_mode_itself_then_auto_accept(tmp_path: Path) -> None:
-    """EnterPlanMode is not asked about (the CLI switches on its own), so Threadline
-    still has `default` stored when the plan comes; approving with auto-accept must
-    still reach the CLI, and the next Write must not ask."""
+    """EnterPlanMode is not asked about (the CLI switches on its own): the thread says
+    so and the stored mode follows; approving with auto-accept must still reach the
+    CLI, and the next Write must not ask."""
     h = await start_harness(tmp_path)
     try:
         target = h.root / "app" / "self.txt"
@@ -200,6 +200,8 @@ async def test_claude_entering_plan_mode_itself_then_auto_accept(tmp_path: Path)
         )
         topic, sid = await h.new_session(str(h.root / "app"), "plan it yourself")
         msg = await plan_in(h, topic)
+        await h.wait_text("Claude switched the permission mode: plan", thread_id=topic)
+        assert h.db.sessions.get(sid).mode == "plan"
         h.press(msg, "Approve & auto-accept edits")
         await h.wait_text("Did it.", thread_id=topic)
         assert target.read_text() == "self\n"
