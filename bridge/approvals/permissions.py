@@ -69,13 +69,18 @@ _AUDIT_RESULT = {
 def audit_result(action: str, detail: str, allowed: bool) -> str:
     """The result column of an audit row: a refused press (or any refused action) is
     `refused`; an accepted permission press is the decision it made (`denied`,
-    `allowed`, `allowed for session`); any other accepted action is `allowed`."""
+    `allowed`, `allowed for session`); a plan's is what was done with it (`approved`,
+    `sent back`, `keep planning`), a question's `answered`; any other accepted action
+    is `allowed`."""
     if not allowed:
         return "refused"
-    if action == "permission":
-        decision = _AUDIT_RESULT.get(detail.partition(":")[0])
-        if decision is not None:
-            return decision
+    head = detail.partition(":")[0]
+    if action == "permission" and head in _AUDIT_RESULT:
+        return _AUDIT_RESULT[head]
+    if action == "plan" and head in ("approved", "sent back", "keep planning"):
+        return head  # what was done with Claude's plan
+    if action == "question":
+        return "answered"
     return "allowed"
 
 

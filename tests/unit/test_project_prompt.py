@@ -70,3 +70,10 @@ def test_audit_names_the_project_decision() -> None:
         "allowed always (project)"
     )
     assert audit_result("permission", "refused r: project rule not written", False) == "refused"
+
+
+def test_audit_names_what_was_done_with_plans_and_questions() -> None:
+    assert audit_result("plan", "approved: mode acceptEdits (r1)", True) == "approved"
+    assert audit_result("plan", "sent back: add tests (r1)", True) == "sent back"
+    assert audit_result("question", "answered r1 #1: SQLite", True) == "answered"
+    assert audit_result("plan", "refused r1: from another thread", False) == "refused"
