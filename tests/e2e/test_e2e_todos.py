@@ -9,13 +9,13 @@ SDK lays the daemon's environment under the CLI's).  Neither asks permission."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.fakes.anthropic import Text, ToolUse
+from tests.support.fakes.anthropic import FakeAnthropic, Text, ToolUse
 from tests.support.fakes.telegram import FakeMessage
 from tests.support.harness import Harness, start_harness, stop_harness
 
@@ -51,18 +51,26 @@ class ThreeWrites:
         model.on(
             prompt,
             ToolUse("TodoWrite", todos("pending", "pending", "pending"), text_before="Planning."),
-            ToolUse("TodoWrite", todos("completed", "in_progress", "pending"),
-                    text_before="Parser done.", gate=self.gates[0]),  # fmt: skip
-            ToolUse("TodoWrite", todos("completed", "completed", "completed"),
-                    text_before="Shipped.", gate=self.gates[1]),  # fmt: skip
+            ToolUse(
+                "TodoWrite",
+                todos("completed", "in_progress", "pending"),
+                text_before="Parser done.",
+                gate=self.gates[0],
+            ),  # fmt: skip
+            ToolUse(
+                "TodoWrite",
+                todos("completed", "completed", "completed"),
+                text_before="Shipped.",
+                gate=self.gates[1],
+            ),  # fmt: skip
             last or Text("Released."),
         )
 
-    async def play(self, wait_shown: Any) -> None:
-        """`wait_shown(text)` waits until the checklist reads `text`."""
-        await wait_shown(FIRST)
+    async def play(self, wait_shown: Callable[[int], Awaitable[object]]) -> None:
+        """`wait_shown(n)` waits until the checklist shows the n-th list (0, 1)."""
+        await wait_shown(0)
         self.gates[0].set()
-        await wait_shown(MIDDLE)
+        await wait_shown(1)
         self.gates[1].set()
 
 
@@ -74,10 +82,10 @@ async def h(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Ha
     await stop_harness(harness)
 
 
-def tool_results(h: Harness) -> str:
+def tool_results(model: FakeAnthropic) -> str:
     """Every distinct tool_result the model was sent, joined."""
     seen: dict[str, str] = {}
-    for req in h.model.requests:
+    for req in model.requests:
         for msg in req.get("messages", []):
             if isinstance(msg.get("content"), list):
                 for b in msg["content"]:
@@ -94,8 +102,8 @@ async def test_three_todo_writes_make_one_checklist_edited_in_place(h: Harness) 
     turn = ThreeWrites(h.model, "release it")
     topic, _ = await h.new_session(str(h.root / "app"), "release it")
 
-    async def shown(text: str) -> None:
-        await h.wait_msg(lambda m: m.visible_text == text, thread_id=topic)
+    async def shown(n: int) -> None:
+        await h.wait_msg(lambda m: m.visible_text == (FIRST, MIDDLE)[n], thread_id=topic)
 
     await turn.play(shown)
     await h.wait_text("Released.", thread_id=topic)
@@ -110,7 +118,7 @@ async def test_three_todo_writes_make_one_checklist_edited_in_place(h: Harness) 
     assert not any("Allow" in t for t in texts), "TodoWrite never asks permission"
     status = [t for t in texts if "✅ Done" in t]
     assert status and not any("TodoWrite" in t for t in status), "no duplicate tool line"
-    assert tool_results(h).count("modified successfully") == 3, "the CLI took all three"
+    assert tool_results(h.model).count("modified successfully") == 3, "the CLI took all three"
 
 
 async def test_checklist_shows_the_running_task_by_its_active_form(h: Harness) -> None:
@@ -122,9 +130,7 @@ async def test_checklist_shows_the_running_task_by_its_active_form(h: Harness) -
     )
     topic, _ = await h.new_session(str(h.root / "app"), "parse it")
     msg = await h.wait_msg(lambda m: m.visible_text.startswith("📋"), thread_id=topic)
-    assert msg.visible_text == (
-        "📋 Tasks · 1/3 done\n☑ Write the parser\n◐ Testing it\n☐ Ship it"
-    )
+    assert msg.visible_text == ("📋 Tasks · 1/3 done\n☑ Write the parser\n◐ Testing it\n☐ Ship it")
     gate.set()
     await h.wait_text("Still testing", thread_id=topic)
 
@@ -161,8 +167,10 @@ async def test_task_create_and_update_make_the_same_checklist(h_tasks: Harness) 
     h = h_tasks
     h.model.on(
         "build it",
-        ToolUse("TaskCreate", {"subject": "Write the parser", "description": "x",
-                               "activeForm": "Writing the parser"}),  # fmt: skip
+        ToolUse(
+            "TaskCreate",
+            {"subject": "Write the parser", "description": "x", "activeForm": "Writing the parser"},
+        ),  # fmt: skip
         ToolUse("TaskCreate", {"subject": "Test the parser", "description": "y"}),
         ToolUse("TaskUpdate", {"taskId": "1", "status": "in_progress"}, text_before="Go."),
         ToolUse("TaskUpdate", {"taskId": "7", "status": "completed"}),  # no such task
