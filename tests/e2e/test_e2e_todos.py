@@ -187,3 +187,34 @@ async def test_task_create_and_update_make_the_same_checklist(h_tasks: Harness) 
     assert checklist.visible_text == "📋 Tasks · 2/2 done\n☑ Write the parser\n☑ Test it all"
     status = [m for m in h.bot_messages(topic) if "Done" in m.visible_text]
     assert status and not any("Task" in m.visible_text.split("✅")[0] for m in status)
+
+
+async def test_a_daemon_stopped_mid_turn_leaves_the_last_list_marked_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon is stopped while the checklist's latest edit is still undelivered
+    (its edits fail): the turn ends as stopped, and after the restart that final
+    edit goes out.  (`kill -9` instead: tests/e2e/test_e2e_todos_restart.py.)"""
+    monkeypatch.setenv("CLAUDE_CODE_ENABLE_TASKS", "false")
+    h = await start_harness(tmp_path, agent_extra={"model": MODEL})
+    try:
+        turn = ThreeWrites(h.model, "release it")
+        topic, _ = await h.new_session(str(h.root / "app"), "release it")
+        await h.wait_msg(lambda m: m.visible_text == FIRST, thread_id=topic)
+        down = h.tg.fail_next(
+            "editMessageText", 502, times=None, match=lambda p: "Tasks" in str(p.get("text"))
+        )
+        turn.gates[0].set()
+        await h.tg.wait_until(lambda: down.served >= 1 or None, timeout=30)
+    finally:
+        await stop_harness(h, keep_fakes=True)
+    h.tg.clear_faults()
+    h = await start_harness(tmp_path, agent_extra={"model": MODEL}, tg=h.tg, model=h.model)
+    try:
+        await h.wait_text("Interrupted", thread_id=topic)
+        assert await h.bridge.outbox.wait_idle(timeout=30)
+        [checklist] = checklists(h, topic)
+        assert checklist.visible_text == MIDDLE.replace("done", "done · ⏹ stopped", 1)
+    finally:
+        turn.gates[1].set()
+        await stop_harness(h)

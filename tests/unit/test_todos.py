@@ -196,7 +196,10 @@ def test_any_text_is_shown_literally(content: str, status: str) -> None:
     [tg] = telegram_render(msg)
     assert visible_text(tg.payload["text"]).split("\n")[1] == f"{icon} {flat}"
     [mx] = matrix_render(msg)
-    assert html_text(mx.payload["content"]["formatted_body"]).strip().split("\n")[1] == f"{icon} {flat}"
+    assert (
+        html_text(mx.payload["content"]["formatted_body"]).strip().split("\n")[1]
+        == f"{icon} {flat}"
+    )
     [sl] = slack_render(msg)
     shown = mrkdwn_plain("\n".join(b["text"]["text"] for b in sl.payload["blocks"]))
     marks = str.maketrans("", "", "*_~")  # mrkdwn keeps its marks in the plain text
