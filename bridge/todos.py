@@ -252,11 +252,14 @@ class TodoView:
             return
         msg = checklist(self.book.items, interrupted=interrupted)
         self.outbox.supersede(self.stream_key)
-        if self.outbox.withdraw(self.row_id):
-            # Never sent (a busy chat): the final list is sent instead of send + edit.
-            self.row_id = self._send(msg)
-        else:
-            self.outbox.enqueue_edit(self.thread, self.row_id, msg, priority=0)
+        try:
+            if self.outbox.withdraw(self.row_id):
+                # Never sent (a busy chat): the final list is sent instead of send + edit.
+                self.row_id = self._send(msg)
+            else:
+                self.outbox.enqueue_edit(self.thread, self.row_id, msg, priority=0)
+        except ValueError as e:  # the thread moved to another chat: the answer matters more
+            log.info("session %s: task list not finished: %s", self.session_id, e)
         self._last = msg
 
     def _show(self) -> None:
@@ -270,9 +273,12 @@ class TodoView:
         if self.row_id is None:
             self.row_id = self._send(msg)
             return
-        self.outbox.enqueue_edit(
-            self.thread, self.row_id, msg, priority=1, stream_key=self.stream_key
-        )
+        try:
+            self.outbox.enqueue_edit(
+                self.thread, self.row_id, msg, priority=1, stream_key=self.stream_key
+            )
+        except ValueError as e:  # the thread moved to another chat
+            log.info("session %s: task list not updated: %s", self.session_id, e)
 
     def _send(self, msg: Outbound) -> int:
         return self.outbox.enqueue(self.thread, msg, session_id=self.session_id, priority=0)[0]

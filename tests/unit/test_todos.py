@@ -21,6 +21,7 @@ from adapters.slack.render import render as slack_render
 from adapters.telegram.render import render as telegram_render
 from adapters.telegram.render import visible_text
 from agent.events import ToolFinished, ToolStarted
+from bridge import render
 from bridge.outbox.outbox import Outbox
 from bridge.todos import MAX_ITEMS, TaskBook, Todo, TodoView, checklist, parse_todos
 from storage.db import Database
@@ -277,3 +278,31 @@ async def test_no_checklist_without_tasks(db: Database) -> None:
     view.on_tool_done(ToolFinished(SID, "l", "TaskList", False, "No tasks found"))
     view.end(interrupted=False)
     assert view.row_id is None and db.outbox.count(state="pending") == 0
+
+
+def test_task_tool_lines_where_tool_lines_are_shown() -> None:
+    """The terminal attach and the importer still show task calls as one line each (a
+    chat thread shows the checklist instead)."""
+    assert render.tool_line("TaskCreate", {"subject": "Parse", "description": "x"}) == (
+        "TaskCreate: Parse"
+    )
+    assert render.tool_line("TaskUpdate", {"taskId": "3", "status": "completed"}) == (
+        "TaskUpdate #3 → completed"
+    )
+    assert render.tool_line("TaskUpdate", {"taskId": "3"}) == "TaskUpdate #3"
+
+
+async def test_a_thread_moved_to_another_chat_never_breaks_the_turn_end(db: Database) -> None:
+    fake = FakePlatform()
+    outbox = Outbox(db, {"fake": fake}, retry_initial=0.01)
+    await outbox.start()
+    try:
+        view = TodoView(session_id=SID, thread=THREAD, outbox=outbox, stream_key="s1:1")
+        view.on_tool(_todo_write(1, ["pending"]))
+        assert await outbox.wait_idle(timeout=5)
+        view.thread = ThreadRef("fake", "elsewhere", None)  # edits must stay in their chat
+        view.on_tool(_todo_write(2, ["in_progress"]))
+        view.end(interrupted=False)  # logged, not raised: the answer still goes out
+    finally:
+        await outbox.stop()
+    assert [c.op for c in fake.calls] == ["send"]
