@@ -74,6 +74,11 @@ def tool_line(name: str, input: Mapping[str, Any], cwd: str = "") -> str:
         todos = [t for t in inp["todos"] if isinstance(t, Mapping)]
         done = sum(1 for t in todos if t.get("status") == "completed")
         line = f"TodoWrite: {done}/{len(todos)} done"
+    elif name == "TaskCreate" and inp.get("subject"):
+        line = f"TaskCreate: {_str(inp, 'subject')}"
+    elif name == "TaskUpdate" and inp.get("taskId"):
+        status = f" → {_str(inp, 'status')}" if inp.get("status") else ""
+        line = f"TaskUpdate #{_str(inp, 'taskId')}{status}"
     else:
         shown = name[5:].replace("__", ".") if name.startswith("mcp__") else name
         value = next((_str(inp, k) for k in _TELLING_KEYS if inp.get(k)), "")

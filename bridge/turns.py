@@ -21,6 +21,7 @@ from adapters.tasks import TaskGroup
 from agent.events import ApiRetrying, TextDelta, TextDone, ToolFinished, ToolStarted, TurnEnded
 from bridge import render
 from bridge.outbox.outbox import Outbox
+from bridge.todos import TodoView
 
 PREVIEW_CHARS = 3000  # tail of the streamed text shown in an edited status message
 LONG_TURN_S = 60.0
@@ -61,6 +62,9 @@ class TurnView:
         self._last_flush = 0.0
         self._stop_data = f"x:{session_id}"
         self._last_status: Outbound | None = None
+        self.todos = TodoView(
+            session_id=session_id, thread=thread, outbox=outbox, stream_key=self.stream_key
+        )
 
     @property
     def status_id(self) -> int | None:
@@ -90,6 +94,9 @@ class TurnView:
         self._schedule()
 
     def on_tool(self, ev: ToolStarted) -> None:
+        if self.todos.on_tool(ev):  # the checklist message shows it, not a tool line
+            self.tools_used.append(ev.name)
+            return
         line = render.tool_line(ev.name, ev.input, cwd=self.cwd)
         self._lines_by_id[ev.tool_use_id] = line
         self.tool_lines.append(line)
@@ -97,6 +104,8 @@ class TurnView:
         self._schedule()
 
     def on_tool_done(self, ev: ToolFinished) -> None:
+        if self.todos.on_tool_done(ev):
+            return
         if ev.output.strip():
             line = self._lines_by_id.get(ev.tool_use_id, ev.name)
             self.last_output = (("⚠️ " if ev.is_error else "") + line, ev.output)
@@ -142,6 +151,7 @@ class TurnView:
 
     def end(self, ev: TurnEnded) -> None:
         """Final status edit (no Stop button) and the answer as a new message."""
+        self.todos.end(interrupted=ev.interrupted)
         if self._flush_task is not None:
             self._flush_task.cancel()
         self.outbox.supersede(self.stream_key)

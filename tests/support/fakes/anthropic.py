@@ -81,12 +81,15 @@ class Text:
 
 @dataclass(frozen=True)
 class ToolUse:
-    """One ``tool_use`` block (input streamed as ``input_json_delta``); stop_reason tool_use."""
+    """One ``tool_use`` block (input streamed as ``input_json_delta``); stop_reason tool_use.
+    With ``gate``, the response waits for the test to set the event before its content
+    (a test can look at the chat between two tool calls of one turn)."""
 
     name: str
     input: Mapping[str, Any]
     text_before: str = ""
     id: str = ""  # generated when empty
+    gate: asyncio.Event | None = None
 
 
 @dataclass(frozen=True)
@@ -346,6 +349,8 @@ class _Stream:
                 self.request.transport.abort()
             return self.resp
         elif isinstance(step, ToolUse | ToolUses):
+            if isinstance(step, ToolUse) and step.gate is not None:
+                await step.gate.wait()
             if step.text_before:
                 await self.text_block(step.text_before)
             for tool in step.tools if isinstance(step, ToolUses) else [step]:
