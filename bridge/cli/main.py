@@ -352,7 +352,7 @@ def audit(
     limit: Annotated[int, typer.Option(metavar="N", help="How many entries")] = 100,
 ) -> None:
     """Print the audit log: who, what, when, allowed or refused."""
-    from bridge.approvals.permissions import audit_result
+    from bridge.approvals.audit_words import audit_result
     from bridge.cli.daemon import open_database
 
     db = open_database(_load(config, chat=False))

@@ -8,8 +8,8 @@ from adapters.matrix.render import render as matrix_render
 from adapters.slack.render import render as slack_render
 from bridge import render
 from bridge.approvals import project_rules, rules
+from bridge.approvals.audit_words import audit_result
 from bridge.approvals.permission_notes import project_line
-from bridge.approvals.permissions import audit_result
 from tests.support.fakes.slack import check_blocks
 
 RULE = rules.Rule("Bash", "touch marker")
