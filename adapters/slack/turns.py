@@ -69,10 +69,6 @@ class Turns:
         """Native streaming, or this turn's previews going into its status message."""
         return not self.no_stream or thread.key in self._previews
 
-    def running(self, thread: ThreadRef) -> bool:
-        """Whether the thread's running turn has its status message posted."""
-        return thread.key in self._turns
-
     def falling_back(self, thread: ThreadRef) -> bool:
         return self.no_stream or thread.key in self._previews
 

@@ -280,11 +280,34 @@ async def test_native_stream_appends_suffixes_and_gives_way_to_the_final(started
     assert fake.statuses[-1].status == ""
 
 
+async def test_the_first_preview_streams_before_the_status_message_is_posted(
+    started: Started,
+) -> None:
+    """The status message waits for the channel's post budget; the first text does not
+    wait for it (it used to be dropped, and the next preview came ~1.2 s later)."""
+    fake, adapter, _ = await started()
+    thread = ThreadRef("slack", CH, fake.user_message(CH, ADA, "go").ts)
+    await adapter.draft(thread, 7, adapter.render_edit(Outbound((Markdown("first words here"),))))
+    [stream] = fake.stream_messages(CH)
+    assert stream.stream_chunks == ["first words "]
+    assert [c.method for c in fake.calls if c.method.startswith("chat.")] == ["chat.startStream"]
+    status = await adapter.send(thread, status_payload(adapter, "⏳ _Working…_"))
+    await adapter.draft(
+        thread, 7, adapter.render_edit(Outbound((Markdown("first words here and more"),)))
+    )
+    assert stream.stream_chunks == ["first words ", "here and "]
+    await adapter.edit(thread, status, status_payload(adapter, "✅ Done", running=False))
+    assert stream.stream_state == "stopped" and stream.deleted
+    # A preview of the finished turn (one already under way at its end) starts nothing.
+    await adapter.draft(
+        thread, 7, adapter.render_edit(Outbound((Markdown("first words here and more x y"),)))
+    )
+    assert len(fake.calls_to("chat.startStream")) == 1 and len(fake.stream_messages(CH)) == 1
+
+
 async def test_a_stream_rolls_over_when_slack_ends_it(started: Started) -> None:
     fake, adapter, _ = await started()
     thread = ThreadRef("slack", CH, fake.user_message(CH, ADA, "go").ts)
-    await adapter.draft(thread, 5, adapter.render_edit(Outbound((Markdown("too early"),))))
-    assert not fake.stream_messages(), "no stream before the turn's status message"
     await adapter.send(thread, status_payload(adapter, "⏳ _Working…_"))
     await adapter.draft(thread, 5, adapter.render_edit(Outbound((Markdown("one two three"),))))
     fake.stream_lifetime = 0.0
