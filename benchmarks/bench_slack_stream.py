@@ -19,13 +19,16 @@ follow-up sent 2 s after the previous answer, and one sent as soon as it appeare
 
 Baseline, in the same run: the adapter as it was (`OldSlackAdapter`, defined here
 only), which dropped a stream preview that arrived before the turn's status message
-was posted — the next preview came a stream interval and a draft budget later.
+was posted — the next preview came a stream interval and a draft budget later — and
+paced previews at 1 per second per channel, so a follow-up's first text also waited
+for the budget the previous turn's last preview had spent.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import sys
@@ -50,10 +53,16 @@ STREAM_INTERVAL = 0.8  # the daemon's default
 TEXT_METHODS = ("chat.startStream", "chat.appendStream", "chat.update", "chat.postMessage")
 PROFILES = {"full": {"turns": 4}, "quick": {"turns": 2}}
 VARIANTS = ("threadline", "baseline")
+OLD_DRAFT_RATE = 1.0  # adapters.slack.limits.DRAFT_RATE before this change
 
 
 class OldSlackAdapter(SlackAdapter):
-    """The baseline: no native stream before the turn's status message is posted."""
+    """The baseline: no native stream before the turn's status message is posted, and
+    stream previews paced at 1 per second per channel."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.capabilities = dataclasses.replace(self.capabilities, draft_rate=OLD_DRAFT_RATE)
 
     async def draft(self, thread: ThreadRef, draft_id: int, msg: Rendered) -> None:
         if not self.turns.falling_back(thread) and thread.key not in self.turns._turns:

@@ -64,7 +64,7 @@ class SlackAdapter(ChatAdapter):
         self._tasks: set[asyncio.Task[Any]] = set()
         self.receiver = Receiver(config, self.errors, lambda: self.client, self._spawn)
         self.streams = Streamer(lambda: self.client, self.errors, self.guard, self._recipient)
-        self.turns = Turns(self.streams, lambda: self.client, self.errors, self._update)
+        self.turns = Turns(self.streams, lambda: self.client, self.errors, self._update, self.guard)
 
     # --- lifecycle --------------------------------------------------------------------
 

@@ -19,7 +19,8 @@ minute per workspace), `chat.appendStream` Tier 4 (about 100 per minute),
 outbox paces each channel with `CAPABILITIES` (edits and deletes count against the
 same per-channel budget as posts); the workspace-wide method tiers are guarded inside
 the adapter (`MethodGuard`), which waits a moment or answers `RateLimited` itself
-rather than let Slack answer 429.
+rather than let Slack answer 429 (a stream preview it simply skips: the next one
+carries its text).
 """
 
 from __future__ import annotations
@@ -49,7 +50,13 @@ MAX_FILE_BYTES: Final = 20 * 1024 * 1024  # other inbound files
 PER_CHAT_RATE: Final = 1.0  # chat.postMessage: ~1 per second per channel
 PER_CHAT_BURST: Final = 3
 GLOBAL_RATE: Final = 4.0  # all our calls through the outbox, across channels
-DRAFT_RATE: Final = 1.0  # chat.appendStream per channel (Tier 4 is per workspace)
+# Stream previews per channel, as the outbox paces them.  Each turn's previews are
+# debounced by the bridge (one per 0.8 s), and the workspace tiers of the stream methods
+# (and of chat.update, where previews go into the status message) are kept by
+# `MethodGuard`, which skips a preview rather than exceed them; this only has to leave
+# room for a new turn's first text right after the last turn's last preview (at 1/s it
+# waited up to ~1.2 s).
+DRAFT_RATE: Final = 2.5
 
 CAPABILITIES: Final = Capabilities(
     native_stream=True,

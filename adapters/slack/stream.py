@@ -19,7 +19,9 @@ rolls over to a new streamed message before Slack's ~5-minute stream lifetime or
 `finish()` stops the stream and deletes its messages, because the turn's final
 message carries the exact answer; a preview of a turn whose stream was finished
 is ignored, so nothing restarts it.  The workspace-wide method tiers are checked with
-`MethodGuard` before each call.
+`MethodGuard` before each call: a preview that would exceed one is skipped (its text
+goes out with the next preview, which carries everything since), rather than pausing
+the whole channel's deliveries as a `RateLimited` would.
 """
 
 from __future__ import annotations
@@ -145,10 +147,15 @@ class Streamer:
         chunk = next_chunk(st.streamed, preview)[: limits.MAX_STREAM_CALL]
         if not chunk:
             return
-        if st.ts is not None and (
+        rollover = st.ts is not None and (
             st.chars + len(chunk) > limits.STREAM_ROLLOVER_CHARS
             or self._clock() - st.started > limits.STREAM_ROLLOVER_S
-        ):
+        )
+        method = "chat.startStream" if st.ts is None or rollover else "chat.appendStream"
+        if self._guard.wait(method) > 0:
+            log.debug("%s: workspace tier spent; this preview goes with the next", method)
+            return
+        if rollover:
             await self._stop(thread, st)
         try:
             if st.ts is None:

@@ -13,12 +13,15 @@ just before the final message is sent.  `Turns` watches for that to
   previews inside its status message instead (`merge_preview`), both when a preview
   arrives and when the bridge edits the status.  Previews may arrive before the
   status message is even sent (drafts have their own rate budget), so they are kept
-  per thread until the turn ends.
+  per thread until the turn ends.  Such a preview edit is made at most once a second
+  per channel and only while ``chat.update``'s workspace tier has room; otherwise the
+  preview is only kept, and shows with the next edit.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,13 +29,16 @@ from typing import Any
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.messages import ThreadRef
+from adapters.ratelimit import TokenBucket
 from adapters.slack.errors import SlackErrors
+from adapters.slack.limits import MethodGuard
 from adapters.slack.render import TURN_RUNNING, merge_preview
 from adapters.slack.stream import Streamer
 
 log = logging.getLogger(__name__)
 
 THINKING = "is thinking…"
+PREVIEW_EDIT_RATE = 1.0  # preview edits of status messages, per channel per second
 Payload = dict[str, Any]
 Update = Callable[[ThreadRef, str, Payload], Awaitable[None]]
 
@@ -55,11 +61,15 @@ class Turns:
         web: Callable[[], AsyncWebClient],
         errors: SlackErrors,
         update: Update,
+        guard: MethodGuard,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.streams = streams
         self._web = web
         self._errors = errors
         self._update = update
+        self._guard, self._clock = guard, clock
+        self._edit_pace: dict[str, TokenBucket] = {}  # channel → its preview edits
         self._turns: dict[str, _Turn] = {}
         self._previews: dict[str, tuple[Payload, ...]] = {}  # threads streaming by edits
         self.no_stream = False  # the workspace refused native streaming
@@ -104,8 +114,14 @@ class Turns:
         preview = tuple(b for b in payload.get("blocks") or () if b.get("type") != "actions")
         self._previews[thread.key] = preview
         turn = self._turns.get(thread.key)
-        if turn is not None:
-            await self._update(thread, turn.status_ts, merge_preview(turn.status, preview))
+        if turn is None:
+            return
+        pace = self._edit_pace.setdefault(thread.chat_id, TokenBucket(PREVIEW_EDIT_RATE))
+        now = self._clock()
+        if pace.delay(now) > 0 or self._guard.wait("chat.update") > 0:
+            return  # kept: the next preview or status edit shows it
+        pace.take(now)
+        await self._update(thread, turn.status_ts, merge_preview(turn.status, preview))
 
     async def set_status(self, thread: ThreadRef, status: str) -> None:
         if self._no_status or not thread.thread_id:

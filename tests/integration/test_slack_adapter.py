@@ -305,6 +305,25 @@ async def test_the_first_preview_streams_before_the_status_message_is_posted(
     assert len(fake.calls_to("chat.startStream")) == 1 and len(fake.stream_messages(CH)) == 1
 
 
+async def test_a_preview_over_the_workspace_tier_is_skipped_not_a_pause(started: Started) -> None:
+    """Over chat.appendStream's workspace tier a preview is skipped (the next carries its
+    text) instead of answering RateLimited, which would pause the channel's messages."""
+    fake, adapter, _ = await started()
+    thread = ThreadRef("slack", CH, fake.user_message(CH, ADA, "go").ts)
+    await adapter.send(thread, status_payload(adapter, "⏳ _Working…_"))
+    await adapter.draft(thread, 3, adapter.render_edit(Outbound((Markdown("one two three"),))))
+    while adapter.guard.wait("chat.appendStream") == 0:  # other threads spent the tier
+        adapter.guard.take("chat.appendStream")
+    await adapter.draft(thread, 3, adapter.render_edit(Outbound((Markdown("one two three four"),))))
+    assert not fake.calls_to("chat.appendStream"), "skipped, without a call"
+    await asyncio.sleep(adapter.guard.wait("chat.appendStream"))
+    await adapter.draft(
+        thread, 3, adapter.render_edit(Outbound((Markdown("one two three four five six"),)))
+    )
+    [stream] = fake.stream_messages(CH)
+    assert stream.stream_chunks == ["one two ", "three four five "], "nothing lost"
+
+
 async def test_a_stream_rolls_over_when_slack_ends_it(started: Started) -> None:
     fake, adapter, _ = await started()
     thread = ThreadRef("slack", CH, fake.user_message(CH, ADA, "go").ts)
