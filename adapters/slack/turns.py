@@ -4,9 +4,10 @@ A turn's status message has the role ``"status"`` while the turn runs (marked in
 its rendered payload, `render.TURN_RUNNING`) and another in the turn's last edit,
 just before the final message is sent.  `Turns` watches for that to
 
-* set the assistant status ("is thinking…") when a turn starts and clear it at the
-  end (``assistant.threads.setStatus``; where the app is no AI app Slack refuses, and
-  we stop asking),
+* set the assistant status ("is thinking…") when a turn starts (without holding up
+  the channel's next delivery) and clear it at the end
+  (``assistant.threads.setStatus``; where the app is no AI app Slack refuses, and we
+  stop asking),
 * finish the native stream at the end (`Streamer.finish`: stop it, delete the
   streamed messages — the final message carries the exact answer),
 * and, if the workspace refused native streaming during the turn, show the turn's
@@ -20,6 +21,7 @@ just before the final message is sent.  `Turns` watches for that to
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -52,6 +54,7 @@ def is_running_status(payload: Payload) -> bool:
 class _Turn:
     status_ts: str
     status: Payload  # the status message's latest payload
+    thinking: asyncio.Task[None] | None = None  # setting "is thinking…"
 
 
 class Turns:
@@ -91,8 +94,10 @@ class Turns:
 
     async def sent(self, thread: ThreadRef, ts: str, payload: Payload) -> None:
         if is_running_status(payload):
-            self._turns[thread.key] = _Turn(ts, payload)
-            await self.set_status(thread, THINKING)
+            # Not awaited: the turn's first streamed text is often next in the channel's
+            # delivery queue, and need not wait for another round trip.
+            thinking = asyncio.ensure_future(self.set_status(thread, THINKING))
+            self._turns[thread.key] = _Turn(ts, payload, thinking)
 
     async def editing(self, thread: ThreadRef, ts: str, payload: Payload) -> Payload:
         """Before an edit: what to send instead (a status with its preview)."""
@@ -103,6 +108,8 @@ class Turns:
             await self.streams.finish(thread)  # raises (to be retried) if it could not
             del self._turns[thread.key]
             self._previews.pop(thread.key, None)
+            if turn.thinking is not None:
+                await turn.thinking  # cleared after it was set, never before
             await self.set_status(thread, "")
             return payload
         turn.status = payload

@@ -260,6 +260,7 @@ async def test_native_stream_appends_suffixes_and_gives_way_to_the_final(started
     thread = ThreadRef("slack", CH, fake.user_message(CH, ADA, "!new").ts)
     assert adapter.supports_draft(thread) and not adapter.supports_draft(ThreadRef("slack", CH))
     status = await adapter.send(thread, status_payload(adapter, "⏳ _Working…_"))
+    await fake.wait_until(lambda: fake.statuses or None, 5)  # set beside the deliveries
     assert fake.statuses[-1].status == "is thinking…"
     for preview in (
         "Hello world, this is",
@@ -303,6 +304,21 @@ async def test_the_first_preview_streams_before_the_status_message_is_posted(
         thread, 7, adapter.render_edit(Outbound((Markdown("first words here and more x y"),)))
     )
     assert len(fake.calls_to("chat.startStream")) == 1 and len(fake.stream_messages(CH)) == 1
+
+
+async def test_the_status_message_does_not_wait_for_the_assistant_status(
+    started: Started,
+) -> None:
+    """Setting "is thinking…" is one more round trip; the turn's first text, often next
+    in the channel's queue, does not wait behind it."""
+    fake, adapter, _ = await started()
+    fake.fail_next("assistant.threads.setStatus", delay=10.0)  # a hung request
+    thread = ThreadRef("slack", CH, fake.user_message(CH, ADA, "go").ts)
+    await asyncio.wait_for(adapter.send(thread, status_payload(adapter, "⏳ _Working…_")), 3)
+    await asyncio.wait_for(
+        adapter.draft(thread, 4, adapter.render_edit(Outbound((Markdown("first words"),)))), 3
+    )
+    assert fake.calls_to("chat.startStream") and not fake.statuses
 
 
 async def test_a_preview_over_the_workspace_tier_is_skipped_not_a_pause(started: Started) -> None:
