@@ -13,11 +13,10 @@ no chunk starts with whitespace (Slack drops leading whitespace at chunk joins).
 
 `Streamer` keeps one stream per thread: it starts the stream on the first chunk
 (whether or not the turn's status message is posted yet: the text is what the person
-waits for),
-rolls over to a new streamed message before Slack's ~5-minute stream lifetime or
-~12k-character message size runs out (and when Slack says the stream is over), and
-`finish()` stops the stream and deletes its messages, because the turn's final
-message carries the exact answer; a preview of a turn whose stream was finished
+waits for), rolls over to a new streamed message before Slack's ~5-minute stream
+lifetime or ~12k-character message size runs out (and when Slack says the stream is
+over), and `finish()` stops the stream and deletes its messages, because the turn's
+final message carries the exact answer; a preview of a turn whose stream was finished
 is ignored, so nothing restarts it.  The workspace-wide method tiers are checked with
 `MethodGuard` before each call: a preview that would exceed one is skipped (its text
 goes out with the next preview, which carries everything since), rather than pausing
