@@ -36,6 +36,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import bench_outbox  # noqa: E402
+import bench_slack_stream  # noqa: E402
+import bench_telegram_outage  # noqa: E402
 import support as S  # noqa: E402
 from bare_bot import start_bare_bot, stop_bare_bot  # noqa: E402
 
@@ -701,6 +703,18 @@ async def run(profile: str) -> dict[str, Any]:
                 "outbox",
                 lambda: bench_outbox_all(tmp / "outbox", p["outbox_n"]),
             )
+            await guarded(
+                "Slack: first token → first streamed text (and the old adapter)",
+                res,
+                "slack_stream",
+                lambda: bench_slack_stream.run(profile),
+            )
+            await guarded(
+                "Telegram: after a 60 s Bot API outage (and the old retries)",
+                res,
+                "telegram_outage",
+                lambda: bench_telegram_outage.run(profile),
+            )
     finally:
         await model.stop()
     res["wall_s"] = round(time.time() - started, 1)
@@ -755,6 +769,13 @@ def _pp(d: Any, unit: str = "ms") -> str:
     if not isinstance(d, dict) or d.get("p50") is None:
         return "—"
     return f"{d['p50']:g} / {d['p99']:g} {unit}"
+
+
+def _pm(d: Any, unit: str = "ms") -> str:
+    """ "p50 / max unit" of a summary dict (few samples: the max, not a p99)."""
+    if not isinstance(d, dict) or d.get("p50") is None:
+        return "—"
+    return f"{d['p50']:g} / {d['max']:g} {unit}"
 
 
 def _v(x: Any, unit: str = "") -> str:
@@ -850,6 +871,24 @@ def table(res: dict[str, Any]) -> list[tuple[str, str, str]]:
             f"bare PTB: {_v(_get(d, 'bare_ptb_cold_start_to_polling_ms', 'p50'), 'ms')}",
         )
     )
+    sl = res.get("slack_stream", {})
+    for key, what in (("new_session", "new session"), ("at_once", "follow-up at once")):
+        rows.append(
+            (
+                f"Slack: first token → first streamed text, {what}, p50 / max",
+                _pm(_get(sl, "threadline", key, "first_visible_ms")),
+                f"old adapter: {_pm(_get(sl, 'baseline', key, 'first_visible_ms'))}",
+            )
+        )
+    to = res.get("telegram_outage", {})
+    for key, what in (("update_ms", "update reaches the bridge"), ("reply_ms", "reply visible")):
+        rows.append(
+            (
+                f"Telegram: 60 s outage ends → {what}, p50 / max",
+                _pm(_get(to, "threadline", key)),
+                f"old retries: {_pm(_get(to, 'baseline', key))}",
+            )
+        )
     o = res.get("outbox", {})
     rows.append(
         (
@@ -954,15 +993,23 @@ def draw(res: dict[str, Any], path: Path) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer turns and sessions (~2 min)")
-    parser.add_argument("--out", type=Path, default=HERE / "results.json")
-    parser.add_argument("--plot", type=Path, default=HERE / "latency_429.png")
+    parser.add_argument(
+        "--out", type=Path, help="results.json (--quick: results-quick.json, untracked)"
+    )
+    parser.add_argument(
+        "--plot", type=Path, help="latency_429.png (--quick: no plot, the tracked one stays)"
+    )
     parser.add_argument("--log-level", default="ERROR", help="the bridge's log level (stderr)")
     args = parser.parse_args()
+    if args.out is None:
+        args.out = HERE / ("results-quick.json" if args.quick else "results.json")
+    if args.plot is None and not args.quick:
+        args.plot = HERE / "latency_429.png"
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     res = asyncio.run(run("quick" if args.quick else "full"))
     args.out.write_text(json.dumps(res, indent=2, default=str) + "\n")
     log(f"wrote {args.out}")
-    if draw(res, args.plot):
+    if args.plot is not None and draw(res, args.plot):
         log(f"wrote {args.plot}")
     print_report(res)
 

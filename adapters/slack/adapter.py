@@ -64,7 +64,7 @@ class SlackAdapter(ChatAdapter):
         self._tasks: set[asyncio.Task[Any]] = set()
         self.receiver = Receiver(config, self.errors, lambda: self.client, self._spawn)
         self.streams = Streamer(lambda: self.client, self.errors, self.guard, self._recipient)
-        self.turns = Turns(self.streams, lambda: self.client, self.errors, self._update)
+        self.turns = Turns(self.streams, lambda: self.client, self.errors, self._update, self.guard)
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -290,11 +290,10 @@ class SlackAdapter(ChatAdapter):
 
     async def draft(self, thread: ThreadRef, draft_id: int, msg: Rendered) -> None:
         if not self.turns.falling_back(thread):
-            if not self.turns.running(thread):
-                # Drafts have their own budget and can overtake the turn's status
-                # message; every preview carries the whole text, so skipping these
-                # only makes the stream start below the status, where it belongs.
-                return
+            # Drafts have their own budget and often overtake the turn's status message
+            # (which waits for the channel's ~1 post/s): the stream starts at once, in
+            # the thread, rather than waiting for the status (the first text would
+            # come a debounce interval and a draft budget later, ~1.2 s).
             markdown = str(msg.payload.get("markdown") or msg.payload.get("text") or "")
             try:
                 await self.streams.push(thread, draft_id, markdown)

@@ -19,7 +19,8 @@ minute per workspace), `chat.appendStream` Tier 4 (about 100 per minute),
 outbox paces each channel with `CAPABILITIES` (edits and deletes count against the
 same per-channel budget as posts); the workspace-wide method tiers are guarded inside
 the adapter (`MethodGuard`), which waits a moment or answers `RateLimited` itself
-rather than let Slack answer 429.
+rather than let Slack answer 429 (a stream preview it simply skips: the next one
+carries its text).
 """
 
 from __future__ import annotations
@@ -49,7 +50,14 @@ MAX_FILE_BYTES: Final = 20 * 1024 * 1024  # other inbound files
 PER_CHAT_RATE: Final = 1.0  # chat.postMessage: ~1 per second per channel
 PER_CHAT_BURST: Final = 3
 GLOBAL_RATE: Final = 4.0  # all our calls through the outbox, across channels
-DRAFT_RATE: Final = 1.0  # chat.appendStream per channel (Tier 4 is per workspace)
+# Stream previews per channel, as the outbox hands them to the adapter.  This is not
+# what keeps Slack's limits: each turn's previews are debounced by the bridge (one per
+# 0.8 s), the workspace tiers of the stream methods are kept by `MethodGuard` (a
+# preview over one is skipped, its text goes with the next), and preview edits of a
+# status message (no native streaming) are paced at 1/s per channel in `turns`.  So it
+# only has to leave room for a new turn's first text right after the last turn's last
+# preview: at 1/s that text waited up to ~1.2 s.
+DRAFT_RATE: Final = 10.0
 
 CAPABILITIES: Final = Capabilities(
     native_stream=True,

@@ -11,12 +11,16 @@ committed only up to a whitespace run followed by text: a half-written word or
 formatting entity, and the synthetic closing fence, wait for the next preview, and
 no chunk starts with whitespace (Slack drops leading whitespace at chunk joins).
 
-`Streamer` keeps one stream per thread: it starts the stream on the first chunk,
-rolls over to a new streamed message before Slack's ~5-minute stream lifetime or
-~12k-character message size runs out (and when Slack says the stream is over), and
-`finish()` stops the stream and deletes its messages, because the turn's final
-message carries the exact answer.  The workspace-wide method tiers are checked with
-`MethodGuard` before each call.
+`Streamer` keeps one stream per thread: it starts the stream on the first chunk
+(whether or not the turn's status message is posted yet: the text is what the person
+waits for), rolls over to a new streamed message before Slack's ~5-minute stream
+lifetime or ~12k-character message size runs out (and when Slack says the stream is
+over), and `finish()` stops the stream and deletes its messages, because the turn's
+final message carries the exact answer; a preview of a turn whose stream was finished
+is ignored, so nothing restarts it.  The workspace-wide method tiers are checked with
+`MethodGuard` before each call: a preview that would exceed one is skipped (its text
+goes out with the next preview, which carries everything since), rather than pausing
+the whole channel's deliveries as a `RateLimited` would.
 """
 
 from __future__ import annotations
@@ -120,6 +124,7 @@ class Streamer:
         self._recipient = recipient
         self._clock = clock
         self._streams: dict[str, _Stream] = {}
+        self._ended: dict[str, int] = {}  # thread key → draft id of its last finished stream
 
     async def _call(self, method: str, fn: Callable[[], Awaitable[Any]]) -> Any:
         wait = self._guard.wait(method)
@@ -130,6 +135,8 @@ class Streamer:
 
     async def push(self, thread: ThreadRef, draft_id: int, preview: str) -> None:
         """Show `preview` (the turn's text so far) in the thread's stream."""
+        if self._ended.get(thread.key) == draft_id:
+            return  # that turn is over: its final message has the answer
         st = self._streams.get(thread.key)
         if st is None or st.draft_id != draft_id:
             await self.finish(thread)  # a stream left from an earlier turn
@@ -139,10 +146,15 @@ class Streamer:
         chunk = next_chunk(st.streamed, preview)[: limits.MAX_STREAM_CALL]
         if not chunk:
             return
-        if st.ts is not None and (
+        rollover = st.ts is not None and (
             st.chars + len(chunk) > limits.STREAM_ROLLOVER_CHARS
             or self._clock() - st.started > limits.STREAM_ROLLOVER_S
-        ):
+        )
+        method = "chat.startStream" if st.ts is None or rollover else "chat.appendStream"
+        if self._guard.wait(method) > 0:
+            log.debug("%s: workspace tier spent; this preview goes with the next", method)
+            return
+        if rollover:
             await self._stop(thread, st)
         try:
             if st.ts is None:
@@ -208,6 +220,7 @@ class Streamer:
         st = self._streams.pop(thread.key, None)
         if st is None:
             return
+        self._ended[thread.key] = st.draft_id
         await self._stop(thread, st)
         for i, ts in enumerate(st.messages):
             wait = self._guard.wait("chat.delete")

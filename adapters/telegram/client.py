@@ -7,18 +7,23 @@ inbound attachments (lazily: only when the bridge asks, after its access check;
 streamed, within their size caps).  It also
 hardens long polling: PTB parses a `getUpdates` batch as a whole, so a single update
 it cannot parse would make it fetch the same batch forever; `TolerantBot` drops just
-that update and lets the offset move on.
+that update and lets the offset move on.  And it keeps polling close behind an
+outage: PTB's own retry loop backs off up to 30 s on network errors (so polling
+resumed ~15 s after a 60 s outage ended); `TolerantBot` hands a long poll's network
+error to its outage handler instead (`adapters.telegram.receiver.PollOutage`: a short,
+capped, jittered wait), and PTB then simply polls again.  A 429's `retry_after`, a
+conflict or a bad token still go to PTB's loop, which honours them.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol, TypeGuard
 
 import httpx
 from telegram import Bot, BotCommand, Update
-from telegram.error import TelegramError
+from telegram.error import BadRequest, NetworkError, TelegramError, TimedOut
 from telegram.ext import Application, ExtBot
 from telegram.request import HTTPXRequest
 
@@ -52,8 +57,30 @@ def file_url(base_url: str) -> str:
     return f"{head}/file/bot" if sep else base_url.rstrip("/") + "/file/bot"
 
 
+class OutageHandler(Protocol):
+    """What a long poll does about the Bot API being unreachable."""
+
+    async def failed(self, error: NetworkError) -> None:
+        """The poll failed: log, and wait before the next one."""
+
+    def succeeded(self) -> None:
+        """A poll was answered."""
+
+
+def is_outage(error: TelegramError) -> TypeGuard[NetworkError]:
+    """Unreachable or failing (connection refused or reset, 5xx), not a refusal of
+    the request itself.  (A timeout PTB retries at once by itself.)"""
+    return isinstance(error, NetworkError) and not isinstance(error, BadRequest | TimedOut)
+
+
 class TolerantBot(ExtBot[None]):
-    """An `ExtBot` whose `get_updates` survives an update PTB can't parse."""
+    """An `ExtBot` whose `get_updates` survives an update PTB can't parse, and
+    retries soon after a network error (`set_poll_outage`)."""
+
+    _poll_outage: OutageHandler | None = None
+
+    def set_poll_outage(self, outage: OutageHandler) -> None:
+        self._poll_outage = outage  # (PTB freezes public attributes after __init__)
 
     async def get_updates(
         self,
@@ -64,11 +91,19 @@ class TolerantBot(ExtBot[None]):
         **kwargs: Any,
     ) -> tuple[Update, ...]:
         try:
-            return await super().get_updates(offset, limit, timeout, allowed_updates, **kwargs)
-        except TelegramError:
-            raise
+            updates = await super().get_updates(offset, limit, timeout, allowed_updates, **kwargs)
+        except TelegramError as e:
+            # Only a long poll: PTB's last call at shutdown (timeout 0) fails as before.
+            if self._poll_outage is None or not timeout or not is_outage(e):
+                raise
+            await self._poll_outage.failed(e)
+            return ()  # "no updates": PTB polls again at once
         except Exception:
             pass  # PTB logged the batch; refetch it raw (not yet confirmed) and parse one by one
+        else:
+            if self._poll_outage is not None:
+                self._poll_outage.succeeded()
+            return updates
         data = {"offset": offset, "limit": limit, "timeout": 0, "allowed_updates": allowed_updates}
         raw = await self._post("getUpdates", {k: v for k, v in data.items() if v is not None})
         out: list[Update] = []

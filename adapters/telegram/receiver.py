@@ -7,19 +7,28 @@ becomes a `UserMessage` with its files wrapped as lazy attachments (the bridge
 downloads them only for an owner).  Anything else (edits, service messages, the
 bot's own) is dropped here.  A failure on one update is logged and never stops the
 others.
+
+While the Bot API is unreachable, long polling probes again every ~2 s (`PollOutage`:
+0.5, 1, 2, 2 … s, each with jitter), so it resumes within a couple of seconds of the
+API coming back rather than after PTB's backoff of up to 30 s; one small `getUpdates`
+every 1.5–2 s is no load.  The outage is logged once when it starts and once when it
+ends.  A 429's `retry_after` is left to PTB, which waits it out.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 import secrets
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urlparse
 
 from telegram import Bot, Update
-from telegram.error import Conflict, TelegramError
+from telegram.error import Conflict, NetworkError, TelegramError
 from telegram.ext import Application, ContextTypes, TypeHandler
 
 from adapters.base import InboundSink
@@ -30,6 +39,56 @@ from adapters.telegram.errors import TelegramErrors
 
 log = logging.getLogger(__name__)
 
+PROBE_FIRST_S = 0.5  # the first retry after a failed poll
+PROBE_MAX_S = 2.0  # then doubling up to this: polling resumes ≤ ~2 s after an outage
+PROBE_JITTER = 0.25  # each wait is shortened by up to this fraction
+
+
+class PollOutage:
+    """The wait between long polls while the Bot API fails (`client.TolerantBot`),
+    and the log lines an outage gets: one when it starts, one when it ends."""
+
+    def __init__(
+        self,
+        redact: Callable[[str], str],
+        *,
+        first: float = PROBE_FIRST_S,
+        maximum: float = PROBE_MAX_S,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.first, self.maximum = first, maximum
+        self._redact, self._sleep, self._clock = redact, sleep, clock
+        self.failures = 0  # consecutive failed polls
+        self._since = 0.0
+
+    def delay(self) -> float:
+        """The wait after the current run of `failures`."""
+        base = min(self.maximum, self.first * 2.0 ** min(self.failures - 1, 16))
+        return base * random.uniform(1.0 - PROBE_JITTER, 1.0)
+
+    async def failed(self, error: NetworkError) -> None:
+        self.failures += 1
+        if self.failures == 1:
+            self._since = self._clock()
+            log.warning(
+                "Telegram polling: %s; probing every ~%g s until it answers",
+                self._redact(str(error)),
+                self.maximum,
+            )
+        else:
+            log.debug("Telegram polling still failing: %s", self._redact(str(error)))
+        await self._sleep(self.delay())
+
+    def succeeded(self) -> None:
+        if self.failures:
+            log.warning(
+                "Telegram polling resumed after %.1f s (%d failed polls)",
+                self._clock() - self._since,
+                self.failures,
+            )
+            self.failures = 0
+
 
 class Receiver:
     def __init__(
@@ -39,10 +98,13 @@ class Receiver:
         self.errors = errors
         self._bot = bot
         self.sink: InboundSink | None = None
+        self.outage = PollOutage(errors.redact)
 
     def register(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         app.add_handler(TypeHandler(Update, self.on_update))
         app.add_error_handler(self.on_error)
+        if isinstance(app.bot, client.TolerantBot):
+            app.bot.set_poll_outage(self.outage)
 
     async def start_updates(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         updater = app.updater

@@ -9,7 +9,9 @@ deliverable it sleeps until a row of such a kind arrives, a retry comes due, or 
 other budget refills.  Otherwise it takes from the budget, makes the one platform
 call and records the outcome at once.  Outcomes map the
 adapter errors: `RateLimited` pauses the chat's budget, `TransientError` and
-anything unexpected reschedule the row with capped exponential backoff and jitter,
+anything unexpected reschedule the row with capped exponential backoff and jitter
+(capped at `RETRY_MAX_S`, so a platform back from an outage is used again within ~3 s;
+the chat's rate budget still paces the retries),
 `PermanentError` fails it, `NotModified` counts as sent, `ThreadGone` is handed to
 the outbox (it owns thread fallbacks, which may span chats).  An edit that would
 show what its message already shows (the content the last edit put there, the
@@ -65,6 +67,8 @@ ThreadGoneHandler = Callable[[ThreadRef, PendingItem], Awaitable[None]]
 # Retried a few times only: losing one is harmless.
 EPHEMERAL_OPS: tuple[OutboxOp, ...] = ("draft", "delete")
 EDITS_REMEMBERED = 1000  # messages per chat whose last edited content is remembered
+RETRY_MAX_S = 3.0  # the longest wait between retries of a row (it was 15 s)
+LOUD_ATTEMPTS = 3  # retries logged as warnings; later ones every 20th, the rest at debug
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +80,7 @@ class RetryPolicy:
     outbox retry is a persisted `not_before` that survives restarts.)"""
 
     initial: float = 1.0
-    maximum: float = 15.0
+    maximum: float = RETRY_MAX_S
     ephemeral_attempts: int = 5
 
     def delay(self, attempts: int) -> float:
@@ -324,7 +328,11 @@ class ChatWorker:
         delay = self._policy.delay(attempts)
         not_before = to_datetime(self._clock() + delay)
         self._repo.reschedule(item.id, not_before, describe(exc), count_attempt=True)
-        self._warn(item, f"{describe(exc)}; attempt {attempts}, retry in {delay:.2f} s")
+        what = f"{describe(exc)}; attempt {attempts}, retry in {delay:.2f} s"
+        if attempts <= LOUD_ATTEMPTS or attempts % 20 == 0:
+            self._warn(item, what)
+        else:  # a long outage: retries every few seconds would flood the log
+            log.debug("outbox row %d (%s) in %s: %s", item.id, item.op, self.key, what)
 
     def _fail(self, item: PendingItem, error: str) -> None:
         self._repo.mark_failed(item.id, error)

@@ -39,7 +39,14 @@ from typing import Any
 
 from adapters.base import ChatAdapter
 from adapters.messages import Outbound, ThreadRef
-from bridge.outbox.delivery import ChatWorker, RetryPolicy, describe, to_datetime, wait_event
+from bridge.outbox.delivery import (
+    RETRY_MAX_S,
+    ChatWorker,
+    RetryPolicy,
+    describe,
+    to_datetime,
+    wait_event,
+)
 from bridge.outbox.housekeeping import PRUNE_EVERY, RETENTION, Pruner
 from bridge.outbox.ratelimit import Kind, RateBudget
 from storage.db import Database
@@ -70,7 +77,7 @@ class Outbox:
         thread_fallback: ThreadFallback | None = None,
         clock: Callable[[], float] = time.time,
         retry_initial: float = 1.0,
-        retry_max: float = 15.0,  # an API back from an outage is used again within 15 s
+        retry_max: float = RETRY_MAX_S,  # an API back from an outage is used again soon
         ephemeral_attempts: int = 5,
         rate_margin: float = 0.2,
         retention: float = RETENTION,

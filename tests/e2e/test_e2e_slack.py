@@ -91,12 +91,10 @@ async def test_new_session_streams_natively_and_ends_with_one_exact_answer(
     assert "$" in final.visible_text.splitlines()[-1], "the footer closes the final message"
     streams = h.slack.stream_messages(h.channel)
     assert streams, "the answer streamed with chat.startStream / appendStream"
-    status = next(
-        m for m in h.bot_messages(thread) if any("x:" in json.dumps(v.blocks) for v in m.history)
-    )
     for s in streams:
+        # (The stream starts as soon as there is text, even before the status message
+        # is posted: it may run above or below it.)
         assert s.thread_ts == thread and s.deleted, "the stream gave way to the final message"
-        assert float(s.ts) > float(status.ts), "the stream runs below the status message"
         assert len(s.stream_chunks) >= 2 and s.text.strip() and s.text in answer
     status = next(
         m for m in h.bot_messages(thread) if any("x:" in json.dumps(v.blocks) for v in m.history)

@@ -260,6 +260,7 @@ async def test_native_stream_appends_suffixes_and_gives_way_to_the_final(started
     thread = ThreadRef("slack", CH, fake.user_message(CH, ADA, "!new").ts)
     assert adapter.supports_draft(thread) and not adapter.supports_draft(ThreadRef("slack", CH))
     status = await adapter.send(thread, status_payload(adapter, "⏳ _Working…_"))
+    await fake.wait_until(lambda: fake.statuses or None, 5)  # set beside the deliveries
     assert fake.statuses[-1].status == "is thinking…"
     for preview in (
         "Hello world, this is",
@@ -280,11 +281,68 @@ async def test_native_stream_appends_suffixes_and_gives_way_to_the_final(started
     assert fake.statuses[-1].status == ""
 
 
+async def test_the_first_preview_streams_before_the_status_message_is_posted(
+    started: Started,
+) -> None:
+    """The status message waits for the channel's post budget; the first text does not
+    wait for it (it used to be dropped, and the next preview came ~1.2 s later)."""
+    fake, adapter, _ = await started()
+    thread = ThreadRef("slack", CH, fake.user_message(CH, ADA, "go").ts)
+    await adapter.draft(thread, 7, adapter.render_edit(Outbound((Markdown("first words here"),))))
+    [stream] = fake.stream_messages(CH)
+    assert stream.stream_chunks == ["first words "]
+    assert [c.method for c in fake.calls if c.method.startswith("chat.")] == ["chat.startStream"]
+    status = await adapter.send(thread, status_payload(adapter, "⏳ _Working…_"))
+    await adapter.draft(
+        thread, 7, adapter.render_edit(Outbound((Markdown("first words here and more"),)))
+    )
+    assert stream.stream_chunks == ["first words ", "here and "]
+    await adapter.edit(thread, status, status_payload(adapter, "✅ Done", running=False))
+    assert stream.stream_state == "stopped" and stream.deleted
+    # A preview of the finished turn (one already under way at its end) starts nothing.
+    await adapter.draft(
+        thread, 7, adapter.render_edit(Outbound((Markdown("first words here and more x y"),)))
+    )
+    assert len(fake.calls_to("chat.startStream")) == 1 and len(fake.stream_messages(CH)) == 1
+
+
+async def test_the_status_message_does_not_wait_for_the_assistant_status(
+    started: Started,
+) -> None:
+    """Setting "is thinking…" is one more round trip; the turn's first text, often next
+    in the channel's queue, does not wait behind it."""
+    fake, adapter, _ = await started()
+    fake.fail_next("assistant.threads.setStatus", delay=10.0)  # a hung request
+    thread = ThreadRef("slack", CH, fake.user_message(CH, ADA, "go").ts)
+    await asyncio.wait_for(adapter.send(thread, status_payload(adapter, "⏳ _Working…_")), 3)
+    await asyncio.wait_for(
+        adapter.draft(thread, 4, adapter.render_edit(Outbound((Markdown("first words"),)))), 3
+    )
+    assert fake.calls_to("chat.startStream") and not fake.statuses
+
+
+async def test_a_preview_over_the_workspace_tier_is_skipped_not_a_pause(started: Started) -> None:
+    """Over chat.appendStream's workspace tier a preview is skipped (the next carries its
+    text) instead of answering RateLimited, which would pause the channel's messages."""
+    fake, adapter, _ = await started()
+    thread = ThreadRef("slack", CH, fake.user_message(CH, ADA, "go").ts)
+    await adapter.send(thread, status_payload(adapter, "⏳ _Working…_"))
+    await adapter.draft(thread, 3, adapter.render_edit(Outbound((Markdown("one two three"),))))
+    while adapter.guard.wait("chat.appendStream") == 0:  # other threads spent the tier
+        adapter.guard.take("chat.appendStream")
+    await adapter.draft(thread, 3, adapter.render_edit(Outbound((Markdown("one two three four"),))))
+    assert not fake.calls_to("chat.appendStream"), "skipped, without a call"
+    await asyncio.sleep(adapter.guard.wait("chat.appendStream"))
+    await adapter.draft(
+        thread, 3, adapter.render_edit(Outbound((Markdown("one two three four five six"),)))
+    )
+    [stream] = fake.stream_messages(CH)
+    assert stream.stream_chunks == ["one two ", "three four five "], "nothing lost"
+
+
 async def test_a_stream_rolls_over_when_slack_ends_it(started: Started) -> None:
     fake, adapter, _ = await started()
     thread = ThreadRef("slack", CH, fake.user_message(CH, ADA, "go").ts)
-    await adapter.draft(thread, 5, adapter.render_edit(Outbound((Markdown("too early"),))))
-    assert not fake.stream_messages(), "no stream before the turn's status message"
     await adapter.send(thread, status_payload(adapter, "⏳ _Working…_"))
     await adapter.draft(thread, 5, adapter.render_edit(Outbound((Markdown("one two three"),))))
     fake.stream_lifetime = 0.0
