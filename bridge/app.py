@@ -49,6 +49,7 @@ from bridge.commands import sessions as session_commands
 from bridge.commands import turn as turn_commands
 from bridge.commands.dispatch import Commands, menu
 from bridge.config import Config
+from bridge.hosts import HEARTBEAT_S, Hosts
 from bridge.outbox.outbox import Outbox
 from bridge.recovery import CliReaper, Recovery
 from bridge.sessions import SessionRouter
@@ -76,12 +77,21 @@ class Bridge:
         stream_interval: float = 0.8,
         now: Callable[[], datetime] = utcnow,
         schedule_trigger: TriggerFactory = cron_trigger,
+        heartbeat_s: float = HEARTBEAT_S,
     ) -> None:
         self.config = config
         self.db = db
         self.adapters = dict(adapters)
         self.now = now
         self.tasks = TaskGroup()
+        self.hosts = Hosts(  # this machine's row and heartbeat (`bridge/hosts.py`)
+            db.hosts,
+            self.tasks,
+            name=config.daemon.host,
+            roots=[str(Path(r).expanduser()) for r in config.agent.allowed_roots],
+            now=now,
+            interval=heartbeat_s,
+        )
         self.outbox = Outbox(
             db, self.adapters, thread_fallback=lambda t: self.recovery.thread_fallback(t)
         )
@@ -179,6 +189,7 @@ class Bridge:
         await self.turns.on_agent_event(ev)
 
     async def start(self) -> None:
+        self.hosts.start()
         self.recovery.recover()
         load_paired_owners(
             self.pairing, self.access, self.adapters, self.config.access.owners, self.tasks
@@ -202,6 +213,7 @@ class Bridge:
             self.recovery.mark_interrupted(session_id, view.thread, reason="the daemon is stopping")
         await self.host.close()
         await self.tasks.close()
+        await self.hosts.stop()
         if not await self.outbox.wait_idle(timeout=5):
             log.warning("some messages are still undelivered; they are sent on the next start")
         for adapter in self.adapters.values():

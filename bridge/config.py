@@ -25,6 +25,7 @@ from adapters.registry import PLATFORMS
 from adapters.spec import PlatformConfig
 from agent.permissions import OfferedMode
 from bridge.config_errors import plain_lines
+from bridge.host_name import check_host_name, default_host_name
 
 DEFAULT_CONFIG = Path("~/.config/threadline/config.toml")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -131,6 +132,14 @@ class DaemonConfig(_Section):
     # Code processes it started).  Empty: the SQLite database's directory, or
     # ~/.local/share/threadline for other databases.
     data_dir: str = ""
+    # This machine's name among the hosts sharing the database (`bridge/host_name.py`);
+    # default: the hostname, cleaned.
+    host: str = Field(default_factory=default_host_name)
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        return check_host_name(v)
 
     @field_validator("log_level")
     @classmethod

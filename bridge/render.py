@@ -376,6 +376,8 @@ class SessionSummary:
     last_activity: datetime
     cost_usd: float
     link: str | None = None
+    host: str | None = None  # shown only when sessions run on more than one host
+    host_online: bool = True
 
 
 _STATE_ICON: Final = {
@@ -421,8 +423,11 @@ def sessions_message(
         if r.link:
             title = f"[{title}](<{r.link.replace('<', '%3C').replace('>', '%3E')}>)"
         icon = _STATE_ICON.get(r.state, "•")
+        on = ""
+        if r.host:
+            on = f"on {md_escape(r.host)}{'' if r.host_online else ' (host offline)'} · "
         lines.append(
-            f"{icon} {title} · {md_escape(r.state)} · `{r.cwd.replace('`', '')}` · "
+            f"{icon} {title} · {md_escape(r.state)} · {on}`{r.cwd.replace('`', '')}` · "
             f"{_ago(r.last_activity, now)} · ${r.cost_usd:.2f} · id `{r.id.replace('`', '')}`"
         )
     return Outbound((Markdown("\n".join(lines)),))

@@ -26,6 +26,7 @@ from sqlmodel import Session, SQLModel, create_engine, select
 from storage import models
 from storage.base import open_session
 from storage.crypto import BodyCipher
+from storage.host_repo import HostRepo
 from storage.models import SchemaVersion
 from storage.outbox_repo import OutboxRepo
 from storage.pairing_repo import PairingRepo
@@ -196,6 +197,23 @@ def _migration_9(engine: Engine) -> None:
 MIGRATIONS.append(_migration_9)
 
 
+# --- migration 10 (hosts and their heartbeats) -----------------------------------------
+
+
+def _migration_10(engine: Engine) -> None:
+    """The `hosts` table and `sessions.host` (`storage/host_repo.py`).  Existing sessions
+    keep a NULL host ("this host"): the daemon that starts next claims them, since
+    before this a database had exactly one daemon."""
+    SQLModel.metadata.create_all(engine, tables=[models.HostRow.__table__])  # type: ignore[attr-defined]
+    columns = {c["name"] for c in inspect(engine).get_columns("sessions")}
+    if "host" not in columns:
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE sessions ADD COLUMN host VARCHAR(32)"))
+
+
+MIGRATIONS.append(_migration_10)
+
+
 class StorageError(Exception):
     """The database cannot be used; `str()` is one line saying why and what to do."""
 
@@ -242,6 +260,7 @@ class Database:
         self.pairing = PairingRepo(engine, sealed)
         self.trust = TrustRepo(engine, sealed)
         self.project_rules = ProjectRuleRepo(engine, sealed)
+        self.hosts = HostRepo(engine, sealed)
 
     def session(self) -> AbstractContextManager[Session]:
         """A sqlmodel session for tests and tools that read rows raw."""

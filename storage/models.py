@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Index
+from sqlalchemy import DateTime, Index
 from sqlmodel import AutoString, Field, SQLModel
 
 from storage.types import (
@@ -50,6 +50,9 @@ class SessionRow(SQLModel, table=True):
     last_activity: datetime = Field(default_factory=utcnow)
     cost_usd: float = 0.0
     turns: int = 0
+    # The host (`[daemon] host`) that runs it; NULL for rows from before hosts, until
+    # the next daemon start claims them for its host (migration 10, `HostRepo.start`).
+    host: str | None = Field(default=None, max_length=32, sa_type=AutoString(32))
 
 
 class ThreadBinding(SQLModel, table=True):
@@ -269,6 +272,24 @@ class TrustRequestRow(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     decided_at: datetime | None = None
     prompt_outbox_id: int | None = None
+
+
+class HostRow(SQLModel, table=True):
+    """A machine running the daemon on this database (`[daemon] host`), with its
+    heartbeat (`bridge/hosts.py`).  Times are timezone-aware on PostgreSQL and UTC
+    without a zone on SQLite; `storage/host_repo.py` hands them out in UTC.  Added by
+    migration 10."""
+
+    __tablename__ = "hosts"
+
+    name: str = Field(primary_key=True, max_length=32, sa_type=AutoString(32))
+    roots: str = "[]"  # its [agent] allowed_roots, as a JSON list
+    pid: int = 0
+    version: str = ""
+    started_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+    last_heartbeat: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+    # Set by a clean shutdown, cleared by the next start.
+    stopped_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
 
 
 class SchemaVersion(SQLModel, table=True):

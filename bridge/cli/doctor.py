@@ -1,5 +1,5 @@
 """`threadline doctor`: check each part a running daemon needs and say how to fix
-what is wrong.  The core checks (database, allowed roots, Claude Code and its login)
+what is wrong.  The core checks (host name, database, allowed roots, Claude Code and its login)
 are here; each enabled platform's come from its spec (`adapters/<p>/doctor.py`) as
 results, printed here one line each, and for a problem the fix on the next line.  `run_checks` returns
 the number of failed checks (the CLI exits 1 if any)."""
@@ -94,7 +94,7 @@ def _core_checks(cfg: Config) -> list[CheckResult]:
     from agent.cli import claude_cli_path, claude_version
     from bridge.cli.daemon import open_database
 
-    results: list[CheckResult] = []
+    results: list[CheckResult] = [ok(f"host {cfg.daemon.host}")]
     try:
         db = open_database(cfg)
         db.check()

@@ -4,8 +4,9 @@ A handler gets a `CommandContext` (a typed command) or a `PressContext` (a butto
 press), never the `Bridge`.  `Services` names, as a Protocol, the part of the core a
 handler may use — configuration, the database's repositories, the outbox, the
 permission broker, the agent host, access control, pairing, the schedule and disk
-session services, and the sessions operations (thread of a session, its running
-agent, prompting it, binding a new session to its thread, a paced platform call).
+session services, the hosts sharing the database, and the sessions operations (thread
+of a session, its running agent, prompting it, binding a new session to its thread, a
+paced platform call).
 The composition root satisfies it structurally; this module imports nothing of the
 bridge's composition, so a feature module can take a context without an import circle.
 """
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from bridge.access.pairing import Pairing
     from bridge.approvals.permissions import PermissionBroker
     from bridge.config import Config
+    from bridge.hosts import Hosts
     from bridge.outbox.outbox import Outbox
     from bridge.sources.importer import ClaudeSessions
     from bridge.sources.scheduler import Scheduler
@@ -122,6 +124,8 @@ class Services(Sessions, Protocol):
     def trust(self) -> FolderTrustOps: ...
     @property
     def importer(self) -> ImportOps: ...
+    @property
+    def hosts(self) -> Hosts: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from adapters.messages import ButtonPress, ChatCommand, UserMessage
 from bridge import files, render
 from bridge.approvals import rules_cmd, trust
 from bridge.commands import help as help_cmd
-from bridge.commands import imports, pair, parse, schedules, sessions, turn
+from bridge.commands import hosts, imports, pair, parse, schedules, sessions, turn
 from bridge.commands.context import CommandContext, PressContext, Services
 from bridge.commands.registry import REGISTRY, Registry
 from storage.models import SessionRow
@@ -27,7 +27,9 @@ from storage.models import SessionRow
 log = logging.getLogger(__name__)
 
 # The modules whose decorators fill the registry (imported for that alone).
-DECLARING: Final = (sessions, turn, imports, files, schedules, trust, rules_cmd, pair, help_cmd)
+DECLARING: Final = (
+    sessions, turn, imports, files, schedules, trust, rules_cmd, pair, hosts, help_cmd
+)  # fmt: skip
 
 
 def parse_command(

@@ -40,7 +40,8 @@ class Section(IntEnum):
     TRUST = 6  # bridge/approvals/trust.py
     RULES = 7  # bridge/approvals/rules_cmd.py
     ACCESS = 8  # bridge/access/pairing.py
-    HELP = 9  # bridge/commands/help.py
+    HOSTS = 9  # bridge/commands/hosts.py
+    HELP = 10  # bridge/commands/help.py
 
 
 @dataclass(frozen=True, slots=True)

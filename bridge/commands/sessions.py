@@ -18,6 +18,7 @@ from bridge import render
 from bridge.access.control import PathRefused, resolve_session_dir
 from bridge.commands import dir_picker
 from bridge.commands.context import CommandContext, PressContext, Services
+from bridge.commands.hosts import session_hosts
 from bridge.commands.registry import Section, button, command
 from bridge.outbox.outbox import DeliveryFailed
 from storage.models import SessionRow
@@ -139,6 +140,7 @@ async def open_session(
         model=s.config.agent.model,
         claude_session_id=claude_session_id,
         state="opening",
+        host=s.config.daemon.host,
     )
     session_id = row.id
     header = render.session_header(session_id, str(cwd), row.mode, row.model)
@@ -265,6 +267,7 @@ async def cmd_resume(ctx: CommandContext) -> None:
 async def cmd_sessions(ctx: CommandContext) -> None:
     s = ctx.services
     rows = []
+    hosts = session_hosts(s)  # None: one host, not worth a word per session
     for row in s.db.sessions.list()[:30]:
         thread = s.thread_of(row.id)
         link = (
@@ -272,11 +275,14 @@ async def cmd_sessions(ctx: CommandContext) -> None:
             if thread and thread.platform in s.adapters
             else None
         )
+        host = row.host or s.hosts.name
         rows.append(
             render.SessionSummary(
-                row.id, row.title, row.cwd, row.state, row.last_activity, row.cost_usd, link
+                row.id, row.title, row.cwd, row.state, row.last_activity, row.cost_usd, link,
+                host=host if hosts is not None else None,
+                host_online=hosts.get(host, False) if hosts is not None else True,
             )
-        )
+        )  # fmt: skip
     ctx.reply(render.sessions_message(rows, platform=ctx.thread.platform))
 
 
