@@ -142,6 +142,7 @@ def test_help_covers_every_command_and_fits_the_telegram_menu() -> None:
     assert REGISTRY.names() == {
         "new", "stop", "mode", "model", "diff", "cost", "end", "resume", "sessions", "import",
         "get", "handoff", "schedule", "schedules", "unschedule", "trust", "untrust", "pair", "rules",
+        "hosts",
         "help",
     }  # fmt: skip
     for spec in REGISTRY.commands():
