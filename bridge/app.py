@@ -21,6 +21,10 @@ interrupted and their threads told so, pending permission prompts are expired,
 undelivered outbox rows are delivered.  Sessions resume lazily: the next prompt in a
 thread restarts Claude Code with `resume=<claude session id>`.
 
+This machine's row in the `hosts` table (`bridge/hosts.py`) is written first on start
+(claiming sessions that have no host yet), kept fresh by a heartbeat task, and marked
+stopped on a clean stop.
+
 The chat commands (`bridge/commands/`) are handed the bridge and use its public
 attributes: the collaborators above and the routers' operations (`reply`, `thread_of`,
 `session_for`, `agent_for`, `prompt`, `bind`, `forget_thread`, `platform_call`).
