@@ -22,6 +22,7 @@ from sqlmodel import col, func, select
 from storage.base import Repo
 from storage.models import (
     AuditRow,
+    OutboxRow,
     PermissionRequestRow,
     SessionRow,
     SessionRule,
@@ -220,6 +221,29 @@ class PermissionRepo(Repo):
             )
             s.commit()
             return bool(result.rowcount)
+
+    def decided_unshown(self, since: datetime) -> list[PermissionRequestRow]:
+        """Requests decided since `since` whose prompt got no edit queued after the
+        decision: the daemon died between the two (they are separate transactions).
+        Recovery shows the decision on the prompt, so its buttons do not linger."""
+        from sqlalchemy import and_, exists
+
+        edited = exists().where(
+            and_(
+                col(OutboxRow.op) == "edit",
+                col(OutboxRow.target_id) == col(PermissionRequestRow.prompt_outbox_id),
+                col(OutboxRow.created_at) >= col(PermissionRequestRow.decided_at),
+            )
+        )
+        with self._session() as s:
+            q = (
+                select(PermissionRequestRow)
+                .where(col(PermissionRequestRow.state) != "pending")
+                .where(col(PermissionRequestRow.prompt_outbox_id).is_not(None))
+                .where(col(PermissionRequestRow.decided_at) >= since)
+                .where(~edited)
+            )
+            return [r for r in map(self._open, s.exec(q)) if r is not None]
 
     def pending(self, session_id: str | None = None) -> list[PermissionRequestRow]:
         with self._session() as s:

@@ -27,6 +27,7 @@ import os
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 
 from adapters.messages import ThreadRef
 from adapters.tasks import TaskGroup
@@ -41,7 +42,7 @@ from bridge.approvals.question_desk import QuestionDesk
 from bridge.outbox.outbox import Outbox
 from bridge.render import md_escape as md
 from storage.db import Database
-from storage.models import PermissionRequestRow, SessionRule
+from storage.models import PermissionRequestRow, SessionRule, utcnow
 from storage.types import RequestId
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,10 @@ _DECIDED: dict[str, PressResult] = {
 
 def stored_rule(row: SessionRule) -> rules.Rule:
     return rules.Rule(row.tool_name, row.pattern)
+
+
+# How far back a start looks for decisions a killed daemon never showed on their prompts.
+UNSHOWN_HORIZON = timedelta(days=1)
 
 
 @dataclass(slots=True)
@@ -388,11 +393,19 @@ class PermissionBroker:
                 await self.finish(request_id, "expired", by="", reason=reason)
 
     def expire_stale(self) -> list[PermissionRequestRow]:
-        """On start: requests left pending by a previous run can no longer be answered."""
+        """On start: requests left pending by a previous run can no longer be answered;
+        and a prompt whose decision the previous run recorded but died before showing
+        (two transactions) is edited now, so its buttons do not linger."""
         stale = self.db.permissions.pending()
         for row in stale:
             if self.db.permissions.decide(row.id, "expired", by="", reason="daemon restarted"):
                 self._edit_prompt(row, "expired", by="")
+        since = utcnow() - UNSHOWN_HORIZON
+        for row in self.db.permissions.decided_unshown(since):
+            if row.state == "pending":  # excluded by the query; narrows the type
+                continue
+            log.info("showing the decision on request %s's prompt (%s)", row.id, row.state)
+            self._edit_prompt(row, row.state, by=row.decided_by)
         return stale
 
     async def _expire_later(self, request_id: str) -> None:

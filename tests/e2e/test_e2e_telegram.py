@@ -218,8 +218,7 @@ async def test_stop_button_and_command_interrupt_and_the_session_stays_usable(h:
     # The whole answer streams in 20 s, this wait's timeout: a second answer alone does not
     # prove /stop.  A stop shows as "Stopped" on the status and a cut answer.
     await h.tg.wait_until(
-        lambda: "Stopped" in (h.tg.message(h.chat_id, second.message_id).visible_text or "")
-        or None
+        lambda: "Stopped" in (h.tg.message(h.chat_id, second.message_id).visible_text or "") or None
     )
     second_final = [m for m in h.bot_messages(topic) if "⏱" in (m.visible_text or "")][-1]
     assert (second_final.visible_text or "").count("word") < 400, "cut, not streamed to its end"
@@ -615,30 +614,47 @@ async def test_tool_output_is_shown_folded_while_the_turn_runs(h: Harness) -> No
         Text("All done after the echo, taking a moment to say so.", chunk=4, delay=0.4),
     )
     topic, _ = await h.new_session(str(h.root / "app"), "show output")
-    prompt_or_final = await h.wait_msg(lambda m: has_buttons(m, "Allow") or "⏱" in (m.visible_text or ""), thread_id=topic)
+    prompt_or_final = await h.wait_msg(
+        lambda m: has_buttons(m, "Allow") or "⏱" in (m.visible_text or ""), thread_id=topic
+    )
     if has_buttons(prompt_or_final, "Allow"):
         h.press(prompt_or_final, "Allow")
     await h.wait_text("⏱", thread_id=topic)
-    status = next(m for m in h.bot_messages(topic) if any("Bash: echo" in (v.visible_text or "") for v in m.history))
+    status = next(
+        m
+        for m in h.bot_messages(topic)
+        if any("Bash: echo" in (v.visible_text or "") for v in m.history)
+    )
     folded = [
         v
         for v in status.history
-        if any(e["type"] == "expandable_blockquote" for e in v.entities or []) and "folded-output-marker" in v.visible_text
+        if any(e["type"] == "expandable_blockquote" for e in v.entities or [])
+        and "folded-output-marker" in v.visible_text
     ]
     assert folded, "the Bash output appeared folded in the status message"
     final_entities = status.entities or []
-    assert not any(e["type"] == "expandable_blockquote" for e in final_entities), "the finished status is compact again"
+    assert not any(e["type"] == "expandable_blockquote" for e in final_entities), (
+        "the finished status is compact again"
+    )
 
 
-async def test_a_text_reply_answers_the_prompt_and_the_deny_reason_reaches_claude(h: Harness) -> None:
+async def test_a_text_reply_answers_the_prompt_and_the_deny_reason_reaches_claude(
+    h: Harness,
+) -> None:
     target = h.root / "app" / "notes.txt"
-    h.model.on("take notes", ToolUse("Write", {"file_path": str(target), "content": "x"}), Text("Understood."))
+    h.model.on(
+        "take notes",
+        ToolUse("Write", {"file_path": str(target), "content": "x"}),
+        Text("Understood."),
+    )
     topic, _ = await h.new_session(str(h.root / "app"), "take notes")
     prompt = await prompt_in(h, topic)
     h.say("deny write them to /tmp instead", thread_id=topic)
     await h.wait_text("Understood.", thread_id=topic)
     assert not target.exists()
-    assert h.model_saw("write them to /tmp instead"), "the reason went back to Claude with the denial"
+    assert h.model_saw("write them to /tmp instead"), (
+        "the reason went back to Claude with the denial"
+    )
     edited = h.tg.message(h.chat_id, prompt.message_id)
     assert not edited.buttons and "Denied by Ada" in edited.visible_text
     assert "write them to /tmp instead" in edited.visible_text
@@ -661,3 +677,32 @@ async def test_a_bash_prompt_shows_the_command_once(h: Harness) -> None:
     await h.wait_text("Ran.", thread_id=topic)
     decided = h.tg.message(h.chat_id, prompt.message_id).visible_text
     assert decided.count("marker-7731") == 1 and "Denied by Ada" in decided, decided
+
+
+async def test_a_decision_the_daemon_died_before_showing_is_shown_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    """The decision and the prompt's edit are two transactions: a daemon killed between
+    them left the prompt with live buttons.  After a restart the prompt shows who
+    decided what, and nothing else is re-sent."""
+    h = await start_harness(tmp_path)
+    target = h.root / "app" / "x.txt"
+    h.model.on(
+        "write x", ToolUse("Write", {"file_path": str(target), "content": "x\n"}), Text("ok")
+    )
+    topic, _sid = await h.new_session(str(h.root / "app"), "write x")
+    prompt = await prompt_in(h, topic)
+    [pending] = h.db.permissions.pending()
+    # What the broker's `finish` does first — and then the process is gone.
+    assert h.db.permissions.decide(pending.id, "allowed", by="Ada")
+    await stop_harness(h, keep_fakes=True)
+    assert has_buttons(h.tg.message(h.chat_id, prompt.message_id), "Allow")
+    h2 = await start_harness(tmp_path, tg=h.tg, model=h.model)
+    try:
+        shown = await h2.wait_msg(
+            lambda m: m.message_id == prompt.message_id and "Allowed by Ada" in m.visible_text,
+            thread_id=topic,
+        )
+        assert not shown.buttons
+    finally:
+        await stop_harness(h2)
