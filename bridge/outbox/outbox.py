@@ -4,9 +4,10 @@
 anything is sent; one `ChatWorker` per chat (`bridge/outbox/delivery.py`) then delivers
 them, woken by an `asyncio.Event` when rows arrive and by a timer when a retried row
 comes due — no polling.  What goes next is decided by `OutboxRepo.next_for_chat`:
-in order per thread, priority 0 (prompts, finals, notices) ahead of priority-1
-stream updates across all threads of the chat, an edit only after its target was
-sent.  How fast is decided by the platform's `RateBudget`, one budget per chat
+in order per thread, and across the threads of the chat by delivery class
+(`bridge/outbox/classes.py`: prompts, then finals, then notices, then stream
+updates — a person waiting on Claude never waits behind decoration), an edit only
+after its target was sent.  How fast is decided by the platform's `RateBudget`, one budget per chat
 shared by every session in it.  Stream updates are coalesced in the row store
 (`stream_key`), so a fast producer costs at most as many calls as the budget
 allows and the last content always goes out.
@@ -39,11 +40,12 @@ from typing import Any
 
 from adapters.base import ChatAdapter
 from adapters.messages import Outbound, ThreadRef
+from bridge.outbox.classes import class_of
 from bridge.outbox.delivery import ChatWorker, RetryPolicy, describe, to_datetime, wait_event
 from bridge.outbox.housekeeping import PRUNE_EVERY, RETENTION, Pruner
 from bridge.outbox.ratelimit import Kind, RateBudget
 from storage.db import Database
-from storage.outbox_pick import PendingItem
+from storage.outbox_pick import DeliveryClass, PendingItem
 from storage.outbox_repo import chat_key_of
 from storage.types import OutboxId, OutboxOp, OutboxState
 
@@ -96,12 +98,21 @@ class Outbox:
     # --- producing ----------------------------------------------------------------
 
     def enqueue(
-        self, thread: ThreadRef, msg: Outbound, *, session_id: str | None = None, priority: int = 0
+        self,
+        thread: ThreadRef,
+        msg: Outbound,
+        *,
+        session_id: str | None = None,
+        priority: int = 0,
+        klass: DeliveryClass | None = None,
     ) -> list[OutboxId]:
-        """Store `msg` as one row per platform message; the first id is "the message"."""
+        """Store `msg` as one row per platform message; the first id is "the message".
+        Its delivery class follows `msg.role` (`class_of`; `priority=1`: a stream
+        update; `klass`: said outright)."""
         thread = self._resolve(thread)
         payloads = [r.payload for r in self._adapter(thread).render(msg)]
-        ids = self._add(thread, "send", payloads, priority, session_id=session_id)
+        rank = class_of(msg, priority=priority, klass=klass)
+        ids = self._add(thread, "send", payloads, rank, session_id=session_id)
         self._wake(thread.platform, thread.chat_id, "message")
         return ids
 
@@ -113,9 +124,11 @@ class Outbox:
         *,
         priority: int = 0,
         stream_key: str | None = None,
+        klass: DeliveryClass | None = None,
     ) -> OutboxId:
         """Edit the message of row `target_id` once it is sent.  With `stream_key`, an
-        unsent earlier edit of the same target and key is replaced instead."""
+        unsent earlier edit of the same target and key is replaced instead.  The
+        class as for `enqueue`."""
         thread = self._resolve(thread)
         target = self._repo.get(target_id)
         if target is None or target.op != "send":
@@ -123,6 +136,7 @@ class Outbox:
         if (target.platform, target.chat_id) != (thread.platform, thread.chat_id):
             raise ValueError("an edit must go to the chat of the message it edits")
         payload = self._adapter(thread).render_edit(msg).payload
+        rank = class_of(msg, priority=priority, klass=klass)
         row_id = None
         if stream_key is not None:
             row_id = self._repo.coalesce(
@@ -130,7 +144,7 @@ class Outbox:
                 op="edit",
                 target_id=target_id,
                 payload=payload,
-                priority=priority,
+                priority=rank,
                 exclude=self._in_flight(),
             )
         if row_id is None:
@@ -138,7 +152,7 @@ class Outbox:
                 thread,
                 "edit",
                 [payload],
-                priority,
+                rank,
                 session_id=target.session_id,
                 target_id=target_id,
                 stream_key=stream_key,
@@ -149,7 +163,7 @@ class Outbox:
     def update_stream(
         self, thread: ThreadRef, stream_key: str, msg: Outbound, *, session_id: str | None = None
     ) -> None:
-        """A native stream draft (priority 1); only the latest unsent content is kept.
+        """A native stream draft (class STREAM); only the latest unsent content is kept.
         Dropped where the adapter cannot draft in this thread: a draft is a preview,
         the final message carries the text."""
         thread = self._resolve(thread)
@@ -164,12 +178,19 @@ class Outbox:
                 op="draft",
                 target_id=None,
                 payload=payload,
-                priority=1,
+                priority=DeliveryClass.STREAM,
                 exclude=self._in_flight(),
             )
             is None
         ):
-            self._add(thread, "draft", [payload], 1, session_id=session_id, stream_key=stream_key)
+            self._add(
+                thread,
+                "draft",
+                [payload],
+                DeliveryClass.STREAM,
+                session_id=session_id,
+                stream_key=stream_key,
+            )
         self._wake(thread.platform, thread.chat_id, "draft")
 
     def supersede(self, stream_key: str) -> None:
@@ -186,9 +207,12 @@ class Outbox:
         self._settle([row_id], "superseded", None)
         return True
 
-    def enqueue_delete(self, thread: ThreadRef, target_id: int) -> OutboxId | None:
+    def enqueue_delete(
+        self, thread: ThreadRef, target_id: int, *, klass: DeliveryClass | None = None
+    ) -> OutboxId | None:
         """Delete the message of row `target_id`.  If it was never sent it is simply
-        cancelled and None is returned."""
+        cancelled and None is returned.  The delete goes with the target's class (at
+        least NOTICE) unless `klass` says otherwise."""
         thread = self._resolve(thread)
         target = self._repo.get(target_id)
         if target is None or target.op != "send":
@@ -198,8 +222,14 @@ class Outbox:
         if target.state == "pending" and target_id not in self._in_flight():
             self.withdraw(target_id)
             return None
+        rank = klass if klass is not None else max(DeliveryClass.NOTICE, target.priority)
         [row_id] = self._add(
-            thread, "delete", [{}], 0, session_id=target.session_id, target_id=target_id
+            thread,
+            "delete",
+            [{}],
+            rank,
+            session_id=target.session_id,
+            target_id=target_id,
         )
         self._wake(thread.platform, thread.chat_id, "message")
         return row_id
