@@ -9,7 +9,6 @@ fake chat API of `test_outbox.py`.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -22,7 +21,7 @@ from bridge.outbox.classes import class_of
 from bridge.outbox.outbox import Outbox
 from storage.db import Database
 from storage.outbox_pick import OUTBOX, DeliveryClass, T
-from tests.integration.test_outbox import A, B, P, FakePlatform, db, db_url, make_outbox
+from tests.integration.test_outbox import A, B, FakePlatform, P, db, db_url, make_outbox
 
 __all__ = ["db", "db_url", "make_outbox"]  # fixtures, used by name
 
@@ -173,7 +172,9 @@ async def test_any_mix_keeps_each_threads_messages_and_edits_in_order(
     by_text = {c.text: c for c in sends}
     for body, edit in last_edit.items():
         assert fake.messages[("chat1", by_text[body].message_id)] == edit
-        edits = [c for c in fake.calls if c.op == "edit" and c.message_id == by_text[body].message_id]
+        edits = [
+            c for c in fake.calls if c.op == "edit" and c.message_id == by_text[body].message_id
+        ]
         assert [c.text for c in edits] == sorted(c.text for c in edits)
         assert fake.calls.index(by_text[body]) < fake.calls.index(edits[0])
     for thread in (A, B, C):
