@@ -5,8 +5,16 @@ operations: a status message (tool lines, the text so far where there is no nati
 streaming, and a Stop button), a native stream draft where the platform has one
 (Telegram `sendMessageDraft` in private chats), and at the end a final message
 with the answer and a footer.  Stream updates are debounced here (`min_interval`)
-and coalesced again by the outbox, so a fast model costs few API calls; the status
-message's last edit and the final message are priority 0 and always delivered.
+and coalesced again by the outbox, so a fast model costs few API calls.
+
+One notifying message per turn: the answer.  The status message is sent silently,
+and only once it has something to show — a tool, the streamed text where no native
+stream shows it, or a turn running longer than `status_after` (the Stop button) —
+so a quick plain answer costs one message.  At the end a status that carried
+nothing the answer does not (no tool ran) is deleted after the answer; one with
+tool lines stays, edited silently to "✅ Done".  Where the platform's native stream
+hangs on the status message (`Capabilities.stream_needs_status`, Slack) the status
+is sent at once and its end (edit or delete) goes before the answer.
 """
 
 from __future__ import annotations
@@ -21,9 +29,13 @@ from adapters.tasks import TaskGroup
 from agent.events import TextDelta, TextDone, ToolFinished, ToolStarted, TurnEnded
 from bridge import render
 from bridge.outbox.outbox import Outbox
+from storage.outbox_pick import DeliveryClass
 
 PREVIEW_CHARS = 3000  # tail of the streamed text shown in an edited status message
 LONG_TURN_S = 60.0
+# A turn with nothing to show yet gets its status message (and Stop button) this late:
+# a plain answer is usually done by then and needs no second message.
+STATUS_AFTER_S = 3.0
 
 
 class TurnView:
@@ -39,6 +51,8 @@ class TurnView:
         use_draft: bool,
         min_interval: float = 0.8,
         clock: Callable[[], float] = time.monotonic,
+        status_after: float | None = None,  # None: STATUS_AFTER_S
+        on_status: Callable[[int], None] | None = None,
     ) -> None:
         self.session_id = session_id
         self.thread = thread
@@ -61,6 +75,13 @@ class TurnView:
         self._last_flush = 0.0
         self._stop_data = f"x:{session_id}"
         self._last_status: Outbound | None = None
+        self.status_after = STATUS_AFTER_S if status_after is None else status_after
+        self._on_status = on_status  # told the status message's row once it exists
+        # The native stream hangs on the status message (Slack): it goes out at once,
+        # and its end goes before the answer.
+        self._anchored = use_draft and outbox.budget(thread.platform).caps.stream_needs_status
+        self._status_timer: asyncio.Task[None] | None = None
+        self._ended = False
 
     @property
     def status_id(self) -> int | None:
@@ -70,13 +91,28 @@ class TurnView:
     # --- events ---------------------------------------------------------------
 
     def begin(self) -> None:
-        msg = render.status_message(
-            [], "", running=True, stop_data=self._stop_data, max_preview=PREVIEW_CHARS
+        if self._anchored or self.status_after <= 0:
+            self._open_status(
+                render.status_message(
+                    [], "", running=True, stop_data=self._stop_data, max_preview=PREVIEW_CHARS
+                )
+            )
+            return
+        self._status_timer = self.tasks.spawn(
+            self._status_later(), name=f"status-{self.stream_key}"
         )
+
+    async def _status_later(self) -> None:
+        await asyncio.sleep(self.status_after)
+        if not self._ended and self._status_id is None:
+            self.flush()
+
+    def _open_status(self, msg: Outbound) -> None:
+        """Send the status message (silent, class STREAM: decoration)."""
         self._last_status = msg
-        self._status_id = self.outbox.enqueue(
-            self.thread, msg, session_id=self.session_id, priority=0
-        )[0]
+        self._status_id = self.outbox.enqueue(self.thread, msg, session_id=self.session_id)[0]
+        if self._on_status is not None:
+            self._on_status(self._status_id)
 
     def on_delta(self, ev: TextDelta) -> None:
         if ev.restart:  # the model call was retried: its text streams again from the start
@@ -103,9 +139,13 @@ class TurnView:
             self._schedule()
 
     def end(self, ev: TurnEnded) -> None:
-        """Final status edit (no Stop button) and the answer as a new message."""
+        """The answer as a new message; the status message deleted, or edited to its
+        last state (no Stop button) where tools ran."""
+        self._ended = True
         if self._flush_task is not None:
             self._flush_task.cancel()
+        if self._status_timer is not None:
+            self._status_timer.cancel()
         self.outbox.supersede(self.stream_key)
         self.outbox.supersede(f"{self.stream_key}:status")
         if self.current:
@@ -128,12 +168,20 @@ class TurnView:
             final = dataclasses.replace(final, mention=True)
         if (
             self._status_id is not None
-            and not self.use_draft
+            and not self._anchored
             and self.outbox.withdraw(self._status_id)
         ):
             # A busy chat never got to the status message: nobody saw it, so it and its
-            # "Done" edit are dropped and the answer goes first.  (Not with a native
-            # stream: its end is the status edit.)
+            # "Done" edit are dropped and the answer goes first.  (Not where the native
+            # stream hangs on it: its end is the status edit.)
+            self._status_id = None
+        # Where the native stream hangs on the status (Slack stops it when the status
+        # is edited to "done" or deleted), that end goes before the answer; elsewhere
+        # the answer goes first and the status is tidied after it.
+        tidy = DeliveryClass.FINAL if self._anchored else DeliveryClass.STREAM
+        if self._status_id is not None and not (self.tool_lines or self.last_output):
+            # It showed nothing the answer does not: one message per turn.
+            self.outbox.enqueue_delete(self.thread, self._status_id, klass=tidy)
             self._status_id = None
         if self._status_id is not None:
             label = (
@@ -144,12 +192,20 @@ class TurnView:
             status = render.status_message(
                 self.tool_lines, label, running=False, stop_data="", max_preview=PREVIEW_CHARS
             )
-            self.outbox.enqueue_edit(self.thread, self._status_id, status, priority=0)
-        # The answer after the status edit: adapters take the status message's edit to
-        # role "done" as the end of the turn's stream (Slack stops its native stream).
-        self.outbox.enqueue(self.thread, final, session_id=self.session_id, priority=0)
+            self.outbox.enqueue_edit(self.thread, self._status_id, status, klass=tidy)
+        self.outbox.enqueue(self.thread, final, session_id=self.session_id)
 
     # --- streaming ------------------------------------------------------------
+
+    def _wants_status(self, shown_text: str) -> bool:
+        """Whether the status message has something to show yet: a tool, text no
+        native stream shows, or a turn long enough to want its Stop button."""
+        return bool(
+            self.tool_lines
+            or self.last_output
+            or shown_text
+            or self.clock() - self.started >= self.status_after
+        )
 
     def preview_text(self) -> str:
         return "\n\n".join([*self.blocks, self.current]).strip()
@@ -184,7 +240,11 @@ class TurnView:
             max_preview=PREVIEW_CHARS,
             last_output=self.last_output,
         )
-        if self._status_id is not None and status != self._last_status:
+        if self._status_id is None:
+            if self._wants_status(text):
+                self._open_status(status)
+            return
+        if status != self._last_status:
             # Unchanged (only the draft moved on): an edit would cost a call and come
             # back "message is not modified".
             self._last_status = status

@@ -53,6 +53,7 @@ DRAFT_RATE: Final = 1.0  # chat.appendStream per channel (Tier 4 is per workspac
 
 CAPABILITIES: Final = Capabilities(
     native_stream=True,
+    stream_needs_status=True,
     per_chat_rate=PER_CHAT_RATE,
     per_chat_burst=PER_CHAT_BURST,
     group_per_minute=0,
