@@ -35,6 +35,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import bench_delivery  # noqa: E402
 import bench_outbox  # noqa: E402
 import support as S  # noqa: E402
 from bare_bot import start_bare_bot, stop_bare_bot  # noqa: E402
@@ -68,6 +69,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "cold_reps": 3,
         "warm_reps": 5,
         "outbox_n": 5000,
+        "new_rounds": 3,
+        "six_rounds": 3,
     },
     "quick": {
         "turns": 2,
@@ -86,6 +89,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "cold_reps": 1,
         "warm_reps": 2,
         "outbox_n": 1000,
+        "new_rounds": 1,
+        "six_rounds": 1,
     },
 }
 
@@ -599,7 +604,34 @@ async def guarded(
     return value
 
 
-async def run(profile: str) -> dict[str, Any]:
+SCENARIOS = ("turns", "long", "permission", "sweep", "delivery", "startup", "daemon", "outbox")
+
+
+async def run_delivery(
+    model: S.TimedAnthropic, tmp: Path, p: dict[str, Any], res: dict[str, Any]
+) -> None:
+    """Issue 12's scenarios, each with the old behaviour (`legacy`) as its baseline."""
+    for name, legacy in (("threadline", False), ("legacy", True)):
+        for n in (1, 3):
+            await guarded(
+                f"{name}: /new PATH PROMPT, {n} at once → final answers",
+                res.setdefault(f"new_session_x{n}", {}),
+                name,
+                lambda name=name, legacy=legacy, n=n: bench_delivery.bench_new_sessions(
+                    model, tmp / f"new{n}-{name}", legacy, n, p["new_rounds"]
+                ),
+            )
+        await guarded(
+            f"{name}: permission prompts among six new sessions (private chat)",
+            res.setdefault("prompt_six_private", {}),
+            name,
+            lambda name=name, legacy=legacy: bench_delivery.bench_prompt_among_six(
+                model, tmp / f"six-{name}", legacy, p["six_rounds"]
+            ),
+        )
+
+
+async def run(profile: str, only: frozenset[str] = frozenset(SCENARIOS)) -> dict[str, Any]:
     p = PROFILES[profile]
     started = time.time()
     load_at_start = round(os.getloadavg()[0], 2)
@@ -613,7 +645,7 @@ async def run(profile: str) -> dict[str, Any]:
     try:
         with tempfile.TemporaryDirectory(prefix="threadline-bench-") as d:
             tmp = Path(d)
-            for name, naive in VARIANTS:
+            for name, naive in VARIANTS if "turns" in only else ():
                 await guarded(
                     f"{name}: {p['turns']} turns, first token → first visible text",
                     res.setdefault("turns", {}),
@@ -622,7 +654,7 @@ async def run(profile: str) -> dict[str, Any]:
                         model, tmp / f"turns-{name}", naive, p, overhead[name]
                     ),
                 )
-            groups = [False, True] if p["long_group"] else [False]
+            groups = ([False, True] if p["long_group"] else [False]) if "long" in only else []
             for group in groups:
                 key = "long_group" if group else "long_private"
                 for name, naive in VARIANTS:
@@ -642,8 +674,10 @@ async def run(profile: str) -> dict[str, Any]:
             # the per-event overhead comes from the single-session runs above
             for o in overhead.values():
                 o.enabled = False
-            res["bridge_overhead"] = {name: overhead[name].as_dict() for name, _ in VARIANTS}
+            if {"turns", "long"} & only:
+                res["bridge_overhead"] = {name: overhead[name].as_dict() for name, _ in VARIANTS}
             pgroups = [False, True] if p["perm_group"] else [False]
+            pgroups = pgroups if "permission" in only else []
             for group in pgroups:
                 key = "permission_group" if group else "permission_private"
                 for name, naive in VARIANTS:
@@ -663,8 +697,9 @@ async def run(profile: str) -> dict[str, Any]:
                         ),
                     )
             sweep: dict[str, list[Any]] = {name: [] for name, _ in VARIANTS}
-            res["sweep"] = sweep
-            for n in p["sweep"]:
+            if "sweep" in only:
+                res["sweep"] = sweep
+            for n in p["sweep"] if "sweep" in only else ():
                 for name, naive in VARIANTS:
                     point: dict[str, Any] = {}
                     await guarded(
@@ -683,24 +718,29 @@ async def run(profile: str) -> dict[str, Any]:
                         ),
                     )
                     sweep[name].append({"sessions": n, **point["v"]})
-            await guarded(
-                "start-up in process (config → polling)",
-                res,
-                "startup",
-                lambda: bench_startup_inprocess(model, tmp / "startup", p["warm_reps"]),
-            )
-            await guarded(
-                f"daemon process: cold start, memory with 1 and {p['memory_sessions']} sessions",
-                res,
-                "daemon",
-                lambda: bench_daemon(model, tmp / "daemon", p),
-            )
-            await guarded(
-                "outbox throughput",
-                res,
-                "outbox",
-                lambda: bench_outbox_all(tmp / "outbox", p["outbox_n"]),
-            )
+            if "delivery" in only:
+                await run_delivery(model, tmp / "delivery", p, res)
+            if "startup" in only:
+                await guarded(
+                    "start-up in process (config → polling)",
+                    res,
+                    "startup",
+                    lambda: bench_startup_inprocess(model, tmp / "startup", p["warm_reps"]),
+                )
+            if "daemon" in only:
+                await guarded(
+                    f"daemon process: cold start, memory with 1 and {p['memory_sessions']} sessions",
+                    res,
+                    "daemon",
+                    lambda: bench_daemon(model, tmp / "daemon", p),
+                )
+            if "outbox" in only:
+                await guarded(
+                    "outbox throughput",
+                    res,
+                    "outbox",
+                    lambda: bench_outbox_all(tmp / "outbox", p["outbox_n"]),
+                )
     finally:
         await model.stop()
     res["wall_s"] = round(time.time() - started, 1)
@@ -826,6 +866,7 @@ def table(res: dict[str, Any]) -> list[tuple[str, str, str]]:
             f"  429s during that run ({where})",
             lambda v, key=key: _v(_get(res, key, v, "429s")),
         )
+    delivery_rows(res, rows)
     d = res.get("daemon", {})
     rows.append(
         (
@@ -866,6 +907,43 @@ def table(res: dict[str, Any]) -> list[tuple[str, str, str]]:
         )
     )
     return rows
+
+
+def delivery_rows(res: dict[str, Any], rows: list[tuple[str, str, str]]) -> None:
+    """Issue 12's scenarios: Threadline against the old behaviour (`legacy`)."""
+
+    def both(label: str, get: Callable[[str], str]) -> None:
+        rows.append((label, get("threadline"), "old: " + get("legacy")))
+
+    for n in (1, 3):
+        key = f"new_session_x{n}"
+        if key not in res:
+            continue
+        both(
+            f"/new PATH PROMPT, {n} at once: last final answer, p50 / p99",
+            lambda v, key=key: _pp(_get(res, key, v, "last_final_s"), "s"),
+        )
+        both(
+            f"  chat calls per new session ({n} at once)",
+            lambda v, key=key: _v(_get(res, key, v, "chat_calls_per_new_session")),
+        )
+    if "new_session_x1" in res:
+        both(
+            "  reference: a plain reply in an open session, p50 / p99",
+            lambda v: _pp(_get(res, "new_session_x1", v, "plain_reply_in_open_session_s"), "s"),
+        )
+    if "prompt_six_private" in res:
+        both(
+            "permission prompt among 6 new sessions (private chat), p50 / p99",
+            lambda v: _pp(_get(res, "prompt_six_private", v, "prompt_latency_ms")),
+        )
+        both(
+            "  all six finals, p50 / max",
+            lambda v: (
+                f"{_v(_get(res, 'prompt_six_private', v, 'all_finals_s', 'p50'))} / "
+                f"{_v(_get(res, 'prompt_six_private', v, 'all_finals_s', 'max'), 's')}"
+            ),
+        )
 
 
 def print_report(res: dict[str, Any]) -> None:
@@ -954,16 +1032,31 @@ def draw(res: dict[str, Any], path: Path) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer turns and sessions (~2 min)")
-    parser.add_argument("--out", type=Path, default=HERE / "results.json")
-    parser.add_argument("--plot", type=Path, default=HERE / "latency_429.png")
+    parser.add_argument(
+        "--out", type=Path, help="results file (default: results.json; results-quick.json)"
+    )
+    parser.add_argument(
+        "--plot", type=Path, help="the plot (default: latency_429.png; none with --quick)"
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=SCENARIOS,
+        help="run only these scenarios (repeatable); default: all",
+    )
     parser.add_argument("--log-level", default="ERROR", help="the bridge's log level (stderr)")
     args = parser.parse_args()
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    res = asyncio.run(run("quick" if args.quick else "full"))
-    args.out.write_text(json.dumps(res, indent=2, default=str) + "\n")
-    log(f"wrote {args.out}")
-    if draw(res, args.plot):
-        log(f"wrote {args.plot}")
+    only = frozenset(args.only or SCENARIOS)
+    # A quick or partial run never overwrites the tracked full-run outputs.
+    partial = args.quick or only != frozenset(SCENARIOS)
+    out = args.out or HERE / ("results-quick.json" if partial else "results.json")
+    plot = args.plot or (None if partial else HERE / "latency_429.png")
+    res = asyncio.run(run("quick" if args.quick else "full", only))
+    out.write_text(json.dumps(res, indent=2, default=str) + "\n")
+    log(f"wrote {out}")
+    if plot is not None and draw(res, plot):
+        log(f"wrote {plot}")
     print_report(res)
 
 

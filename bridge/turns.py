@@ -11,8 +11,10 @@ One notifying message per turn: the answer.  The status message is sent silently
 and only once it has something to show — a tool, the streamed text where no native
 stream shows it, or a turn running longer than `status_after` (the Stop button) —
 so a quick plain answer costs one message.  At the end a status that carried
-nothing the answer does not (no tool ran) is deleted after the answer; one with
-tool lines stays, edited silently to "✅ Done".  Where the platform's native stream
+nothing the answer does not (no tool ran, not stopped, no error) is deleted after
+the answer; otherwise it stays, edited silently to "✅ Done" (or "⏹ Stopped") — as does every status where a
+deleted message leaves a placeholder (`Capabilities.delete_vanishes`: Matrix,
+where the status is an `m.notice`, which does not notify).  Where the platform's native stream
 hangs on the status message (`Capabilities.stream_needs_status`, Slack) the status
 is sent at once and its end (edit or delete) goes before the answer.
 """
@@ -79,7 +81,9 @@ class TurnView:
         self._on_status = on_status  # told the status message's row once it exists
         # The native stream hangs on the status message (Slack): it goes out at once,
         # and its end goes before the answer.
-        self._anchored = use_draft and outbox.budget(thread.platform).caps.stream_needs_status
+        caps = outbox.budget(thread.platform).caps
+        self._anchored = use_draft and caps.stream_needs_status
+        self._may_delete = caps.delete_vanishes
         self._status_timer: asyncio.Task[None] | None = None
         self._ended = False
 
@@ -179,7 +183,12 @@ class TurnView:
         # is edited to "done" or deleted), that end goes before the answer; elsewhere
         # the answer goes first and the status is tidied after it.
         tidy = DeliveryClass.FINAL if self._anchored else DeliveryClass.STREAM
-        if self._status_id is not None and not (self.tool_lines or self.last_output):
+        if (
+            self._status_id is not None
+            and self._may_delete
+            and not (self.tool_lines or self.last_output)
+            and not (ev.interrupted or ev.is_error)  # "Stopped" / "error" stay said
+        ):
             # It showed nothing the answer does not: one message per turn.
             self.outbox.enqueue_delete(self.thread, self._status_id, klass=tidy)
             self._status_id = None

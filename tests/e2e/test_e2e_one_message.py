@@ -45,9 +45,7 @@ async def _turn(h: Harness, topic: int, prompt: str, marker: str) -> list[FakeMe
     await h.wait_msg(lambda m: marker in m.visible_text and "⏱" in m.visible_text, thread_id=topic)
     assert await h.bridge.outbox.wait_idle(timeout=15)
     return [
-        m
-        for m in h.tg.messages(h.chat_id, topic, include_deleted=True)
-        if m.message_id > before
+        m for m in h.tg.messages(h.chat_id, topic, include_deleted=True) if m.message_id > before
     ]
 
 

@@ -228,10 +228,13 @@ async def test_stop_button_and_command_interrupt_and_the_session_stays_usable(h:
 
 
 async def test_text_while_running_is_queued_and_runs_next(h: Harness) -> None:
-    h.model.on("long job", Text("working " * 100, chunk=10, delay=0.03))
+    h.model.on("long job", Text("working " * 200, chunk=10, delay=0.03))
     h.model.on("follow up", Text("Follow-up answered."))
     topic, _ = await h.new_session(str(h.root / "app"), "long job")
-    await h.wait_msg(lambda m: has_buttons(m, "Stop"), thread_id=topic)
+    # running: its answer is streaming (the Stop button comes only after a few seconds)
+    await h.tg.wait_until(
+        lambda: h.tg.drafts(chat_id=h.chat_id, thread_id=topic) or None, timeout=20
+    )
     h.say("follow up", thread_id=topic)
     await h.wait_text("Queued", thread_id=topic)
     final = await h.wait_text("Follow-up answered.", thread_id=topic, timeout=40)
@@ -617,6 +620,7 @@ async def test_tool_output_is_shown_folded_while_the_turn_runs(h: Harness) -> No
     if has_buttons(prompt_or_final, "Allow"):
         h.press(prompt_or_final, "Allow")
     await h.wait_text("⏱", thread_id=topic)
+    assert await h.bridge.outbox.wait_idle(timeout=15)  # the status is tidied after the answer
     status = next(m for m in h.bot_messages(topic) if any("Bash: echo" in (v.visible_text or "") for v in m.history))
     folded = [
         v
