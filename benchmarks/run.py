@@ -947,7 +947,12 @@ def delivery_rows(res: dict[str, Any], rows: list[tuple[str, str, str]]) -> None
 
 
 def print_report(res: dict[str, Any]) -> None:
-    rows = table(res)
+    # rows of scenarios that did not run (`--only`) have no number at all
+    rows = [
+        r
+        for r in table(res)
+        if any(ch.isdigit() for ch in r[1] + r[2]) and not r[1].startswith(" MB")
+    ]
     w0 = max(len(r[0]) for r in rows)
     w1 = max(len(r[1]) for r in rows + [("", "Threadline", "")])
     print()

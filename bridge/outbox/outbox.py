@@ -52,6 +52,7 @@ from storage.types import OutboxId, OutboxOp, OutboxState
 log = logging.getLogger(__name__)
 
 ThreadFallback = Callable[[ThreadRef], Awaitable[ThreadRef | None]]
+YIELD_POLL_S = 0.05  # `reserve` looks again this soon after giving way to an urgent row
 
 
 class DeliveryFailed(Exception):
@@ -282,6 +283,27 @@ class Outbox:
     def budget(self, platform: str) -> RateBudget:
         """The platform's rate budget (shared with every chat's worker)."""
         return self._budgets[platform]
+
+    async def reserve(self, platform: str, chat_id: str, calls: int = 1) -> list[float]:
+        """Book `calls` slots of the chat's budget for calls made outside the outbox
+        (opening a thread: its topic and header) and wait for the last; returns the
+        booked times, for `RateBudget.settle`.  A prompt or a final answer ready to go
+        in the chat goes first: slots are booked only when the budget has room now and
+        nothing that urgent is waiting, so six sessions opening at once do not book ten
+        seconds of the chat ahead of a person who is waiting."""
+        budget = self._budgets[platform]
+        key = chat_key_of(platform, chat_id)
+        while True:
+            wait = budget.delay(chat_id)
+            if wait <= 0:
+                ready = self._repo.next_for_chat(
+                    key, to_datetime(self._clock()), ("send", "edit", "delete")
+                )
+                if ready is None or ready.priority > DeliveryClass.FINAL:
+                    return await budget.acquire(chat_id, calls=calls)  # books at once
+                self._wake(platform, chat_id, "message")
+                wait = YIELD_POLL_S  # the chat's worker takes this slot; look again after
+            await asyncio.sleep(min(wait, 1.0))
 
     # --- lifecycle ----------------------------------------------------------------
 

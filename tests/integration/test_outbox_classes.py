@@ -228,3 +228,23 @@ async def test_many_threads_one_prompt_waits_for_one_call(make_outbox: Any) -> N
     await outbox.wait_sent(prompt, timeout=5)
     assert [c.text for c in fake.calls].index("Allow?") <= sent_before + 1
     assert await outbox.wait_idle(timeout=10)
+
+
+async def test_a_thread_being_opened_waits_for_a_final_answer_ready_to_go(
+    make_outbox: Any,
+) -> None:
+    """Calls made outside the outbox (a topic and its header) book the chat's budget
+    only when no prompt or final answer is ready: the answer goes first; a notice
+    does not hold them back."""
+    fake = FakePlatform(rate=10, burst=1)
+    outbox: Outbox = make_outbox(fake)
+    outbox.enqueue(B, text("started"))
+    await outbox.reserve(P, "chat1")  # not started: only the notice is queued
+    assert fake.calls == [] and outbox.db.outbox.count(state="pending") == 1
+    await outbox.start()
+    outbox.enqueue(A, msg("final A", "final"))
+    slots = await outbox.reserve(P, "chat1", calls=2)
+    opened_at = fake.clock()
+    assert [c.text for c in fake.calls][:1] == ["final A"]
+    assert fake.calls[0].at <= opened_at and len(slots) == 2
+    assert await outbox.wait_idle(timeout=5)
