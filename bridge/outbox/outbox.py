@@ -296,10 +296,11 @@ class Outbox:
         while True:
             wait = budget.delay(chat_id)
             if wait <= 0:
-                ready = self._repo.next_for_chat(
+                # (only while workers deliver: before `start()` nothing would take it)
+                ready = self._started and self._repo.next_for_chat(
                     key, to_datetime(self._clock()), ("send", "edit", "delete")
                 )
-                if ready is None or ready.priority > DeliveryClass.FINAL:
+                if not ready or ready.priority > DeliveryClass.FINAL:
                     return await budget.acquire(chat_id, calls=calls)  # books at once
                 self._wake(platform, chat_id, "message")
                 wait = YIELD_POLL_S  # the chat's worker takes this slot; look again after

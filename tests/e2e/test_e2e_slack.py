@@ -475,7 +475,12 @@ async def test_without_native_streaming_two_sessions_stream_by_edits_without_a_4
         assert not h.slack.stream_messages(), "the workspace refused streams"
         assert h.slack.calls_to("chat.startStream")[0].error == "feature_not_enabled"
         for name, thread in threads:
-            status = [m for m in h.bot_messages(thread) if m.edit_count >= 2]
+            # (deleted at the end too: it showed nothing the answer does not)
+            status = [
+                m
+                for m in h.slack.messages(h.channel, thread, include_deleted=True)
+                if m.edit_count >= 2
+            ]
             shown = [v for m in status for v in m.history if f"{name}-1" in mrkdwn_of(v.blocks)]
             assert shown, f"session {name}'s text streamed into its status message"
         assert len(h.slack.calls_to("chat.startStream")) == 1, "refused once, not asked again"
