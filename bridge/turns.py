@@ -79,13 +79,19 @@ class TurnView:
         self._last_status: Outbound | None = None
         self.status_after = STATUS_AFTER_S if status_after is None else status_after
         self._on_status = on_status  # told the status message's row once it exists
-        # The native stream hangs on the status message (Slack): it goes out at once,
-        # and its end goes before the answer.
-        caps = outbox.budget(thread.platform).caps
-        self._anchored = use_draft and caps.stream_needs_status
-        self._may_delete = caps.delete_vanishes
         self._status_timer: asyncio.Task[None] | None = None
         self._ended = False
+
+    @property
+    def _anchored(self) -> bool:
+        """The native stream hangs on the status message (Slack): it goes out at once,
+        and its end goes before the answer."""
+        return self.use_draft and self.outbox.budget(self.thread.platform).caps.stream_needs_status
+
+    @property
+    def _may_delete(self) -> bool:
+        """A deleted message vanishes on this platform (no placeholder)."""
+        return self.outbox.budget(self.thread.platform).caps.delete_vanishes
 
     @property
     def status_id(self) -> int | None:
