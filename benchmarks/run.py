@@ -1038,7 +1038,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer turns and sessions (~2 min)")
     parser.add_argument(
-        "--out", type=Path, help="results file (default: results.json; results-quick.json)"
+        "--out",
+        type=Path,
+        help="results file (default: results.json; --quick: results-quick.json; "
+        "--only: results-partial.json)",
     )
     parser.add_argument(
         "--plot", type=Path, help="the plot (default: latency_429.png; none with --quick)"
@@ -1055,7 +1058,8 @@ def main() -> None:
     only = frozenset(args.only or SCENARIOS)
     # A quick or partial run never overwrites the tracked full-run outputs.
     partial = args.quick or only != frozenset(SCENARIOS)
-    out = args.out or HERE / ("results-quick.json" if partial else "results.json")
+    name = "results-quick.json" if args.quick else ("results-partial.json" if partial else "")
+    out = args.out or HERE / (name or "results.json")
     plot = args.plot or (None if partial else HERE / "latency_429.png")
     res = asyncio.run(run("quick" if args.quick else "full", only))
     out.write_text(json.dumps(res, indent=2, default=str) + "\n")
