@@ -48,9 +48,11 @@ async def test_each_plain_answer_leaves_one_message_in_the_thread(h: SlackHarnes
         made = await _turn(h, thread, prompt, marker)
         kept = [m for m in made if not m.deleted]
         assert len(kept) == 1 and marker in kept[0].visible_text, f"one reply per turn: {made}"
+        # the status message (if the channel's budget reached it before the answer was
+        # in: otherwise it was never sent) went with the turn, and never mentioned anyone
         statuses = [m for m in made if m.deleted]
-        assert len(statuses) == 1, "the status message was there while the turn ran"
-        assert not any(f"<@{OWNER}>" in v.text for v in statuses[0].versions)
+        assert len(statuses) <= 1
+        assert not any(f"<@{OWNER}>" in v.text for m in statuses for v in m.versions)
     assert h.slack.count_429 == 0
 
 

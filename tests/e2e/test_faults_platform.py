@@ -346,6 +346,7 @@ async def test_matrix_5xx_429_storm_lost_answers_and_an_outage_behind_a_fault_pr
         await h.bridge.outbox.wait_idle(timeout=30)
         assert norm(final.body.rsplit("⏱", 1)[0]) == norm(answer), "the final answer is exact"
         status = next(m for m in h.bot_messages(thread) if len(m.versions) > 1)
+        await h.phone.wait(lambda: "Done" in status.body or None)  # edited after the answer
         previews = [mx_preview(v.get("body", "")) for v in status.versions]
         assert assert_prefixes(previews, answer, "the status message") >= 2
         assert "React" not in status.body and "Done" in status.body, "its Stop is gone"
