@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 ThreadFallback = Callable[[ThreadRef], Awaitable[ThreadRef | None]]
 YIELD_POLL_S = 0.05  # `reserve` looks again this soon after giving way to an urgent row
+YIELD_MAX_S = 10.0  # …and gives way for no longer than this in all
 
 
 class DeliveryFailed(Exception):
@@ -293,14 +294,26 @@ class Outbox:
         seconds of the chat ahead of a person who is waiting."""
         budget = self._budgets[platform]
         key = chat_key_of(platform, chat_id)
+        loop = asyncio.get_running_loop()
+        give_way_until = loop.time() + YIELD_MAX_S
         while True:
             wait = budget.delay(chat_id)
             if wait <= 0:
-                # (only while workers deliver: before `start()` nothing would take it)
-                ready = self._started and self._repo.next_for_chat(
+                ready = self._repo.next_for_chat(
                     key, to_datetime(self._clock()), ("send", "edit", "delete")
                 )
-                if not ready or ready.priority > DeliveryClass.FINAL:
+                worker = self._workers.get(key)
+                # Give way only to a worker that can take the slot now: not before
+                # `start()`, not while it is inside a delivery (a thread fallback opening
+                # a reply chain calls this from there), and not for ever.
+                if (
+                    ready is None
+                    or ready.priority > DeliveryClass.FINAL
+                    or not self._started
+                    or worker is None
+                    or worker.delivering
+                    or loop.time() > give_way_until
+                ):
                     return await budget.acquire(chat_id, calls=calls)  # books at once
                 self._wake(platform, chat_id, "message")
                 wait = YIELD_POLL_S  # the chat's worker takes this slot; look again after

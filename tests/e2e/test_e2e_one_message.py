@@ -98,7 +98,9 @@ async def test_a_turn_with_tools_keeps_its_silent_status_with_the_tool_lines(
     h.model.on(
         "read the notes",
         ToolUse("Read", {"file_path": str(notes)}),
-        Text("TOOLANS: the build uses make."),
+        # a couple of seconds after the tool, so the chat's budget reaches the status
+        # message before the answer is in (one never sent is simply dropped)
+        Text("TOOLANS: the build uses make, " + "and so on " * 20, chunk=8, delay=0.08),
     )
     topic, _ = await h.new_session(str(h.root / "app"))
     await h.wait_text("Ready", thread_id=topic)
