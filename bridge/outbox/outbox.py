@@ -44,6 +44,7 @@ from bridge.outbox.classes import class_of
 from bridge.outbox.delivery import ChatWorker, RetryPolicy, describe, to_datetime, wait_event
 from bridge.outbox.housekeeping import PRUNE_EVERY, RETENTION, Pruner
 from bridge.outbox.ratelimit import Kind, RateBudget
+from bridge.outbox.reserve import reserve_slots
 from storage.db import Database
 from storage.outbox_pick import DeliveryClass, PendingItem
 from storage.outbox_repo import chat_key_of
@@ -52,8 +53,6 @@ from storage.types import OutboxId, OutboxOp, OutboxState
 log = logging.getLogger(__name__)
 
 ThreadFallback = Callable[[ThreadRef], Awaitable[ThreadRef | None]]
-YIELD_POLL_S = 0.05  # `reserve` looks again this soon after giving way to an urgent row
-YIELD_MAX_S = 10.0  # …and gives way for no longer than this in all
 
 
 class DeliveryFailed(Exception):
@@ -287,37 +286,24 @@ class Outbox:
 
     async def reserve(self, platform: str, chat_id: str, calls: int = 1) -> list[float]:
         """Book `calls` slots of the chat's budget for calls made outside the outbox
-        (opening a thread: its topic and header) and wait for the last; returns the
-        booked times, for `RateBudget.settle`.  A prompt or a final answer ready to go
-        in the chat goes first: slots are booked only when the budget has room now and
-        nothing that urgent is waiting, so six sessions opening at once do not book ten
-        seconds of the chat ahead of a person who is waiting."""
-        budget = self._budgets[platform]
+        (opening a thread) and wait for the last, after any prompt or final answer
+        ready in the chat (`bridge/outbox/reserve.py`); returns the booked times."""
         key = chat_key_of(platform, chat_id)
-        loop = asyncio.get_running_loop()
-        give_way_until = loop.time() + YIELD_MAX_S
-        while True:
-            wait = budget.delay(chat_id)
-            if wait <= 0:
-                ready = self._repo.next_for_chat(
-                    key, to_datetime(self._clock()), ("send", "edit", "delete")
-                )
-                worker = self._workers.get(key)
-                # Give way only to a worker that can take the slot now: not before
-                # `start()`, not while it is inside a delivery (a thread fallback opening
-                # a reply chain calls this from there), and not for ever.
-                if (
-                    ready is None
-                    or ready.priority > DeliveryClass.FINAL
-                    or not self._started
-                    or worker is None
-                    or worker.delivering
-                    or loop.time() > give_way_until
-                ):
-                    return await budget.acquire(chat_id, calls=calls)  # books at once
-                self._wake(platform, chat_id, "message")
-                wait = YIELD_POLL_S  # the chat's worker takes this slot; look again after
-            await asyncio.sleep(min(wait, 1.0))
+
+        def worker_free() -> bool:
+            worker = self._workers.get(key)
+            return self._started and worker is not None and not worker.delivering
+
+        return await reserve_slots(
+            self._budgets[platform],
+            self._repo,
+            chat_key=key,
+            chat_id=chat_id,
+            calls=calls,
+            worker_free=worker_free,
+            wake=lambda: self._wake(platform, chat_id, "message"),
+            now=lambda: to_datetime(self._clock()),
+        )
 
     # --- lifecycle ----------------------------------------------------------------
 
