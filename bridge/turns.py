@@ -179,11 +179,13 @@ class TurnView:
         if (
             self._status_id is not None
             and not self._anchored
+            and not (self.tool_lines or self.last_output)
             and self.outbox.withdraw(self._status_id)
         ):
-            # A busy chat never got to the status message: nobody saw it, so it and its
-            # "Done" edit are dropped and the answer goes first.  (Not where the native
-            # stream hangs on it: its end is the status edit.)
+            # A busy chat never got to the status message: nobody saw it and it showed
+            # nothing the answer does not, so it and its end are dropped.  (Not where the
+            # native stream hangs on it: its end is the status edit.  One with tool lines
+            # is kept, so a turn's messages do not depend on the chat's timing.)
             self._status_id = None
         # Where the native stream hangs on the status (Slack stops it when the status
         # is edited to "done" or deleted), that end goes before the answer; elsewhere

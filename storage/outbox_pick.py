@@ -4,10 +4,12 @@ Every row has a delivery class (`DeliveryClass`, stored in the ``priority`` colu
 lower goes first): a person waiting on Claude (a permission prompt, a question) before
 a turn's answer, the answer before notices, notices before stream updates.
 
-Per thread first-in first-out, except that a row may overtake earlier rows of the
-STREAM class (status edits, the status message not yet sent, drafts) when its own
-class is lower and it touches neither their target nor their stream; and a draft (an
-ephemeral preview) waits for nothing but its own stream.  An edit or delete waits
+Per thread first-in first-out, except that a row may overtake earlier stream updates
+(STREAM-class edits, drafts, deletes) when its own class is lower and it touches
+neither their target nor their stream; and a draft (an ephemeral preview) waits for
+nothing but its own stream.  The earlier rows of its thread that a row must wait for
+are lifted to its class when it is queued (`OutboxRepo.lift_before`), so a prompt
+behind its own thread's status message does not wait behind the whole chat.  An edit or delete waits
 until its target is no longer pending.  Across the threads of a chat, a row
 attempted before goes first (its `find_sent` check must run before anything else is
 sent), then the lowest class, then age.  Built once with bound parameters: it runs a
@@ -29,8 +31,7 @@ from storage.types import OutboxId, OutboxOp, OutboxState
 OUTBOX: Table = OutboxRow.__table__  # type: ignore[attr-defined]
 T = OUTBOX.c
 ALL_OPS: tuple[OutboxOp, ...] = ("send", "edit", "draft", "delete")
-# Stream-class rows of these ops may be overtaken by any more urgent row; a stream-class
-# send (a status message not sent yet) only by a prompt: the person is waiting.
+# Stream-class rows of these ops may be overtaken by any more urgent row of their thread.
 STREAM_OPS: tuple[OutboxOp, ...] = ("edit", "draft", "delete")
 
 
@@ -46,16 +47,16 @@ class DeliveryClass(IntEnum):
 def _pick_statement() -> Any:
     r, e, t = OUTBOX.alias("r"), OUTBOX.alias("e"), OUTBOX.alias("t")
     # e (earlier, same thread, pending) blocks r unless e is a stream update (STREAM
-    # class: an edit, a draft, a delete; or, for a prompt only, a status message nobody
-    # has seen yet), r is more urgent, and r touches neither e's target nor e's stream;
-    # or r is a draft (an ephemeral preview, not a message in the history: only an
-    # earlier draft of its own stream holds it back).  An edit of e itself waits
-    # anyway: its target is e.
+    # class: an edit, a draft, a delete), r is more urgent, and r touches neither e's
+    # target nor e's stream; or r is a draft (an ephemeral preview, not a message in the
+    # history: only an earlier draft of its own stream holds it back).  An edit of e
+    # itself waits anyway: its target is e.  (The rows that do block a more urgent row
+    # were lifted to its class when it was queued: `OutboxRepo.lift_before`.)
     overtakable = or_(
         and_(
             e.c.priority == int(DeliveryClass.STREAM),
             r.c.priority < e.c.priority,
-            or_(e.c.op.in_(STREAM_OPS), r.c.priority == int(DeliveryClass.PROMPT)),
+            e.c.op.in_(STREAM_OPS),
             or_(e.c.target_id.is_(None), r.c.target_id.is_(None), e.c.target_id != r.c.target_id),
             or_(
                 e.c.stream_key.is_(None), r.c.stream_key.is_(None), e.c.stream_key != r.c.stream_key

@@ -114,6 +114,8 @@ class Outbox:
         payloads = [r.payload for r in self._adapter(thread).render(msg)]
         rank = class_of(msg, priority=priority, klass=klass)
         ids = self._add(thread, "send", payloads, rank, session_id=session_id)
+        if rank < DeliveryClass.STREAM:
+            self._repo.lift_before(thread.key, ids[0], rank)
         self._wake(thread.platform, thread.chat_id, "message")
         return ids
 

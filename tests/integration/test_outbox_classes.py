@@ -77,21 +77,26 @@ async def test_a_prompt_from_one_thread_goes_before_every_other_threads_rows(
     ]
 
 
-async def test_a_prompt_passes_its_own_threads_unsent_status_but_not_its_messages(
+async def test_a_prompt_takes_its_threads_earlier_messages_along_ahead_of_the_chat(
     make_outbox: Any,
 ) -> None:
+    """A thread's messages keep their order, but what a prompt must wait for in its own
+    thread (here: its status message, not sent yet) goes with it, ahead of the other
+    threads' notices; the status's stream edit it simply passes."""
     fake = FakePlatform(rate=40, burst=1)
     outbox: Outbox = make_outbox(fake)
-    outbox.enqueue(A, text("started"))  # a message: never passed
+    outbox.enqueue(B, text("notice B1"))
     status = outbox.enqueue(A, msg("⏳ Working…", "status"))[0]
+    outbox.enqueue(B, text("notice B2"))
     outbox.enqueue_edit(A, status, msg("▸ Write a.txt", "status"), priority=1, stream_key="s")
     outbox.enqueue(A, msg("Allow Write?", "prompt"))
     await outbox.start()
     assert await outbox.wait_idle(timeout=5)
     assert order(fake) == [
-        ("send", "A", "started"),
-        ("send", "A", "Allow Write?"),
         ("send", "A", "⏳ Working…"),
+        ("send", "A", "Allow Write?"),
+        ("send", "B", "notice B1"),
+        ("send", "B", "notice B2"),
         ("edit", "A", "▸ Write a.txt"),
     ]
 
@@ -145,8 +150,9 @@ async def test_any_mix_keeps_each_threads_messages_and_edits_in_order(
     db: Database, steps: list[tuple[ThreadRef, Role, int]]
 ) -> None:
     """Whatever is queued: every message is sent once, a message's edits come after
-    it and in order (its last edit is what it shows), a thread's messages other than
-    status messages keep their order, and the first row out is the most urgent."""
+    it and in order (its last edit is what it shows), a thread's messages keep their
+    order, and the first row out is of the most urgent class queued (itself, or a
+    message that one waited for in its thread, lifted to its class)."""
     with db.session() as s:  # one database for all examples: start each one empty
         s.exec(OUTBOX.delete())  # type: ignore[call-overload]
         s.commit()
@@ -178,12 +184,13 @@ async def test_any_mix_keeps_each_threads_messages_and_edits_in_order(
         assert [c.text for c in edits] == sorted(c.text for c in edits)
         assert fake.calls.index(by_text[body]) < fake.calls.index(edits[0])
     for thread in (A, B, C):
-        kept = [b for t, r, b in queued if t == thread and r != "status"]
+        kept = [b for t, _, b in queued if t == thread]
         assert [c.text for c in sends if c.text in kept] == kept
-    # the first row out is at least as urgent as the head of every thread's queue
-    heads = {t: r for t, r, _ in reversed(queued)}
-    first_role = next(r for _, r, b in queued if b == sends[0].text)
-    assert class_of(msg("", first_role)) <= min(class_of(msg("", r)) for r in heads.values())
+    with db.engine.connect() as c:
+        first = c.execute(
+            select(T.priority).where(T.op == "send").order_by(T.sent_at, T.id).limit(1)
+        ).scalar()
+    assert first == min(class_of(msg("", r)) for _, r, _ in queued)
 
 
 def test_migration_9_keeps_the_order_of_undelivered_rows(db: Database) -> None:
@@ -213,8 +220,8 @@ def test_migration_9_keeps_the_order_of_undelivered_rows(db: Database) -> None:
 
 async def test_many_threads_one_prompt_waits_for_one_call(make_outbox: Any) -> None:
     """Twelve sessions' notices and status messages ahead in a chat paced at 20/s: the
-    prompt queued last (its thread's notice is out, its status message not) is the
-    next call, not the 23rd."""
+    prompt queued last (its thread's notice is out, its status message not) goes out
+    right after that status message, not as the 23rd call."""
     fake = FakePlatform(rate=20, burst=1)
     outbox: Outbox = make_outbox(fake)
     threads = [ThreadRef(P, "chat1", f"T{i}") for i in range(12)]
@@ -226,7 +233,8 @@ async def test_many_threads_one_prompt_waits_for_one_call(make_outbox: Any) -> N
     prompt = outbox.enqueue(threads[0], msg("Allow?", "prompt"))[0]
     sent_before = len(fake.calls)
     await outbox.wait_sent(prompt, timeout=5)
-    assert [c.text for c in fake.calls].index("Allow?") <= sent_before + 1
+    texts = [c.text for c in fake.calls]
+    assert texts.index("status T0") < texts.index("Allow?") <= sent_before + 2
     assert await outbox.wait_idle(timeout=10)
 
 
