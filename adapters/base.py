@@ -29,6 +29,13 @@ class Capabilities:
     """What the outbox needs to know about delivering on a platform."""
 
     native_stream: bool = False  # a draft/stream API (Telegram sendMessageDraft)
+    # The native stream hangs on the turn's status message (Slack: it starts once the
+    # status is posted and stops when the status is edited to "done" or deleted).
+    stream_needs_status: bool = False
+    # A deleted message vanishes (Telegram, Slack); False where clients keep a
+    # placeholder for it (Matrix: "Message deleted"), so a finished turn's status
+    # message is edited to its last state there rather than deleted.
+    delete_vanishes: bool = True
     # Rate budget for one chat: `per_chat_rate` messages per second with a burst of
     # `per_chat_burst`; groups additionally `group_per_minute` messages per minute.
     per_chat_rate: float = 1.0

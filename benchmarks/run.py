@@ -35,6 +35,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import bench_delivery  # noqa: E402
 import bench_outbox  # noqa: E402
 import bench_slack_stream  # noqa: E402
 import bench_telegram_outage  # noqa: E402
@@ -70,6 +71,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "cold_reps": 3,
         "warm_reps": 5,
         "outbox_n": 5000,
+        "new_rounds": 3,
+        "six_rounds": 3,
     },
     "quick": {
         "turns": 2,
@@ -88,6 +91,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "cold_reps": 1,
         "warm_reps": 2,
         "outbox_n": 1000,
+        "new_rounds": 1,
+        "six_rounds": 1,
     },
 }
 
@@ -601,7 +606,45 @@ async def guarded(
     return value
 
 
-async def run(profile: str) -> dict[str, Any]:
+SCENARIOS = (
+    "turns",
+    "long",
+    "permission",
+    "sweep",
+    "delivery",
+    "startup",
+    "daemon",
+    "outbox",
+    "slack_stream",
+    "telegram_outage",
+)
+
+
+async def run_delivery(
+    model: S.TimedAnthropic, tmp: Path, p: dict[str, Any], res: dict[str, Any]
+) -> None:
+    """Issue 12's scenarios, each with the old behaviour (`legacy`) as its baseline."""
+    for name, legacy in (("threadline", False), ("legacy", True)):
+        for n in (1, 3):
+            await guarded(
+                f"{name}: /new PATH PROMPT, {n} at once → final answers",
+                res.setdefault(f"new_session_x{n}", {}),
+                name,
+                lambda name=name, legacy=legacy, n=n: bench_delivery.bench_new_sessions(
+                    model, tmp / f"new{n}-{name}", legacy, n, p["new_rounds"]
+                ),
+            )
+        await guarded(
+            f"{name}: permission prompts among six new sessions (private chat)",
+            res.setdefault("prompt_six_private", {}),
+            name,
+            lambda name=name, legacy=legacy: bench_delivery.bench_prompt_among_six(
+                model, tmp / f"six-{name}", legacy, p["six_rounds"]
+            ),
+        )
+
+
+async def run(profile: str, only: frozenset[str] = frozenset(SCENARIOS)) -> dict[str, Any]:
     p = PROFILES[profile]
     started = time.time()
     load_at_start = round(os.getloadavg()[0], 2)
@@ -615,7 +658,7 @@ async def run(profile: str) -> dict[str, Any]:
     try:
         with tempfile.TemporaryDirectory(prefix="threadline-bench-") as d:
             tmp = Path(d)
-            for name, naive in VARIANTS:
+            for name, naive in VARIANTS if "turns" in only else ():
                 await guarded(
                     f"{name}: {p['turns']} turns, first token → first visible text",
                     res.setdefault("turns", {}),
@@ -624,7 +667,7 @@ async def run(profile: str) -> dict[str, Any]:
                         model, tmp / f"turns-{name}", naive, p, overhead[name]
                     ),
                 )
-            groups = [False, True] if p["long_group"] else [False]
+            groups = ([False, True] if p["long_group"] else [False]) if "long" in only else []
             for group in groups:
                 key = "long_group" if group else "long_private"
                 for name, naive in VARIANTS:
@@ -644,8 +687,10 @@ async def run(profile: str) -> dict[str, Any]:
             # the per-event overhead comes from the single-session runs above
             for o in overhead.values():
                 o.enabled = False
-            res["bridge_overhead"] = {name: overhead[name].as_dict() for name, _ in VARIANTS}
+            if {"turns", "long"} & only:
+                res["bridge_overhead"] = {name: overhead[name].as_dict() for name, _ in VARIANTS}
             pgroups = [False, True] if p["perm_group"] else [False]
+            pgroups = pgroups if "permission" in only else []
             for group in pgroups:
                 key = "permission_group" if group else "permission_private"
                 for name, naive in VARIANTS:
@@ -665,8 +710,9 @@ async def run(profile: str) -> dict[str, Any]:
                         ),
                     )
             sweep: dict[str, list[Any]] = {name: [] for name, _ in VARIANTS}
-            res["sweep"] = sweep
-            for n in p["sweep"]:
+            if "sweep" in only:
+                res["sweep"] = sweep
+            for n in p["sweep"] if "sweep" in only else ():
                 for name, naive in VARIANTS:
                     point: dict[str, Any] = {}
                     await guarded(
@@ -685,36 +731,43 @@ async def run(profile: str) -> dict[str, Any]:
                         ),
                     )
                     sweep[name].append({"sessions": n, **point["v"]})
-            await guarded(
-                "start-up in process (config → polling)",
-                res,
-                "startup",
-                lambda: bench_startup_inprocess(model, tmp / "startup", p["warm_reps"]),
-            )
-            await guarded(
-                f"daemon process: cold start, memory with 1 and {p['memory_sessions']} sessions",
-                res,
-                "daemon",
-                lambda: bench_daemon(model, tmp / "daemon", p),
-            )
-            await guarded(
-                "outbox throughput",
-                res,
-                "outbox",
-                lambda: bench_outbox_all(tmp / "outbox", p["outbox_n"]),
-            )
-            await guarded(
-                "Slack: first token → first streamed text (and the old adapter)",
-                res,
-                "slack_stream",
-                lambda: bench_slack_stream.run(profile),
-            )
-            await guarded(
-                "Telegram: after a 60 s Bot API outage (and the old retries)",
-                res,
-                "telegram_outage",
-                lambda: bench_telegram_outage.run(profile),
-            )
+            if "delivery" in only:
+                await run_delivery(model, tmp / "delivery", p, res)
+            if "startup" in only:
+                await guarded(
+                    "start-up in process (config → polling)",
+                    res,
+                    "startup",
+                    lambda: bench_startup_inprocess(model, tmp / "startup", p["warm_reps"]),
+                )
+            if "daemon" in only:
+                await guarded(
+                    f"daemon process: cold start, memory with 1 and {p['memory_sessions']} sessions",
+                    res,
+                    "daemon",
+                    lambda: bench_daemon(model, tmp / "daemon", p),
+                )
+            if "outbox" in only:
+                await guarded(
+                    "outbox throughput",
+                    res,
+                    "outbox",
+                    lambda: bench_outbox_all(tmp / "outbox", p["outbox_n"]),
+                )
+            if "slack_stream" in only:
+                await guarded(
+                    "Slack: first token → first streamed text (and the old adapter)",
+                    res,
+                    "slack_stream",
+                    lambda: bench_slack_stream.run(profile),
+                )
+            if "telegram_outage" in only:
+                await guarded(
+                    "Telegram: after a 60 s Bot API outage (and the old retries)",
+                    res,
+                    "telegram_outage",
+                    lambda: bench_telegram_outage.run(profile),
+                )
     finally:
         await model.stop()
     res["wall_s"] = round(time.time() - started, 1)
@@ -847,6 +900,7 @@ def table(res: dict[str, Any]) -> list[tuple[str, str, str]]:
             f"  429s during that run ({where})",
             lambda v, key=key: _v(_get(res, key, v, "429s")),
         )
+    delivery_rows(res, rows)
     d = res.get("daemon", {})
     rows.append(
         (
@@ -907,8 +961,50 @@ def table(res: dict[str, Any]) -> list[tuple[str, str, str]]:
     return rows
 
 
+def delivery_rows(res: dict[str, Any], rows: list[tuple[str, str, str]]) -> None:
+    """Issue 12's scenarios: Threadline against the old behaviour (`legacy`)."""
+
+    def both(label: str, get: Callable[[str], str]) -> None:
+        rows.append((label, get("threadline"), "old: " + get("legacy")))
+
+    for n in (1, 3):
+        key = f"new_session_x{n}"
+        if key not in res:
+            continue
+        both(
+            f"/new PATH PROMPT, {n} at once: last final answer, p50 / p99",
+            lambda v, key=key: _pp(_get(res, key, v, "last_final_s"), "s"),
+        )
+        both(
+            f"  chat calls per new session ({n} at once)",
+            lambda v, key=key: _v(_get(res, key, v, "chat_calls_per_new_session")),
+        )
+    if "new_session_x1" in res:
+        both(
+            "  reference: a plain reply in an open session, p50 / p99",
+            lambda v: _pp(_get(res, "new_session_x1", v, "plain_reply_in_open_session_s"), "s"),
+        )
+    if "prompt_six_private" in res:
+        both(
+            "permission prompt among 6 new sessions (private chat), p50 / p99",
+            lambda v: _pp(_get(res, "prompt_six_private", v, "prompt_latency_ms")),
+        )
+        both(
+            "  all six finals, p50 / max",
+            lambda v: (
+                f"{_v(_get(res, 'prompt_six_private', v, 'all_finals_s', 'p50'))} / "
+                f"{_v(_get(res, 'prompt_six_private', v, 'all_finals_s', 'max'), 's')}"
+            ),
+        )
+
+
 def print_report(res: dict[str, Any]) -> None:
-    rows = table(res)
+    # rows of scenarios that did not run (`--only`) have no number at all
+    rows = [
+        r
+        for r in table(res)
+        if any(ch.isdigit() for ch in r[1] + r[2]) and not r[1].startswith(" MB")
+    ]
     w0 = max(len(r[0]) for r in rows)
     w1 = max(len(r[1]) for r in rows + [("", "Threadline", "")])
     print()
@@ -994,23 +1090,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer turns and sessions (~2 min)")
     parser.add_argument(
-        "--out", type=Path, help="results.json (--quick: results-quick.json, untracked)"
+        "--out",
+        type=Path,
+        help="results file (default: results.json; --quick: results-quick.json; "
+        "--only: results-partial.json)",
     )
     parser.add_argument(
-        "--plot", type=Path, help="latency_429.png (--quick: no plot, the tracked one stays)"
+        "--plot", type=Path, help="the plot (default: latency_429.png; none with --quick)"
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=SCENARIOS,
+        help="run only these scenarios (repeatable); default: all",
     )
     parser.add_argument("--log-level", default="ERROR", help="the bridge's log level (stderr)")
     args = parser.parse_args()
-    if args.out is None:
-        args.out = HERE / ("results-quick.json" if args.quick else "results.json")
-    if args.plot is None and not args.quick:
-        args.plot = HERE / "latency_429.png"
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    res = asyncio.run(run("quick" if args.quick else "full"))
-    args.out.write_text(json.dumps(res, indent=2, default=str) + "\n")
-    log(f"wrote {args.out}")
-    if args.plot is not None and draw(res, args.plot):
-        log(f"wrote {args.plot}")
+    only = frozenset(args.only or SCENARIOS)
+    # A quick or partial run never overwrites the tracked full-run outputs.
+    partial = args.quick or only != frozenset(SCENARIOS)
+    name = "results-quick.json" if args.quick else ("results-partial.json" if partial else "")
+    out = args.out or HERE / (name or "results.json")
+    plot = args.plot or (None if partial else HERE / "latency_429.png")
+    res = asyncio.run(run("quick" if args.quick else "full", only))
+    out.write_text(json.dumps(res, indent=2, default=str) + "\n")
+    log(f"wrote {out}")
+    if plot is not None and draw(res, plot):
+        log(f"wrote {plot}")
     print_report(res)
 
 

@@ -17,6 +17,10 @@ wrappers that live only in the benchmark process:
   it down.
 - `PermissionGate.can_use_tool` (the SDK callback the CLI's permission request arrives
   on) is wrapped to log when each request arrives.
+- With ``legacy=True`` (the delivery scenarios' baseline, `bench_delivery.py`) it is
+  the daemon as it was before delivery classes: a `LegacyTurnView` (the status message
+  at once, edited to "✅ Done" before the answer, never deleted) and every row but
+  stream updates in one class, so the outbox orders them by age.
 """
 
 from __future__ import annotations
@@ -46,12 +50,14 @@ from adapters.messages import ThreadRef  # noqa: E402
 from adapters.telegram.adapter import TelegramAdapter  # noqa: E402
 from agent.events import AgentEvent, TurnEnded, TurnStarted  # noqa: E402
 from agent.permissions import PermissionGate  # noqa: E402
+from bridge import render  # noqa: E402
 from bridge.app import Bridge  # noqa: E402
 from bridge.config import Config  # noqa: E402
 from bridge.outbox.ratelimit import RateBudget  # noqa: E402
-from bridge.turns import TurnView  # noqa: E402
+from bridge.turns import LONG_TURN_S, PREVIEW_CHARS, TurnView  # noqa: E402
 from storage.db import Database  # noqa: E402
 from storage.models import SessionRow  # noqa: E402
+from storage.outbox_pick import DeliveryClass  # noqa: E402
 from tests.support.fakes.anthropic import FakeAnthropic  # noqa: E402
 from tests.support.fakes.claude_env import claude_env  # noqa: E402
 from tests.support.fakes.telegram import ApiCall, FakeTelegram  # noqa: E402
@@ -327,12 +333,62 @@ class NaiveTurnView(TimedTurnView):
         self.flush()
 
 
+class LegacyTurnView(TimedTurnView):
+    """The turn view before "one message per turn": the status message is sent when
+    the turn starts and, at the end, edited to "✅ Done" ahead of the answer."""
+
+    def __init__(self, **kw: Any) -> None:
+        kw["status_after"] = 0.0  # the status message at once
+        super().__init__(**kw)
+
+    def end(self, ev: TurnEnded) -> None:
+        if self._flush_task is not None:
+            self._flush_task.cancel()
+        self.outbox.supersede(self.stream_key)
+        self.outbox.supersede(f"{self.stream_key}:status")
+        if self.current:
+            self.blocks.append(self.current)
+            self.current = ""
+        duration = self.clock() - self.started
+        answer = (
+            "\n\n".join(b for b in self.blocks if b.strip())
+            or ev.result
+            or ("(stopped)" if ev.interrupted else "(no text)")
+        )
+        final = render.final_message(
+            answer,
+            duration_s=duration,
+            cost_usd=ev.cost_usd,
+            tools=self.tools_used,
+            is_error=ev.is_error,
+        )
+        if duration >= LONG_TURN_S:
+            final = dataclasses.replace(final, mention=True)
+        if (
+            self._status_id is not None
+            and not self.use_draft
+            and self.outbox.withdraw(self._status_id)
+        ):
+            self._status_id = None
+        if self._status_id is not None:
+            label = "⏹ Stopped" if ev.interrupted else ("⚠️ Error" if ev.is_error else "✅ Done")
+            status = render.status_message(
+                self.tool_lines, label, running=False, stop_data="", max_preview=PREVIEW_CHARS
+            )
+            self.outbox.enqueue_edit(self.thread, self._status_id, status, priority=0)
+        self.outbox.enqueue(self.thread, final, session_id=self.session_id, priority=0)
+
+
 _BRIDGES: dict[int, BenchBridge] = {}  # id(outbox) → bridge
 
 
 def _make_view(**kw: Any) -> TurnView:
     owner = _BRIDGES.get(id(kw.get("outbox")))
-    cls = NaiveTurnView if owner is not None and owner.naive else TimedTurnView
+    cls: type[TurnView] = TimedTurnView
+    if owner is not None and owner.naive:
+        cls = NaiveTurnView
+    elif owner is not None and owner.legacy:
+        cls = LegacyTurnView
     view = cls(**kw)
     view.overhead = owner.overhead if owner is not None else None
     if owner is not None:
@@ -355,15 +411,33 @@ def unlimited(caps: Capabilities) -> Capabilities:
     )
 
 
+def _one_class(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The outbox's order before delivery classes: stream updates (``priority=1``)
+    last, every other row in one class, ordered by age."""
+
+    def wrapper(*args: Any, **kw: Any) -> Any:
+        stream = kw.pop("priority", 0) >= 1
+        kw["klass"] = DeliveryClass.STREAM if stream else DeliveryClass.NOTICE
+        return fn(*args, **kw)
+
+    return wrapper
+
+
 class BenchBridge(Bridge):
-    def __init__(self, *args: Any, overhead: Overhead, naive: bool, **kw: Any) -> None:
+    def __init__(
+        self, *args: Any, overhead: Overhead, naive: bool, legacy: bool = False, **kw: Any
+    ) -> None:
         super().__init__(*args, **kw)
         self.overhead = overhead
         self.naive = naive
+        self.legacy = legacy
         self.turn_ended_at: defaultdict[str, list[float]] = defaultdict(list)  # time.time()
         self.turns_started = 0
         self.views_made = 0
         _BRIDGES[id(self.outbox)] = self
+        if legacy:
+            for name in ("enqueue", "enqueue_edit", "enqueue_delete"):
+                setattr(self.outbox, name, _one_class(getattr(self.outbox, name)))
         for name in ("enqueue", "enqueue_edit", "update_stream"):
             setattr(self.outbox, name, self._timed(getattr(self.outbox, name)))
         if naive:  # no shared budget: only 429s and their retry_after slow it down
@@ -444,6 +518,7 @@ async def start_env(
     group: bool,
     overhead: Overhead,
     stream_interval: float = 0.8,
+    legacy: bool = False,
 ) -> Env:
     """A fresh fake Telegram (default rate limits), database and bridge.  Threadline
     runs with the daemon's default stream interval (0.8 s), not the tests' 0.3 s."""
@@ -469,6 +544,7 @@ async def start_env(
         stream_interval=stream_interval,
         overhead=overhead,
         naive=naive,
+        legacy=legacy,
     )
     await bridge.start()
     return Env(tg, model, bridge, db, config, root, chat_id, naive)

@@ -81,7 +81,8 @@ class Threads:
         by the chat's rate budget like everything else, retried on 429 and 5xx."""
         budget = self.outbox.budget(platform)
         for attempt in range(1, 6):
-            slots = await budget.acquire(chat_id, calls=calls)
+            # after any prompt or final answer ready in the chat (`Outbox.reserve`)
+            slots = await self.outbox.reserve(platform, chat_id, calls=calls)
             backoff = 0.0  # after a 429 the budget's pause is the wait
             try:
                 return await call()

@@ -13,6 +13,7 @@ are shown to an explicit list of subscribers (`subscribe`): the terminal attach 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -131,12 +132,12 @@ class TurnRouter:
                 tasks=self.tasks,
                 use_draft=use_draft,
                 min_interval=self.stream_interval,
+                # a restart marks the status message interrupted
+                on_status=functools.partial(self.db.turns.set_status_message, turn_id),
             )
             self.views[sid] = view
             self._turn_rows[sid] = turn_id
             view.begin()
-            if view.status_id is not None:  # a restart marks this message interrupted
-                self.db.turns.set_status_message(turn_id, view.status_id)
         elif isinstance(ev, TextDelta) and view:
             view.on_delta(ev)
         elif isinstance(ev, TextDone) and view:

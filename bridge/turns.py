@@ -5,8 +5,18 @@ operations: a status message (tool lines, the text so far where there is no nati
 streaming, and a Stop button), a native stream draft where the platform has one
 (Telegram `sendMessageDraft` in private chats), and at the end a final message
 with the answer and a footer.  Stream updates are debounced here (`min_interval`)
-and coalesced again by the outbox, so a fast model costs few API calls; the status
-message's last edit and the final message are priority 0 and always delivered.
+and coalesced again by the outbox, so a fast model costs few API calls.
+
+One notifying message per turn: the answer.  The status message is sent silently,
+and only once it has something to show — a tool, the streamed text where no native
+stream shows it, or a turn running longer than `status_after` (the Stop button) —
+so a quick plain answer costs one message.  At the end a status that carried
+nothing the answer does not (no tool ran, not stopped, no error) is deleted after
+the answer; otherwise it stays, edited silently to "✅ Done" (or "⏹ Stopped") — as does every status where a
+deleted message leaves a placeholder (`Capabilities.delete_vanishes`: Matrix,
+where the status is an `m.notice`, which does not notify).  Where the platform's native stream
+hangs on the status message (`Capabilities.stream_needs_status`, Slack) the status
+is sent at once and its end (edit or delete) goes before the answer.
 """
 
 from __future__ import annotations
@@ -22,9 +32,13 @@ from agent.events import ApiRetrying, TextDelta, TextDone, ToolFinished, ToolSta
 from bridge import render
 from bridge.outbox.outbox import Outbox
 from bridge.todos import TodoView
+from storage.outbox_pick import DeliveryClass
 
 PREVIEW_CHARS = 3000  # tail of the streamed text shown in an edited status message
 LONG_TURN_S = 60.0
+# A turn with nothing to show yet gets its status message (and Stop button) this late:
+# a plain answer is usually done by then and needs no second message.
+STATUS_AFTER_S = 3.0
 
 
 class TurnView:
@@ -40,6 +54,8 @@ class TurnView:
         use_draft: bool,
         min_interval: float = 0.8,
         clock: Callable[[], float] = time.monotonic,
+        status_after: float | None = None,  # None: STATUS_AFTER_S
+        on_status: Callable[[int], None] | None = None,
     ) -> None:
         self.session_id = session_id
         self.thread = thread
@@ -65,6 +81,21 @@ class TurnView:
         self.todos = TodoView(
             session_id=session_id, thread=thread, outbox=outbox, stream_key=self.stream_key
         )
+        self.status_after = STATUS_AFTER_S if status_after is None else status_after
+        self._on_status = on_status  # told the status message's row once it exists
+        self._status_timer: asyncio.Task[None] | None = None
+        self._ended = False
+
+    @property
+    def _anchored(self) -> bool:
+        """The native stream hangs on the status message (Slack): it goes out at once,
+        and its end goes before the answer."""
+        return self.use_draft and self.outbox.budget(self.thread.platform).caps.stream_needs_status
+
+    @property
+    def _may_delete(self) -> bool:
+        """A deleted message vanishes on this platform (no placeholder)."""
+        return self.outbox.budget(self.thread.platform).caps.delete_vanishes
 
     @property
     def status_id(self) -> int | None:
@@ -74,13 +105,28 @@ class TurnView:
     # --- events ---------------------------------------------------------------
 
     def begin(self) -> None:
-        msg = render.status_message(
-            [], "", running=True, stop_data=self._stop_data, max_preview=PREVIEW_CHARS
+        if self._anchored or self.status_after <= 0:
+            self._open_status(
+                render.status_message(
+                    [], "", running=True, stop_data=self._stop_data, max_preview=PREVIEW_CHARS
+                )
+            )
+            return
+        self._status_timer = self.tasks.spawn(
+            self._status_later(), name=f"status-{self.stream_key}"
         )
+
+    async def _status_later(self) -> None:
+        await asyncio.sleep(self.status_after)
+        if not self._ended and self._status_id is None:
+            self.flush()
+
+    def _open_status(self, msg: Outbound) -> None:
+        """Send the status message (silent, class STREAM: decoration)."""
         self._last_status = msg
-        self._status_id = self.outbox.enqueue(
-            self.thread, msg, session_id=self.session_id, priority=0
-        )[0]
+        self._status_id = self.outbox.enqueue(self.thread, msg, session_id=self.session_id)[0]
+        if self._on_status is not None:
+            self._on_status(self._status_id)
 
     def on_delta(self, ev: TextDelta) -> None:
         if ev.restart:  # the model call was retried: its text streams again from the start
@@ -139,7 +185,10 @@ class TurnView:
             max_preview=PREVIEW_CHARS,
             last_output=self.last_output,
         )
-        if self._status_id is not None and status != self._last_status:
+        if self._status_id is None:
+            if not self._ended:  # the person is waiting: show it now, not in 3 s
+                self._open_status(status)
+        elif status != self._last_status:
             self._last_status = status
             self.outbox.enqueue_edit(
                 self.thread,
@@ -150,10 +199,14 @@ class TurnView:
             )
 
     def end(self, ev: TurnEnded) -> None:
-        """Final status edit (no Stop button) and the answer as a new message."""
+        """The answer as a new message; the status message deleted, or edited to its
+        last state (no Stop button) where tools ran.  The checklist's last edit first."""
+        self._ended = True
         self.todos.end(interrupted=ev.interrupted)
         if self._flush_task is not None:
             self._flush_task.cancel()
+        if self._status_timer is not None:
+            self._status_timer.cancel()
         self.outbox.supersede(self.stream_key)
         self.outbox.supersede(f"{self.stream_key}:status")
         if self.current:
@@ -176,12 +229,27 @@ class TurnView:
             final = dataclasses.replace(final, mention=True)
         if (
             self._status_id is not None
-            and not self.use_draft
+            and not self._anchored
+            and not (self.tool_lines or self.last_output)
             and self.outbox.withdraw(self._status_id)
         ):
-            # A busy chat never got to the status message: nobody saw it, so it and its
-            # "Done" edit are dropped and the answer goes first.  (Not with a native
-            # stream: its end is the status edit.)
+            # A busy chat never got to the status message: nobody saw it and it showed
+            # nothing the answer does not, so it and its end are dropped.  (Not where the
+            # native stream hangs on it: its end is the status edit.  One with tool lines
+            # is kept, so a turn's messages do not depend on the chat's timing.)
+            self._status_id = None
+        # Where the native stream hangs on the status (Slack stops it when the status
+        # is edited to "done" or deleted), that end goes before the answer; elsewhere
+        # the answer goes first and the status is tidied after it.
+        tidy = DeliveryClass.FINAL if self._anchored else DeliveryClass.STREAM
+        if (
+            self._status_id is not None
+            and self._may_delete
+            and not (self.tool_lines or self.last_output)
+            and not (ev.interrupted or ev.is_error)  # "Stopped" / "error" stay said
+        ):
+            # It showed nothing the answer does not: one message per turn.
+            self.outbox.enqueue_delete(self.thread, self._status_id, klass=tidy)
             self._status_id = None
         if self._status_id is not None:
             label = (
@@ -192,12 +260,20 @@ class TurnView:
             status = render.status_message(
                 self.tool_lines, label, running=False, stop_data="", max_preview=PREVIEW_CHARS
             )
-            self.outbox.enqueue_edit(self.thread, self._status_id, status, priority=0)
-        # The answer after the status edit: adapters take the status message's edit to
-        # role "done" as the end of the turn's stream (Slack stops its native stream).
-        self.outbox.enqueue(self.thread, final, session_id=self.session_id, priority=0)
+            self.outbox.enqueue_edit(self.thread, self._status_id, status, klass=tidy)
+        self.outbox.enqueue(self.thread, final, session_id=self.session_id)
 
     # --- streaming ------------------------------------------------------------
+
+    def _wants_status(self, shown_text: str) -> bool:
+        """Whether the status message has something to show yet: a tool, text no
+        native stream shows, or a turn long enough to want its Stop button."""
+        return bool(
+            self.tool_lines
+            or self.last_output
+            or shown_text
+            or self.clock() - self.started >= self.status_after
+        )
 
     def preview_text(self) -> str:
         return "\n\n".join([*self.blocks, self.current]).strip()
@@ -232,7 +308,11 @@ class TurnView:
             max_preview=PREVIEW_CHARS,
             last_output=self.last_output,
         )
-        if self._status_id is not None and status != self._last_status:
+        if self._status_id is None:
+            if self._wants_status(text):
+                self._open_status(status)
+            return
+        if status != self._last_status:
             # Unchanged (only the draft moved on): an edit would cost a call and come
             # back "message is not modified".
             self._last_status = status

@@ -214,6 +214,26 @@ def _migration_10(engine: Engine) -> None:
 MIGRATIONS.append(_migration_10)
 
 
+# --- migration 11 (outbox delivery classes) -------------------------------------------
+
+
+def _migration_11(engine: Engine) -> None:
+    """`outbox.priority` holds a delivery class now (`storage/outbox_pick.py`:
+    0 prompt, 1 final, 2 notice, 3 stream update) instead of 0 "deliver" / 1 "stream
+    update".  Undelivered rows keep their old order: 0 becomes a notice, 1 a stream
+    update (settled rows are never ordered again)."""
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE outbox SET priority = CASE WHEN priority >= 1 THEN 3 ELSE 2 END "
+                "WHERE state = 'pending'"
+            )
+        )
+
+
+MIGRATIONS.append(_migration_11)
+
+
 class StorageError(Exception):
     """The database cannot be used; `str()` is one line saying why and what to do."""
 

@@ -74,7 +74,7 @@ class OutboxRow(SQLModel, table=True):
     """One outgoing platform operation; written before it is attempted."""
 
     __tablename__ = "outbox"
-    # The outbox's pick query filters pending rows by chat (ordered by priority, id)
+    # The outbox's pick query filters pending rows by chat (ordered by class, id)
     # and looks for earlier pending rows in the same thread; without these it would
     # scan the chat's whole sent history on every delivery.
     __table_args__ = (
@@ -90,7 +90,9 @@ class OutboxRow(SQLModel, table=True):
     thread_id: str | None = None
     session_id: str | None = Field(default=None, index=True)
     op: OutboxOp = Field(default="send", sa_type=AutoString)
-    priority: int = 1  # 0: prompts, finals, notices; 1: stream updates
+    # The delivery class (storage/outbox_pick.DeliveryClass, migration 9): 0 prompt,
+    # 1 final, 2 notice, 3 stream update; lower goes first.
+    priority: int = 3
     target_id: int | None = None  # for edit/delete: the outbox row of the message
     stream_key: str | None = Field(default=None, index=True)  # coalescing key for updates
     payload: str = ""  # Rendered.payload as JSON (possibly encrypted)

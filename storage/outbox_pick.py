@@ -1,18 +1,26 @@
 """The outbox's delivery order and its prepared statements, and the row it picks.
 
-Per thread first-in first-out, except that a priority-0 row may overtake earlier
-priority-1 stream updates (edits/drafts) it does not conflict with, and a draft (an
-ephemeral preview) waits for nothing but its own stream; an edit or delete waits
-until its target is no longer pending; across the threads of a chat, a row attempted
-before goes first (its `find_sent` check must run before anything else is sent), then
-priority 0, then age.  Built once with bound parameters: it runs a few times per
-message, and building the aliased query cost more than executing it.
+Every row has a delivery class (`DeliveryClass`, stored in the ``priority`` column,
+lower goes first): a person waiting on Claude (a permission prompt, a question) before
+a turn's answer, the answer before notices, notices before stream updates.
+
+Per thread first-in first-out, except that a row may overtake earlier stream updates
+(STREAM-class edits, drafts, deletes) when its own class is lower and it touches
+neither their target nor their stream; and a draft (an ephemeral preview) waits for
+nothing but its own stream.  The earlier rows of its thread that a row must wait for
+are lifted to its class when it is queued (`OutboxRepo.lift_before`), so a prompt
+behind its own thread's status message does not wait behind the whole chat.  An edit or delete waits
+until its target is no longer pending.  Across the threads of a chat, a row
+attempted before goes first (its `find_sent` check must run before anything else is
+sent), then the lowest class, then age.  Built once with bound parameters: it runs a
+few times per message, and building the aliased query cost more than executing it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import IntEnum
 from typing import Any
 
 from sqlalchemy import Table, and_, bindparam, exists, func, not_, or_, select, update
@@ -22,20 +30,32 @@ from storage.types import OutboxId, OutboxOp, OutboxState
 
 OUTBOX: Table = OutboxRow.__table__  # type: ignore[attr-defined]
 T = OUTBOX.c
-STREAM_OPS: tuple[OutboxOp, ...] = ("edit", "draft")  # priority-1 rows of these may be overtaken
 ALL_OPS: tuple[OutboxOp, ...] = ("send", "edit", "draft", "delete")
+# Stream-class rows of these ops may be overtaken by any more urgent row of their thread.
+STREAM_OPS: tuple[OutboxOp, ...] = ("edit", "draft", "delete")
+
+
+class DeliveryClass(IntEnum):
+    """How urgent a row is; stored in ``outbox.priority`` (migration 9), lower first."""
+
+    PROMPT = 0  # Claude is blocked and a person waits: permission prompts, questions
+    FINAL = 1  # a turn's answer (and its status message's last edit)
+    NOTICE = 2  # everything else Threadline says
+    STREAM = 3  # stream updates: status edits, the status message itself, drafts
 
 
 def _pick_statement() -> Any:
     r, e, t = OUTBOX.alias("r"), OUTBOX.alias("e"), OUTBOX.alias("t")
-    # e (earlier, same thread, pending) blocks r unless r is priority 0 and e is a
-    # priority-1 stream update touching neither r's target nor r's stream; or r is a
-    # draft (an ephemeral preview, not a message in the history: only an earlier
-    # draft of its own stream holds it back).
+    # e (earlier, same thread, pending) blocks r unless e is a stream update (STREAM
+    # class: an edit, a draft, a delete), r is more urgent, and r touches neither e's
+    # target nor e's stream; or r is a draft (an ephemeral preview, not a message in the
+    # history: only an earlier draft of its own stream holds it back).  An edit of e
+    # itself waits anyway: its target is e.  (The rows that do block a more urgent row
+    # were lifted to its class when it was queued: `OutboxRepo.lift_before`.)
     overtakable = or_(
         and_(
-            r.c.priority == 0,
-            e.c.priority > 0,
+            e.c.priority == int(DeliveryClass.STREAM),
+            r.c.priority < e.c.priority,
             e.c.op.in_(STREAM_OPS),
             or_(e.c.target_id.is_(None), r.c.target_id.is_(None), e.c.target_id != r.c.target_id),
             or_(
@@ -82,7 +102,7 @@ class PendingItem:
     thread_key: str
     session_id: str | None
     op: OutboxOp
-    priority: int
+    priority: int  # a DeliveryClass
     stream_key: str | None
     attempts: int
     payload: dict[str, Any]

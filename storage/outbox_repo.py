@@ -29,7 +29,17 @@ from sqlalchemy.engine import Connection
 
 from storage.base import Repo
 from storage.models import OutboxRow, ThreadBinding
-from storage.outbox_pick import ALL_OPS, NEXT_DUE, OUTBOX, PICK, SET_STATE, PendingItem, T
+from storage.outbox_pick import (
+    ALL_OPS,
+    NEXT_DUE,
+    OUTBOX,
+    PICK,
+    SET_STATE,
+    STREAM_OPS,
+    DeliveryClass,
+    PendingItem,
+    T,
+)
 from storage.types import OutboxId, OutboxOp, OutboxState
 
 B = ThreadBinding.__table__.c  # type: ignore[attr-defined]
@@ -125,6 +135,21 @@ class OutboxRepo(Repo):
             values = {"payload": self._seal(payload), "priority": min(old_priority, priority)}
             c.execute(SET_STATE, {"row_id": row_id, **values})
             return OutboxId(int(row_id))
+
+    def lift_before(self, thread_key: str, before_id: int, klass: int) -> int:
+        """Raise the pending rows of a thread queued before row `before_id` that it must
+        wait for (all but stream-class edits, drafts and deletes, which it may pass) to
+        class `klass` if they are less urgent: what a prompt waits for goes with it.
+        Returns how many were raised."""
+        stmt = (
+            update(OUTBOX)
+            .where(T.thread_key == thread_key, T.state == "pending", T.id < before_id)
+            .where(T.priority > klass)
+            .where(~and_(T.priority == int(DeliveryClass.STREAM), T.op.in_(STREAM_OPS)))
+            .values(priority=klass)
+        )
+        with self._tx() as c:
+            return int(c.execute(stmt).rowcount or 0)
 
     def mark_sent(self, row_id: int, platform_message_id: str | None, at: datetime) -> None:
         with self._tx() as c:

@@ -50,6 +50,7 @@ def capabilities(rate: RateLimit) -> Capabilities:
     across rooms (and counts the reactions and joins the outbox does not see)."""
     return Capabilities(
         native_stream=False,
+        delete_vanishes=False,
         per_chat_rate=rate.per_second,
         per_chat_burst=max(1, rate.burst),
         group_per_minute=0,

@@ -307,6 +307,7 @@ class SlackAdapter(ChatAdapter):
     async def delete(self, thread: ThreadRef, message_id: str) -> None:
         if message_id.startswith("file:"):
             return
+        await self.turns.deleting(thread, message_id)
         try:
             await self._guarded(
                 "chat.delete",

@@ -61,6 +61,7 @@ DRAFT_RATE: Final = 10.0
 
 CAPABILITIES: Final = Capabilities(
     native_stream=True,
+    stream_needs_status=True,
     per_chat_rate=PER_CHAT_RATE,
     per_chat_burst=PER_CHAT_BURST,
     group_per_minute=0,

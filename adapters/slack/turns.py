@@ -9,7 +9,8 @@ just before the final message is sent.  `Turns` watches for that to
   (``assistant.threads.setStatus``; where the app is no AI app Slack refuses, and we
   stop asking),
 * finish the native stream at the end (`Streamer.finish`: stop it, delete the
-  streamed messages — the final message carries the exact answer),
+  streamed messages — the final message carries the exact answer), on the status
+  message's last edit or on its deletion,
 * and, if the workspace refused native streaming during the turn, show the turn's
   previews inside its status message instead (`merge_preview`), both when a preview
   arrives and when the bridge edits the status.  Previews may arrive before the
@@ -115,6 +116,17 @@ class Turns:
         turn.status = payload
         preview = self._previews.get(thread.key)
         return merge_preview(payload, preview) if preview else payload
+
+    async def deleting(self, thread: ThreadRef, ts: str) -> None:
+        """Before a delete: a running turn's status going away ends the turn (the
+        bridge deletes a status that showed nothing the answer will not)."""
+        turn = self._turns.get(thread.key)
+        if turn is None or turn.status_ts != ts:
+            return
+        await self.streams.finish(thread)  # raises (to be retried) if it could not
+        del self._turns[thread.key]
+        self._previews.pop(thread.key, None)
+        await self.set_status(thread, "")
 
     async def preview(self, thread: ThreadRef, payload: Payload) -> None:
         """A stream preview where native streaming is unavailable."""

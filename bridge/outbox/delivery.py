@@ -140,6 +140,7 @@ class ChatWorker:
         self.platform, self.chat_id = platform, chat_id
         self.key = chat_key_of(platform, chat_id)
         self.in_flight: int | None = None  # the row whose platform call is under way
+        self.delivering = False  # inside a delivery (its call, or a thread fallback after it)
         self._repo, self._adapter, self._budget = repo, adapter, budget
         self._clock, self._policy = clock, policy
         self._settle, self._thread_gone = settle, thread_gone
@@ -216,9 +217,11 @@ class ChatWorker:
             return
         kind = kind_of(item.op)
         taken = self._budget.take(self.chat_id, kind)
+        self.delivering = True
         try:
             await self._deliver(item)
         finally:
+            self.delivering = False
             self._budget.settle(self.chat_id, kind, taken)
 
     async def _sleep(self, kinds: tuple[Kind, ...], seconds: float | None) -> None:

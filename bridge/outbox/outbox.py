@@ -4,9 +4,10 @@
 anything is sent; one `ChatWorker` per chat (`bridge/outbox/delivery.py`) then delivers
 them, woken by an `asyncio.Event` when rows arrive and by a timer when a retried row
 comes due — no polling.  What goes next is decided by `OutboxRepo.next_for_chat`:
-in order per thread, priority 0 (prompts, finals, notices) ahead of priority-1
-stream updates across all threads of the chat, an edit only after its target was
-sent.  How fast is decided by the platform's `RateBudget`, one budget per chat
+in order per thread, and across the threads of the chat by delivery class
+(`bridge/outbox/classes.py`: prompts, then finals, then notices, then stream
+updates — a person waiting on Claude never waits behind decoration), an edit only
+after its target was sent.  How fast is decided by the platform's `RateBudget`, one budget per chat
 shared by every session in it.  Stream updates are coalesced in the row store
 (`stream_key`), so a fast producer costs at most as many calls as the budget
 allows and the last content always goes out.
@@ -39,6 +40,7 @@ from typing import Any
 
 from adapters.base import ChatAdapter
 from adapters.messages import Outbound, ThreadRef
+from bridge.outbox.classes import class_of
 from bridge.outbox.delivery import (
     RETRY_MAX_S,
     ChatWorker,
@@ -49,8 +51,9 @@ from bridge.outbox.delivery import (
 )
 from bridge.outbox.housekeeping import PRUNE_EVERY, RETENTION, Pruner
 from bridge.outbox.ratelimit import Kind, RateBudget
+from bridge.outbox.reserve import reserve_slots
 from storage.db import Database
-from storage.outbox_pick import PendingItem
+from storage.outbox_pick import DeliveryClass, PendingItem
 from storage.outbox_repo import chat_key_of
 from storage.types import OutboxId, OutboxOp, OutboxState
 
@@ -103,12 +106,23 @@ class Outbox:
     # --- producing ----------------------------------------------------------------
 
     def enqueue(
-        self, thread: ThreadRef, msg: Outbound, *, session_id: str | None = None, priority: int = 0
+        self,
+        thread: ThreadRef,
+        msg: Outbound,
+        *,
+        session_id: str | None = None,
+        priority: int = 0,
+        klass: DeliveryClass | None = None,
     ) -> list[OutboxId]:
-        """Store `msg` as one row per platform message; the first id is "the message"."""
+        """Store `msg` as one row per platform message; the first id is "the message".
+        Its delivery class follows `msg.role` (`class_of`; `priority=1`: a stream
+        update; `klass`: said outright)."""
         thread = self._resolve(thread)
         payloads = [r.payload for r in self._adapter(thread).render(msg)]
-        ids = self._add(thread, "send", payloads, priority, session_id=session_id)
+        rank = class_of(msg, priority=priority, klass=klass)
+        ids = self._add(thread, "send", payloads, rank, session_id=session_id)
+        if rank < DeliveryClass.STREAM:
+            self._repo.lift_before(thread.key, ids[0], rank)
         self._wake(thread.platform, thread.chat_id, "message")
         return ids
 
@@ -120,9 +134,11 @@ class Outbox:
         *,
         priority: int = 0,
         stream_key: str | None = None,
+        klass: DeliveryClass | None = None,
     ) -> OutboxId:
         """Edit the message of row `target_id` once it is sent.  With `stream_key`, an
-        unsent earlier edit of the same target and key is replaced instead."""
+        unsent earlier edit of the same target and key is replaced instead.  The
+        class as for `enqueue`."""
         thread = self._resolve(thread)
         target = self._repo.get(target_id)
         if target is None or target.op != "send":
@@ -130,6 +146,7 @@ class Outbox:
         if (target.platform, target.chat_id) != (thread.platform, thread.chat_id):
             raise ValueError("an edit must go to the chat of the message it edits")
         payload = self._adapter(thread).render_edit(msg).payload
+        rank = class_of(msg, priority=priority, klass=klass)
         row_id = None
         if stream_key is not None:
             row_id = self._repo.coalesce(
@@ -137,7 +154,7 @@ class Outbox:
                 op="edit",
                 target_id=target_id,
                 payload=payload,
-                priority=priority,
+                priority=rank,
                 exclude=self._in_flight(),
             )
         if row_id is None:
@@ -145,7 +162,7 @@ class Outbox:
                 thread,
                 "edit",
                 [payload],
-                priority,
+                rank,
                 session_id=target.session_id,
                 target_id=target_id,
                 stream_key=stream_key,
@@ -156,7 +173,7 @@ class Outbox:
     def update_stream(
         self, thread: ThreadRef, stream_key: str, msg: Outbound, *, session_id: str | None = None
     ) -> None:
-        """A native stream draft (priority 1); only the latest unsent content is kept.
+        """A native stream draft (class STREAM); only the latest unsent content is kept.
         Dropped where the adapter cannot draft in this thread: a draft is a preview,
         the final message carries the text."""
         thread = self._resolve(thread)
@@ -171,12 +188,19 @@ class Outbox:
                 op="draft",
                 target_id=None,
                 payload=payload,
-                priority=1,
+                priority=DeliveryClass.STREAM,
                 exclude=self._in_flight(),
             )
             is None
         ):
-            self._add(thread, "draft", [payload], 1, session_id=session_id, stream_key=stream_key)
+            self._add(
+                thread,
+                "draft",
+                [payload],
+                DeliveryClass.STREAM,
+                session_id=session_id,
+                stream_key=stream_key,
+            )
         self._wake(thread.platform, thread.chat_id, "draft")
 
     def supersede(self, stream_key: str) -> None:
@@ -193,9 +217,12 @@ class Outbox:
         self._settle([row_id], "superseded", None)
         return True
 
-    def enqueue_delete(self, thread: ThreadRef, target_id: int) -> OutboxId | None:
+    def enqueue_delete(
+        self, thread: ThreadRef, target_id: int, *, klass: DeliveryClass | None = None
+    ) -> OutboxId | None:
         """Delete the message of row `target_id`.  If it was never sent it is simply
-        cancelled and None is returned."""
+        cancelled and None is returned.  The delete goes with the target's class (at
+        least NOTICE) unless `klass` says otherwise."""
         thread = self._resolve(thread)
         target = self._repo.get(target_id)
         if target is None or target.op != "send":
@@ -205,8 +232,14 @@ class Outbox:
         if target.state == "pending" and target_id not in self._in_flight():
             self.withdraw(target_id)
             return None
+        rank = klass if klass is not None else max(DeliveryClass.NOTICE, target.priority)
         [row_id] = self._add(
-            thread, "delete", [{}], 0, session_id=target.session_id, target_id=target_id
+            thread,
+            "delete",
+            [{}],
+            rank,
+            session_id=target.session_id,
+            target_id=target_id,
         )
         self._wake(thread.platform, thread.chat_id, "message")
         return row_id
@@ -259,6 +292,27 @@ class Outbox:
     def budget(self, platform: str) -> RateBudget:
         """The platform's rate budget (shared with every chat's worker)."""
         return self._budgets[platform]
+
+    async def reserve(self, platform: str, chat_id: str, calls: int = 1) -> list[float]:
+        """Book `calls` slots of the chat's budget for calls made outside the outbox
+        (opening a thread) and wait for the last, after any prompt or final answer
+        ready in the chat (`bridge/outbox/reserve.py`); returns the booked times."""
+        key = chat_key_of(platform, chat_id)
+
+        def worker_free() -> bool:
+            worker = self._workers.get(key)
+            return self._started and worker is not None and not worker.delivering
+
+        return await reserve_slots(
+            self._budgets[platform],
+            self._repo,
+            chat_key=key,
+            chat_id=chat_id,
+            calls=calls,
+            worker_free=worker_free,
+            wake=lambda: self._wake(platform, chat_id, "message"),
+            now=lambda: to_datetime(self._clock()),
+        )
 
     # --- lifecycle ----------------------------------------------------------------
 

@@ -102,6 +102,8 @@ async def test_new_session_streams_by_edits_into_an_encrypted_thread(h: MatrixHa
     started = await h.wait_text("started in", thread=None)
     assert "https://matrix.to/#/" in started.body and started.msgtype == "m.notice"
     status = next(m for m in h.bot_messages(thread) if len(m.versions) > 1)
+    # its last edit goes after the answer (the answer first)
+    await h.phone.wait(lambda: "Done" in status.body or None)
     assert len(status.versions) >= 3, "the answer streamed by editing the status message"
     assert any("Paragraph 1" in v.get("body", "") for v in status.versions[:-1])
     assert (

@@ -57,8 +57,13 @@ def finals(h: Harness, thread: str) -> list[FakeMessage]:
 
 
 def statuses(h: Harness, thread: str) -> list[FakeMessage]:
-    """The turns' status messages (they had a Stop button at some point)."""
-    return [m for m in h.bot_messages(thread) if any("x:" in str(v.blocks) for v in m.history)]
+    """The turns' status messages (they had a Stop button at some point), one per turn;
+    deleted ones too (a finished turn's status goes when it showed nothing more)."""
+    return [
+        m
+        for m in h.slack.messages(h.channel, thread, include_deleted=True)
+        if any("x:" in str(v.blocks) for v in m.history)
+    ]
 
 
 def streamed(h: Harness, thread: str) -> list[FakeMessage]:

@@ -27,6 +27,7 @@ from bridge import render
 from bridge.app import Bridge
 from storage.db import Database
 from storage.models import OutboxRow, PermissionRequestRow, SessionRow
+from storage.outbox_pick import DeliveryClass
 from tests.support.fakes.anthropic import FakeAnthropic, Text, ToolUse
 from tests.support.harness import OWNER, Harness, start_harness, stop_harness
 from tests.support.matrix_harness import start_matrix_harness, stop_matrix_harness
@@ -287,7 +288,7 @@ async def test_ten_sessions_stream_into_one_slack_channel_without_a_429(tmp_path
 
 
 def stream_updates_ahead_of_prompts(db: Database) -> list[str]:
-    """From the outbox's own record: stream updates (priority 1) that spent the
+    """From the outbox's own record: stream updates (class STREAM) that spent the
     message budget a permission prompt was waiting for — sent in its chat from 0.5 s
     after it was queued (a call may already have been on its way) until it was sent.
     Native stream appends (op "draft") have a budget of their own and cannot delay
@@ -305,7 +306,7 @@ def stream_updates_ahead_of_prompts(db: Database) -> list[str]:
             ahead = s.exec(
                 select(OutboxRow).where(
                     OutboxRow.chat_key == p.chat_key,
-                    OutboxRow.priority == 1,
+                    OutboxRow.priority == int(DeliveryClass.STREAM),
                     OutboxRow.op != "draft",
                     OutboxRow.state == "sent",
                     col(OutboxRow.sent_at) > queued,
