@@ -75,7 +75,7 @@ def prompt(
         Button("🛡 Trust this folder", f"t:{request_id}:y", "danger"),
         Button("Not now", f"t:{request_id}:n"),
     )
-    return Outbound(blocks, (buttons,), notify=True, file=file, mention=True)
+    return Outbound(blocks, (buttons,), notify=True, file=file, mention=True, role="prompt")
 
 
 def _decided(row: TrustRequestRow, text: str) -> Outbound:
