@@ -44,7 +44,7 @@ def only_daemon(config: Config) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _locked(path: Path, what: str) -> Iterator[None]:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _private_dirs(path.parent)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:
@@ -60,3 +60,14 @@ def _locked(path: Path, what: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock
+
+
+def _private_dirs(path: Path) -> None:
+    """Make `path` and any missing parent 0700 (`mkdir(parents=True)` would give the
+    parents the umask's mode: the data directory must not become world-readable)."""
+    missing: list[Path] = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700, exist_ok=True)

@@ -29,7 +29,7 @@ from bridge.access.pairing import (
 )
 from storage.db import Database
 from storage.models import PairingCodeRow, utcnow
-from tests.e2e.test_cli import threadline, write_config
+from tests.e2e.test_cli import claude_login, threadline, write_config
 from tests.e2e.test_e2e_matrix import _membership
 from tests.support.harness import STRANGER, Harness, start_harness, stop_harness
 from tests.support.matrix_harness import start_matrix_harness, stop_matrix_harness
@@ -356,5 +356,5 @@ async def test_doctor_counts_paired_owners(tmp_path: Path) -> None:
         pairing = Pairing(db, load_signing_key(tmp_path / "pairing.key"))
         assert pairing.redeem(pairing.issue().code, Sender("telegram", "1001")).ok
         db.close()
-        rc, out = await threadline("doctor", "--config", str(cfg))
+        rc, out = await threadline("doctor", "--config", str(cfg), env=claude_login(tmp_path))
         assert rc == 0, out

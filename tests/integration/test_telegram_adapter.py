@@ -137,6 +137,7 @@ async def test_start_reads_identity_and_sets_menu(started: Started) -> None:
         "schedule",
         "schedules",
         "unschedule",
+        "hosts",
         "help",
     ]
     assert set(names) <= REGISTRY.names(), "the menu offers only commands that work"

@@ -2,7 +2,7 @@
 
 Each platform's harness runs the whole daemon with the real Claude Code CLI against the
 fake model, and the real client library against the local fake platform (Telegram,
-Slack) or a real Synapse (Matrix, when installed).  The same short story plays on each:
+Slack) or a real Synapse (Matrix, when `scripts/install-synapse` has run).  The same short story plays on each:
 `new` with a prompt, Claude reads a file and edits it, the person allows the edit, the
 answer arrives with its footer.  What is printed is what the person's app shows at the
 end — every message in order, with its final text (edits applied) and its buttons —
@@ -136,9 +136,50 @@ async def slack(tmp: Path) -> list[str]:
         await stop_slack_harness(h)
 
 
+async def matrix(tmp: Path) -> list[str]:
+    from tests.support.matrix_harness import start_matrix_harness, stop_matrix_harness
+    from tests.support.synapse import Synapse, synapse_python
+
+    if synapse_python() is None:
+        return ["(Synapse is not installed: run scripts/install-synapse)"]
+    synapse = Synapse(tmp / "synapse").start()
+    try:
+        h = await start_matrix_harness(tmp / "run", synapse)
+        try:
+            app, source = _project(h.root)
+            _script(h.model, source)
+            await h.say(f"!new {app} {PROMPT}")
+            prompt = await h.phone.wait(
+                lambda: next((m for m in h.bot_messages() if "React ✅" in m.body), None), 60
+            )
+            await h.react(prompt, "✅")
+            await h.phone.wait(
+                lambda: next((m for m in h.bot_messages() if "⏱" in m.body), None), 60
+            )
+            await asyncio.sleep(2.0)
+            out: list[str] = []
+            for m in h.phone.in_room(h.room):
+                if not m.body:
+                    continue
+                mine = m.sender == h.bot.user_id
+                indent = "  └ " if m.thread else ""
+                keys = m.reaction_keys(h.bot.user_id) if mine else []
+                lines = _lines("Threadline" if mine else "You", _shown(m.body, h.root))
+                if keys:
+                    lines.append(" " * WIDTH + "(the bot's reactions: " + " ".join(keys) + ")")
+                out += [indent + line if indent else line for line in lines]
+                if m is prompt:
+                    out.append("  └ You        ✅ (reacts)")
+            return out
+        finally:
+            await stop_matrix_harness(h)
+    finally:
+        synapse.stop()
+
+
 async def main() -> None:
     with tempfile.TemporaryDirectory(prefix="threadline-samples-") as tmp:
-        for name, run in (("Telegram", telegram), ("Slack", slack)):
+        for name, run in (("Telegram", telegram), ("Slack", slack), ("Matrix", matrix)):
             where = Path(tmp) / name.lower()
             where.mkdir()
             print(f"{name}:\n\n```")
