@@ -218,6 +218,8 @@ class SlackAdapter(ChatAdapter):
         p = msg.payload
         if "file" in p:
             return await self._upload(thread, p["file"])
+        if p.get(slack_render.TURN_ANSWER):
+            await self.turns.answering(thread)
         ts = await self._post(thread, self.turns.sending(thread, p))
         await self.turns.sent(thread, ts, p)
         return ts

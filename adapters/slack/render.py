@@ -40,6 +40,7 @@ _FENCE_COST: Final = len(FENCE) + 1
 # --- splitting -------------------------------------------------------------------
 
 TURN_RUNNING = "turn_running"  # payload key: see `_marked`
+TURN_ANSWER = "turn_answer"  # payload key: see `_marked`
 
 
 def _safe_cut(line: str, at: int) -> int:
@@ -292,10 +293,13 @@ def _payload(blocks: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _marked(msg: Outbound, payload: dict[str, Any]) -> dict[str, Any]:
-    """A running turn's status is marked in its payload (never sent to Slack): the
-    adapter starts and ends the turn's assistant status and native stream by it."""
+    """A running turn's status, and a turn's answer, are marked in their payload
+    (never sent to Slack): the adapter starts and ends the turn's assistant status and
+    native stream by them."""
     if msg.role == "status":
         payload[TURN_RUNNING] = True
+    elif msg.role == "final":
+        payload[TURN_ANSWER] = True
     return payload
 
 

@@ -128,6 +128,18 @@ class Turns:
         self._previews.pop(thread.key, None)
         await self.set_status(thread, "")
 
+    async def answering(self, thread: ThreadRef) -> None:
+        """Before a turn's answer is posted: its stream ends here at the latest.  The
+        stream starts on the first text, before the status message; a status the bridge
+        dropped because the answer came first leaves no edit or delete to end it on."""
+        await self.streams.finish(thread)  # raises (to be retried) if it could not
+        turn = self._turns.pop(thread.key, None)
+        self._previews.pop(thread.key, None)
+        if turn is not None:
+            if turn.thinking is not None:
+                await turn.thinking
+            await self.set_status(thread, "")
+
     async def preview(self, thread: ThreadRef, payload: Payload) -> None:
         """A stream preview where native streaming is unavailable."""
         preview = tuple(b for b in payload.get("blocks") or () if b.get("type") != "actions")

@@ -446,7 +446,7 @@ async def test_a_socket_mode_reconnect_mid_stream_loses_and_repeats_nothing(
     # A loaded machine may start a native stream for the short second answer too: each
     # stream message must be part of its own turn's answer, and deleted.
     second = "Answered after the reconnect."
-    assert streams and all(s.deleted and (s.text in answer or s.text in second) for s in streams)
+    assert streams and all(s.deleted and (s.text in answer or s.text in second) for s in streams), [(s.ts, s.deleted, s.text[:40], s.stream_state) for s in streams]
     assert any(s.text in answer and len(s.stream_chunks) >= 2 for s in streams)
     assert turns_started(h, "after the reconnect") == 1
     assert turns_started(h, "stream through a reconnect") == 1
