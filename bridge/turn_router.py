@@ -147,6 +147,8 @@ class TurnRouter:
         elif isinstance(ev, ToolFinished) and view:
             view.on_tool_done(ev)
         elif isinstance(ev, PermissionAsked):
+            if view is not None:
+                view.before_prompt()
             row = self.db.sessions.get(sid)
             await self.broker.ask(ev, thread, row.cwd if row else "")
             for subscriber in self._subscribers:

@@ -292,6 +292,16 @@ class TurnView:
         self._last_flush = self.clock()
         self.flush()
 
+    def before_prompt(self) -> None:
+        """A permission prompt (or question, or plan) is about to be posted: what the
+        turn did so far goes first, now rather than after the debounce, so the prompt
+        always follows the tool lines that led to it, whatever the timing."""
+        if self._flush_task is not None and not self._flush_task.done():
+            self._flush_task.cancel()
+            self._flush_task = None
+            self._last_flush = self.clock()
+            self.flush()
+
     def flush(self) -> None:
         text = self.preview_text()
         if self.use_draft and text:
