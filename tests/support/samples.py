@@ -12,6 +12,7 @@ with the run's temporary directory shown as `~/code`.  Nothing is written by han
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 import tempfile
 from collections.abc import Iterable
@@ -164,7 +165,9 @@ async def matrix(tmp: Path) -> list[str]:
                 mine = m.sender == h.bot.user_id
                 indent = "  └ " if m.thread else ""
                 keys = m.reaction_keys(h.bot.user_id) if mine else []
-                lines = _lines("Threadline" if mine else "You", _shown(m.body, h.root))
+                # The plain `body` keeps Markdown's escapes; Element shows them resolved.
+                body = re.sub(r"\\([\\`*_{}\[\]()#+\-.!|~>])", r"\1", m.body)
+                lines = _lines("Threadline" if mine else "You", _shown(body, h.root))
                 if keys:
                     lines.append(" " * WIDTH + "(the bot's reactions: " + " ".join(keys) + ")")
                 out += [indent + line if indent else line for line in lines]
@@ -182,9 +185,9 @@ async def main() -> None:
         for name, run in (("Telegram", telegram), ("Slack", slack), ("Matrix", matrix)):
             where = Path(tmp) / name.lower()
             where.mkdir()
-            print(f"{name}:\n\n```")
+            print(f"{name}:\n\n~~~")
             print("\n".join(await run(where)))
-            print("```\n")
+            print("~~~\n")
             sys.stdout.flush()
 
 
