@@ -5,19 +5,24 @@ lines show the real target when it differs (a symlink, `..`), warn when it leave
 session directory or lies where tools run code from (`.claude/`, `.git/` …), and pass
 on what Claude Code said about the request: its title, its reason for asking (unless it
 is the generic "This command requires approval") and the path it blocked.  They also
-say, before the press, which rule "Allow for session" would store.
+say, before the press, which rule "Allow for session" would store — and, once the
+prompt is decided, what it says then (`decided_prompt`).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from adapters.messages import Outbound
 from agent.events import PermissionAsked
-from bridge.approvals import rules
+from bridge import render
+from bridge.approvals import project_file, project_rules, rules
 from bridge.render import md_escape
+from storage.models import PermissionRequestRow
 
 _PATH_KEYS = ("file_path", "notebook_path", "path")
 _NOTE_CHARS = 500
@@ -76,4 +81,34 @@ def project_line(rule: rules.Rule | None, cwd: str) -> str:
     return (
         f"📌 _Always (project)_ writes `{rules.tick(rule.shown)}` to `{rules.tick(where)}` "
         "(here and for the terminal `claude`)."
+    )
+
+
+def decided_prompt(
+    row: PermissionRequestRow, cwd: str, state: render.Decision, by: str, *, timeout_s: float
+) -> Outbound:
+    """The prompt of `row` once decided: who decided what, and for a rule which one
+    and where it was written."""
+    ruled = state in ("allowed_session", "allowed_project")
+    rule = rules.parse_rule(row.reason) if ruled else None
+    where = str(project_file.path_of(cwd)) if state == "allowed_project" else ""
+    try:
+        shown = json.loads(row.input_json)
+    except ValueError:  # stored cut at 100 000 characters
+        shown = {"input": row.input_json[:2000] + "…"}
+    if rule and where:
+        note = project_rules.decided_note(rule, where)
+    elif rule:
+        note = f"{rule.describe()} (rule `{rules.tick(rule.shown)}`)"
+    else:
+        note = ""
+    return render.permission_decided(
+        row.tool_name,
+        shown,
+        cwd,
+        state,
+        by,
+        "" if rule else row.reason,
+        timeout_s=timeout_s,
+        rule_note=note,
     )

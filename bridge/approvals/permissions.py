@@ -33,10 +33,10 @@ from adapters.messages import ThreadRef
 from adapters.tasks import TaskGroup
 from agent.events import PermissionAsked, PermissionDecision
 from bridge import render
-from bridge.approvals import plans, project_file, project_rules, questions, rules
+from bridge.approvals import plans, project_rules, questions, rules
 from bridge.approvals.outcome import Outcome as Outcome
 from bridge.approvals.outcome import PressResult as PressResult
-from bridge.approvals.permission_notes import offer_line, project_line, prompt_notes
+from bridge.approvals.permission_notes import decided_prompt, offer_line, project_line, prompt_notes
 from bridge.approvals.plan_desk import ModeSwitch, PlanDesk
 from bridge.approvals.question_desk import QuestionDesk
 from bridge.outbox.outbox import Outbox
@@ -478,27 +478,7 @@ class PermissionBroker:
         if binding is None or session is None:
             return
         thread = ThreadRef(binding.platform, binding.chat_id, binding.thread_id)
-        ruled = state in ("allowed_session", "allowed_project")
-        rule = rules.parse_rule(row.reason) if ruled else None
-        where = str(project_file.path_of(session.cwd)) if state == "allowed_project" else ""
-        try:
-            shown = json.loads(row.input_json)
-        except ValueError:  # stored cut at 100 000 characters
-            shown = {"input": row.input_json[:2000] + "…"}
-        decided = render.permission_decided(
-            row.tool_name,
-            shown,
-            session.cwd,
-            state,
-            by,
-            "" if rule else row.reason,
-            timeout_s=self.timeout_s,
-            rule_note=project_rules.decided_note(rule, where)
-            if rule and where
-            else f"{rule.describe()} (rule `{rules.tick(rule.shown)}`)"
-            if rule
-            else "",
-        )
+        decided = decided_prompt(row, session.cwd, state, by, timeout_s=self.timeout_s)
         self.outbox.enqueue_edit(thread, row.prompt_outbox_id, decided, priority=0)
 
     @staticmethod
