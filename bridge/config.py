@@ -275,8 +275,9 @@ def _semantic_errors(cfg: Config, *, chat: bool = True) -> list[str]:
 
 
 def example_config() -> str:
-    """The commented example config `threadline init` writes (shipped inside the package,
-    so an installed wheel has it as well as a checkout)."""
+    """The commented example config `threadline init` writes.  It lives at the top of
+    the checkout (`config.example.toml`); `bridge/config.example.toml` is a link to it,
+    which the wheel carries as a file, so an installed package has it too."""
     return resources.files("bridge").joinpath("config.example.toml").read_text(encoding="utf-8")
 
 

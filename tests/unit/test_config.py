@@ -87,7 +87,7 @@ def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
 
 def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123456:ABCDEFGHIJKLMNOPQRSTUVWXYZ")
-    example = Path(__file__).resolve().parents[2] / "bridge" / "config.example.toml"
+    example = Path(__file__).resolve().parents[2] / "config.example.toml"
     cfg = load_config(example)
     assert cfg.telegram.enabled and not cfg.slack.enabled
 
