@@ -341,6 +341,43 @@ def sessions(config: ConfigOpt = None) -> None:
     out.print(table)
 
 
+@app.command()
+def hosts(config: ConfigOpt = None) -> None:
+    """Every host on this database: online or not, last heartbeat, sessions, roots."""
+    from datetime import UTC, datetime
+
+    from bridge.cli.daemon import open_database
+    from bridge.commands.hosts import ago
+    from bridge.hosts import HEARTBEAT_S, is_online
+    from storage.host_repo import host_roots
+    from storage.types import OPEN_SESSION_STATES
+
+    cfg = _load(config, chat=False)
+    db = open_database(cfg)
+    try:
+        rows, open_rows = db.hosts.list(), db.sessions.list(states=OPEN_SESSION_STATES)
+    finally:
+        db.close()
+    if not rows:
+        out.print("No host has started a daemon on this database yet.")
+        return
+    now = datetime.now(UTC)
+    table = Table("host", "state", "last heartbeat", "sessions", "roots")
+    for row in rows:
+        online = is_online(row, now, HEARTBEAT_S)
+        state = "online" if online else ("stopped" if row.stopped_at else "offline")
+        count = sum(1 for r in open_rows if (r.host or cfg.daemon.host) == row.name)
+        name = row.name + (" (this machine)" if row.name == cfg.daemon.host else "")
+        table.add_row(
+            name,
+            Text(state, style="green" if online else "red"),
+            ago(row.last_heartbeat, now),
+            str(count),
+            ", ".join(host_roots(row)),
+        )
+    out.print(table)
+
+
 def _styled(result: str) -> Text:
     """A refusal or a denial stands out in the audit table."""
     return Text(result, style="red" if result in ("refused", "denied") else "")

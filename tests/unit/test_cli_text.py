@@ -143,3 +143,35 @@ def test_threadline_claude_runs_the_cli_with_the_sessions_environment(tmp_path: 
     assert result.stdout.splitlines()[0] == "ARGS -c --resume x y"
     assert token not in result.stdout
     assert "TELEGRAM_BOT_TOKEN" not in result.stdout
+
+
+def test_threadline_hosts_lists_every_host_without_a_chat_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from storage.db import Database
+
+    monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[storage]\nurl = "sqlite:///{tmp_path}/t.db"\n'
+        f'[agent]\nallowed_roots = ["{tmp_path}"]\n[daemon]\nhost = "laptop"\n'
+        '[telegram]\nenabled = true\ntoken = "${TELEGRAM_BOT_TOKEN}"\n'
+    )
+    empty = runner.invoke(app, ["hosts", "--config", str(config)])
+    assert empty.exit_code == 0 and "No host has started" in empty.output
+    db = Database(f"sqlite:///{tmp_path}/t.db")
+    db.migrate()
+    now = datetime.now(UTC)
+    db.hosts.start(name="laptop", roots=[str(tmp_path)], pid=1, version="x", at=now)
+    db.hosts.start(name="box", roots=["/srv/build"], pid=2, version="x", at=now)
+    db.hosts.heartbeat(name="box", at=now - timedelta(minutes=10))
+    db.close()
+    result = runner.invoke(app, ["hosts", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    laptop = next(line for line in lines if "laptop" in line)
+    box = next(line for line in lines if "box" in line)
+    assert "(this machine)" in laptop and "online" in laptop
+    assert "offline" in box and "10 min ago" in box and "/srv/build" in box
