@@ -104,7 +104,12 @@ def test_two_threads_racing_for_the_lease_exactly_one_wins(db: Database, lapsed:
         start = threading.Barrier(2)
         results: dict[str, int | None] = {}
 
-        def race(host: str, account: str = account, start: threading.Barrier = start) -> None:
+        def race(
+            host: str,
+            account: str = account,
+            start: threading.Barrier = start,
+            results: dict[str, int | None] = results,
+        ) -> None:
             start.wait()
             results[host] = leases.acquire(account, host, now, 8)
 
