@@ -75,6 +75,7 @@ def gateway(
         on_gained=gained.append,
         ttl=0.8,
         renew_every=0.1,
+        retry_every=0.1,
         margin=0.3,
     )
 
