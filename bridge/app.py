@@ -23,7 +23,9 @@ thread restarts Claude Code with `resume=<claude session id>`.
 
 This machine's row in the `hosts` table (`bridge/hosts.py`) is written first on start
 (claiming sessions that have no host yet), kept fresh by a heartbeat task, and marked
-stopped on a clean stop.
+stopped on a clean stop.  Each adapter starts only on the host that holds its chat
+account's gateway lease (`bridge/gateway.py`; alone on a database: at once), and the
+outbox delivers only there (`may_send`).
 
 The chat commands (`bridge/commands/`) are handed the bridge and use its public
 attributes: the collaborators above and the routers' operations (`reply`, `thread_of`,
@@ -53,6 +55,7 @@ from bridge.commands import sessions as session_commands
 from bridge.commands import turn as turn_commands
 from bridge.commands.dispatch import Commands, menu
 from bridge.config import Config
+from bridge.gateway import Gateways
 from bridge.hosts import HEARTBEAT_S, Hosts
 from bridge.outbox.outbox import Outbox
 from bridge.recovery import CliReaper, Recovery
@@ -61,7 +64,6 @@ from bridge.sources import prompts as sources
 from bridge.sources.attach import AttachServer
 from bridge.sources.importer import ClaudeSessions, Importer
 from bridge.sources.scheduler import Scheduler, TriggerFactory, cron_trigger
-from bridge.startup import start_adapter
 from bridge.threads import Threads
 from bridge.turn_router import TurnRouter
 from storage.db import Database
@@ -96,8 +98,13 @@ class Bridge:
             now=now,
             interval=heartbeat_s,
         )
+        # Which chat accounts this host serves (`bridge/gateway.py`).
+        self.gateways = Gateways(db, self.tasks, host=config.daemon.host, now=now)
         self.outbox = Outbox(
-            db, self.adapters, thread_fallback=lambda t: self.recovery.thread_fallback(t)
+            db,
+            self.adapters,
+            thread_fallback=lambda t: self.recovery.thread_fallback(t),
+            may_send=self.gateways.may_send,
         )
         self.threads = Threads(db, self.outbox)
         self.host = AgentHost(
@@ -201,7 +208,12 @@ class Bridge:
         await self.outbox.start()
         for adapter in self.adapters.values():
             adapter.set_commands(menu())
-            await start_adapter(adapter, self.sessions.on_inbound)
+            await self.gateways.begin(
+                adapter,
+                self.config.platform(adapter.platform),
+                self.sessions.on_inbound,
+                self.outbox.resume,
+            )
         await self.attach.start()
         await self.scheduler.start()
         log.info("bridge started with %s", ", ".join(self.adapters) or "no adapters")
@@ -221,8 +233,11 @@ class Bridge:
         if not await self.outbox.wait_idle(timeout=5):
             log.warning("some messages are still undelivered; they are sent on the next start")
         for adapter in self.adapters.values():
+            if not self.gateways.running(adapter.platform):
+                continue  # another host is the gateway: never started here
             try:
                 await adapter.stop()
             except Exception:
                 log.exception("stopping %s adapter failed", adapter.platform)
         await self.outbox.stop()
+        await self.gateways.release()  # another host may take over at once

@@ -26,6 +26,7 @@ from sqlmodel import Session, SQLModel, create_engine, select
 from storage import models
 from storage.base import open_session
 from storage.crypto import BodyCipher
+from storage.gateway_repo import GatewayRepo
 from storage.host_repo import HostRepo
 from storage.models import SchemaVersion
 from storage.outbox_repo import OutboxRepo
@@ -234,6 +235,18 @@ def _migration_11(engine: Engine) -> None:
 MIGRATIONS.append(_migration_11)
 
 
+# --- migration 12 (gateway leases) ----------------------------------------------------
+
+
+def _migration_12(engine: Engine) -> None:
+    """The `gateway_leases` table: one row per chat account, the host holding it,
+    its fencing epoch and expiry (`storage/gateway_repo.py`)."""
+    SQLModel.metadata.create_all(engine, tables=[models.GatewayLeaseRow.__table__])  # type: ignore[attr-defined]
+
+
+MIGRATIONS.append(_migration_12)
+
+
 class StorageError(Exception):
     """The database cannot be used; `str()` is one line saying why and what to do."""
 
@@ -281,6 +294,7 @@ class Database:
         self.trust = TrustRepo(engine, sealed)
         self.project_rules = ProjectRuleRepo(engine, sealed)
         self.hosts = HostRepo(engine, sealed)
+        self.gateways = GatewayRepo(engine, sealed)
 
     def session(self) -> AbstractContextManager[Session]:
         """A sqlmodel session for tests and tools that read rows raw."""

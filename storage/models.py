@@ -294,6 +294,20 @@ class HostRow(SQLModel, table=True):
     stopped_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
 
 
+class GatewayLeaseRow(SQLModel, table=True):
+    """Which host is the gateway of a chat account (`storage/gateway_repo.py`): it
+    alone connects to the platform and delivers the outbox, under `epoch`, until
+    `expires_at` (renewed every few seconds).  `epoch` grows on every change of
+    holder: the fencing token.  Added by migration 12."""
+
+    __tablename__ = "gateway_leases"
+
+    account: str = Field(primary_key=True, max_length=200, sa_type=AutoString(200))
+    holder: str = Field(max_length=32, sa_type=AutoString(32))
+    epoch: int = 1
+    expires_at: datetime = Field(sa_type=DateTime(timezone=True))
+
+
 class SchemaVersion(SQLModel, table=True):
     __tablename__ = "schema_version"
 

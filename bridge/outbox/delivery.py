@@ -25,8 +25,12 @@ the call was under way, or the call timed out) may already be in the chat: the
 adapter's `find_sent` looks for it (Telegram: by an identical edit of the message
 ids after our newest one) and only if it is not found is the message sent again.
 Edits, drafts and deletes are re-applied (an identical edit is "not modified":
-success).  Where `find_sent` cannot tell, delivery is at least once.  One process
-per database: two daemons on one file would each deliver the same rows.
+success).  Where `find_sent` cannot tell, delivery is at least once.
+
+Fencing: with several hosts on one database only the platform's gateway may call it
+(`bridge/gateway.py`).  `may_send` is asked right before every platform call (the
+`find_sent` probe included); while it says no the row stays pending — the current
+gateway delivers it — and the worker waits for new rows or `FENCED_RECHECK_S`.
 """
 
 from __future__ import annotations
@@ -69,6 +73,12 @@ EPHEMERAL_OPS: tuple[OutboxOp, ...] = ("draft", "delete")
 EDITS_REMEMBERED = 1000  # messages per chat whose last edited content is remembered
 RETRY_MAX_S = 3.0  # the longest wait between retries of a row (it was 15 s)
 LOUD_ATTEMPTS = 3  # retries logged as warnings; later ones every 20th, the rest at debug
+FENCED_RECHECK_S = 1.0  # how often a worker that may not send looks again
+
+
+def always() -> bool:
+    """The `may_send` of a daemon that is the only one (and of tests)."""
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,8 +146,10 @@ class ChatWorker:
         policy: RetryPolicy,
         settle: Settle,
         thread_gone: ThreadGoneHandler,
+        may_send: Callable[[], bool] = always,
     ) -> None:
         self.platform, self.chat_id = platform, chat_id
+        self._may_send = may_send  # this host is the platform's gateway (fencing)
         self.key = chat_key_of(platform, chat_id)
         self.in_flight: int | None = None  # the row whose platform call is under way
         self.delivering = False  # inside a delivery (its call, or a thread fallback after it)
@@ -215,6 +227,9 @@ class ChatWorker:
         if item.op == "edit" and self._shows(item) == Rendered(item.payload).content_digest():
             self._record_sent(item, item.target_message_id)  # nothing would change
             return
+        if not self._may_send():  # not (or no longer) the gateway: leave it pending
+            await self._sleep(ready, FENCED_RECHECK_S)
+            return
         kind = kind_of(item.op)
         taken = self._budget.take(self.chat_id, kind)
         self.delivering = True
@@ -244,6 +259,8 @@ class ChatWorker:
         try:
             message_id = await self._delivered_before(thread, item)
             if message_id is None:
+                if not self._may_send():  # deposed while probing: the row stays pending
+                    return
                 if stamped:
                     self._repo.mark_attempted(item.id, to_datetime(self._clock()))
                 message_id = await self._call(thread, item)

@@ -85,6 +85,7 @@ class Outbox:
         rate_margin: float = 0.2,
         retention: float = RETENTION,
         prune_every: float = PRUNE_EVERY,
+        may_send: Callable[[str], bool] | None = None,
     ) -> None:
         self.db = db
         self._repo = db.outbox
@@ -101,6 +102,8 @@ class Outbox:
         self._waiters: dict[int, list[asyncio.Future[str]]] = {}
         self._progress: set[asyncio.Event] = set()
         self._started = False
+        # platform → may this host call it now (the gateway lease, `bridge/gateway.py`)
+        self._may_send = may_send
         self.pruner = Pruner(self._repo, clock=clock, retention=retention, every=prune_every)
 
     # --- producing ----------------------------------------------------------------
@@ -332,6 +335,14 @@ class Outbox:
         if orphans:
             log.warning("outbox: %d pending rows for platforms without an adapter kept", orphans)
 
+    def resume(self, platform: str) -> None:
+        """This host became `platform`'s gateway: deliver every pending row of its
+        chats (other hosts may have written them)."""
+        if not self._started:
+            return
+        for plat, chat_id in self._repo.pending_chats([platform]):
+            self._wake(plat, chat_id)
+
     async def stop(self, grace: float = 5.0) -> None:
         """Stop every worker: idle ones at once; a platform call under way gets
         `grace` seconds to return and be recorded.  Rows stay for the next start."""
@@ -404,10 +415,15 @@ class Outbox:
                 policy=self._policy,
                 settle=self._settle,
                 thread_gone=self._on_thread_gone,
+                **self._fence(platform),
             )
         if self._started:
             worker.start()
         worker.wake(*kinds)
+
+    def _fence(self, platform: str) -> dict[str, Callable[[], bool]]:
+        may_send = self._may_send
+        return {} if may_send is None else {"may_send": lambda: may_send(platform)}
 
     def _resolve(self, thread: ThreadRef) -> ThreadRef:
         for _ in range(8):  # follow fallbacks of fallbacks, never loop forever

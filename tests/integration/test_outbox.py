@@ -694,3 +694,46 @@ async def test_stop_cancels_every_task(make_outbox: Any) -> None:
     assert await outbox.wait_idle(timeout=5)
     await outbox.stop()
     assert [t for t in asyncio.all_tasks() if t.get_name().startswith("outbox-")] == []
+
+
+# --- fencing: only the platform's gateway sends ---------------------------------------
+
+
+async def test_a_host_that_may_not_send_calls_nothing_and_leaves_rows_pending(
+    make_outbox: Any,
+) -> None:
+    fake = FakePlatform()
+    gateway = {"ours": False}
+    asked: list[str] = []
+    looked = asyncio.Event()
+
+    async def asked_at_least(n: int) -> None:
+        while len(asked) < n:
+            looked.clear()
+            await asyncio.wait_for(looked.wait(), 5)
+
+    def may_send(platform: str) -> bool:
+        asked.append(platform)
+        looked.set()
+        return gateway["ours"]
+
+    outbox = make_outbox(fake, may_send=may_send)
+    ids = [outbox.enqueue(A, text(f"m{i}"))[0] for i in range(3)]
+    await outbox.start()
+    # the worker looks, is told no, and looks again after FENCED_RECHECK_S
+    await asked_at_least(2)
+    assert fake.calls == []
+    assert outbox.db.outbox.counts() == {"pending": 3}
+    gateway["ours"] = True  # this host became the gateway
+    outbox.resume(P)
+    await outbox.wait_sent(ids[2], timeout=5)
+    assert fake.sent_texts("A") == ["m0", "m1", "m2"]
+
+    gateway["ours"] = False  # deposed: nothing more goes out, rows wait
+    later = [outbox.enqueue(B, text(f"n{i}"))[0] for i in range(2)]
+    await asked_at_least(len(asked) + 2)
+    assert fake.sent_texts("B") == []
+    assert outbox.db.outbox.counts() == {"sent": 3, "pending": 2}
+    gateway["ours"] = True  # the worker's own recheck picks them up again
+    await outbox.wait_sent(later[1], timeout=5)
+    assert fake.sent_texts() == ["m0", "m1", "m2", "n0", "n1"], "each exactly once"

@@ -72,6 +72,9 @@ class FakeTelegram(PersonMixin, MessagesMixin, ChatsMixin, UpdatesMixin, LimitsM
 
         # observable state
         self.calls: Counter[str] = Counter()
+        # (the host name the client used to reach us, method): tells apart clients
+        # given different base URLs (127.0.0.1 / localhost) — e.g. two daemons.
+        self.calls_via: Counter[tuple[str, str]] = Counter()
         self.count_429 = 0
         self.api_log: list[ApiCall] = []
         self.unknown_methods: list[str] = []
@@ -208,6 +211,7 @@ class FakeTelegram(PersonMixin, MessagesMixin, ChatsMixin, UpdatesMixin, LimitsM
         except ApiError as exc:
             return self._error_response(method, {}, {}, exc)
         self.calls[method] += 1
+        self.calls_via[(request.url.host or "", method)] += 1
         if isinstance(self._outage, int):
             return self._error_response(
                 method,

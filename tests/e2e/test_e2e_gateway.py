@@ -1,0 +1,169 @@
+"""Two real `threadline run` processes on one PostgreSQL, one Telegram bot: exactly one
+is the gateway.
+
+Each daemon has its own data dir and `[daemon] host` ("laptop", "box") and reaches
+the fake Bot API under its own host name (127.0.0.1 / localhost), so the fake tells
+their calls apart (`FakeTelegram.calls_via`).  Only the gateway polls getUpdates;
+kill -9 of it → the other polls within 10 s and answers a `/help` sent after the kill
+exactly once; a gateway stalled with SIGSTOP past its lease is replaced, and after
+SIGCONT it says it lost the gateway and sends nothing — the `/help` that reached its
+stalled poll is answered once, by the new gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.fakes.anthropic import FakeAnthropic
+from tests.support.fakes.claude_env import claude_env
+from tests.support.fakes.telegram import FakeTelegram
+from tests.support.harness import OWNER, OWNER_NAME, config_text
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+USER = {"id": OWNER, "is_bot": False, "first_name": OWNER_NAME}
+HELP_MARK = "/sessions"  # in the /help answer
+
+
+class Host:
+    """One daemon process: its host name, data dir and log, and the name it reaches
+    the fake Bot API by."""
+
+    def __init__(self, name: str, via: str, tmp: Path, tg: FakeTelegram, db_url: str) -> None:
+        self.name, self.via = name, via
+        self.dir = tmp / name
+        self.dir.mkdir()
+        (self.dir / "code").mkdir()
+        self.log = self.dir / "daemon.log"
+        self.cfg = self.dir / "config.toml"
+        text = config_text(tg=tg, root=self.dir / "code", db_url=db_url, chat_id=OWNER)
+        self.cfg.write_text(
+            text.replace(tg.base_url, tg.base_url.replace("127.0.0.1", via))
+            + f'[daemon]\nhost = "{name}"\ndata_dir = "{self.dir}"\nlog_file = "{self.log}"\n'
+        )
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self, env: dict[str, str]) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bridge.cli", "run", "--config", str(self.cfg),
+            cwd=ROOT, env=env,
+        )  # fmt: skip
+
+    def said(self, needle: str) -> int:
+        """How many lines of this daemon's log contain `needle`."""
+        try:
+            return sum(needle in line for line in self.log.read_text().splitlines())
+        except FileNotFoundError:
+            return 0
+
+    def signal(self, sig: signal.Signals) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    async def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        await self.proc.wait()
+
+    async def stop(self) -> None:
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        self.proc.send_signal(signal.SIGCONT)
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(self.proc.wait(), timeout=30)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+def polls(tg: FakeTelegram, host: Host) -> int:
+    return tg.calls_via[(host.via, "getUpdates")]
+
+
+def sends(tg: FakeTelegram, host: Host) -> int:
+    return tg.calls_via[(host.via, "sendMessage")]
+
+
+def helps(tg: FakeTelegram) -> int:
+    return sum(HELP_MARK in (m.visible_text or "") for m in tg.messages(OWNER))
+
+
+async def test_one_gateway_takes_over_after_kill9_and_a_stalled_one_sends_nothing(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    model = FakeAnthropic()
+    await model.start()
+    hosts: list[Host] = []
+    try:
+        async with FakeTelegram() as tg:
+            tg.add_chat(OWNER, "private", first_name=OWNER_NAME)
+            env = {
+                **os.environ,
+                **claude_env(tmp_path / "home", model.base_url),
+                "THREADLINE_CONFIG": "",
+            }
+            laptop = Host("laptop", "127.0.0.1", tmp_path, tg, postgres_url)
+            box = Host("box", "localhost", tmp_path, tg, postgres_url)
+            hosts += [laptop, box]
+
+            await laptop.start(env)
+            await tg.wait_until(lambda: polls(tg, laptop) > 0 or None, timeout=60)
+            assert laptop.said("telegram: this host (laptop) is the gateway, epoch 1") == 1
+            await box.start(env)
+            await tg.wait_until(lambda: box.said("laptop is the gateway") or None, timeout=60)
+            # box stands by: it never polls, laptop answers
+            renewed = laptop.said("is the gateway")
+            tg.user_message(OWNER, USER, "/help")
+            await tg.wait_until(lambda: helps(tg) == 1 or None, timeout=30)
+            assert polls(tg, box) == 0 and sends(tg, box) == 0
+            assert laptop.said("is the gateway") == renewed, "renewals are not changes"
+
+            # kill -9 the gateway: box takes over within 10 s and answers exactly once
+            await laptop.kill9()
+            killed = time.monotonic()
+            tg.user_message(OWNER, USER, "/help")
+            await tg.wait_until(lambda: polls(tg, box) > 0 or None, timeout=15)
+            takeover = time.monotonic() - killed
+            print(f"takeover after kill -9: {takeover:.2f} s")
+            assert takeover <= 10.0
+            assert box.said("telegram: this host (box) is the gateway, epoch 2") == 1
+            await tg.wait_until(lambda: helps(tg) == 2 or None, timeout=30)
+            assert sends(tg, box) == 1
+
+            # laptop comes back and stands by; then box stalls (SIGSTOP) past its lease
+            await laptop.start(env)
+            await tg.wait_until(lambda: laptop.said("box is the gateway") or None, timeout=60)
+            before = polls(tg, laptop)
+            box_sent = sends(tg, box)
+            box.signal(signal.SIGSTOP)
+            stopped = time.monotonic()
+            # this reaches box's stalled long poll first: box must not answer it
+            tg.user_message(OWNER, USER, "/help")
+            await tg.wait_until(
+                lambda: laptop.said("this host (laptop) is the gateway, epoch 3") or None,
+                timeout=15,
+            )
+            await tg.wait_until(lambda: polls(tg, laptop) > before or None, timeout=15)
+            print(f"takeover after SIGSTOP: {time.monotonic() - stopped:.2f} s")
+            await tg.wait_until(lambda: helps(tg) == 3 or None, timeout=30)
+            box.signal(signal.SIGCONT)
+            await tg.wait_until(
+                lambda: box.said("telegram: lost the gateway to laptop") or None, timeout=15
+            )
+            # box stands by again: the next /help is laptop's too; box sent nothing since
+            # it stalled, and every /help was answered exactly once
+            tg.user_message(OWNER, USER, "/help")
+            await tg.wait_until(lambda: helps(tg) == 4 or None, timeout=30)
+            assert sends(tg, box) == box_sent, "the deposed gateway sent something"
+            assert helps(tg) == 4
+    finally:
+        for host in hosts:
+            await host.stop()
+        await model.stop()
