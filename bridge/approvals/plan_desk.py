@@ -10,7 +10,7 @@ the call; **Keep planning** waits for the person's feedback (its press restarts 
 timeout, since the person now has to write) and denies the call with it.  The first
 answer wins: `Plan.deciding` is set before the first await, so a second press in the
 meantime is refused as "already decided".  The desk sees the broker only through
-`Gate`, the agent host only through `ModeSwitch`.
+`PlanGate` (`gate.py`), the agent host only through `ModeSwitch`.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from agent.events import PermissionAsked
 from agent.host import AgentHost
 from bridge import render
 from bridge.approvals import plans
+from bridge.approvals.gate import Gate
 from bridge.approvals.outcome import Outcome, PressResult
 from bridge.outbox.outbox import Outbox
 from storage.db import Database
@@ -57,35 +58,16 @@ class Asked(Protocol):
     plan: plans.Plan | None
 
 
-class Gate(Protocol):
-    """What the desk uses of the permission broker."""
+class PlanGate(Gate[Asked], Protocol):
+    """The broker as the plan desk sees it: also restarting a request's timeout (the
+    person pressed Keep planning and now has to write)."""
 
-    timeout_s: float
-
-    def find(self, request_id: str) -> Asked | None: ...
-    def waiting(self) -> Sequence[Asked]: ...
-    def check(
-        self, row: PermissionRequestRow, thread: ThreadRef, by_key: str
-    ) -> PressResult | None: ...
-    def refuse(
-        self, thread: ThreadRef, by_key: str, request_id: str, why: str, answer: str
-    ) -> PressResult: ...
-    def replied(self, thread: ThreadRef, reply_to: str | None) -> str | None: ...
     def rearm(self, request_id: str) -> None: ...
-    async def finish(
-        self,
-        request_id: str,
-        state: render.Decision,
-        *,
-        by: str,
-        reason: str = "",
-        updated: dict[str, object] | None = None,
-    ) -> bool: ...
 
 
 class PlanDesk:
     def __init__(
-        self, gate: Gate, db: Database, outbox: Outbox, switch_mode: ModeSwitch | None
+        self, gate: PlanGate, db: Database, outbox: Outbox, switch_mode: ModeSwitch | None
     ) -> None:
         self.gate = gate
         self.db = db
@@ -269,4 +251,4 @@ class PlanDesk:
         )
 
 
-__all__ = ["Asked", "Gate", "ModeSwitch", "PlanDesk", "host_switch"]
+__all__ = ["Asked", "ModeSwitch", "PlanDesk", "PlanGate", "host_switch"]

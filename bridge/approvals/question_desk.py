@@ -9,19 +9,19 @@ applies presses (an option, Other…, a multi-select toggle, Done) and text answ
 edits each answered question to show the answer and who gave it, and once the last
 is answered has the broker allow the call with the input plus ``answers`` — what the
 CLI expects.  An unanswered question's message says why it closed.  The desk sees
-the broker only through `Gate`, so neither module imports the other's internals.
+the broker only through `Gate` (`gate.py`), so neither module imports the other's internals.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import Protocol
 
 from adapters.messages import ThreadRef
 from agent.events import PermissionAsked
 from bridge import render
 from bridge.approvals import questions
+from bridge.approvals.gate import Gate
 from bridge.approvals.outcome import Outcome, PressResult
 from bridge.outbox.outbox import Outbox
 from storage.db import Database
@@ -38,33 +38,8 @@ class Asked(Protocol):
     form: questions.Form | None
 
 
-class Gate(Protocol):
-    """What the desk uses of the permission broker."""
-
-    timeout_s: float
-
-    def find(self, request_id: str) -> Asked | None: ...
-    def waiting(self) -> Sequence[Asked]: ...
-    def check(
-        self, row: PermissionRequestRow, thread: ThreadRef, by_key: str
-    ) -> PressResult | None: ...
-    def refuse(
-        self, thread: ThreadRef, by_key: str, request_id: str, why: str, answer: str
-    ) -> PressResult: ...
-    def replied(self, thread: ThreadRef, reply_to: str | None) -> str | None: ...
-    async def finish(
-        self,
-        request_id: str,
-        state: render.Decision,
-        *,
-        by: str,
-        reason: str = "",
-        updated: dict[str, object] | None = None,
-    ) -> bool: ...
-
-
 class QuestionDesk:
-    def __init__(self, gate: Gate, db: Database, outbox: Outbox) -> None:
+    def __init__(self, gate: Gate[Asked], db: Database, outbox: Outbox) -> None:
         self.gate = gate
         self.db = db
         self.outbox = outbox
@@ -227,4 +202,4 @@ class QuestionDesk:
         self.outbox.enqueue_edit(thread, row.prompt_outbox_id, closed, priority=0)
 
 
-__all__ = ["Asked", "Gate", "QuestionDesk"]
+__all__ = ["Asked", "QuestionDesk"]
