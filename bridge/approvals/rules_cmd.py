@@ -135,18 +135,10 @@ async def press_remove(ctx: PressContext, rest: str) -> None:
         return
     session, thread, rule_id = found
     press, db = ctx.press, ctx.db
-    valid = rule_id.isascii() and rule_id.isdigit() and len(rule_id) <= 18  # fits SQLite
-    row = db.permissions.rule(int(rule_id)) if valid else None
+    number = _rule_number(rule_id)
+    row = db.permissions.rule(number) if number is not None else None
     if row is None or row.session_id != session.id:
-        log.warning("refused rule removal %r from %s: no such rule", rule_id[:20], press.sender.key)
-        db.audit.log(
-            platform=press.sender.platform,
-            user=press.sender.key,
-            action="rule-remove",
-            detail=f"refused {rule_id[:20]}: no such rule in {session.id}",
-            allowed=False,
-        )
-        await ctx.answer("That rule is gone already.")
+        await _refuse_removal(ctx, rule_id, f"no such rule in {session.id}")
         return
     text = rules.Rule(row.tool_name, row.pattern).shown
     if not db.permissions.remove_rule(int(rule_id)):
@@ -165,6 +157,27 @@ async def press_remove(ctx: PressContext, rest: str) -> None:
     )
 
 
+def _rule_number(rule_id: str) -> int | None:
+    """The row number in a remove button's data, if it is one (and fits SQLite)."""
+    valid = rule_id.isascii() and rule_id.isdigit() and len(rule_id) <= 18
+    return int(rule_id) if valid else None
+
+
+async def _refuse_removal(ctx: PressContext, rule_id: str, why: str) -> None:
+    """A remove press for a rule that is not there (gone, foreign, forged): logged,
+    audited, and the presser told."""
+    press = ctx.press
+    log.warning("refused rule removal %r from %s: %s", rule_id[:20], press.sender.key, why)
+    ctx.db.audit.log(
+        platform=press.sender.platform,
+        user=press.sender.key,
+        action="rule-remove",
+        detail=f"refused {rule_id[:20]}: {why}",
+        allowed=False,
+    )
+    await ctx.answer("That rule is gone already.")
+
+
 @button("rp")
 async def press_remove_project(ctx: PressContext, rest: str) -> None:
     """A remove button of a rule "Allow always (project)" wrote, pressed in its
@@ -174,18 +187,10 @@ async def press_remove_project(ctx: PressContext, rest: str) -> None:
         return
     session, thread, rule_id = found
     press, db = ctx.press, ctx.db
-    valid = rule_id.isascii() and rule_id.isdigit() and len(rule_id) <= 18
-    row = db.project_rules.get(int(rule_id)) if valid else None
+    number = _rule_number(rule_id)
+    row = db.project_rules.get(number) if number is not None else None
     if row is None or row.project_dir != written_rules.project_dir(session.cwd):
-        log.warning("refused project rule removal %r from %s", rule_id[:20], press.sender.key)
-        db.audit.log(
-            platform=press.sender.platform,
-            user=press.sender.key,
-            action="rule-remove",
-            detail=f"refused {rule_id[:20]}: no such project rule for {session.id}",
-            allowed=False,
-        )
-        await ctx.answer("That rule is gone already.")
+        await _refuse_removal(ctx, rule_id, f"no such project rule for {session.id}")
         return
     text = rules.Rule(row.tool_name, row.pattern).shown
     try:
