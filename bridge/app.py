@@ -44,6 +44,7 @@ from adapters.base import ChatAdapter
 from adapters.tasks import TaskGroup
 from agent.events import AgentEvent
 from agent.host import AgentHost
+from bridge import inbox_codec
 from bridge.access.control import AccessControl
 from bridge.access.pairing import Pairing, load_signing_key
 from bridge.access.pairing import key_path as pairing_key_path
@@ -55,8 +56,10 @@ from bridge.commands import sessions as session_commands
 from bridge.commands import turn as turn_commands
 from bridge.commands.dispatch import Commands, menu
 from bridge.config import Config
+from bridge.forward import Forwarder, decode_open
 from bridge.gateway import Gateways
 from bridge.hosts import HEARTBEAT_S, Hosts
+from bridge.inbox import Handover, Inbox
 from bridge.outbox.outbox import Outbox
 from bridge.recovery import CliReaper, Recovery
 from bridge.sessions import SessionRouter
@@ -68,6 +71,7 @@ from bridge.threads import Threads
 from bridge.turn_router import TurnRouter
 from storage.db import Database
 from storage.models import utcnow
+from storage.notify import INBOX, Listener
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +109,7 @@ class Bridge:
             self.adapters,
             thread_fallback=lambda t: self.recovery.thread_fallback(t),
             may_send=self.gateways.may_send,
+            host=config.daemon.host,
         )
         self.threads = Threads(db, self.outbox)
         self.host = AgentHost(
@@ -140,6 +145,13 @@ class Bridge:
             stream_interval=stream_interval,
         )
         self.commands = Commands(self)  # uses the attributes below only when called
+        # Work other hosts hand this one (`bridge/inbox.py`), woken by the database.
+        self.listener = Listener(db.url)
+        self.inbox = Inbox(db, self.tasks, host=config.daemon.host, now=now)
+        self.listener.on(INBOX, self.inbox.wake)
+        self.forward = Forwarder(
+            config, db, self.adapters, self.threads, self.inbox, self.hosts, self.gateways
+        )
         self.sessions = SessionRouter(
             config.agent,
             db,
@@ -152,7 +164,11 @@ class Bridge:
             turns=self.turns,
             tasks=self.tasks,
             commands=self.commands,
+            forward=self.forward,
         )
+        self.inbox.on("message", functools.partial(self._deliver, "message"))
+        self.inbox.on("press", functools.partial(self._deliver, "press"))
+        self.inbox.on("open_thread", self._open_thread_requested)
         self.importer = Importer(
             config,
             db,
@@ -199,6 +215,19 @@ class Bridge:
         """The agent host's sink (a method, so a subclass can observe every event)."""
         await self.turns.on_agent_event(ev)
 
+    def _deliver(self, kind: str, raw: str, _sender: str) -> Handover:
+        """An inbox chat event → this host's sessions router, as its adapter would."""
+        decoded = inbox_codec.decode_event(kind, raw)
+        return functools.partial(self.sessions.deliver, decoded.event, decoded.bot)
+
+    def _open_thread_requested(self, raw: str, sender: str) -> Handover:
+        """On the gateway: another host asks for its new session's thread."""
+        session_id, origin, title = decode_open(raw)
+        return lambda: self.tasks.spawn(
+            session_commands.open_requested(self, sender, session_id, origin, title),
+            name=f"open-{session_id}",
+        )
+
     async def start(self) -> None:
         self.hosts.start()
         self.recovery.recover()
@@ -214,6 +243,8 @@ class Bridge:
                 self.sessions.on_inbound,
                 self.outbox.resume,
             )
+        await self.listener.start()
+        self.inbox.start()
         await self.attach.start()
         await self.scheduler.start()
         log.info("bridge started with %s", ", ".join(self.adapters) or "no adapters")
@@ -222,6 +253,8 @@ class Bridge:
         """Stop taking input, interrupt running turns (their threads are told), give the
         outbox a few seconds to deliver, then disconnect.  Whatever is still undelivered
         stays in the database for the next start."""
+        await self.inbox.stop()  # what is not handed over yet stays for the next start
+        await self.listener.stop()
         self.sessions.stopping = True
         await self.scheduler.stop()
         await self.attach.stop()

@@ -20,6 +20,7 @@ from dataclasses import replace
 
 from adapters.messages import ButtonPress, ThreadRef, UserMessage
 from storage.db import Database
+from storage.outbox_repo import MessageOrigin
 
 
 def place_message(db: Database, msg: UserMessage) -> UserMessage:
@@ -39,12 +40,18 @@ def place_message(db: Database, msg: UserMessage) -> UserMessage:
 
 def place_press(db: Database, press: ButtonPress) -> ButtonPress | None:
     """`press` in the thread of the message it was pressed on; None to refuse it."""
+    placed = place_press_at(db, press)
+    return placed[0] if placed is not None else None
+
+
+def place_press_at(db: Database, press: ButtonPress) -> tuple[ButtonPress, MessageOrigin] | None:
+    """`place_press`, with the pressed message's origin (which host sent it)."""
     platform, chat_id = press.thread.platform, press.thread.chat_id
     origin = db.outbox.origin_of_message(platform, chat_id, press.message_id)
     if origin is None or press.thread.thread_id not in (None, origin.thread_id):
         return None
     thread = ThreadRef(platform, chat_id, origin.thread_id)
-    return press if thread == press.thread else replace(press, thread=thread)
+    return (press if thread == press.thread else replace(press, thread=thread)), origin
 
 
-__all__ = ["place_message", "place_press"]
+__all__ = ["place_message", "place_press", "place_press_at"]

@@ -38,6 +38,7 @@ from bridge.approvals.trust import FolderTrust
 from bridge.commands.dispatch import parse_command
 from bridge.commands.parse import Command
 from bridge.config import AgentConfig
+from bridge.forward import Forwarder
 from bridge.threads import Threads
 from bridge.turn_router import TurnRouter
 from storage.db import Database
@@ -82,6 +83,7 @@ class SessionRouter:
         turns: TurnRouter,
         tasks: TaskGroup,
         commands: Commands,
+        forward: Forwarder | None = None,
     ) -> None:
         self.agent = agent
         self.db = db
@@ -94,6 +96,7 @@ class SessionRouter:
         self.turns = turns
         self.tasks = tasks
         self.commands = commands
+        self.forward = forward  # events for sessions on other hosts (`bridge/forward.py`)
         self.stopping = False  # set on shutdown: inbound events are ignored from then on
         self._thread_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._agent_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -220,6 +223,18 @@ class SessionRouter:
         except Exception:
             log.exception("inbound event could not be handled")
 
+    def deliver(self, event: Inbound, bot: str) -> None:
+        """An event the gateway received for this host (`bridge/inbox.py`), access
+        checked and placed there: queued as if this host's adapter had received it
+        (synchronous, so the inbox marks it done in the step it is queued).  `bot` is
+        the bot's username on the gateway, for `/cmd@bot`."""
+        if isinstance(event, ButtonPress):
+            self.tasks.spawn(self._press(event, bot=bot), name=f"press-{event.thread.key}")
+        else:
+            self.tasks.spawn(
+                self._handle_in_order(event, bot=bot), name=f"inbound-{event.thread.key}"
+            )
+
     def _is_pairing(self, event: Inbound) -> bool:
         """`pair CODE` (Telegram: `/start CODE`) is the one thing a stranger may send."""
         if not isinstance(event, UserMessage):
@@ -234,8 +249,14 @@ class SessionRouter:
         if self.access.refuse(event.sender, what, detail):
             self.threads.reply(event.thread, render.notice(stranger_refusal(event.thread.platform)))
 
-    async def _press(self, press: ButtonPress) -> None:
-        placed = placement.place_press(self.db, press)
+    async def _press(self, press: ButtonPress, *, bot: str | None = None) -> None:
+        at = placement.place_press_at(self.db, press)
+        if at is not None and bot is None and self.forward is not None:
+            host = self.forward.press_target(at[1])  # the host that posted the message
+            if host is not None:
+                await self._guarded(at[0], self.forward.forward_press(at[0], host))
+                return
+        placed = at[0] if at is not None else None
         if placed is None:
             log.warning(
                 "refused button %r from %s: not on a message of ours in %s",
@@ -253,10 +274,17 @@ class SessionRouter:
             return
         await self._guarded(placed, self.commands.button(placed))
 
-    async def _handle_in_order(self, msg: UserMessage) -> None:
+    async def _handle_in_order(self, msg: UserMessage, *, bot: str | None = None) -> None:
+        """`bot` is None for an event from this host's adapter (it may be for another
+        host), the gateway's bot username for one forwarded here."""
         msg = placement.place_message(self.db, msg)
         async with self.thread_lock(msg.thread):
-            await self._guarded(msg, self._message(msg))
+            if bot is None and self.forward is not None:
+                host = self.forward.message_target(self.threads.session_for(msg))
+                if host is not None:  # in order: forwarded under the thread's lock
+                    await self._guarded(msg, self.forward.forward_message(msg, host))
+                    return
+            await self._guarded(msg, self._message(msg, bot))
 
     async def _guarded(self, event: Inbound, work: Awaitable[None]) -> None:
         try:
@@ -270,9 +298,9 @@ class SessionRouter:
                 ),
             )
 
-    async def _message(self, msg: UserMessage) -> None:
+    async def _message(self, msg: UserMessage, bot: str | None = None) -> None:
         adapter = self.adapters[msg.thread.platform]
-        cmd = parse_command(msg.text, bot_username=adapter.username)
+        cmd = parse_command(msg.text, bot_username=adapter.username if bot is None else bot)
         session = self.threads.session_for(msg)
         if cmd is not None:
             self.db.audit.log(

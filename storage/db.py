@@ -28,6 +28,7 @@ from storage.base import open_session
 from storage.crypto import BodyCipher
 from storage.gateway_repo import GatewayRepo
 from storage.host_repo import HostRepo
+from storage.inbox_repo import InboxRepo
 from storage.models import SchemaVersion
 from storage.outbox_repo import OutboxRepo
 from storage.pairing_repo import PairingRepo
@@ -247,6 +248,22 @@ def _migration_12(engine: Engine) -> None:
 MIGRATIONS.append(_migration_12)
 
 
+# --- migration 14 (the inbox between hosts) --------------------------------------------
+
+
+def _migration_14(engine: Engine) -> None:
+    """The `inbox` table (`storage/inbox_repo.py`) and `outbox.host`, the host that
+    wrote a row (a press on its message goes there); older rows keep NULL."""
+    SQLModel.metadata.create_all(engine, tables=[models.InboxRow.__table__])  # type: ignore[attr-defined]
+    columns = {c["name"] for c in inspect(engine).get_columns("outbox")}
+    if "host" not in columns:
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE outbox ADD COLUMN host VARCHAR(32)"))
+
+
+MIGRATIONS.append(_migration_14)
+
+
 class StorageError(Exception):
     """The database cannot be used; `str()` is one line saying why and what to do."""
 
@@ -295,6 +312,7 @@ class Database:
         self.project_rules = ProjectRuleRepo(engine, sealed)
         self.hosts = HostRepo(engine, sealed)
         self.gateways = GatewayRepo(engine, sealed)
+        self.inbox = InboxRepo(engine, sealed)
 
     def session(self) -> AbstractContextManager[Session]:
         """A sqlmodel session for tests and tools that read rows raw."""

@@ -17,6 +17,7 @@ from sqlmodel import AutoString, Field, SQLModel
 
 from storage.types import (
     BindingKind,
+    InboxState,
     OutboxOp,
     OutboxState,
     PairingState,
@@ -106,6 +107,9 @@ class OutboxRow(SQLModel, table=True):
     # Set before each platform call (migration 4): a pending row with it may already
     # have reached the platform.
     attempted_at: datetime | None = None
+    # The host that wrote the row (migration 14): a press on the message it sent goes
+    # to that host (`bridge/inbox.py`).  NULL for rows from before hosts.
+    host: str | None = Field(default=None, max_length=32, sa_type=AutoString(32))
 
 
 class PermissionRequestRow(SQLModel, table=True):
@@ -306,6 +310,29 @@ class GatewayLeaseRow(SQLModel, table=True):
     holder: str = Field(max_length=32, sa_type=AutoString(32))
     epoch: int = 1
     expires_at: datetime = Field(sa_type=DateTime(timezone=True))
+
+
+class InboxRow(SQLModel, table=True):
+    """Work for one host handed over by another through the database
+    (`storage/inbox_repo.py`, `bridge/inbox.py`): a chat event the gateway received for
+    a session on `host`, or a request to the gateway to open a session's thread.
+    `payload` is JSON sealed with the database cipher, emptied once the item is done.
+    Added by migration 14."""
+
+    __tablename__ = "inbox"
+    __table_args__ = (Index("ix_inbox_claim", "host", "state", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    host: str = Field(max_length=32, sa_type=AutoString(32))  # the host it is for
+    sender: str = Field(default="", max_length=32, sa_type=AutoString(32))  # who wrote it
+    kind: str = Field(max_length=32, sa_type=AutoString(32))
+    payload: str = ""
+    state: InboxState = Field(default="pending", sa_type=AutoString)
+    attempts: int = 0
+    error: str = ""
+    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+    claimed_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    done_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
 
 
 class SchemaVersion(SQLModel, table=True):

@@ -55,6 +55,7 @@ class MessageOrigin:
     thread_key: str
     thread_id: str | None
     session_id: str | None
+    host: str | None = None  # the host that sent it (NULL: before hosts)
 
 
 def chat_key_of(platform: str, chat_id: str) -> str:
@@ -83,9 +84,11 @@ class OutboxRepo(Repo):
         session_id: str | None = None,
         target_id: int | None = None,
         stream_key: str | None = None,
+        host: str | None = None,
     ) -> list[OutboxId]:
         """Insert one row per payload in one transaction; returns their ids in order."""
         common = {
+            "host": host,
             "chat_key": chat_key_of(platform, chat_id),
             "thread_key": thread_key,
             "platform": platform,
@@ -349,7 +352,7 @@ class OutboxRepo(Repo):
     ) -> MessageOrigin | None:
         """The thread and session of a platform message we sent in this chat."""
         q = (
-            select(T.thread_key, T.thread_id, T.session_id)
+            select(T.thread_key, T.thread_id, T.session_id, T.host)
             .where(
                 T.chat_key == chat_key_of(platform, chat_id), T.platform_message_id == message_id
             )
@@ -359,7 +362,7 @@ class OutboxRepo(Repo):
         )
         with self._engine.connect() as c:
             found = c.execute(q).first()
-        return None if found is None else MessageOrigin(found[0], found[1], found[2])
+        return None if found is None else MessageOrigin(found[0], found[1], found[2], found[3])
 
     def our_messages(self, chat_key: str, before: datetime) -> tuple[str | None, set[str]]:
         """For checking whether a send attempted at `before` was delivered: the

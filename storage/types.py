@@ -30,6 +30,9 @@ TurnState = Literal["running", "done", "error", "interrupted"]
 
 # A row is written pending and moves once to one of the others.
 OutboxState = Literal["pending", "sent", "superseded", "failed"]
+# An inbox item (`storage/inbox_repo.py`): pending until its host's worker claims it,
+# then done once handed over, or failed (unreadable, or it failed too often).
+InboxState = Literal["pending", "claimed", "done", "failed"]
 # send: a new message; edit/delete: the message of the target row; draft: a native
 # stream preview (an ephemeral message, not in the history).
 OutboxOp = Literal["send", "edit", "draft", "delete"]

@@ -4,7 +4,8 @@ A handler gets a `CommandContext` (a typed command) or a `PressContext` (a butto
 press), never the `Bridge`.  `Services` names, as a Protocol, the part of the core a
 handler may use — configuration, the database's repositories, the outbox, the
 permission broker, the agent host, access control, pairing, the schedule and disk
-session services, the hosts sharing the database, and the sessions operations (thread
+session services, the hosts sharing the database and the way to them (`bridge/forward.py`),
+and the sessions operations (thread
 of a session, its running agent, prompting it, binding a new session to its thread, a
 paced platform call).
 The composition root satisfies it structurally; this module imports nothing of the
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from bridge.access.pairing import Pairing
     from bridge.approvals.permissions import PermissionBroker
     from bridge.config import Config
+    from bridge.forward import Forwarder
     from bridge.hosts import Hosts
     from bridge.outbox.outbox import Outbox
     from bridge.sources.importer import ClaudeSessions
@@ -126,6 +128,8 @@ class Services(Sessions, Protocol):
     def importer(self) -> ImportOps: ...
     @property
     def hosts(self) -> Hosts: ...
+    @property
+    def forward(self) -> Forwarder: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,10 +85,58 @@ class Command:
             return _split_schedule(self.rest)[1]
         return ""
 
+    def new_target(self, hosts: Collection[str]) -> NewTarget:
+        """`new [--worktree] [HOST:][PATH] [PROMPT]`, with `hosts` the known host names
+        (see `split_host`)."""
+        rest = self.rest.lstrip()
+        worktree = rest.startswith("--worktree") and rest[10:11] in ("", " ", "\n", "\t")
+        if worktree:
+            rest = rest[10:].lstrip()
+        first = _first_token(rest)
+        if first is not None and not first[1]:
+            host, on_host, unknown = split_host(first[0], hosts)
+            if host is not None or unknown is not None:
+                return NewTarget(host, on_host or None, first[2].strip(), worktree, unknown)
+        path, prompt = _split_new(rest)
+        return NewTarget(None, path, prompt, worktree)
+
     @property
     def cron(self) -> str | None:
         """`schedule`: the five cron fields, or None if the command has none."""
         return _split_schedule(self.rest)[0] if self.name == "schedule" else None
+
+
+@dataclass(frozen=True, slots=True)
+class NewTarget:
+    """What `new` was asked for: on which host (None: the one answering), in which
+    directory (None: offer a picker), the first prompt; `unknown_host`: a HOST: that
+    names no host (the person is told which exist)."""
+
+    host: str | None
+    path: str | None
+    prompt: str
+    worktree: bool = False
+    unknown_host: str | None = None
+
+
+_HOST_PREFIX = re.compile(r"([A-Za-z0-9-]{1,32}):(.*)", re.DOTALL)
+
+
+def split_host(token: str, hosts: Collection[str]) -> tuple[str | None, str, str | None]:
+    """`HOST:PATH` → (host, path, None) when HOST (any case) is a known host name.
+    A path with ":" stays a path: a ":" after a "/" (`~/a:b`, `/x/y:z`), or a first
+    part that is no known host — unless what follows looks like a path (`~`, `/`,
+    `.`), then it was meant as a host: (None, path, that name) so the
+    person can be told the hosts.  `./a:b` is always a path."""
+    m = _HOST_PREFIX.fullmatch(token)
+    if m is None:
+        return None, token, None
+    name, path = m.group(1).lower(), m.group(2)
+    if name in hosts:
+        return name, path, None
+    if path.startswith(("~", "/", ".")):
+        return None, path, name
+    return None, token, None
 
 
 def parse_command(text: str, *, names: Collection[str], bot_username: str = "") -> Command | None:

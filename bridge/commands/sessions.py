@@ -1,8 +1,12 @@
-"""Session commands: `new`, `end`, `resume`, `sessions`, `handoff`, and the directory
-picker's button (``n:<session>``: a new session in that session's directory).
+"""Session commands: `new`, `end`, `resume`, `sessions`, `handoff`, and the picker
+buttons of `new` (``nh:<host>``: that host's directories; ``n:<session>``: a new
+session in that session's directory; ``nd:``: a root or a repository in one).
 
-`open_session` is also how an imported Claude Code session gets its thread
-(`bridge/sources/importer.py`).
+`new HOST:PATH` is handed to HOST (`bridge/forward.py`), which resolves PATH under
+its own `allowed_roots` and opens the session there.  `open_session` is also how an
+imported Claude Code session gets its thread (`bridge/sources/importer.py`); on a host
+that is not its platform's gateway it asks the gateway to open the thread
+(`Forwarder.open_remote`, served by `open_requested` there).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from bridge.commands.context import CommandContext, PressContext, Services
 from bridge.commands.hosts import session_hosts
 from bridge.commands.registry import Section, button, command
 from bridge.outbox.outbox import DeliveryFailed
-from storage.models import SessionRow
+from storage.models import SessionRow, ThreadBinding
 from storage.types import BindingKind, SessionId
 
 log = logging.getLogger(__name__)
@@ -29,23 +33,66 @@ log = logging.getLogger(__name__)
 
 @command(
     "new",
-    usage="[PATH] [PROMPT]",
-    help="start a session in PATH, optionally with a first prompt",
+    usage="[HOST:][PATH] [PROMPT]",
+    help="start a session in PATH (on HOST), optionally with a first prompt",
     section=Section.SESSION,
 )
 async def cmd_new(ctx: CommandContext) -> None:
-    raw_path, prompt = ctx.command.path, ctx.command.prompt
-    if raw_path is None:  # offer recent directories, the roots and the repos in them
-        recent = [
-            (r.cwd, Button(Path(r.cwd).name or r.cwd, f"n:{r.id}"))
-            for r in _recent_dirs(ctx.services)
-        ]
-        roots = ctx.services.config.agent.allowed_roots
-        ctx.reply(await asyncio.to_thread(dir_picker.picker, ctx.thread.platform, roots, recent))
+    s = ctx.services
+    hosts = s.forward.known_hosts()
+    target = ctx.command.new_target(hosts)
+    if target.worktree:
+        ctx.reply(render.notice("`--worktree` is not available yet."))
         return
-    cwd = _allowed_dir(ctx, raw_path)
+    if target.unknown_host is not None:
+        listed = ", ".join(f"`{h}`" for h in hosts)
+        ctx.reply(
+            render.notice(
+                f"🚫 No host is named `{render.md_escape(target.unknown_host)}`; the hosts are "
+                f"{listed}. (A directory with ':' in its name: write `./` before it.)"
+            )
+        )
+        return
+    if target.host is not None and target.host != s.hosts.name:
+        # That host resolves PATH under its own roots and opens the session itself.
+        await s.forward.forward_message(ctx.message, target.host)
+        return
+    if target.path is None:
+        online = [h for h in s.hosts.statuses() if h.online]
+        if target.host is None and len(online) > 1:  # first: which machine
+            ctx.reply(_host_picker([h.name for h in online], s.hosts.name))
+        else:  # recent directories, the roots and the repos in them
+            ctx.reply(await _dir_picker(s, ctx.thread.platform))
+        return
+    cwd = _allowed_dir(ctx, target.path)
     if cwd is not None:
-        await _new_session(ctx.services, ctx.thread, ctx.sender.key, cwd, prompt or "")
+        await _new_session(s, ctx.thread, ctx.sender.key, cwd, target.prompt)
+
+
+def _host_picker(names: list[str], this: str) -> Outbound:
+    buttons = [
+        (Button(f"{name} (this host)" if name == this else name, f"nh:{name}"),) for name in names
+    ]
+    return Outbound((Markdown("Start a session on which host?"),), tuple(buttons))
+
+
+async def _dir_picker(s: Services, platform: str) -> Outbound:
+    recent = [(r.cwd, Button(Path(r.cwd).name or r.cwd, f"n:{r.id}")) for r in _recent_dirs(s)]
+    roots = s.config.agent.allowed_roots
+    return await asyncio.to_thread(dir_picker.picker, platform, roots, recent)
+
+
+@button("nh")
+async def press_new_on_host(ctx: PressContext, rest: str) -> None:
+    # a host offered by `new` without a path: that host posts its own directory
+    # picker, so the presses on it come back to it (`outbox.host`)
+    s = ctx.services
+    if rest == s.hosts.name:
+        ctx.reply(await _dir_picker(s, ctx.thread.platform))
+    elif rest in s.forward.known_hosts():
+        await s.forward.forward_press(ctx.press, rest)
+    else:
+        ctx.refuse("stale or foreign button")
 
 
 @button("nd")
@@ -129,7 +176,6 @@ async def open_session(
             ),
         )
         return None
-    adapter = s.adapters[origin.platform]
     row = SessionRow(
         id=SessionId(secrets.token_hex(3)),
         platform=origin.platform,
@@ -142,16 +188,45 @@ async def open_session(
         state="opening",
         host=s.config.daemon.host,
     )
+    if not s.forward.is_gateway(origin.platform):  # only the gateway can open threads
+        return await s.forward.open_remote(row, origin, title)
+    thread = await _open_thread(s, row, origin, title, new_row=True)
+    row.state = "active"
+    return row, thread
+
+
+async def _open_thread(
+    s: Services, row: SessionRow, origin: ThreadRef, title: str, *, new_row: bool
+) -> ThreadRef:
+    """Open the thread of session `row` (written first if `new_row`), bind it, mark the
+    session active and announce it in `origin` if that is elsewhere."""
+    adapter = s.adapters[origin.platform]
     session_id = row.id
-    header = render.session_header(session_id, str(cwd), row.mode, row.model)
+    header = render.session_header(session_id, row.cwd, row.mode, row.model)
     chat = adapter.default_chat(origin)
     early: list[ThreadRef] = []
+
+    def bind(thread: ThreadRef, header_id: str | None, kind: BindingKind) -> None:
+        if new_row:
+            s.bind(row, thread, header_id, kind)
+        else:  # the session's own host wrote the row
+            s.db.bindings.add(
+                ThreadBinding(
+                    session_id=session_id,
+                    platform=thread.platform,
+                    chat_id=thread.chat_id,
+                    thread_id=thread.thread_id,
+                    header_message_id=header_id,
+                    kind=kind,
+                    thread_key=thread.key,
+                )
+            )
 
     def created(topic: ThreadRef) -> None:
         # The topic exists, its header does not yet: recorded now, a daemon killed
         # in between finds the session ("opening") and finishes it on restart.
         if not early:
-            s.bind(row, topic, None, "topic")
+            bind(topic, None, "topic")
             early.append(topic)
 
     thread, header_id = await s.platform_call(
@@ -161,7 +236,6 @@ async def open_session(
         calls=2,
     )
     kind: BindingKind = "reply" if thread.kind == "reply" else "topic"
-    row.state = "active"
     if early:  # the header is in; the thread may have become a reply chain meanwhile
         s.db.bindings.rebind(
             early[0].key,
@@ -171,13 +245,37 @@ async def open_session(
             header_message_id=header_id,
         )
         s.forget_thread(session_id)
-        s.db.sessions.update(session_id, state="active")
     else:
-        s.bind(row, thread, header_id, kind)
-    s.db.audit.log(platform=origin.platform, user=owner, action="new", detail=f"{session_id} {cwd}")
+        bind(thread, header_id, kind)
+    s.db.sessions.update(session_id, state="active")
+    s.db.audit.log(
+        platform=origin.platform, user=row.owner, action="new", detail=f"{session_id} {row.cwd}"
+    )
     if thread.key != origin.key:
-        s.reply(origin, render.session_started(session_id, str(cwd), adapter.thread_link(thread)))
-    return row, thread
+        s.reply(origin, render.session_started(session_id, row.cwd, adapter.thread_link(thread)))
+    return thread
+
+
+async def open_requested(
+    s: Services, host: str, session_id: str, origin: ThreadRef, title: str
+) -> None:
+    """On the gateway: open the thread of `host`'s new session (`Forwarder.open_remote`
+    waits for it), then tell `host` to go on — also when it could not be opened."""
+    try:
+        row = s.db.sessions.get(session_id)
+        if row is None or row.state != "opening" or s.thread_of(session_id) is not None:
+            log.info("session %s: no thread to open (%s)", session_id, row.state if row else "gone")
+            return
+        await _open_thread(s, row, origin, title, new_row=False)
+    except Exception as e:
+        log.exception("session %s: opening its thread for %s failed", session_id, host)
+        s.db.sessions.update(session_id, state="ended")
+        s.reply(
+            origin,
+            render.notice(f"⚠️ The session's thread could not be opened: {type(e).__name__}."),
+        )
+    finally:
+        s.forward.tell_opened(host, session_id)
 
 
 def _recent_dirs(s: Services) -> list[SessionRow]:
@@ -237,6 +335,10 @@ async def cmd_resume(ctx: CommandContext) -> None:
                 f"Which session? {render.cmd(ctx.thread.platform, 'sessions')} lists them."
             )
         )
+        return
+    elsewhere = s.forward.message_target(target)
+    if elsewhere is not None:  # its Claude Code runs there
+        await s.forward.forward_message(ctx.message, elsewhere)
         return
     thread = s.thread_of(target.id)
     if thread is None:

@@ -86,8 +86,10 @@ class Outbox:
         retention: float = RETENTION,
         prune_every: float = PRUNE_EVERY,
         may_send: Callable[[str], bool] | None = None,
+        host: str | None = None,
     ) -> None:
         self.db = db
+        self.host = host  # written on every row: presses on its messages come back here
         self._repo = db.outbox
         self._adapters = dict(adapters)
         self._thread_fallback = thread_fallback
@@ -465,4 +467,5 @@ class Outbox:
             session_id=session_id,
             target_id=target_id,
             stream_key=stream_key,
+            host=self.host,
         )
