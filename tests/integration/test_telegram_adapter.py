@@ -145,7 +145,7 @@ async def test_start_reads_identity_and_sets_menu(started: Started) -> None:
     described = {c["command"]: c["description"] for c in fake.commands()}
     assert (
         described["new"]
-        == "[PATH] [PROMPT] — start a session in PATH, optionally with a first prompt"
+        == "[HOST:][PATH] [PROMPT] — start a session in PATH (on HOST), optionally with a first prompt"
     )
     assert described["stop"] == "interrupt the running turn (the session stays usable)"
     assert limits.MAX_TEXT == 4096 and adapter.capabilities.native_stream

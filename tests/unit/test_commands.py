@@ -151,7 +151,7 @@ def test_help_covers_every_command_and_fits_the_telegram_menu() -> None:
         assert 3 <= len(spec.help) <= 256
         assert parse_command("/" + spec.synopsis).name == name  # type: ignore[union-attr]
     assert {c.name for c in menu()} == REGISTRY.names() - {"pair", "trust", "untrust", "rules"}
-    kinds = {"p", "x", "m", "n", "i", "t", "r", "q", "l", "rp", "nd"}
+    kinds = {"p", "x", "m", "n", "i", "t", "r", "q", "l", "rp", "nd", "nh"}
     assert REGISTRY.button_kinds() == kinds
 
 
@@ -166,7 +166,7 @@ def test_permission_modes_have_one_source() -> None:
 
 def test_help_message() -> None:
     text = md(help_message("!", [c.chat_command() for c in REGISTRY.commands()]))
-    assert "`!new [PATH] [PROMPT]` — start a session" in text and "`!help` — this list" in text
+    assert "`!new [HOST:][PATH] [PROMPT]` — start a session" in text and "`!help` — this list" in text
     lines = text.splitlines()[1:]
     assert len(lines) == len(REGISTRY.names())
     assert lines[0].startswith("`!new ") and lines[-1].startswith("`!help`")
