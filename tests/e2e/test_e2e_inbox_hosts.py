@@ -119,3 +119,64 @@ async def test_a_session_on_box_streams_asks_and_stops_from_the_chat(
         assert len(h.db.inbox.list("box")) == items
         assert not any("hello box" in str(r) for r in w.model.requests)
         assert h.db.inbox.count(state="failed") == 0
+
+
+async def test_box_decides_its_paths_and_pickers_and_a_prompt_waits_while_it_is_down(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    async with two_hosts(tmp_path, postgres_url) as w:
+        h, box = w.h, w.box
+        (box.root / "app" / ".git").mkdir()  # offered by box's picker as "app"
+
+        # box resolves PATH under its own roots, and refuses what is outside them
+        h.say("/new box:../../etc look around")
+        refusal = await h.wait_text("🚫", timeout=30)
+        assert "not allowed" in refusal.visible_text and not h.db.sessions.list()
+        said = await h.tg.wait_until(
+            lambda: h.db.outbox.origin_of_message("telegram", str(OWNER), str(refusal.message_id))
+        )
+        assert said.host == "box", "box decided, not the gateway"
+        assert any(
+            r.action == "new" and not r.allowed and "etc" in r.detail for r in h.db.audit.recent(20)
+        )
+        # a HOST: that names no host is answered with the hosts there are
+        h.say("/new bxo:~/code")
+        unknown = await h.wait_text("No host is named", timeout=30)
+        assert "the hosts are box, laptop" in unknown.visible_text
+
+        # `new` without a path, two hosts online: which host first, then box's own picker
+        h.say("/new")
+        hosts = await h.wait_msg(lambda m: has_buttons(m, "box", "laptop (this host)"))
+        h.press(hosts, "box")
+        picker = await h.wait_msg(
+            lambda m: "which directory" in (m.visible_text or "") and has_buttons(m, "app"),
+            timeout=30,
+        )
+        assert str(box.root) in picker.visible_text, "box's roots, not laptop's"
+        origin = await h.tg.wait_until(
+            lambda: h.db.outbox.origin_of_message("telegram", str(OWNER), str(picker.message_id))
+        )
+        assert origin.host == "box"
+        before = set(h.tg.topics(OWNER))
+        h.press(picker, "app")  # goes to box, which posted the picker
+        topic = await h.tg.wait_until(
+            lambda: next(iter(set(h.tg.topics(OWNER)) - before), None), timeout=60
+        )
+        await h.wait_text("Ready.", thread_id=topic, timeout=60)
+        binding = h.db.bindings.by_thread_key(f"telegram:{OWNER}:{topic}")
+        assert binding is not None
+        sid = binding.session_id
+        row = h.db.sessions.get(sid)
+        assert row is not None and row.host == "box" and row.cwd == str(box.root / "app")
+
+        # box goes down: a prompt for its session waits, and the thread is told why
+        await w.stop_box()
+        h.model.on("are you back", Text("Back on the box."))
+        h.say("are you back", thread_id=topic)
+        await h.wait_text("📥 box is offline; this waits until it is back.", thread_id=topic)
+        assert h.db.inbox.count(host="box", state="pending") == 1
+        assert not h.model_saw("are you back")
+        await w.start_box()
+        await h.wait_text("Back on the box.", thread_id=topic, timeout=60)
+        assert h.db.inbox.count(host="box", state="pending") == 0
+        assert box.b.host.get(sid) is not None and w.laptop.b.host.get(sid) is None
