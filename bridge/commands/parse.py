@@ -129,7 +129,7 @@ def split_host(token: str, hosts: Collection[str]) -> tuple[str | None, str, str
     `.`), then it was meant as a host: (None, path, that name) so the
     person can be told the hosts.  `./a:b` is always a path."""
     m = _HOST_PREFIX.fullmatch(token)
-    if m is None:
+    if m is None or "://" in token:  # a URL opens a prompt
         return None, token, None
     name, path = m.group(1).lower(), m.group(2)
     if name in hosts:
