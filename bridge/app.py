@@ -167,7 +167,7 @@ class Bridge:
             forward=self.forward,
         )
         self.inbox.on("message", functools.partial(self._deliver, "message"))
-        self.inbox.on("press", functools.partial(self._deliver, "press"))
+        self.inbox.on("press", functools.partial(self._deliver, "press"), at_least_once=True)
         self.inbox.on("open_thread", self._open_thread_requested)
         self.importer = Importer(
             config,

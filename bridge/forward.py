@@ -106,19 +106,19 @@ class Forwarder:
                 fetched.append(Fetched(a.kind, a.name, a.mime))
         payload = encode_message(msg, fetched, self._bot(msg.thread.platform))
         await asyncio.to_thread(self.inbox.send, host, "message", payload)
-        self._tell_if_offline(msg.thread, host)
+        await self._tell_if_offline(msg.thread, host)
 
     async def forward_press(self, press: ButtonPress, host: str) -> None:
         payload = encode_press(press, self._bot(press.thread.platform))
         await asyncio.to_thread(self.inbox.send, host, "press", payload)
-        self._tell_if_offline(press.thread, host)
+        await self._tell_if_offline(press.thread, host)
 
     def _bot(self, platform: str) -> str:
         adapter = self.adapters.get(platform)
         return adapter.username if adapter is not None else ""
 
-    def _tell_if_offline(self, thread: Thread, host: str) -> None:
-        if not self.online(host):
+    async def _tell_if_offline(self, thread: Thread, host: str) -> None:
+        if not await asyncio.to_thread(self.online, host):
             self.threads.reply(
                 thread,
                 render.notice(f"📥 {host} is offline; this waits until it is back."),

@@ -17,6 +17,11 @@ worker starts (at least once up to the handover); a crash in the instant between
 the marking and the handover loses that one event, like a crash loses an event an
 adapter had just received.  A payload that does not decode (a bug, another version,
 a hostile row) is logged and marked failed, never retried, never a crash.
+
+Button presses are the exception (`at_least_once`): handed over first and marked done
+after, so a crash in between hands one over twice — harmless, since every press is
+decided atomically where it lands (the permission broker takes the first answer) —
+and the press reaches its handler without waiting for a database round trip.
 """
 
 from __future__ import annotations
@@ -57,12 +62,18 @@ class Inbox:
         self.db, self._tasks, self.host = db, tasks, host
         self.poll_s, self.now = poll_s, now
         self._handlers: dict[str, Handler] = {}
+        self._first: set[str] = set()  # kinds handed over before they are marked done
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.handled = 0  # items handed over since start (tests, benchmarks)
 
-    def on(self, kind: str, handler: Handler) -> None:
+    def on(self, kind: str, handler: Handler, *, at_least_once: bool = False) -> None:
+        """Handle `kind` items with `handler`.  `at_least_once`: hand over first, mark
+        done after (for what is harmless twice, such as a button press — the broker
+        takes the first answer — and wants no database round trip before it acts)."""
         self._handlers[kind] = handler
+        if at_least_once:
+            self._first.add(kind)
 
     def wake(self, payload: str = "") -> None:
         """The INBOX listener's callback: "" (anything may have changed) or a host."""
@@ -130,12 +141,16 @@ class Inbox:
         except Exception as e:  # CodecError, or anything a hostile payload provokes
             await self._fail(item, f"{type(e).__name__}: {str(e)[:200]}")
             return
-        await asyncio.to_thread(self.db.inbox.finish, item.id, "done")
+        first = item.kind in self._first
+        if not first:
+            await asyncio.to_thread(self.db.inbox.finish, item.id, "done")
         self.handled += 1
         try:
             handover()  # in the step the marking returned: at most once
         except Exception:
             log.exception("inbox: handing over item %d (%s) failed", item.id, item.kind)
+        if first:  # a crash before this: handed over again after the restart
+            await asyncio.to_thread(self.db.inbox.finish, item.id, "done")
 
     async def _fail(self, item: InboxItem, why: str) -> None:
         log.error("inbox: item %d (%s) from %s failed: %s", item.id, item.kind, item.sender, why)

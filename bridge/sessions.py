@@ -250,8 +250,13 @@ class SessionRouter:
             self.threads.reply(event.thread, render.notice(stranger_refusal(event.thread.platform)))
 
     async def _press(self, press: ButtonPress, *, bot: str | None = None) -> None:
+        """`bot` is None for a press from this host's adapter, the gateway's bot
+        username for one the gateway placed and forwarded here."""
+        if bot is not None:  # placed on the gateway already
+            await self._guarded(press, self.commands.button(press))
+            return
         at = placement.place_press_at(self.db, press)
-        if at is not None and bot is None and self.forward is not None:
+        if at is not None and self.forward is not None:
             host = self.forward.press_target(at[1])  # the host that posted the message
             if host is not None:
                 await self._guarded(at[0], self.forward.forward_press(at[0], host))
