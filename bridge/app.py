@@ -25,7 +25,10 @@ This machine's row in the `hosts` table (`bridge/hosts.py`) is written first on 
 (claiming sessions that have no host yet), kept fresh by a heartbeat task, and marked
 stopped on a clean stop.  Each adapter starts only on the host that holds its chat
 account's gateway lease (`bridge/gateway.py`; alone on a database: at once), and the
-outbox delivers only there (`may_send`).
+outbox delivers only there (`may_send`).  Chat events for sessions on other hosts
+go to them through the database (`bridge/forward.py` → the `inbox` table → that
+host's `bridge/inbox.py` worker, woken by the shared `Listener`), and a host that is
+not the gateway has the gateway open its sessions' threads the same way.
 
 The chat commands (`bridge/commands/`) are handed the bridge and use its public
 attributes: the collaborators above and the routers' operations (`reply`, `thread_of`,

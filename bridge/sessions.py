@@ -15,6 +15,12 @@ Code when needed — every CLI start goes through it, so it is where folder trus
 (`bridge/approvals/revoke.py`) are applied.  Attachments become image blocks or inbox
 files (`bridge/files.py`) before the prompt is sent.  Which thread belongs to which
 session is `bridge/threads.py`.
+
+Several hosts: an event for a session that runs on another host (a message in its
+thread, a press on a message that host posted) is handed to that host after the
+access check and placement (`bridge/forward.py`, through the `inbox` table), still in
+the thread's order; that host's inbox gives it to its own router through `deliver`,
+which handles it exactly as an event from its own adapter.
 """
 
 from __future__ import annotations

@@ -198,8 +198,13 @@ class PressContext:
         return session, thread, arg
 
     async def answer(self, text: str) -> None:
-        """Tell only the presser (where the platform can)."""
-        await self.services.adapters[self.thread.platform].answer_press(self.press, text)
+        """Tell only the presser (where the platform can).  Best effort: on a host
+        that is not the gateway the adapter is not connected (the press came through
+        the inbox), and the decision itself shows on the edited message anyway."""
+        try:
+            await self.services.adapters[self.thread.platform].answer_press(self.press, text)
+        except Exception as e:
+            log.info("press answer %r not shown: %s", text[:60], type(e).__name__)
 
     def refuse(self, why: str) -> None:
         """A press that does nothing (stale, foreign, unknown): logged and audited."""

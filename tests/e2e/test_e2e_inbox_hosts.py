@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from adapters.messages import ThreadRef
+from bridge.commands.sessions import open_session
 from tests.support.fakes.anthropic import Text, ToolUse
 from tests.support.fakes.telegram import FakeMessage
 from tests.support.harness import OWNER, STRANGER, Harness
@@ -180,3 +182,26 @@ async def test_box_decides_its_paths_and_pickers_and_a_prompt_waits_while_it_is_
         await h.wait_text("Back on the box.", thread_id=topic, timeout=60)
         assert h.db.inbox.count(host="box", state="pending") == 0
         assert box.b.host.get(sid) is not None and w.laptop.b.host.get(sid) is None
+
+        # `resume ID` typed in the main chat is for box: box answers it
+        h.say(f"/resume {sid}")
+        reopened = await h.wait_text(f"Session {sid} is open again", thread_id=topic)
+        said = await h.tg.wait_until(
+            lambda: h.db.outbox.origin_of_message("telegram", str(OWNER), str(reopened.message_id))
+        )
+        assert said.host == "box"
+
+        # what import and attach use on box: a session opened there, its thread by laptop
+        opened = await open_session(
+            box.b,
+            ThreadRef("telegram", str(OWNER)),
+            f"telegram:{OWNER}",
+            box.root / "app",
+            title="imported",
+            claude_session_id="c0ffee",
+        )
+        assert opened is not None
+        imported, thread = opened
+        assert imported.host == "box" and imported.state == "active"
+        assert thread.thread_id is not None and int(thread.thread_id) in h.tg.topics(OWNER)
+        assert h.db.sessions.get(imported.id).claude_session_id == "c0ffee"  # type: ignore[union-attr]
