@@ -166,7 +166,9 @@ def test_permission_modes_have_one_source() -> None:
 
 def test_help_message() -> None:
     text = md(help_message("!", [c.chat_command() for c in REGISTRY.commands()]))
-    assert "`!new [HOST:][PATH] [PROMPT]` — start a session" in text and "`!help` — this list" in text
+    assert (
+        "`!new [HOST:][PATH] [PROMPT]` — start a session" in text and "`!help` — this list" in text
+    )
     lines = text.splitlines()[1:]
     assert len(lines) == len(REGISTRY.names())
     assert lines[0].startswith("`!new ") and lines[-1].startswith("`!help`")
