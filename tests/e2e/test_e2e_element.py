@@ -1,0 +1,296 @@
+"""End to end on Matrix the way Element sees it: the owner's phone runs Element's own
+crypto stack (matrix-js-sdk 43 with the Rust crypto, `tests/support/element_js.py`)
+against the real Synapse, and the whole daemon (the real matrix-nio adapter, the real
+Claude Code CLI against the fake Anthropic API) is the bot.
+
+What Element's stack must show: the bot's device signed by its owner; "Verify user" in
+the DM and device verification completing by emoji that match the ones the daemon logs;
+a full `new` -> stream -> permission -> answer exchange that decrypts with "exclude
+insecure devices" (MSC4153) on, the prompt answered by a thread reply and by a reaction;
+and a restart that keeps the same, still verified, device.
+
+Timings (what the person waits for) are printed with `-s`: they are the baselines for
+issue 15's benchmark.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters.matrix.adapter import MatrixAdapter
+from adapters.matrix.limits import RateLimit
+from bridge.app import Bridge
+from bridge.config import Config
+from storage.db import Database
+from tests.support.element_js import ElementMessage, ElementPhone, require_element
+from tests.support.fakes.anthropic import FakeAnthropic, Text, ToolUse
+from tests.support.fakes.claude_env import claude_env
+from tests.support.matrix_harness import FAST, _bridge, make_config
+from tests.support.synapse import Account, Synapse
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+SAS_LOG = re.compile(r"verification (\S+) with (\S+): (.+)$")
+
+
+@dataclass
+class World:
+    """The bridge as the bot, Element's stack as its owner's phone, their encrypted DM."""
+
+    synapse: Synapse
+    model: FakeAnthropic
+    bridge: Bridge
+    db: Database
+    config: Config
+    bot: Account
+    person: Account
+    phone: ElementPhone
+    room: str
+    root: Path
+    env: dict[str, str]
+    rate: RateLimit
+
+    @property
+    def adapter(self) -> MatrixAdapter:
+        adapter = self.bridge.adapters["matrix"]
+        assert isinstance(adapter, MatrixAdapter)
+        return adapter
+
+    @property
+    def bot_device(self) -> str:
+        return str(self.adapter.client.device_id)
+
+    def bot_messages(self, thread: str | None = None) -> list[ElementMessage]:
+        return [
+            m
+            for m in self.phone.messages(self.room)
+            if m.event.sender == self.bot.user_id and (thread is None or m.thread == thread)
+        ]
+
+    async def wait_text(
+        self, needle: str, *, thread: str | None = None, timeout: float = 30.0
+    ) -> ElementMessage:
+        def found() -> ElementMessage | None:
+            return next((m for m in self.bot_messages(thread) if needle in m.body), None)
+
+        return await self.phone.wait(found, timeout)
+
+    async def new_session(self, prompt: str) -> str:
+        """`!new PATH PROMPT` from the phone; returns the thread's root event id."""
+        await self.phone.send(self.room, f"!new {self.root / 'app'} {prompt}")
+        header = await self.wait_text(f"app: {prompt}")
+        return header.event_id
+
+    async def restart_bot(self) -> None:
+        await self.bridge.stop()
+        self.db.close()
+        self.db = Database(self.config.storage.url)
+        self.db.migrate()
+        self.bridge = _bridge(self.config, self.db, self.env, self.rate)
+        await self.bridge.start()
+
+
+async def start_world(tmp_path: Path, synapse: Synapse, rate: RateLimit = FAST) -> World:
+    require_element()
+    bot, person = synapse.register(), synapse.register()
+    model = FakeAnthropic()
+    await model.start()
+    root = tmp_path / "code"
+    (root / "app").mkdir(parents=True)
+    config = make_config(synapse=synapse, bot=bot, owner=person.user_id, root=root, tmp=tmp_path)
+    db = Database(config.storage.url)
+    db.migrate()
+    env = claude_env(tmp_path / "claude-home", model.base_url)
+    bridge = _bridge(config, db, env, rate)
+    await bridge.start()
+    phone = await ElementPhone(tmp_path / "element-phone.log").start()
+    await phone.login(synapse.base_url, person.user_id, person.password)
+    await phone.call("bootstrap_cross_signing")
+    room = await phone.create_dm([bot.user_id], name="Threadline")
+    await phone.wait(lambda: phone.membership(room, bot.user_id) == "join", 30)
+    return World(synapse, model, bridge, db, config, bot, person, phone, room, root, env, rate)
+
+
+async def stop_world(w: World) -> None:
+    await w.phone.stop()
+    await w.bridge.stop()
+    w.db.close()
+    await w.model.stop()
+
+
+@pytest.fixture()
+async def w(tmp_path: Path, synapse: Synapse) -> AsyncIterator[World]:
+    world = await start_world(tmp_path, synapse)
+    yield world
+    await stop_world(world)
+
+
+def timing(name: str, seconds: float) -> None:
+    print(f"[element timing] {name}: {seconds:.2f} s")
+
+
+def first_seen(messages: list[ElementMessage], needle: str) -> float | None:
+    """When the phone first showed `needle` in any version of these messages."""
+    times = [
+        t
+        for m in messages
+        for v, t in zip(m.versions, m.version_times, strict=True)
+        if needle in str(v.get("body", ""))
+    ]
+    return min(times) if times else None
+
+
+def bot_emoji(caplog: pytest.LogCaptureFixture, txn: str) -> list[str]:
+    """The emoji the daemon shows for a verification today: its log line."""
+    for record in caplog.records:
+        m = SAS_LOG.search(record.getMessage())
+        if m and m.group(1) == txn:
+            return m.group(3).split(" ")
+    return []
+
+
+async def verify(
+    w: World, caplog: pytest.LogCaptureFixture, cmd: str, **args: Any
+) -> dict[str, float]:
+    """One SAS run started by the phone: the emoji Element shows must be the ones the
+    daemon logs; then "They match" and both sides finish.  Returns its timings."""
+    t0 = time.time()
+    started = await w.phone.call(cmd, **args)
+    vid = int(started["vid"])
+    emoji = await w.phone.wait_emoji(vid)
+    t_emoji = time.time()
+    txn = str(w.phone.verification(vid)["transaction_id"])
+    logged = await w.phone.wait(lambda: bot_emoji(caplog, txn), 10)
+    assert [e for e, _ in emoji] == logged, "the same emoji on both sides"
+    await w.phone.call("verify_confirm", vid=vid)
+    await w.phone.wait(lambda: w.phone.phase_seen(vid, "Verified"), 30)
+    done = time.time()
+    assert not w.phone.phase_seen(vid, "Cancelled") and not w.phone.phase_seen(vid, "Failed")
+    times = {"to emoji": t_emoji - t0, "total": done - t0}
+    if cmd == "verify_user":
+        times["trusted"] = await w.phone.wait_trusted(w.bot.user_id) - t0
+    return times
+
+
+async def test_the_bot_device_is_cross_signed_by_its_owner(w: World) -> None:
+    devices = await w.phone.devices(w.bot.user_id)
+    assert [d["device_id"] for d in devices] == [w.bot_device], "one device with keys: the bot's"
+    status = await w.phone.device_status(w.bot.user_id, w.bot_device)
+    assert status is not None and status["signed_by_owner"], status
+    assert not status["cross_signing_verified"] and not status["is_verified"], "not yet verified"
+    user = await w.phone.user_status(w.bot.user_id)
+    assert not user["is_verified"] and not user["needs_user_approval"], user
+
+
+async def test_verify_user_in_the_dm_by_emoji(w: World, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="adapters.matrix.e2ee")
+    times = await verify(w, caplog, "verify_user", user_id=w.bot.user_id, room_id=w.room)
+    timing("user verification: request -> emoji", times["to emoji"])
+    timing("user verification: request -> verified", times["total"])
+    timing("user verification: request -> Element shows the user verified", times["trusted"])
+    user = await w.phone.user_status(w.bot.user_id)
+    assert user["is_verified"] and user["cross_signing_verified"], user
+    status = await w.phone.device_status(w.bot.user_id, w.bot_device)
+    assert status is not None and status["cross_signing_verified"] and status["is_verified"]
+    # the verification's own room events decrypted on the phone
+    assert not w.phone.failures(w.room)
+
+
+async def test_verify_the_bot_device_by_emoji(w: World, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="adapters.matrix.e2ee")
+    times = await verify(w, caplog, "verify_device", user_id=w.bot.user_id, device_id=w.bot_device)
+    timing("device verification: request -> emoji", times["to emoji"])
+    timing("device verification: request -> verified", times["total"])
+    status = await w.phone.device_status(w.bot.user_id, w.bot_device)
+    assert status is not None and status["locally_verified"] and status["is_verified"], status
+
+
+async def test_new_stream_permission_answer_with_insecure_devices_excluded(w: World) -> None:
+    await w.phone.isolation(exclude_insecure=True, blacklist_unverified=False)
+    app = w.root / "app"
+    answer = "\n\n".join(f"Step {i}: reading the code." for i in range(12))
+    hello, second = app / "hello.py", app / "second.txt"
+    w.model.on("look at the code", Text(answer, chunk=20, delay=0.05))
+    w.model.on(
+        "write hello",
+        ToolUse("Write", {"file_path": str(hello), "content": "print('hello')\n"}),
+        Text("Wrote hello.py."),
+    )
+    w.model.on(
+        "write another",
+        ToolUse("Write", {"file_path": str(second), "content": "two\n"}),
+        Text("Wrote second.txt."),
+    )
+    t0 = time.time()
+    thread = await w.new_session("look at the code")
+    t_header = time.time()
+    first = await w.phone.wait(lambda: first_seen(w.bot_messages(thread), "Step 0"))
+    final = await w.wait_text("⏱", thread=thread)
+    assert answer in final.body
+    status = next(m for m in w.bot_messages(thread) if len(m.versions) > 2)
+    assert any(
+        "Step 0" in v.get("body", "") and answer not in v.get("body", "") for v in status.versions
+    ), "the answer streamed by edits Element decrypted"
+    timing("`!new` sent -> thread header decrypted", t_header - t0)
+    timing("`!new` sent -> first streamed text decrypted", first - t0)
+    timing("`!new` sent -> final answer decrypted", final.event.seen_at - t0)
+    # a permission prompt, answered with a text reply in the thread
+    t1 = time.time()
+    await w.phone.send(w.room, "write hello", thread=thread)
+    prompt = await w.wait_text("React ✅ Allow", thread=thread)
+    timing("message sent -> permission prompt decrypted", prompt.event.seen_at - t1)
+    assert "hello.py" in prompt.body
+    await w.phone.wait(lambda: len(prompt.reaction_keys(w.bot.user_id)) == 3)
+    timing("message sent -> prompt's 3 reactions seen", time.time() - t1)
+    await w.phone.send(w.room, "allow", thread=thread)
+    await w.wait_text("Wrote hello.py.", thread=thread)
+    assert hello.read_text() == "print('hello')\n"
+    await w.phone.wait(lambda: "Allowed by" in prompt.body)
+    # ... and the next prompt with the ✅ reaction
+    await w.phone.send(w.room, "write another", thread=thread)
+    second_prompt = await w.phone.wait_message(
+        w.room, lambda m: "React ✅ Allow" in m.body and "second.txt" in m.body
+    )
+    await w.phone.wait(lambda: len(second_prompt.reaction_keys(w.bot.user_id)) == 3)
+    t_react = time.time()
+    await w.phone.react(w.room, second_prompt.event_id, "✅")
+    final = await w.wait_text("Wrote second.txt.", thread=thread)
+    timing("✅ sent -> final answer decrypted", final.event.seen_at - t_react)
+    assert second.read_text() == "two\n"
+    await w.phone.wait(lambda: "Allowed by" in second_prompt.body)
+    # everything the bot sent decrypted under MSC4153, from a device Element trusts
+    assert not w.phone.failures(w.room), [e.failure for e in w.phone.failures(w.room)]
+    for m in w.bot_messages():
+        assert m.event.encrypted, m.body
+        assert m.event.shield is not None and m.event.shield["colour"] == "none", m.event.shield
+
+
+async def test_restart_keeps_the_verified_device(
+    w: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="adapters.matrix.e2ee")
+    await verify(w, caplog, "verify_user", user_id=w.bot.user_id, room_id=w.room)
+    # Element's strictest settings: exclude insecure devices, never send to unverified
+    await w.phone.isolation(exclude_insecure=True, blacklist_unverified=True)
+    w.model.on("remember 42", Text("I will remember 42."))
+    w.model.on("what number", Text("It was 42."))
+    thread = await w.new_session("remember 42")
+    await w.wait_text("I will remember 42.", thread=thread)
+    device = w.bot_device
+    await w.restart_bot()
+    assert w.bot_device == device, "the same device after the restart"
+    assert [d["device_id"] for d in await w.phone.devices(w.bot.user_id)] == [device]
+    status = await w.phone.device_status(w.bot.user_id, device)
+    assert status is not None and status["cross_signing_verified"] and status["is_verified"]
+    assert (await w.phone.user_status(w.bot.user_id))["is_verified"]
+    await w.phone.send(w.room, "what number", thread=thread)
+    answer = await w.wait_text("It was 42.", thread=thread, timeout=40)
+    assert answer.event.encrypted and answer.event.shield == {"colour": "none", "reason": None}
+    assert not w.phone.failures(w.room)
