@@ -294,3 +294,57 @@ async def test_restart_keeps_the_verified_device(
     answer = await w.wait_text("It was 42.", thread=thread, timeout=40)
     assert answer.event.encrypted and answer.event.shield == {"colour": "none", "reason": None}
     assert not w.phone.failures(w.room)
+
+
+async def test_at_synapse_default_limits(
+    tmp_path: Path, synapse_default_limits: Synapse, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Synapse's own rc_message (0.2/s, burst 10) for the bot, as a homeserver has it out
+    of the box: `new` -> stream -> prompt -> ✅ -> answer with insecure devices excluded,
+    then "Verify user" (the bot's budget spent by then, as when a person verifies a bot
+    they have been using) and device verification, then a message under Element's
+    strictest settings - all complete without a 429.  The timings are issue 15's
+    baseline (its goals: first text <= 1 s, prompt <= 2 s, verification <= 5 s)."""
+    caplog.set_level(logging.INFO, logger="adapters.matrix.e2ee")
+    server = synapse_default_limits
+    w = await start_world(tmp_path, server, rate=RateLimit())
+    server.unlimit(w.person.user_id)  # only the bot lives with the defaults
+    try:
+        await w.phone.isolation(exclude_insecure=True, blacklist_unverified=False)
+        target = w.root / "app" / "limits.txt"
+        answer = " ".join(f"word{i}" for i in range(150))
+        w.model.on(
+            "write under limits",
+            ToolUse("Write", {"file_path": str(target), "content": "ok\n"}, text_before=answer),
+            Text("Wrote limits.txt."),
+        )
+        w.model.on("after verifying", Text("Still here."))
+        t0 = time.time()
+        thread = await w.new_session("write under limits")
+        first = await w.phone.wait(lambda: first_seen(w.bot_messages(thread), "word0"), 60)
+        prompt = await w.wait_text("React ✅ Allow", thread=thread, timeout=90)
+        await w.phone.wait(lambda: len(prompt.reaction_keys(w.bot.user_id)) == 3, 90)
+        t_options = time.time()
+        timing("default limits: `!new` sent -> first streamed text decrypted", first - t0)
+        timing("default limits: `!new` sent -> prompt decrypted", prompt.event.seen_at - t0)
+        timing("default limits: `!new` sent -> prompt's 3 reactions seen", t_options - t0)
+        t1 = time.time()
+        await w.phone.react(w.room, prompt.event_id, "✅")
+        final = await w.wait_text("Wrote limits.txt.", thread=thread, timeout=90)
+        timing("default limits: ✅ sent -> final answer decrypted", final.event.seen_at - t1)
+        assert target.read_text() == "ok\n"
+        times = await verify(w, caplog, "verify_user", user_id=w.bot.user_id, room_id=w.room)
+        timing("default limits: user verification request -> emoji", times["to emoji"])
+        timing("default limits: user verification request -> verified", times["total"])
+        timing("default limits: request -> Element shows the user verified", times["trusted"])
+        times = await verify(
+            w, caplog, "verify_device", user_id=w.bot.user_id, device_id=w.bot_device
+        )
+        timing("default limits: device verification request -> verified", times["total"])
+        await w.phone.isolation(exclude_insecure=True, blacklist_unverified=True)
+        await w.phone.send(w.room, "after verifying", thread=thread)
+        await w.wait_text("Still here.", thread=thread, timeout=90)
+        assert not w.phone.failures(w.room)
+        assert not server.responses(w.bot.user_id, 429), "the bot paced itself: no 429"
+    finally:
+        await stop_world(w)
