@@ -15,6 +15,7 @@ issue 15's benchmark.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -26,10 +27,12 @@ from typing import Any
 import pytest
 
 from adapters.matrix.adapter import MatrixAdapter
+from adapters.matrix.e2ee import crosssign
 from adapters.matrix.limits import RateLimit
 from bridge.app import Bridge
 from bridge.config import Config
 from storage.db import Database
+from tests.support import element_js
 from tests.support.element_js import ElementMessage, ElementPhone, require_element
 from tests.support.fakes.anthropic import FakeAnthropic, Text, ToolUse
 from tests.support.fakes.claude_env import claude_env
@@ -270,6 +273,76 @@ async def test_new_stream_permission_answer_with_insecure_devices_excluded(w: Wo
     for m in w.bot_messages():
         assert m.event.encrypted, m.body
         assert m.event.shield is not None and m.event.shield["colour"] == "none", m.event.shield
+        assert m.event_id == thread or m.event.thread_root in (None, thread)
+    assert all(m.event.thread_root == thread for m in w.bot_messages(thread))
+    # Element sends reactions in the clear, even in an encrypted room (issue 15, point 2)
+    mine = [e for e in w.phone.room_events(w.room) if e.type == "m.reaction"]
+    assert mine and not any(e.encrypted for e in mine)
+
+
+async def test_without_cross_signing_element_shows_and_excludes_an_insecure_device(
+    tmp_path: Path, synapse: Synapse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The control for the tests above: a bot whose device is *not* cross-signed (its
+    cross-signing upload fails) is what Element marks red and, with insecure devices
+    excluded, cannot read - so the decrypting there is the cross-signing's doing."""
+
+    def refuse(*_: Any, **__: Any) -> None:
+        raise crosssign.CrossSigningError("refused for the test")
+
+    monkeypatch.setattr(crosssign, "ensure_cross_signed", refuse)
+    w = await start_world(tmp_path, synapse)
+    try:
+        status = await w.phone.device_status(w.bot.user_id, w.bot_device)
+        assert status is not None and not status["signed_by_owner"], status
+        gate = asyncio.Event()
+        w.model.on("hold on", Text("Held answer. " * 20, gate=gate, gate_at=0.2))
+        thread = await w.new_session("hold on")
+        header = w.phone.shown[thread]
+        assert header.event.shield == {"colour": "red", "reason": "UNSIGNED_DEVICE"}
+        await w.phone.isolation(exclude_insecure=True, blacklist_unverified=False)
+        gate.set()
+        failed = await w.phone.wait(
+            lambda: [e for e in w.phone.failures(w.room) if e.sender == w.bot.user_id], 30
+        )
+        assert {e.failure for e in failed} == {"UNSIGNED_SENDER_DEVICE"}
+    finally:
+        await stop_world(w)
+
+
+async def test_emoji_mismatch_cancels_on_both_sides(
+    w: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="adapters.matrix.e2ee")
+    started = await w.phone.call("verify_user", user_id=w.bot.user_id, room_id=w.room)
+    vid = int(started["vid"])
+    await w.phone.wait_emoji(vid)
+    txn = str(w.phone.verification(vid)["transaction_id"])
+    await w.phone.call("verify_mismatch", vid=vid)
+    await w.phone.wait(lambda: w.phone.phase_seen(vid, "Cancelled"))
+    assert w.phone.verification(vid)["cancel_code"] == "m.mismatched_sas"
+    responder = w.adapter._room_sas
+    assert responder is not None
+    session = await responder.wait(txn, 10)
+    assert session.state == "cancelled" and session.cancel_code == "m.mismatched_sas"
+    assert not (await w.phone.user_status(w.bot.user_id))["is_verified"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 15: the bot stays silent when Element withholds a message's key "
+    "(m.room_key.withheld, code m.unverified) - it only logs 'waiting for its key'",
+)
+async def test_a_withheld_message_gets_an_answer_that_says_why(w: World) -> None:
+    """Element's "Never send encrypted messages to unverified sessions" before the
+    person verified the bot: Element sends the bot `m.room_key.withheld` (m.unverified)
+    instead of the key.  The person should be told to verify the bot."""
+    await w.phone.isolation(exclude_insecure=False, blacklist_unverified=True)
+    await w.phone.send(w.room, f"!new {w.root / 'app'} hello there")
+    said = await w.phone.wait_message(
+        w.room, lambda m: m.event.sender == w.bot.user_id and "verif" in m.body.lower(), 20
+    )
+    assert said.event.encrypted
 
 
 async def test_restart_keeps_the_verified_device(
@@ -348,3 +421,16 @@ async def test_at_synapse_default_limits(
         assert not server.responses(w.bot.user_id, 429), "the bot paced itself: no 429"
     finally:
         await stop_world(w)
+
+
+def test_a_missing_element_stack_skips_locally_and_fails_in_ci(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(element_js, "HERE", tmp_path)  # no node_modules there
+    assert "npm ci" in str(element_js.element_missing())
+    monkeypatch.delenv("THREADLINE_REQUIRE_SYNAPSE", raising=False)
+    with pytest.raises(pytest.skip.Exception):
+        element_js.require_element()
+    monkeypatch.setenv("THREADLINE_REQUIRE_SYNAPSE", "1")
+    with pytest.raises(pytest.fail.Exception, match="npm packages missing"):
+        element_js.require_element()
