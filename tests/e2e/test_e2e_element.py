@@ -34,7 +34,7 @@ from bridge.config import Config
 from storage.db import Database
 from tests.support import element_js
 from tests.support.element_js import ElementMessage, ElementPhone, require_element
-from tests.support.fakes.anthropic import FakeAnthropic, Text, ToolUse
+from tests.support.fakes.anthropic import Computed, FakeAnthropic, Text, ToolUse
 from tests.support.fakes.claude_env import claude_env
 from tests.support.matrix_harness import FAST, _bridge, make_config
 from tests.support.synapse import Account, Synapse
@@ -139,6 +139,22 @@ def timing(name: str, seconds: float) -> None:
     print(f"[element timing] {name}: {seconds:.2f} s")
 
 
+def stamped(times: list[float], step: Text | ToolUse) -> Computed:
+    """`step`, noting when the fake model starts writing it (its first delta follows
+    within the same millisecond)."""
+
+    def make(_: Any) -> Text | ToolUse:
+        times.append(time.time())
+        return step
+
+    return Computed(make)
+
+
+def model_time(times: list[float], seen: float) -> float:
+    """When the model started the turn whose text the phone showed at `seen`."""
+    return max(t for t in times if t <= seen)
+
+
 def first_seen(messages: list[ElementMessage], needle: str) -> float | None:
     """When the phone first showed `needle` in any version of these messages."""
     times = [
@@ -220,7 +236,8 @@ async def test_new_stream_permission_answer_with_insecure_devices_excluded(w: Wo
     app = w.root / "app"
     answer = "\n\n".join(f"Step {i}: reading the code." for i in range(12))
     hello, second = app / "hello.py", app / "second.txt"
-    w.model.on("look at the code", Text(answer, chunk=20, delay=0.05))
+    wrote: list[float] = []
+    w.model.on("look at the code", stamped(wrote, Text(answer, chunk=20, delay=0.05)))
     w.model.on(
         "write hello",
         ToolUse("Write", {"file_path": str(hello), "content": "print('hello')\n"}),
@@ -243,6 +260,7 @@ async def test_new_stream_permission_answer_with_insecure_devices_excluded(w: Wo
     ), "the answer streamed by edits Element decrypted"
     timing("`!new` sent -> thread header decrypted", t_header - t0)
     timing("`!new` sent -> first streamed text decrypted", first - t0)
+    timing("model wrote it -> first streamed text decrypted", first - model_time(wrote, first))
     timing("`!new` sent -> final answer decrypted", final.event.seen_at - t0)
     # a permission prompt, answered with a text reply in the thread
     t1 = time.time()
@@ -386,12 +404,12 @@ async def test_at_synapse_default_limits(
         await w.phone.isolation(exclude_insecure=True, blacklist_unverified=False)
         target = w.root / "app" / "limits.txt"
         answer = " ".join(f"word{i}" for i in range(150))
-        w.model.on(
-            "write under limits",
-            ToolUse("Write", {"file_path": str(target), "content": "ok\n"}, text_before=answer),
-            Text("Wrote limits.txt."),
-        )
-        w.model.on("after verifying", Text("Still here."))
+        wrote: list[float] = []
+        tool = ToolUse("Write", {"file_path": str(target), "content": "ok\n"}, text_before=answer)
+        w.model.on("write under limits", stamped(wrote, tool), Text("Wrote limits.txt."))
+        later: list[float] = []
+        streamed = " ".join(f"later{i}" for i in range(150))
+        w.model.on("after verifying", stamped(later, Text(streamed, chunk=30, delay=0.05)))
         t0 = time.time()
         thread = await w.new_session("write under limits")
         first = await w.phone.wait(lambda: first_seen(w.bot_messages(thread), "word0"), 60)
@@ -399,6 +417,14 @@ async def test_at_synapse_default_limits(
         await w.phone.wait(lambda: len(prompt.reaction_keys(w.bot.user_id)) == 3, 90)
         t_options = time.time()
         timing("default limits: `!new` sent -> first streamed text decrypted", first - t0)
+        timing(
+            "default limits: model wrote it -> first streamed text decrypted",
+            first - model_time(wrote, first),
+        )
+        timing(
+            "default limits: model wrote it -> prompt decrypted",
+            prompt.event.seen_at - model_time(wrote, first),
+        )
         timing("default limits: `!new` sent -> prompt decrypted", prompt.event.seen_at - t0)
         timing("default limits: `!new` sent -> prompt's 3 reactions seen", t_options - t0)
         t1 = time.time()
@@ -416,7 +442,16 @@ async def test_at_synapse_default_limits(
         timing("default limits: device verification request -> verified", times["total"])
         await w.phone.isolation(exclude_insecure=True, blacklist_unverified=True)
         await w.phone.send(w.room, "after verifying", thread=thread)
-        await w.wait_text("Still here.", thread=thread, timeout=90)
+        again = await w.phone.wait(lambda: first_seen(w.bot_messages(thread), "later0"), 90)
+        final = await w.wait_text(f"{streamed}\n", thread=thread, timeout=90)
+        timing(
+            "default limits, budget spent: model wrote it -> first streamed text decrypted",
+            again - model_time(later, again),
+        )
+        timing(
+            "default limits, budget spent: model wrote it -> final answer decrypted",
+            final.event.seen_at - model_time(later, again),
+        )
         assert not w.phone.failures(w.room)
         assert not server.responses(w.bot.user_id, 429), "the bot paced itself: no 429"
     finally:
