@@ -112,12 +112,20 @@ async def start_world(tmp_path: Path, synapse: Synapse, rate: RateLimit = FAST) 
     db.migrate()
     env = claude_env(tmp_path / "claude-home", model.base_url)
     bridge = _bridge(config, db, env, rate)
-    await bridge.start()
-    phone = await ElementPhone(tmp_path / "element-phone.log").start()
-    await phone.login(synapse.base_url, person.user_id, person.password)
-    await phone.call("bootstrap_cross_signing")
-    room = await phone.create_dm([bot.user_id], name="Threadline")
-    await phone.wait(lambda: phone.membership(room, bot.user_id) == "join", 30)
+    phone = ElementPhone(tmp_path / "element-phone.log")
+    try:
+        await bridge.start()
+        await phone.start()
+        await phone.login(synapse.base_url, person.user_id, person.password)
+        await phone.call("bootstrap_cross_signing")
+        room = await phone.create_dm([bot.user_id], name="Threadline")
+        await phone.wait(lambda: phone.membership(room, bot.user_id) == "join", 30)
+    except BaseException:
+        await phone.stop()
+        await bridge.stop()
+        db.close()
+        await model.stop()
+        raise
     return World(synapse, model, bridge, db, config, bot, person, phone, room, root, env, rate)
 
 

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import pytest
 
@@ -136,7 +136,7 @@ class ElementPhone:
         self._next = 0
         self._changed = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
-        self._log: Any = None
+        self._log: IO[bytes] | None = None
 
     async def start(self) -> ElementPhone:
         require_element()
@@ -153,7 +153,11 @@ class ElementPhone:
         hello: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[-1] = hello
         self._reader = asyncio.create_task(self._read())
-        await asyncio.wait_for(hello, 30)
+        try:
+            await asyncio.wait_for(hello, 30)
+        except BaseException:
+            await self.stop()
+            raise
         return self
 
     async def stop(self) -> None:
