@@ -55,7 +55,8 @@ PROFILES: dict[str, dict[str, int]] = {
 }
 USER = {"id": OWNER, "is_bot": False, "first_name": OWNER_NAME}
 HELP_MARK = "/sessions"  # in the /help answer
-ROUND_TIMEOUT_S = 40.0  # a takeover or an answer later than this is recorded as missing
+TAKEOVER_TIMEOUT_S = 30.0  # a takeover later than this is recorded as missing
+ANSWER_TIMEOUT_S = 15.0  # after the takeover: a /help not answered by then was lost
 
 
 def log(msg: str) -> None:
@@ -154,12 +155,13 @@ async def one_round(
     tg.user_message(OWNER, USER, "/help")
     res: dict[str, Any] = {"stop": sig, "from": gw.name, "takeover_s": None, "answered_s": None}
     try:
-        await tg.wait_until(lambda: standby.via in watch.first_since, ROUND_TIMEOUT_S)
+        await tg.wait_until(lambda: standby.via in watch.first_since, TAKEOVER_TIMEOUT_S)
         res["takeover_s"] = watch.first_since[standby.via] - t0
-        await tg.wait_until(lambda: helps(tg) > answered_before, ROUND_TIMEOUT_S)
+        await tg.wait_until(lambda: helps(tg) > answered_before, ANSWER_TIMEOUT_S)
         res["answered_s"] = time.monotonic() - t0
     except TimeoutError:
-        log(f"  {sig}: no takeover or no answer within {ROUND_TIMEOUT_S:g} s")
+        what = "no answer to /help" if res["takeover_s"] is not None else "no takeover"
+        log(f"  {sig}: {what} (waited {TAKEOVER_TIMEOUT_S:g} + {ANSWER_TIMEOUT_S:g} s at most)")
     res["answered_by"] = [
         h.name for h in (gw, standby) if tg.calls_via[(h.via, "sendMessage")] > sent_before[h.via]
     ]
