@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import json
 import sys
 import tempfile
@@ -46,7 +47,13 @@ sys.path.insert(0, str(ROOT))
 
 import support as S  # noqa: E402
 from sqlalchemy import insert, update  # noqa: E402
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine  # noqa: E402
+
+try:  # SQLAlchemy's asyncio layer needs greenlet (`pip install 'sqlalchemy[asyncio]'`)
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+except ImportError as e:
+    ASYNC_MISSING: str | None = str(e)
+else:
+    ASYNC_MISSING = None
 
 from storage.db import Database  # noqa: E402
 from storage.models import AuditRow, HostRow, OutboxRow, SessionRow  # noqa: E402
@@ -167,58 +174,114 @@ def async_calls(engine: AsyncEngine) -> dict[str, Callable[[], Awaitable[Any]]]:
     }
 
 
-class Ticker:
-    """A task that sleeps `TICK_S` at a time and keeps how late it wakes up."""
+class Holds:
+    """The event loop's own record of being held: every callback it runs (a task's
+    step, a timer, a thread's result handed back) is timed, and each duration counts
+    for the mode set in `mode` when the callback ends.  The longest is how long the
+    loop could not do anything else (e.g. read a chat update) because of that mode."""
 
     def __init__(self) -> None:
-        self.worst = 0.0
+        self.mode = ""
+        self.by_mode: dict[str, list[float]] = {}
+        self._orig = asyncio.events.Handle._run
+
+    def __enter__(self) -> Holds:
+        orig, holds = self._orig, self
+
+        def timed(handle: asyncio.events.Handle) -> None:
+            t0 = time.perf_counter()
+            orig(handle)
+            holds.by_mode.setdefault(holds.mode, []).append(time.perf_counter() - t0)
+
+        asyncio.events.Handle._run = timed  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.events.Handle._run = self._orig  # type: ignore[method-assign]
+
+
+class Ticker:
+    """A task that sleeps `TICK_S` at a time and notes each wake-up that came late:
+    (when it was due, how late) — the loop was busy with something else meanwhile."""
+
+    def __init__(self) -> None:
+        self.late: list[tuple[float, float]] = []
         self._task: asyncio.Task[None] | None = None
+        self._due = 0.0
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            before = loop.time()
+            self._due = loop.time() + TICK_S
             await asyncio.sleep(TICK_S)
-            self.worst = max(self.worst, loop.time() - before - TICK_S)
+            self.late.append((self._due, loop.time() - self._due))
+
+    def worst(self) -> float:
+        return max((lag for _, lag in self.late), default=0.0)
 
     async def __aenter__(self) -> Ticker:
         self._task = asyncio.create_task(self._run())
         await asyncio.sleep(0.01)
-        self.worst = 0.0
+        self.late.clear()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         assert self._task is not None
+        now = asyncio.get_running_loop().time()
+        if now > self._due:  # the wake-up still owed (a loop held to the very end)
+            self.late.append((self._due, now - self._due))
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
 
 
-def cell(times: list[float], worst_lag: float) -> dict[str, Any]:
+def cell(times: list[float], lags: list[float], holds: list[float]) -> dict[str, Any]:
     return {
+        "loop_held_max_ms": round(max(holds, default=0) * 1000, 3),
         "n": len(times),
         "p50_ms": round((S.pct(times, 50) or 0) * 1000, 3),
         "p95_ms": round((S.pct(times, 95) or 0) * 1000, 3),
         "max_ms": round(max(times) * 1000, 3),
-        "loop_lag_max_ms": round(worst_lag * 1000, 3),
+        "loop_lag_p95_ms": round((S.pct(lags, 95) or 0) * 1000, 3),
+        "loop_lag_max_ms": round(max(lags, default=0) * 1000, 3),
     }
 
 
-async def measure(fn: Callable[[], Awaitable[Any]], n: int) -> dict[str, Any]:
-    """`n` calls one after the other with the ticker running; each call's wall time."""
-    for _ in range(max(5, n // 20)):  # warm the pool, the statement caches
-        await fn()
-    times: list[float] = []
-    async with Ticker() as ticker:
-        for _ in range(n):
-            t0 = time.perf_counter()
+async def measure(modes: dict[str, Callable[[], Awaitable[Any]]], n: int) -> dict[str, Any]:
+    """`n` rounds of one call per mode, the modes interleaved so that the load of a
+    shared machine falls on each alike, with the ticker running.  Each call's wall
+    time; each late wake-up of the ticker counts against the call during which it was
+    due (wake-ups due between calls, e.g. the OS's own hiccups, count for none)."""
+    loop = asyncio.get_running_loop()
+    for fn in modes.values():  # warm the pools and the statement caches
+        for _ in range(max(5, n // 20)):
             await fn()
-            times.append(time.perf_counter() - t0)
-            await asyncio.sleep(0)  # the ticker may run between calls, as other tasks would
-    return cell(times, ticker.worst)
+    spans: list[tuple[float, float, str]] = []
+    with Holds() as holds:
+        async with Ticker() as ticker:
+            for _ in range(n):
+                for mode, fn in modes.items():
+                    holds.mode = mode
+                    t0 = loop.time()
+                    await fn()
+                    spans.append((t0, loop.time(), mode))
+                    await asyncio.sleep(2 * TICK_S)  # the ticker wakes between calls
+        holds.mode = ""
+    starts = [a for a, _, _ in spans]
+    lags: dict[str, list[float]] = {mode: [] for mode in modes}
+    for due, lag in ticker.late:
+        i = bisect.bisect_right(starts, due) - 1
+        if i >= 0 and due <= spans[i][1]:
+            lags[spans[i][2]].append(lag)
+    return {
+        mode: cell(
+            [b - a for a, b, m in spans if m == mode], lags[mode], holds.by_mode.get(mode, [])
+        )
+        for mode in modes
+    }
 
 
 async def concurrent(fn: Callable[[], Awaitable[Any]], seconds: float) -> dict[str, Any]:
-    """`CONCURRENCY` callers for `seconds`: calls per second, worst loop lateness."""
+    """`CONCURRENCY` callers for `seconds`: calls per second, the ticker's lateness."""
     done = 0
     stop_at = time.perf_counter() + seconds
 
@@ -227,20 +290,29 @@ async def concurrent(fn: Callable[[], Awaitable[Any]], seconds: float) -> dict[s
         while time.perf_counter() < stop_at:
             await fn()
             done += 1
+            await asyncio.sleep(0)  # a synchronous call never yields by itself
 
-    async with Ticker() as ticker:
-        t0 = time.perf_counter()
-        await asyncio.gather(*(caller() for _ in range(CONCURRENCY)))
-        elapsed = time.perf_counter() - t0
-    return {"calls_per_s": round(done / elapsed), "loop_lag_max_ms": round(ticker.worst * 1000, 3)}
+    with Holds() as holds:
+        holds.mode = "run"
+        async with Ticker() as ticker:
+            t0 = time.perf_counter()
+            await asyncio.gather(*(caller() for _ in range(CONCURRENCY)))
+            elapsed = time.perf_counter() - t0
+    lags = [lag for _, lag in ticker.late]
+    return {
+        "calls_per_s": round(done / elapsed),
+        "loop_held_max_ms": round(max(holds.by_mode.get("run", [0.0])) * 1000, 3),
+        "loop_lag_p95_ms": round((S.pct(lags, 95) or 0) * 1000, 3),
+        "loop_lag_max_ms": round(ticker.worst() * 1000, 3),
+    }
 
 
 async def bench_backend(name: str, url: str, p: dict[str, Any]) -> dict[str, Any]:
     db = await asyncio.to_thread(prepare, url)
     calls = sync_calls(db)
-    aengine = create_async_engine(url) if name == "postgresql" else None
+    aengine = create_async_engine(url) if name == "postgresql" and not ASYNC_MISSING else None
     acalls = async_calls(aengine) if aengine is not None else {}
-    out: dict[str, Any] = {"calls": {}}
+    out: dict[str, Any] = {"calls": {}, "concurrent_sessions_get": {}}
     try:
         for call, fn in calls.items():
 
@@ -250,23 +322,23 @@ async def bench_backend(name: str, url: str, p: dict[str, Any]) -> dict[str, Any
             async def threaded(fn: Callable[[], Any] = fn) -> Any:
                 return await asyncio.to_thread(fn)
 
-            row = {"sync": await measure(direct, p["calls"])}
-            row["to_thread"] = await measure(threaded, p["calls"])
+            modes = {"sync": direct, "to_thread": threaded}
             if call in acalls:
-                row["async"] = await measure(acalls[call], p["calls"])
-            out["calls"][call] = row
+                modes["async"] = acalls[call]
+            out["calls"][call] = await measure(modes, p["calls"])
         get = calls["sessions.get"]
+
+        async def direct_get() -> Any:
+            return get()
 
         async def threaded_get() -> Any:
             return await asyncio.to_thread(get)
 
-        out["concurrent_sessions_get"] = {
-            "to_thread": await concurrent(threaded_get, p["concurrent_s"])
-        }
+        conc = out["concurrent_sessions_get"]
+        conc["sync"] = await concurrent(direct_get, p["concurrent_s"])
+        conc["to_thread"] = await concurrent(threaded_get, p["concurrent_s"])
         if aengine is not None:
-            out["concurrent_sessions_get"]["async"] = await concurrent(
-                acalls["sessions.get"], p["concurrent_s"]
-            )
+            conc["async"] = await concurrent(acalls["sessions.get"], p["concurrent_s"])
     finally:
         if aengine is not None:
             await aengine.dispose()
@@ -277,6 +349,8 @@ async def bench_backend(name: str, url: str, p: dict[str, Any]) -> dict[str, Any
 async def run(profile: str = "full") -> dict[str, Any]:
     p = PROFILES[profile]
     res: dict[str, Any] = {"settings": {**p, "outbox_rows": CHATS * ROWS_PER_CHAT}}
+    if ASYNC_MISSING:
+        print(f"no async engine measured: {ASYNC_MISSING}", flush=True)
     server, stop_pg = await asyncio.to_thread(start_postgres)
     try:
         with tempfile.TemporaryDirectory(prefix="threadline-dbcalls-") as d:
@@ -289,22 +363,34 @@ async def run(profile: str = "full") -> dict[str, Any]:
 
 
 def report(res: dict[str, Any]) -> None:
-    print("\nDatabase calls in a running event loop: wall time p50 / p95 ms; loop held up (max ms)")
-    head = f"{'backend':<10} {'call':<22} {'mode':<10} {'p50':>8} {'p95':>8} {'max':>8} {'loop lag':>9}"
+    print(
+        "\nDatabase calls in a running event loop (ms): each call's wall time; the longest"
+        "\nthe loop was held by one callback during the calls (nothing else could run); how"
+        "\nlate a 1 ms ticker task woke during them (also counts waits for the GIL)"
+    )
+    head = (
+        f"{'backend':<10} {'call':<21} {'mode':<9} {'p50':>6} {'p95':>6} {'max':>6}"
+        f" {'held max':>8} {'late p95':>8} {'late max':>8}"
+    )
     print(head)
     print("-" * len(head))
     for backend in ("sqlite", "postgresql"):
         for call, row in res[backend]["calls"].items():
             for mode, c in row.items():
                 print(
-                    f"{backend:<10} {call:<22} {mode:<10} {c['p50_ms']:>8.3f} {c['p95_ms']:>8.3f} "
-                    f"{c['max_ms']:>8.3f} {c['loop_lag_max_ms']:>9.3f}"
+                    f"{backend:<10} {call:<21} {mode:<9} {c['p50_ms']:>6.2f} {c['p95_ms']:>6.2f} "
+                    f"{c['max_ms']:>6.2f} {c['loop_held_max_ms']:>8.2f} "
+                    f"{c['loop_lag_p95_ms']:>8.2f} {c['loop_lag_max_ms']:>8.2f}"
                 )
-    print(f"\n{CONCURRENCY} concurrent callers of sessions.get: calls/s, loop lag max ms")
+    print(
+        f"\n{CONCURRENCY} concurrent callers of sessions.get: calls/s; loop held max; "
+        "ticker late p95 / max (ms)"
+    )
     for backend in ("sqlite", "postgresql"):
         for mode, c in res[backend]["concurrent_sessions_get"].items():
             print(
-                f"{backend:<10} {mode:<10} {c['calls_per_s']:>8} /s {c['loop_lag_max_ms']:>9.3f} ms"
+                f"{backend:<10} {mode:<9} {c['calls_per_s']:>6} /s   {c['loop_held_max_ms']:>7.2f}"
+                f"   {c['loop_lag_p95_ms']:>7.2f} / {c['loop_lag_max_ms']:.2f}"
             )
 
 
