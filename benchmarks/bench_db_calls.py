@@ -22,8 +22,9 @@ the calls (this also counts the loop thread's waits for the GIL):
   `AsyncSession` as the repositories use a `Session` (PostgreSQL only: the SQLite
   async driver, aiosqlite, is not a dependency and is itself a thread per connection).
 
-Then 8 concurrent callers of `sessions.get` for a fixed time: calls per second through
-the thread pool and through the async engine, and the ticker's worst lateness.
+Then 8 concurrent callers of `sessions.get` for a fixed time, each mode in turn: calls
+per second, the loop's longest hold and the ticker's lateness.  The async engine needs
+greenlet (`pip install 'sqlalchemy[asyncio]'`); without it that mode is left out.
 The PostgreSQL server is started here (`tests/support/postgres.start_postgres`), on
 loopback with fsync off: a network hop to a real server adds its round trip to every
 row (sync and async alike) but not to the CPU time the loop spends.
