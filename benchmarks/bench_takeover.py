@@ -7,10 +7,10 @@ PostgreSQL, one Telegram bot.
 
 The set-up is `tests/e2e/test_e2e_gateway.py`'s: a throwaway PostgreSQL started here
 (`tests/support/postgres.start_postgres`), the fake Bot API in this process, and two
-daemons ("laptop", "box"), each with its own data dir, reaching the fake under its own
-host name (127.0.0.1 / localhost) so the fake tells their calls apart
-(`FakeTelegram.calls_via`).  The fake Anthropic API runs too, as in the test, though no
-turn is run.
+daemons ("laptop", "box": `tests/support/daemons.Daemon`), each with its own data dir,
+reaching the fake under its own host name (127.0.0.1 / localhost) so the fake tells
+their calls apart (`FakeTelegram.calls_via`).  The fake Anthropic API runs too, as in
+the test, though no turn is run.
 
 One round: the gateway (the daemon polling getUpdates) is stopped, a person sends
 ``/help`` at once, and two times are taken from the stop — until the other daemon's
@@ -44,10 +44,11 @@ sys.path.insert(0, str(ROOT))
 
 import support as S  # noqa: E402
 
+from tests.support.daemons import Daemon  # noqa: E402
 from tests.support.fakes.anthropic import FakeAnthropic  # noqa: E402
 from tests.support.fakes.claude_env import claude_env  # noqa: E402
 from tests.support.fakes.telegram import FakeTelegram  # noqa: E402
-from tests.support.harness import OWNER, OWNER_NAME, config_text  # noqa: E402
+from tests.support.harness import OWNER, OWNER_NAME  # noqa: E402
 from tests.support.postgres import create_database, start_postgres  # noqa: E402
 
 GOAL_S = 10.0
@@ -65,59 +66,18 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-class Host:
-    """One daemon process (as in the gateway e2e test): its host name, data dir, log,
-    and the name it reaches the fake Bot API by."""
-
-    def __init__(self, name: str, via: str, tmp: Path, tg: FakeTelegram, db_url: str) -> None:
-        self.name, self.via = name, via
-        self.dir = tmp / name
-        (self.dir / "code").mkdir(parents=True)
-        self.log = self.dir / "daemon.log"
-        self.cfg = self.dir / "config.toml"
-        text = config_text(tg=tg, root=self.dir / "code", db_url=db_url, chat_id=OWNER)
-        self.cfg.write_text(
-            text.replace(tg.base_url, tg.base_url.replace("127.0.0.1", via))
-            + f'[daemon]\nhost = "{name}"\ndata_dir = "{self.dir}"\nlog_file = "{self.log}"\n'
-        )
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self, env: dict[str, str]) -> None:
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bridge.cli", "run", "--config", str(self.cfg),
-            cwd=ROOT, env=env,
-        )  # fmt: skip
-
-    def said(self, needle: str) -> int:
-        """How many lines of this daemon's log (all its runs) contain `needle`."""
-        try:
-            return sum(needle in line for line in self.log.read_text().splitlines())
-        except FileNotFoundError:
-            return 0
-
-    async def stop(self) -> None:
-        if self.proc is None or self.proc.returncode is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(self.proc.wait(), timeout=30)
-        except TimeoutError:
-            self.proc.kill()
-            await self.proc.wait()
-
-
 class PollWatch:
     """When each daemon's getUpdates calls arrive at the fake, to the millisecond: the
     fake's `on_api` hook runs right after it counted the call in `calls_via`, so the
     counter that moved names the caller."""
 
-    def __init__(self, tg: FakeTelegram, hosts: list[Host]) -> None:
+    def __init__(self, tg: FakeTelegram, hosts: list[Daemon]) -> None:
         self.tg, self.hosts = tg, hosts
         self.seen = {h.via: self._count(h) for h in hosts}
         self.first_since: dict[str, float] = {}
         tg.on_api = self._on_api
 
-    def _count(self, host: Host) -> int:
+    def _count(self, host: Daemon) -> int:
         return self.tg.calls_via[(host.via, "getUpdates")]
 
     def _on_api(self, stage: str, method: str, params: dict[str, Any]) -> None:
@@ -140,7 +100,7 @@ def helps(tg: FakeTelegram) -> int:
 
 
 async def one_round(
-    tg: FakeTelegram, watch: PollWatch, gw: Host, standby: Host, env: dict[str, str], sig: str
+    tg: FakeTelegram, watch: PollWatch, gw: Daemon, standby: Daemon, env: dict[str, str], sig: str
 ) -> dict[str, Any]:
     """Stop the gateway `gw` (kill -9 or SIGTERM), send /help, time the takeover by
     `standby` and the answer; start `gw` again and wait until it stands by."""
@@ -193,7 +153,7 @@ async def run(profile: str = "full", kills: int | None = None) -> dict[str, Any]
     server, stop_pg = await asyncio.to_thread(start_postgres)
     model = FakeAnthropic()
     await model.start()
-    hosts: list[Host] = []
+    hosts: list[Daemon] = []
     rounds: list[dict[str, Any]] = []
     started = time.monotonic()
     try:
@@ -207,8 +167,8 @@ async def run(profile: str = "full", kills: int | None = None) -> dict[str, Any]
                     **claude_env(tmp / "home", model.base_url),
                     "THREADLINE_CONFIG": "",
                 }
-                laptop = Host("laptop", "127.0.0.1", tmp, tg, db_url)
-                box = Host("box", "localhost", tmp, tg, db_url)
+                laptop = Daemon("laptop", "127.0.0.1", tmp, tg, db_url)
+                box = Daemon("box", "localhost", tmp, tg, db_url)
                 hosts += [laptop, box]
                 watch = PollWatch(tg, hosts)
                 await laptop.start(env)

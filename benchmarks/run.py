@@ -1014,9 +1014,9 @@ def db_call_rows(d: dict[str, Any], rows: list[tuple[str, str, str]]) -> None:
 
     rows.append(
         (
-            "PostgreSQL outbox pick: event loop held up, max (to_thread / async engine)",
-            f"{c('to_thread', 'loop_lag_max_ms')} / {c('async', 'loop_lag_max_ms')}",
-            f"sync on the loop: {c('sync', 'loop_lag_max_ms')}",
+            "PostgreSQL outbox pick: event loop held per call, p95 (to_thread / async engine)",
+            f"{c('to_thread', 'loop_held_p95_ms')} / {c('async', 'loop_held_p95_ms')}",
+            f"sync on the loop: {c('sync', 'loop_held_p95_ms')}",
         )
     )
     rows.append(
