@@ -20,9 +20,7 @@ p50 ≤ 50 ms.  Run: `.venv/bin/python benchmarks/bench_hosts_routing.py [ROUNDS
 from __future__ import annotations
 
 import asyncio
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,49 +38,21 @@ from bridge.app import Bridge  # noqa: E402
 from storage.models import SessionRow  # noqa: E402
 from storage.types import SessionId  # noqa: E402
 from tests.support.harness import OWNER, OWNER_NAME  # noqa: E402
-from tests.support.postgres import USER, _as_server_user, _bin_dir, _free_port  # noqa: E402
+from tests.support.postgres import create_database, start_postgres  # noqa: E402
 from tests.support.two_hosts import TwoHosts, two_hosts  # noqa: E402
 
 
 @contextmanager
 def postgres() -> Iterator[str]:
     """A throwaway PostgreSQL cluster on loopback; the URL of a fresh database."""
-    bin_dir = _bin_dir()
-    if bin_dir is None:
-        raise SystemExit("PostgreSQL is not installed (apt-get install -y postgresql)")
-    data = Path(tempfile.mkdtemp(prefix="bench-pg-"))
-    shutil.chown(data, "postgres") if _as_server_user([])[:1] == ["runuser"] else None
-    port = _free_port()
-    run = {"check": True, "capture_output": True, "timeout": 120}
-    subprocess.run(
-        _as_server_user([str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", USER]),
-        **run,
-    )  # type: ignore[call-overload]  # noqa: E501
-    opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {data} -c fsync=off"
-    pg_ctl = str(bin_dir / "pg_ctl")
-    subprocess.run(
-        _as_server_user(
-            [pg_ctl, "-D", str(data), "-o", opts, "-l", str(data / "log"), "-w", "start"]
-        ),
-        **run,
-    )  # type: ignore[call-overload]  # noqa: E501
-    base = f"postgresql+psycopg://{USER}@127.0.0.1:{port}"
-    name = f"bench_{uuid.uuid4().hex[:8]}"
-    import sqlalchemy
-
-    admin = sqlalchemy.create_engine(f"{base}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    admin.dispose()
     try:
-        yield f"{base}/{name}"
+        server, stop = start_postgres()
+    except RuntimeError as e:
+        raise SystemExit(str(e)) from None
+    try:
+        yield create_database(server)
     finally:
-        subprocess.run(
-            _as_server_user([pg_ctl, "-D", str(data), "-m", "immediate", "stop"]),
-            capture_output=True,
-            timeout=60,
-        )  # noqa: E501
-        shutil.rmtree(data, ignore_errors=True)
+        stop()
 
 
 async def _session(w: TwoHosts, host: str, cwd: Path) -> tuple[SessionRow, ThreadRef]:
