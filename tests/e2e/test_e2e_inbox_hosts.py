@@ -178,6 +178,8 @@ async def test_box_decides_its_paths_and_pickers_and_a_prompt_waits_while_it_is_
         await h.wait_text("📥 box is offline; this waits until it is back.", thread_id=topic)
         assert h.db.inbox.count(host="box", state="pending") == 1
         assert not h.model_saw("are you back")
+        h.say("/sessions")
+        await h.wait_text("on box (host offline)")
         await w.start_box()
         await h.wait_text("Back on the box.", thread_id=topic, timeout=60)
         assert h.db.inbox.count(host="box", state="pending") == 0
