@@ -55,7 +55,7 @@ from bridge.access.pairing import load_owners as load_paired_owners
 from bridge.approvals import plan_desk
 from bridge.approvals.permissions import PermissionBroker
 from bridge.approvals.trust import FolderTrust
-from bridge.commands import sessions as session_commands
+from bridge.commands import opening
 from bridge.commands import turn as turn_commands
 from bridge.commands.dispatch import Commands, menu
 from bridge.config import Config
@@ -178,7 +178,7 @@ class Bridge:
             self.adapters,
             self.threads,
             self.claude_sessions,
-            functools.partial(session_commands.open_session, self),
+            functools.partial(opening.open_session, self),
         )
         self.attach = AttachServer(
             config.attach_socket(),
@@ -227,7 +227,7 @@ class Bridge:
         """On the gateway: another host asks for its new session's thread."""
         session_id, origin, title = decode_open(raw)
         return lambda: self.tasks.spawn(
-            session_commands.open_requested(self, sender, session_id, origin, title),
+            opening.open_requested(self, sender, session_id, origin, title),
             name=f"open-{session_id}",
         )
 

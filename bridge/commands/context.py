@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     from bridge.access.pairing import Pairing
     from bridge.approvals.permissions import PermissionBroker
     from bridge.config import Config
-    from bridge.forward import Forwarder
     from bridge.hosts import Hosts
     from bridge.outbox.outbox import Outbox
     from bridge.sources.importer import ClaudeSessions
@@ -97,6 +96,27 @@ class ImportOps(Protocol):
     async def import_and_tell(self, origin: ThreadRef, owner: str, claude_id: str) -> None: ...
 
 
+class ForwardOps(Protocol):
+    """The way to the other hosts (`bridge/forward.py`) as `new`, `resume`, the host
+    picker and `open_session` use it."""
+
+    def known_hosts(self) -> list[str]: ...
+
+    def message_target(self, session: SessionRow | None) -> str | None: ...
+
+    async def forward_message(self, msg: UserMessage, host: str) -> None: ...
+
+    async def forward_press(self, press: ButtonPress, host: str) -> None: ...
+
+    def is_gateway(self, platform: str) -> bool: ...
+
+    async def open_remote(
+        self, row: SessionRow, origin: ThreadRef, title: str
+    ) -> tuple[SessionRow, ThreadRef] | None: ...
+
+    def tell_opened(self, host: str, session_id: str) -> None: ...
+
+
 class Services(Sessions, Protocol):
     """Everything a command may use besides the sessions operations (read-only)."""
 
@@ -129,7 +149,7 @@ class Services(Sessions, Protocol):
     @property
     def hosts(self) -> Hosts: ...
     @property
-    def forward(self) -> Forwarder: ...
+    def forward(self) -> ForwardOps: ...
 
 
 @dataclass(frozen=True, slots=True)

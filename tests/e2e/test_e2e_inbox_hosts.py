@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from adapters.messages import ThreadRef
-from bridge.commands.sessions import open_session
+from bridge.commands.opening import open_session
 from tests.support.fakes.anthropic import Text, ToolUse
 from tests.support.fakes.telegram import FakeMessage
 from tests.support.harness import OWNER, STRANGER, Harness

@@ -18,7 +18,7 @@ from adapters.messages import ThreadRef
 from adapters.telegram.adapter import TelegramAdapter
 from bridge import forward
 from bridge.app import Bridge
-from bridge.commands.sessions import open_session
+from bridge.commands.opening import open_session
 from bridge.gateway import account_key
 from storage.db import Database, select
 from storage.models import OutboxRow, utcnow
