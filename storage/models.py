@@ -192,6 +192,9 @@ class ScheduleRow(SQLModel, table=True):
     last_run_at: datetime | None = None
     runs: int = 0
     next_run_at: datetime | None = None
+    # The latest occurrence a host claimed to run (UTC, no zone): a run happens only
+    # after an UPDATE moved it forward, so no occurrence runs twice (migration 15).
+    claimed_run_at: datetime | None = None
 
 
 class AuditRow(SQLModel, table=True):
@@ -292,6 +295,11 @@ class HostRow(SQLModel, table=True):
     last_heartbeat: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
     # Set by a clean shutdown, cleared by the next start.
     stopped_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    # When a live host told this one's session threads it is offline (compare-and-set:
+    # one host posts it), and which sessions were told; cleared when it is back.
+    # Added by migration 15.
+    offline_noted_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    offline_told: str = "[]"  # session ids, as a JSON list
 
 
 class GatewayLeaseRow(SQLModel, table=True):
