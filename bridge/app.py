@@ -182,6 +182,7 @@ class Bridge:
             spawn=lambda coro, name: self.tasks.spawn(coro, name=name),
             trigger_for=schedule_trigger,
             now=now,
+            host=config.daemon.host,  # only this host's sessions' schedules
         )
         # The routers' operations the chat commands use, under the names they know.
         self.thread_of = self.threads.thread_of

@@ -192,7 +192,7 @@ class ScheduleRow(SQLModel, table=True):
     last_run_at: datetime | None = None
     runs: int = 0
     next_run_at: datetime | None = None
-    # The latest occurrence a host claimed to run (UTC, no zone): a run happens only
+    # The latest occurrence a host claimed to run (UTC): a run happens only
     # after an UPDATE moved it forward, so no occurrence runs twice (migration 15).
     claimed_run_at: datetime | None = None
 
