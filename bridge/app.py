@@ -15,10 +15,12 @@ and the two routers —
 (`bridge/sources/scheduler.py`, firing through `bridge/sources/prompts.py`) and import
 from disk (`bridge/sources/importer.py`).  Each gets the narrow collaborators it uses.
 
-On start it recovers from whatever the previous run left (`bridge/recovery.py`):
-orphaned Claude Code processes are ended, turns that were running are marked
-interrupted and their threads told so, pending permission prompts are expired,
-undelivered outbox rows are delivered.  Sessions resume lazily: the next prompt in a
+On start it recovers from whatever the previous run left of this host's sessions
+(`bridge/recovery.py`): orphaned Claude Code processes are ended, turns that were
+running are marked interrupted and their threads told so, pending permission prompts
+are expired; undelivered outbox rows are delivered by the gateway.  Then, if other
+hosts had told this host's threads it was offline, they are told it is back
+(`bridge/host_notices.py`; every live host watches the others after each heartbeat).  Sessions resume lazily: the next prompt in a
 thread restarts Claude Code with `resume=<claude session id>`.
 
 This machine's row in the `hosts` table (`bridge/hosts.py`) is written first on start
@@ -56,6 +58,7 @@ from bridge.commands import turn as turn_commands
 from bridge.commands.dispatch import Commands, menu
 from bridge.config import Config
 from bridge.gateway import Gateways
+from bridge.host_notices import HostNotices
 from bridge.hosts import HEARTBEAT_S, Hosts
 from bridge.outbox.outbox import Outbox
 from bridge.recovery import CliReaper, Recovery
@@ -107,6 +110,11 @@ class Bridge:
             may_send=self.gateways.may_send,
         )
         self.threads = Threads(db, self.outbox)
+        # Offline / back notices in the threads of a dead host's sessions.
+        self.host_notices = HostNotices(
+            db, self.threads, host=config.daemon.host, interval=heartbeat_s, now=now
+        )
+        self.hosts.watchers.append(self.host_notices.watch)
         self.host = AgentHost(
             self.on_agent_event,
             env=agent_env,
@@ -128,7 +136,15 @@ class Bridge:
         self.trust = FolderTrust(db, self.host, self.threads, self.outbox, self.access)
         cli = Path(config.agent.cli_path).name if config.agent.cli_path else "claude"
         reaper = CliReaper(config.attach_socket().parent / "claude.pids", marker=cli)
-        self.recovery = Recovery(db, self.threads, self.outbox, self.broker, self.adapters, reaper)
+        self.recovery = Recovery(  # only this host's sessions
+            db,
+            self.threads,
+            self.outbox,
+            self.broker,
+            self.adapters,
+            reaper,
+            host=config.daemon.host,
+        )
         self.turns = TurnRouter(
             db,
             self.adapters,
@@ -203,6 +219,7 @@ class Bridge:
     async def start(self) -> None:
         self.hosts.start()
         self.recovery.recover()
+        await self.host_notices.back()  # after this host's own recovery
         load_paired_owners(
             self.pairing, self.access, self.adapters, self.config.access.owners, self.tasks
         )

@@ -107,7 +107,9 @@ def test_a_version_3_database_upgrades_through_every_migration(db_url: str) -> N
     for table in SQLModel.metadata.tables.values():  # the same columns as a fresh database
         assert upgraded[table.name] == {c.name for c in table.columns}, table.name
     assert "apscheduler_jobs" not in upgraded
-    attempted = next(c for c in inspect(old.engine).get_columns("outbox") if c["name"] == "attempted_at")
+    attempted = next(
+        c for c in inspect(old.engine).get_columns("outbox") if c["name"] == "attempted_at"
+    )
     assert isinstance(attempted["type"], DateTime)  # a timestamp on both databases
     schedule = old.schedules.get("abc123")
     assert schedule is not None and schedule.next_run_at == NEXT_RUN
