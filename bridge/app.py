@@ -103,6 +103,10 @@ class Bridge:
         )
         # Which chat accounts this host serves (`bridge/gateway.py`).
         self.gateways = Gateways(db, self.tasks, host=config.daemon.host, now=now)
+        for adapter in self.adapters.values():  # a deposed gateway takes no updates
+            set_gate = getattr(adapter, "set_receive_gate", None)
+            if callable(set_gate):
+                set_gate(functools.partial(self.gateways.may_send, adapter.platform))
         self.outbox = Outbox(
             db,
             self.adapters,
