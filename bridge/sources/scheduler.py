@@ -189,8 +189,13 @@ class Scheduler:
         return found
 
     def next_run(self, schedule_id: str) -> datetime | None:
+        """When it runs next: its job's time here, or — a schedule of a session on
+        another host — the time its host stored."""
         job = self._sched.get_job(schedule_id) if self._sched is not None else None
-        return job.next_run_time if job is not None else None
+        if job is not None:
+            return job.next_run_time  # type: ignore[no-any-return]
+        row = self.db.schedules.get(schedule_id)
+        return row.next_run_at if row is not None else None
 
     def fire_now(self, schedule_id: str) -> None:
         row = self.db.schedules.get(schedule_id)
