@@ -92,15 +92,6 @@ class ScheduleRepo(Repo):
             s.commit()
             return True
 
-    def ran(self, schedule_id: str) -> None:
-        with self._session() as s:
-            row = s.get(ScheduleRow, schedule_id)
-            if row is not None:
-                row.runs += 1
-                row.last_run_at = _utc(utcnow())
-                s.add(row)
-                s.commit()
-
     def set_next_run(self, schedule_id: str, when: datetime | None) -> None:
         """Remember the next run not yet made (None: the schedule has no more)."""
         with self._session() as s:

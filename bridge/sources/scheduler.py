@@ -197,15 +197,6 @@ class Scheduler:
         row = self.db.schedules.get(schedule_id)
         return row.next_run_at if row is not None else None
 
-    def fire_now(self, schedule_id: str) -> None:
-        row = self.db.schedules.get(schedule_id)
-        if row is None:
-            log.warning("schedule %s has no row; removing its job", schedule_id)
-            self.remove(schedule_id)
-            return
-        self.db.schedules.ran(schedule_id)
-        self._spawn(self._run(row), f"schedule-{schedule_id}")
-
     # --- internals --------------------------------------------------------------
 
     async def _fire(self, schedule_id: str) -> None:
