@@ -11,7 +11,8 @@ host's open sessions, once per outage:
     🔴 laptop is offline — this session continues when it is back; messages you send wait for it
 
 When the host starts again it runs its own recovery first, then `back` clears the
-note and tells the threads that were told (and only those):
+note and tells the threads that were told (and only those) — as does a host that was
+only cut off, when after its next heartbeat it finds itself noted offline:
 
     🟢 laptop is back
 
@@ -71,9 +72,11 @@ class HostNotices:
         """After a heartbeat: note every other host that went offline (once each)."""
         now = self.now()
         for row in await asyncio.to_thread(self.db.hosts.list):
-            if row.name == self.host or row.offline_noted_at is not None:
+            if row.name == self.host:
+                if row.offline_noted_at is not None:
+                    await self.back()  # cut off, not dead: the network came back
                 continue
-            if not is_online(row, now, self.interval):
+            if row.offline_noted_at is None and not is_online(row, now, self.interval):
                 await self._note(row.name, now)
 
     async def _note(self, host: str, now: datetime) -> None:

@@ -28,7 +28,7 @@ from storage.types import RequestId, SessionId, SessionState
 from tests.support.fakes.telegram import FakeTelegram
 from tests.support.harness import GROUP, config_text
 
-BEAT_S = 0.05
+BEAT_S = 0.2  # offline after 0.6 s without a heartbeat
 
 
 class Clock:
@@ -192,7 +192,7 @@ async def test_a_dead_host_is_announced_once_and_its_return_too(
     other = add_session(db, tg, "box001", "box")
 
     await hosts.kill(laptop)
-    hosts.clock.offset += timedelta(seconds=1)  # its last heartbeat is 20 intervals old
+    hosts.clock.offset += timedelta(seconds=1)  # its last heartbeat is 5 intervals old
     offline = "laptop is offline — this session continues when it is back"
     await tg.wait_until(via(box, lambda: all(said(tg, t, offline) for t in told)), timeout=15)
     row = db.hosts.get("laptop")
@@ -227,3 +227,20 @@ async def test_a_clean_stop_is_announced_too(hosts: Hosts, tg: FakeTelegram) -> 
     assert again.hosts.name == "laptop"
     await tg.wait_until(via(box, lambda: said(tg, topic, "laptop is back")), timeout=15)
     assert said(tg, topic, "laptop is offline") == 1
+
+
+async def test_a_host_cut_off_says_it_is_back_when_its_heartbeat_gets_through(
+    hosts: Hosts, tg: FakeTelegram
+) -> None:
+    """Not dead, only cut off from the database for a while: no restart, so its next
+    heartbeat after the cut finds it was noted offline, and it says it is back."""
+    box = await hosts.start("box")
+    laptop = await hosts.start("laptop")
+    topic = add_session(box.db, tg, "lap001", "laptop")
+    assert laptop.hosts._task is not None
+    laptop.hosts._task.cancel()  # the cut: no heartbeat gets through
+    hosts.clock.offset += timedelta(seconds=1)
+    await tg.wait_until(via(box, lambda: said(tg, topic, "laptop is offline")), timeout=15)
+    laptop.hosts._task = laptop.tasks.spawn(laptop.hosts._beat(), name="heartbeat again")
+    await tg.wait_until(via(box, lambda: said(tg, topic, "laptop is back")), timeout=15)
+    assert said(tg, topic, "laptop is offline") == 1 and said(tg, topic, "laptop is back") == 1
