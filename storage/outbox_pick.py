@@ -15,7 +15,7 @@ attempted before goes first (its `find_sent` check must run before anything else
 sent), then the lowest class, then age.  Built once with bound parameters: it runs a
 few times per message, and building the aliased query cost more than executing it.
 
-Claims (several hosts on one database): the gateway's worker picks with `PICK_LOCKED`
+Claims (several hosts on one database): the gateway's worker picks with `PICKS_LOCKED`
 (PostgreSQL: `FOR UPDATE OF r SKIP LOCKED` — a row a producer is coalescing into right
 now is passed over, not waited for; its thread's later rows stay blocked by it, since
 the `blocked` test reads without locking) and stamps the row with `CLAIM` in the same
@@ -34,7 +34,19 @@ from datetime import datetime
 from enum import IntEnum
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, case, exists, func, not_, or_, select, update
+from sqlalchemy import (
+    Table,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    not_,
+    or_,
+    select,
+    true,
+    update,
+)
 
 from storage.models import OutboxRow
 from storage.types import OutboxId, OutboxOp, OutboxState
@@ -55,7 +67,7 @@ class DeliveryClass(IntEnum):
     STREAM = 3  # stream updates: status edits, the status message itself, drafts
 
 
-def _pick_statement(*, lock: bool) -> Any:
+def _pick_statement(*, lock: bool, attempted: bool) -> Any:
     r, e, t = OUTBOX.alias("r"), OUTBOX.alias("e"), OUTBOX.alias("t")
     # e (earlier, same thread, pending) blocks r unless e is a stream update (STREAM
     # class: an edit, a draft, a delete), r is more urgent, and r touches neither e's
@@ -86,9 +98,13 @@ def _pick_statement(*, lock: bool) -> Any:
         .where(r.c.not_before <= bindparam("now", type_=T.not_before.type))
         .where(or_(r.c.target_id.is_(None), t.c.state.is_(None), t.c.state != "pending"))
         .where(not_(blocked))
-        # A row attempted before goes first: after a restart the check whether it was
+        # A row attempted before goes first (`attempted`: the first of the two
+        # statements, `PICKS`): after a restart the check whether it was
         # delivered (`ChatAdapter.find_sent`) must run before anything else is sent.
-        .order_by(r.c.attempted_at.is_(None), r.c.priority, r.c.id)
+        .where(r.c.attempted_at.is_not(None) if attempted else true())
+        # In index order (`ix_outbox_pick`): the scan stops at the first row not
+        # blocked, instead of testing every pending row of the chat before sorting.
+        .order_by(r.c.priority, r.c.id)
         .limit(1)
     )
     # Only `r` is locked: FOR UPDATE cannot apply to the nullable side of the outer
@@ -97,8 +113,10 @@ def _pick_statement(*, lock: bool) -> Any:
     return pick.with_for_update(of=r, skip_locked=True) if lock else pick
 
 
-PICK = _pick_statement(lock=False)  # a look without a claim (`bridge/outbox/reserve.py`)
-PICK_LOCKED = _pick_statement(lock=True)
+# Tried in order, the first row found is the pick: rows attempted before, then all.
+# (One statement ordered by `attempted_at IS NULL` first could not use the index order.)
+PICKS = tuple(_pick_statement(lock=False, attempted=a) for a in (True, False))  # a look
+PICKS_LOCKED = tuple(_pick_statement(lock=True, attempted=a) for a in (True, False))
 NEXT_DUE = select(func.min(T.not_before)).where(
     T.chat_key == bindparam("chat_key"),
     T.state == "pending",

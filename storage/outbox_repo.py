@@ -39,8 +39,8 @@ from storage.outbox_pick import (
     CLAIM,
     NEXT_DUE,
     OUTBOX,
-    PICK,
-    PICK_LOCKED,
+    PICKS,
+    PICKS_LOCKED,
     SET_STATE,
     STREAM_OPS,
     DeliveryClass,
@@ -311,7 +311,7 @@ class OutboxRepo(Repo):
         delivery takes rows with `claim_next`."""
         params = {"chat_key": chat_key, "now": now, "ops": list(ops)}
         with self._engine.connect() as c:
-            row = c.execute(PICK, params).mappings().first()
+            row = self._first(c, PICKS, params)
         return None if row is None else self._item(row, row)
 
     def claim_next(
@@ -323,13 +323,21 @@ class OutboxRepo(Repo):
         item keeps the previous value: whether an earlier attempt may have arrived)."""
         params = {"chat_key": chat_key, "now": now, "ops": list(ops)}
         with self._tx() as c:
-            row = c.execute(PICK_LOCKED, params).mappings().first()
+            row = self._first(c, PICKS_LOCKED, params)
             if row is None:
                 return None
             fresh = c.execute(CLAIM, {"row_id": row["id"], "claim": claim, "now": now}).first()
         if fresh is None:  # settled between the look and the claim (SQLite reads unlocked)
             return None
         return self._item(row, fresh._mapping, claim=claim)
+
+    @staticmethod
+    def _first(c: Connection, picks: Sequence[Any], params: dict[str, Any]) -> Any:
+        for pick in picks:
+            row = c.execute(pick, params).mappings().first()
+            if row is not None:
+                return row
+        return None
 
     def _item(self, row: Any, content: Any, *, claim: str | None = None) -> PendingItem:
         return PendingItem(

@@ -97,12 +97,16 @@ class Outbox:
         host: str | None = None,
         listener: Listener | None = None,
         poll_every: float | None = POLL_S,
+        offload: bool | None = None,
     ) -> None:
         """`host`: this host's name, stored with every row it writes; `listener`:
         the daemon's database listener (wake-ups from other hosts); `poll_every`:
-        the fallback look for other hosts' rows (None: never; SQLite: never)."""
+        the fallback look for other hosts' rows (None: never; SQLite: never);
+        `offload`: the workers' database calls run in threads (default: on
+        PostgreSQL, `bridge/outbox/delivery.py`)."""
         self.db = db
         self.host = host
+        self._offload = not db.is_sqlite if offload is None else offload
         self._repo = db.outbox
         self._adapters = dict(adapters)
         self._thread_fallback = thread_fallback
@@ -473,7 +477,7 @@ class Outbox:
                 settle=self._settle,
                 thread_gone=self._on_thread_gone,
                 host=self.host or "",
-                offload=not self.db.is_sqlite,
+                offload=self._offload,
                 **self._fence(platform),
             )
         if self._started:

@@ -5,7 +5,8 @@ server refuses to run as root, so as root the data directory belongs to `postgre
 initdb/pg_ctl run as that user (`runuser`).  It listens on 127.0.0.1 only, on a free
 port, with `trust` authentication, and is stopped when the test process ends.  Without
 the binaries the PostgreSQL variants are skipped — unless `THREADLINE_REQUIRE_POSTGRES=1`
-(CI), where that is a failure.
+(CI), where that is a failure.  `postgres_cluster` and `new_database` are the same
+without pytest (the benchmarks start their own server with them).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -46,12 +48,21 @@ def _as_server_user(args: list[str]) -> list[str]:
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
     """The base URL (no database) of a running server for this test process."""
-    bin_dir = _bin_dir()
-    if bin_dir is None:
+    if _bin_dir() is None:
         if os.environ.get("THREADLINE_REQUIRE_POSTGRES") == "1":
             pytest.fail("PostgreSQL is not installed (apt-get install -y postgresql)")
         pytest.skip("PostgreSQL is not installed")
     pytest.importorskip("psycopg")
+    with postgres_cluster() as url:
+        yield url
+
+
+@contextmanager
+def postgres_cluster() -> Iterator[str]:
+    """Start a throwaway server (see the module doc); yields its base URL."""
+    bin_dir = _bin_dir()
+    if bin_dir is None:
+        raise RuntimeError("PostgreSQL is not installed (apt-get install -y postgresql)")
     data = Path(tempfile.mkdtemp(prefix="threadline-pg-"))
     if os.geteuid() == 0:
         shutil.chown(data, "postgres")
@@ -83,6 +94,13 @@ def postgres_server() -> Iterator[str]:
 @pytest.fixture
 def postgres_url(postgres_server: str) -> Iterator[str]:
     """A URL of a new, empty database (dropped afterwards)."""
+    with new_database(postgres_server) as url:
+        yield url
+
+
+@contextmanager
+def new_database(postgres_server: str) -> Iterator[str]:
+    """A URL of a new, empty database on the server (dropped afterwards)."""
     import sqlalchemy
 
     name = f"t_{uuid.uuid4().hex[:12]}"
