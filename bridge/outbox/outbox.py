@@ -51,11 +51,11 @@ from bridge.outbox.delivery import (
     RetryPolicy,
     describe,
     to_datetime,
-    wait_event,
 )
 from bridge.outbox.housekeeping import PRUNE_EVERY, RETENTION, Pruner
 from bridge.outbox.ratelimit import Kind, RateBudget
 from bridge.outbox.reserve import reserve_slots
+from bridge.outbox.waiters import DeliveryFailed, Waiters
 from bridge.outbox.wakeups import POLL_S, Wakeups
 from storage.db import Database
 from storage.notify import Listener
@@ -65,18 +65,9 @@ from storage.types import OutboxId, OutboxOp, OutboxState
 
 log = logging.getLogger(__name__)
 
-WAIT_POLL_S = 0.1  # `wait_sent` looks at the row this often (another host may send it)
+__all__ = ["DeliveryFailed", "Outbox", "ThreadFallback"]
 
 ThreadFallback = Callable[[ThreadRef], Awaitable[ThreadRef | None]]
-
-
-class DeliveryFailed(Exception):
-    """`wait_sent` on a row that ended failed or superseded."""
-
-    def __init__(self, row_id: int, state: OutboxState) -> None:
-        super().__init__(f"outbox row {row_id} was {state}")
-        self.row_id = row_id
-        self.state = state
 
 
 class Outbox:
@@ -118,8 +109,7 @@ class Outbox:
         }
         self._workers: dict[str, ChatWorker] = {}
         self._redirects: dict[str, ThreadRef] = {}  # gone thread key → its fallback
-        self._waiters: dict[int, list[asyncio.Future[str]]] = {}
-        self._progress: set[asyncio.Event] = set()
+        self._waiting = Waiters(self._repo, list(self._adapters))
         self._started = False
         # platform → may this host call it now (the gateway lease, `bridge/gateway.py`)
         self._may_send = may_send
@@ -290,66 +280,13 @@ class Outbox:
 
     async def wait_sent(self, row_id: int, timeout: float | None = None) -> str:  # noqa: ASYNC109 - the contract
         """The platform message id once row `row_id` is sent ("" for drafts), by this
-        host's worker (at once) or another host's (seen within `WAIT_POLL_S`).
-        Raises `DeliveryFailed`, `TimeoutError`, or `LookupError` for an unknown id."""
-        found = self._settled(row_id, must_exist=True)
-        if found is not None:
-            return found
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        fut: asyncio.Future[str] = loop.create_future()
-        self._waiters.setdefault(row_id, []).append(fut)
-        try:
-            while True:
-                remaining = None if deadline is None else deadline - loop.time()
-                if remaining is not None and remaining <= 0:
-                    raise TimeoutError
-                step = WAIT_POLL_S if remaining is None else min(WAIT_POLL_S, remaining)
-                try:
-                    return await asyncio.wait_for(asyncio.shield(fut), step)
-                except TimeoutError:
-                    found = self._settled(row_id)
-                    if found is not None:
-                        return found
-        finally:
-            waiting = self._waiters.get(row_id, [])
-            if fut in waiting:
-                waiting.remove(fut)
-            if not waiting:
-                self._waiters.pop(row_id, None)
+        host's worker or another host's (`bridge/outbox/waiters.py`).  Raises
+        `DeliveryFailed`, `TimeoutError`, or `LookupError` for an unknown id."""
+        return await self._waiting.wait_sent(row_id, timeout)
 
     async def wait_idle(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109 - the contract
         """Wait until no row is pending (all delivered or failed); False on timeout."""
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        progress = asyncio.Event()
-        self._progress.add(progress)
-        try:
-            while True:
-                progress.clear()
-                if self._repo.count(state="pending", platforms=self._adapters) == 0:
-                    return True
-                remaining = None if deadline is None else deadline - loop.time()
-                if remaining is not None and remaining <= 0:
-                    return False
-                await wait_event(progress, remaining)
-        finally:
-            self._progress.discard(progress)
-
-    def _settled(self, row_id: int, *, must_exist: bool = False) -> str | None:
-        """The row's message id ("" for none) if it was sent; None while pending.
-        Raises `DeliveryFailed` if it ended otherwise (`LookupError` if missing and
-        `must_exist`)."""
-        found = self._repo.state_of(row_id)
-        if found is None:
-            if must_exist:
-                raise LookupError(f"no outbox row {row_id}")
-            return None
-        if found[0] == "sent":
-            return found[1] or ""
-        if found[0] != "pending":
-            raise DeliveryFailed(row_id, found[0])
-        return None
+        return await self._waiting.wait_idle(timeout)
 
     def budget(self, platform: str) -> RateBudget:
         """The platform's rate budget (shared with every chat's worker)."""
@@ -448,16 +385,7 @@ class Outbox:
 
     def _settle(self, ids: Sequence[int], state: OutboxState, message_id: str | None) -> None:
         """Rows reached a final state: answer `wait_sent`, nudge `wait_idle`."""
-        for row_id in ids:
-            for fut in self._waiters.pop(row_id, []):
-                if fut.done():
-                    continue
-                if state == "sent":
-                    fut.set_result(message_id or "")
-                else:
-                    fut.set_exception(DeliveryFailed(row_id, state))
-        for event in self._progress:
-            event.set()
+        self._waiting.settle(ids, state, message_id)
 
     def _wake(self, platform: str, chat_id: str, *kinds: Kind) -> None:
         adapter = self._adapters.get(platform)
