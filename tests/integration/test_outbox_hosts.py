@@ -311,3 +311,25 @@ async def test_close_through_real_ptb_from_another_host(hosts: Any, started: Sta
     await b.outbox.wait_sent(close, timeout=15)
     assert tg.topic(GROUP, int(thread.thread_id or 0)).closed
     assert order == ["sendMessage", "closeForumTopic"]
+
+
+def test_migration_13_adds_host_and_claim_to_an_older_outbox(db: Database) -> None:
+    """An outbox from before migration 13 (the columns dropped, version 12) gets both
+    columns back, on SQLite and PostgreSQL, and keeps its rows."""
+    row = db.outbox.add(
+        platform=P,
+        chat_id="chat1",
+        thread_id="A",
+        thread_key=A.key,
+        op="send",
+        payloads=[{"text": "old"}],
+        priority=2,
+        not_before=datetime.now(UTC),
+    )[0]
+    with db.engine.begin() as c:
+        c.execute(text("ALTER TABLE outbox DROP COLUMN host"))
+        c.execute(text("ALTER TABLE outbox DROP COLUMN claim"))
+        c.execute(text("UPDATE schema_version SET version = 12"))
+    assert db.migrate() >= 13
+    assert db.outbox.claim_next(f"{P}:chat1", datetime.now(UTC), "h:1") is not None
+    assert db.outbox.state_of(row) == ("pending", None)
