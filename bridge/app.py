@@ -27,7 +27,9 @@ This machine's row in the `hosts` table (`bridge/hosts.py`) is written first on 
 (claiming sessions that have no host yet), kept fresh by a heartbeat task, and marked
 stopped on a clean stop.  Each adapter starts only on the host that holds its chat
 account's gateway lease (`bridge/gateway.py`; alone on a database: at once), and the
-outbox delivers only there (`may_send`).
+outbox delivers only there (`may_send`).  One database listener (`listener`,
+`storage/notify.py`; PostgreSQL only) carries the other hosts' wake-ups: the outbox's,
+and any other consumer's registered on it before `start`.
 
 The chat commands (`bridge/commands/`) are handed the bridge and use its public
 attributes: the collaborators above and the routers' operations (`reply`, `thread_of`,
@@ -71,6 +73,7 @@ from bridge.threads import Threads
 from bridge.turn_router import TurnRouter
 from storage.db import Database
 from storage.models import utcnow
+from storage.notify import Listener
 
 log = logging.getLogger(__name__)
 
@@ -107,11 +110,15 @@ class Bridge:
             set_gate = getattr(adapter, "set_receive_gate", None)
             if callable(set_gate):
                 set_gate(functools.partial(self.gateways.may_send, adapter.platform))
+        # Wake-ups from the other hosts on this database (PostgreSQL LISTEN).
+        self.listener = Listener(db.url)
         self.outbox = Outbox(
             db,
             self.adapters,
             thread_fallback=lambda t: self.recovery.thread_fallback(t),
             may_send=self.gateways.may_send,
+            host=config.daemon.host,
+            listener=self.listener,
         )
         self.threads = Threads(db, self.outbox)
         # Offline / back notices in the threads of a dead host's sessions.
@@ -236,6 +243,7 @@ class Bridge:
                 self.sessions.on_inbound,
                 self.outbox.resume,
             )
+        await self.listener.start()
         await self.attach.start()
         await self.scheduler.start()
         log.info("bridge started with %s", ", ".join(self.adapters) or "no adapters")
@@ -261,5 +269,6 @@ class Bridge:
                 await adapter.stop()
             except Exception:
                 log.exception("stopping %s adapter failed", adapter.platform)
+        await self.listener.stop()
         await self.outbox.stop()
         await self.gateways.release()  # another host may take over at once

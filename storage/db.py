@@ -257,6 +257,25 @@ def _migration_12(engine: Engine) -> None:
 MIGRATIONS.append(_migration_12)
 
 
+# --- migration 13 (the outbox across hosts) ---------------------------------------------
+
+
+def _migration_13(engine: Engine) -> None:
+    """`outbox.host` (the host that wrote the row) and `outbox.claim` (the delivery
+    under way; `storage/outbox_claim.py`).  Column types come from the model, so the
+    DDL is right on SQLite and PostgreSQL alike."""
+    columns = {c["name"] for c in inspect(engine).get_columns("outbox")}
+    table = models.OutboxRow.__table__  # type: ignore[attr-defined]
+    with engine.begin() as conn:
+        for name in ("host", "claim"):
+            if name not in columns:
+                kind = table.c[name].type.compile(dialect=engine.dialect)
+                conn.execute(text(f"ALTER TABLE outbox ADD COLUMN {name} {kind}"))
+
+
+MIGRATIONS.append(_migration_13)
+
+
 # --- migration 15 (hosts lifecycle: schedule claims, offline notices) ------------------
 
 

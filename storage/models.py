@@ -106,6 +106,12 @@ class OutboxRow(SQLModel, table=True):
     # Set before each platform call (migration 4): a pending row with it may already
     # have reached the platform.
     attempted_at: datetime | None = None
+    # Migration 13 (several hosts on one database): the host that wrote the row (a
+    # button press on its message is that host's to handle), and the claim of the
+    # delivery under way ("host:nonce", set when the gateway picks the row): the
+    # producers' coalesce, supersede and withdraw leave a claimed row alone.
+    host: str | None = Field(default=None, max_length=64, sa_type=AutoString(64))
+    claim: str | None = Field(default=None, max_length=80, sa_type=AutoString(80))
 
 
 class PermissionRequestRow(SQLModel, table=True):

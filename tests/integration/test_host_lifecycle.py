@@ -115,17 +115,6 @@ def add_session(
     return topic
 
 
-def via(gateway: Bridge, check: Callable[[], Any]) -> Callable[[], Any]:
-    """`check`, after waking the gateway's outbox for rows other hosts wrote (what the
-    cross-host outbox wake-up does; here the test stands in for it)."""
-
-    def wake_then_check() -> Any:
-        gateway.outbox.resume("telegram")
-        return check()
-
-    return wake_then_check
-
-
 def notes(db: Database, session_id: str, needle: str) -> int:
     """Outbox rows (delivered or not) of `session_id` whose message says `needle`."""
     with db.session() as s:
@@ -170,7 +159,7 @@ async def test_a_starting_host_recovers_only_its_own_sessions(
 
     await hosts.start("laptop")  # laptop restarts after a crash while box runs
 
-    await tg.wait_until(via(box, lambda: said(tg, mine, "Interrupted")), timeout=15)
+    await tg.wait_until(lambda: said(tg, mine, "Interrupted"), timeout=15)
     running = {t.id for t in db.turns.running()}
     assert box_turn in running and lap_turn not in running
     assert db.sessions.get("box001").state == "running"  # type: ignore[union-attr]
@@ -194,19 +183,19 @@ async def test_a_dead_host_is_announced_once_and_its_return_too(
     await hosts.kill(laptop)
     hosts.clock.offset += timedelta(seconds=1)  # its last heartbeat is 5 intervals old
     offline = "laptop is offline — this session continues when it is back"
-    await tg.wait_until(via(box, lambda: all(said(tg, t, offline) for t in told)), timeout=15)
+    await tg.wait_until(lambda: all(said(tg, t, offline) for t in told), timeout=15)
     row = db.hosts.get("laptop")
     assert row is not None and row.offline_noted_at is not None
     # Both live hosts keep watching for a few more heartbeats: still one notice each.
     box_beats, shed_beats = beats(box), beats(shed)
-    await tg.wait_until(via(box, lambda: box_beats() >= 5 and shed_beats() >= 5), timeout=15)
+    await tg.wait_until(lambda: box_beats() >= 5 and shed_beats() >= 5, timeout=15)
     assert [said(tg, t, offline) for t in told] == [1, 1]
     assert [notes(db, sid, "is offline") for sid in ("lap001", "lap002")] == [1, 1]
     assert said(tg, ended, offline) == 0 and said(tg, other, offline) == 0
 
     await hosts.start("laptop")
     back = "laptop is back"
-    await tg.wait_until(via(box, lambda: all(said(tg, t, back) for t in told)), timeout=15)
+    await tg.wait_until(lambda: all(said(tg, t, back) for t in told), timeout=15)
     back_row = db.hosts.get("laptop")
     assert back_row is not None and back_row.offline_noted_at is None
     assert said(tg, ended, back) == 0 and said(tg, other, back) == 0
@@ -222,10 +211,10 @@ async def test_a_clean_stop_is_announced_too(hosts: Hosts, tg: FakeTelegram) -> 
     hosts.running.remove(laptop)
     await laptop.stop()  # stopped on purpose: offline at once, no staleness to wait for
     laptop.db.close()
-    await tg.wait_until(via(box, lambda: said(tg, topic, "laptop is offline")), timeout=15)
+    await tg.wait_until(lambda: said(tg, topic, "laptop is offline"), timeout=15)
     again: Any = await hosts.start("laptop")
     assert again.hosts.name == "laptop"
-    await tg.wait_until(via(box, lambda: said(tg, topic, "laptop is back")), timeout=15)
+    await tg.wait_until(lambda: said(tg, topic, "laptop is back"), timeout=15)
     assert said(tg, topic, "laptop is offline") == 1
 
 
@@ -240,7 +229,7 @@ async def test_a_host_cut_off_says_it_is_back_when_its_heartbeat_gets_through(
     assert laptop.hosts._task is not None
     laptop.hosts._task.cancel()  # the cut: no heartbeat gets through
     hosts.clock.offset += timedelta(seconds=1)
-    await tg.wait_until(via(box, lambda: said(tg, topic, "laptop is offline")), timeout=15)
+    await tg.wait_until(lambda: said(tg, topic, "laptop is offline"), timeout=15)
     laptop.hosts._task = laptop.tasks.spawn(laptop.hosts._beat(), name="heartbeat again")
-    await tg.wait_until(via(box, lambda: said(tg, topic, "laptop is back")), timeout=15)
+    await tg.wait_until(lambda: said(tg, topic, "laptop is back"), timeout=15)
     assert said(tg, topic, "laptop is offline") == 1 and said(tg, topic, "laptop is back") == 1

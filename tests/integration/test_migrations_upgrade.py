@@ -25,6 +25,8 @@ LATER_COLUMNS = (
     ("schedules", "next_run_at"),  # 5
     ("paired_owners", "signature"),  # 6
     ("sessions", "host"),  # 10
+    ("outbox", "host"),  # 13
+    ("outbox", "claim"),  # 13
     ("schedules", "claimed_run_at"),  # 15
 )
 NEXT_RUN = datetime(2026, 12, 8, 9, 0, tzinfo=UTC)
