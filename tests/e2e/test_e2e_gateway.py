@@ -7,8 +7,9 @@ their calls apart (`FakeTelegram.calls_via`).  Only the gateway polls getUpdates
 kill -9 of it → the other polls within 10 s and answers a `/help` sent after the kill
 exactly once; a gateway stalled with SIGSTOP past its lease is replaced, and after
 SIGCONT it says it lost the gateway and sends nothing; every `/help` is answered
-exactly once.  (Not covered: an update handed to the frozen gateway's stalled long poll
-can be lost — it drops it once deposed and PTB confirms the offset; a known gap.)"""
+exactly once.  (An update handed to the frozen gateway's stalled long poll is neither
+handled nor confirmed by it once deposed — its receive gate — so the next gateway gets
+it: `tests/integration/test_telegram_receive_gate.py`.)"""
 
 from __future__ import annotations
 
@@ -97,9 +98,8 @@ async def test_one_gateway_takes_over_after_kill9_and_a_stalled_one_sends_nothin
             )
             await tg.wait_until(lambda: polls(tg, laptop) > before or None, timeout=15)
             print(f"takeover after SIGSTOP: {time.monotonic() - stopped:.2f} s")
-            # (An update sent while box is frozen can be handed to box's stalled long poll
-            # and be lost: box drops it once deposed and PTB confirms its offset — a
-            # known gap, noted in the issue.  Sent after the takeover, laptop answers.)
+            # (An update handed to box's stalled long poll is left unconfirmed by box once
+            # it wakes deposed: tests/integration/test_telegram_receive_gate.py.)
             tg.user_message(OWNER, USER, "/help")
             await tg.wait_until(lambda: helps(tg) == 3 or None, timeout=30)
             box.signal(signal.SIGCONT)

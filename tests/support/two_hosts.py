@@ -6,19 +6,15 @@ own allowed root (`<tmp>/<host>/code`, with `app/` in it), data dir and Claude h
 
 `TwoHosts.start_box()` / `stop_box()` start and stop box alone (a new `Bridge` on the
 same database, as a restarted daemon), so a test can take the host down and back.
-
-Until the cross-host outbox wake-up (the "xoutbox" part: NOTIFY on OUTBOX) is merged,
-`relay_outbox` stands in for it: it asks laptop's outbox every 50 ms to look for rows
-another host wrote (`Outbox.resume`), which is what that wake-up does on a
-notification.  It is test plumbing for what another part provides, not what is tested.
+What box says reaches the chat as in production: box writes outbox rows, laptop is
+woken by the database (NOTIFY) and delivers them.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from adapters.telegram.adapter import TelegramAdapter
@@ -60,7 +56,6 @@ class TwoHosts:
     box: Node
     url: str
     h: Harness  # laptop seen as the one-host harness (say, press, wait_text, …)
-    _relay: asyncio.Task[None] | None = field(default=None, repr=False)
 
     async def start_box(self) -> Bridge:
         self.box.bridge, self.box.db = await _start(self.box, self.tg)
@@ -93,13 +88,6 @@ async def _start(node: Node, tg: FakeTelegram) -> tuple[Bridge, Database]:
     return bridge, db
 
 
-async def relay_outbox(gateway: Bridge) -> None:
-    """Stand-in for the cross-host outbox wake-up (see the module doc)."""
-    while True:
-        await asyncio.sleep(0.05)
-        gateway.outbox.resume("telegram")
-
-
 @contextlib.asynccontextmanager
 async def two_hosts(tmp: Path, url: str) -> AsyncIterator[TwoHosts]:
     model = FakeAnthropic()
@@ -117,12 +105,8 @@ async def two_hosts(tmp: Path, url: str) -> AsyncIterator[TwoHosts]:
         )  # fmt: skip
         world = TwoHosts(tg, model, laptop, box, url, h)
         await world.start_box()
-        world._relay = asyncio.create_task(relay_outbox(laptop.bridge))
         yield world
     finally:
-        if world is not None and world._relay is not None:
-            world._relay.cancel()
-            await asyncio.gather(world._relay, return_exceptions=True)
         if world is not None:
             await world.stop_box()
         if laptop.bridge is not None:
