@@ -74,7 +74,7 @@ class Forwarder:
 
     def press_target(self, origin: MessageOrigin) -> str | None:
         """The other host a press on the message `origin` describes is for."""
-        host = getattr(origin, "host", None)
+        host = origin.host
         if host is None:  # a message from before hosts: its session's host
             session_id = origin.session_id
             if session_id is None:
@@ -98,7 +98,8 @@ class Forwarder:
         fetched: list[Fetched] = []
         for a in msg.attachments:
             try:
-                fetched.append(Fetched(a.kind, a.name, a.mime, await a.fetch(limit)))
+                data = await asyncio.wait_for(a.fetch(limit), files.FETCH_TIMEOUT_S)
+                fetched.append(Fetched(a.kind, a.name, a.mime, data))
             except AttachmentTooLarge as e:
                 fetched.append(Fetched(a.kind, a.name, a.mime, too_large=(e.limit, e.size)))
             except (AttachmentUnavailable, TimeoutError) as e:
