@@ -17,7 +17,7 @@ from adapters.messages import ThreadRef
 from bridge.commands.opening import open_session
 from tests.support.fakes.anthropic import Text, ToolUse
 from tests.support.fakes.telegram import FakeMessage
-from tests.support.harness import OWNER, STRANGER, Harness
+from tests.support.harness import OWNER, OWNER_NAME, STRANGER, Harness
 from tests.support.two_hosts import TwoHosts, two_hosts
 
 pytestmark = pytest.mark.e2e
@@ -184,6 +184,19 @@ async def test_box_decides_its_paths_and_pickers_and_a_prompt_waits_while_it_is_
         await h.wait_text("Back on the box.", thread_id=topic, timeout=60)
         assert h.db.inbox.count(host="box", state="pending") == 0
         assert box.b.host.get(sid) is not None and w.laptop.b.host.get(sid) is None
+
+        # a file for box's session: fetched on laptop (box has no chat connection),
+        # carried in the inbox item, saved in box's session directory
+        h.model.on("read the notes", Text("Notes read on the box."))
+        ada = {"id": OWNER, "is_bot": False, "first_name": OWNER_NAME}
+        h.tg.user_document(
+            OWNER, ada, b"notes\n", file_name="notes.txt", caption="read the notes",
+            message_thread_id=topic,
+        )  # fmt: skip
+        await h.wait_text("Notes read on the box.", thread_id=topic, timeout=60)
+        saved = box.root / "app" / ".threadline" / "inbox" / "notes.txt"
+        assert saved.read_bytes() == b"notes\n" and h.model_saw("notes.txt")
+        assert h.tg.calls["getFile"] == 1, "fetched once, by the gateway"
 
         # `resume ID` typed in the main chat is for box: box answers it
         h.say(f"/resume {sid}")
