@@ -3,7 +3,9 @@
 Owns the nio `AsyncClient` (logged in on one persistent device, `client.py`), the sync
 loop (a registered task; every response goes to the `Receiver`, `receiver.py`) and the
 `Outgoing` side that delivers rendered outbox rows (`outgoing.py`), all sharing one
-`Pacer` for the homeserver's per-user message budget.  A session is an `m.thread`
+`Pacer` for the homeserver's per-user message budget.  The first sync after a start
+resumes from the position saved in the store's inbox (`inbox.py`), so what was sent
+while the daemon was down is handled now; a new device's first sync is history only.  A session is an `m.thread`
 rooted at its header message, posted in the room of `[matrix] room` or else the room
 the command came from: `ThreadRef("matrix", room id, header event id)`.  With
 `encryption = "required"` (the default) nothing is sent to, or taken from, an
@@ -34,10 +36,12 @@ from adapters.matrix.e2ee import crosssign, room_verification, verification
 from adapters.matrix.e2ee.sas_core import owner_ids
 from adapters.matrix.e2ee.store import MatrixStore
 from adapters.matrix.errors import MatrixErrors
+from adapters.matrix.inbox import Inbox
 from adapters.matrix.markdown import escape
 from adapters.matrix.outgoing import Outgoing
 from adapters.matrix.pacing import Pacer
 from adapters.matrix.receiver import Receiver
+from adapters.matrix.render import txn
 from adapters.messages import Inbound, Outbound, Rendered, ThreadRef
 from adapters.tasks import TaskGroup
 
@@ -67,6 +71,7 @@ class MatrixAdapter(ChatAdapter):
         self.tasks = TaskGroup()
         self.username = ""
         self.receiver: Receiver | None = None
+        self.inbox: Inbox | None = None
         self._client: AsyncClient | None = None
         self._sink: InboundSink | None = None
         self._sas: verification.SasResponder | None = None
@@ -136,6 +141,7 @@ class MatrixAdapter(ChatAdapter):
                 client, self.owners, master_key=master_key, pace=self.pacer.wait
             )
             self._room_sas.register()
+            self.inbox = inbox = Inbox(self.store.path / "inbox.db")
             self.receiver = Receiver(
                 client,
                 owners=self.owners,
@@ -145,19 +151,27 @@ class MatrixAdapter(ChatAdapter):
                 deliver=self._deliver,
                 notify=self.outgoing.notice_later,
                 pace=self.pacer.wait,
+                inbox=inbox,
+                notify_in=self._notice_in,
             )
             if self._invite_check is not None:
                 self.receiver.invite_open = self._invite_check
+            # nio's own token (saved before its events were handled) only for a store
+            # from before the inbox; neither: a new device, whose first sync is history
+            since = inbox.position(client.device_id) or client.loaded_sync_token or None
             first = await self.errors.call(
                 lambda: client.sync(
                     timeout=0,
-                    sync_filter=mx_client.SYNC_FILTER
-                    if client.loaded_sync_token
-                    else mx_client.FIRST_SYNC_FILTER,
+                    since=since,
+                    sync_filter=mx_client.SYNC_FILTER if since else mx_client.FIRST_SYNC_FILTER,
                     full_state=True,
                 )
             )
-            await self.receiver.handle(first)
+            self.receiver.catching_up = True
+            try:
+                await self.receiver.handle(first, since=since, history=since is None)
+            finally:
+                self.receiver.catching_up = False
             await self._join_control_room()
             self.tasks.spawn(self._sync_forever(), name="matrix-sync")
         except BaseException:
@@ -200,6 +214,7 @@ class MatrixAdapter(ChatAdapter):
     async def _sync_forever(self) -> None:
         backoff = 1.0
         while True:
+            since = self.client.next_batch or None
             try:
                 resp = await self.client.sync(
                     timeout=mx_client.SYNC_TIMEOUT_MS, sync_filter=mx_client.SYNC_FILTER
@@ -218,7 +233,7 @@ class MatrixAdapter(ChatAdapter):
             backoff = 1.0
             assert self.receiver is not None
             try:
-                await self.receiver.handle(resp)
+                await self.receiver.handle(resp, since=since)
             except Exception:
                 log.exception("Matrix: handling a sync response failed")
 
@@ -233,6 +248,18 @@ class MatrixAdapter(ChatAdapter):
         client, self._client = self._client, None
         if client is not None:
             await client.close()
+        inbox, self.inbox = self.inbox, None
+        if inbox is not None:
+            inbox.close()
+
+    def _notice_in(self, thread: ThreadRef, text: str) -> None:
+        """A notice in `thread`, sent in the background (outside the outbox)."""
+        content = {"msgtype": "m.notice", "body": text}
+        self.outgoing.relate(content, thread)
+        self.tasks.spawn(
+            self.outgoing.send_paced(thread.chat_id, "m.room.message", content, txn()),
+            name=f"matrix-notice-{thread.chat_id}",
+        )
 
     async def _deliver(self, event: Inbound) -> None:
         if self._sink is None:

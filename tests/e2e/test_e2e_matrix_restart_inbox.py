@@ -1,0 +1,170 @@
+"""End to end on Matrix: nothing the owner sent while the daemon was down is dropped,
+nothing is handled twice, and history from before the bot was there is left alone.
+
+The whole daemon (real nio adapter with E2EE, the real Claude Code CLI against the
+fake Anthropic API) against a real Synapse; the phone is a second real nio client.
+The bot is stopped (a clean stop, or a "kill -9 after the sync" simulated by putting
+the saved sync position back), the phone talks meanwhile, and a new daemon starts on
+the same database and store.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from adapters.matrix import catchup
+from adapters.matrix.inbox import Inbox
+from storage.db import Database
+from tests.support.fakes.anthropic import Text
+from tests.support.matrix_harness import (
+    MatrixHarness,
+    _bridge,
+    start_matrix_harness,
+    stop_matrix_harness,
+)
+from tests.support.synapse import Synapse
+
+pytestmark = pytest.mark.e2e
+DOWN_S = 3.0  # how long the daemon stays down: past the old code's 2 s clock slack
+
+
+@pytest.fixture()
+async def h(tmp_path: Path, synapse: Synapse) -> AsyncIterator[MatrixHarness]:
+    harness = await start_matrix_harness(tmp_path, synapse)
+    yield harness
+    await stop_matrix_harness(harness)
+
+
+async def stop_bot(h: MatrixHarness) -> None:
+    await h.bridge.stop()
+    h.db.close()
+
+
+async def start_bot(h: MatrixHarness) -> None:
+    h.db = Database(h.config.storage.url)
+    h.db.migrate()
+    h.bridge = _bridge(h.config, h.db, h.env, h.rate)
+    await h.bridge.start()
+
+
+async def stay_down(h: MatrixHarness, event_id: str) -> None:
+    """Until the homeserver's copy of `event_id` is `DOWN_S` old (the restart took that long)."""
+    raw = next(e for e in await h.phone.raw_events(h.room) if e["event_id"] == event_id)
+    sent = raw["origin_server_ts"] / 1000
+    await h.phone.wait(lambda: time.time() - sent > DOWN_S or None, DOWN_S + 5)
+
+
+def prompts_with(h: MatrixHarness, needle: str) -> int:
+    """How many of the model's requests end with a user turn containing `needle`."""
+    count = 0
+    for request in h.model.requests:
+        messages = request.get("messages") or []
+        if messages and needle in json.dumps(messages[-1]):
+            count += 1
+    return count
+
+
+def inbox_file(h: MatrixHarness) -> Path:
+    return Path(h.config.matrix.store_path) / "inbox.db"
+
+
+async def test_prompt_sent_while_down_is_answered_once_even_after_a_kill(
+    h: MatrixHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(catchup, "LATE_S", DOWN_S - 1)  # "waited long" without a real minute
+    h.model.on("remember the number 42", Text("I will remember 42."))
+    h.model.on("what number", Text("It was 42."))
+    h.model.on("still there", Text("Still here."))
+    thread, _ = await h.new_session(str(h.root / "app"), "remember the number 42")
+    await h.wait_text("I will remember 42.", thread=thread)
+    device = h.adapter.client.device_id
+    await stop_bot(h)
+    before = Inbox(inbox_file(h)).position(device)
+    assert before, "the sync position is saved in the store"
+    asked = await h.say("what number", thread=thread)
+    await stay_down(h, asked)
+    await start_bot(h)
+    answer = await h.wait_text("It was 42.", thread=thread, timeout=60)
+    assert answer.encrypted
+    notice = await h.wait_text("arrived while the daemon was down", thread=thread)
+    assert notice.msgtype == "m.notice" and "⏳" in notice.body
+    assert h.phone.order.index(notice.event_id) < h.phone.order.index(answer.event_id)
+    # a kill -9 after the sync but before the position was saved: the homeserver sends
+    # the prompt again on the next start; it is recognised and not answered again
+    await stop_bot(h)
+    rewind = Inbox(inbox_file(h))
+    rewind.save_position(device, before)
+    rewind.close()
+    await start_bot(h)
+    await h.say("still there", thread=thread)
+    await h.wait_text("Still here.", thread=thread, timeout=60)
+    # and a plain second restart does not bring it back either
+    await stop_bot(h)
+    await start_bot(h)
+    await h.say("still there", thread=thread)
+    await h.phone.wait(
+        lambda: len([m for m in h.bot_messages(thread) if "Still here." in m.body]) == 2 or None,
+        60,
+    )
+    assert prompts_with(h, "what number") == 1, "answered exactly once"
+    assert len([m for m in h.bot_messages(thread) if "It was 42." in m.body]) == 1
+    assert len([m for m in h.bot_messages(thread) if "while the daemon was down" in m.body]) == 1
+
+
+async def test_encrypted_messages_sent_while_down_decrypt_after_restart(
+    h: MatrixHarness,
+) -> None:
+    """One on the room key the bot already has; one on a new key the phone sent to the
+    bot's device while it was down (queued by the homeserver as a to-device message)."""
+    h.model.on("first of two", Text("Got the first."))
+    h.model.on("second of two", Text("Got the second."))
+    h.model.on("hello", Text("Hello back."))
+    thread, _ = await h.new_session(str(h.root / "app"), "hello")
+    await h.wait_text("Hello back.", thread=thread)
+    await stop_bot(h)
+    first = await h.say("first of two", thread=thread)
+    assert h.phone.client.olm is not None
+    h.phone.client.olm.outbound_group_sessions.pop(h.room)  # the phone rotates its key
+    second = await h.say("second of two", thread=thread)
+    raw = {e["event_id"]: e for e in await h.phone.raw_events(h.room)}
+    assert raw[first]["type"] == raw[second]["type"] == "m.room.encrypted"
+    sessions = {raw[e]["content"]["session_id"] for e in (first, second)}
+    assert len(sessions) == 2, "the second message is on a key the bot never saw running"
+    await stay_down(h, second)
+    await start_bot(h)
+    await h.wait_text("Got the first.", thread=thread, timeout=60)
+    await h.wait_text("Got the second.", thread=thread, timeout=60)
+    assert prompts_with(h, "first of two") == 1 and prompts_with(h, "second of two") == 1
+
+
+async def test_history_from_before_the_bot_joined_is_not_handled(
+    tmp_path: Path, synapse: Synapse
+) -> None:
+    """A room the owner talked in before inviting the bot: what was said before the
+    bot's join is history, not a request (unencrypted, so it could be read)."""
+    h = await start_matrix_harness(tmp_path, synapse, matrix_extra='encryption = "optional"')
+    try:
+        h.model.on("old request", Text("Ran the old one."))
+        h.model.on("fresh request", Text("Ran the fresh one."))
+        room = await h.phone.create_room([], encrypted=False, name="earlier")
+        await h.say(f"!new {h.root / 'app'} old request", room=room)
+        await h.phone.client.room_invite(room, h.bot.user_id)
+        await h.phone.wait_member(room, h.bot.user_id)
+        await h.say(f"!new {h.root / 'app'} fresh request", room=room)
+        await h.phone.wait_message(lambda m: m.room_id == room and "Ran the fresh one." in m.body)
+        assert h.model_saw("fresh request") and not h.model_saw("old request")
+        assert len([b for b in h._bindings() if b.chat_id == room]) == 1
+        # nor after a restart
+        await stop_bot(h)
+        await start_bot(h)
+        await h.say("!sessions", room=room)
+        await h.phone.wait_message(lambda m: m.room_id == room and "Sessions" in m.body)
+        assert not h.model_saw("old request")
+        assert len([b for b in h._bindings() if b.chat_id == room]) == 1
+    finally:
+        await stop_matrix_harness(h)
