@@ -92,7 +92,7 @@ def age_s(source: dict[str, Any], now: float | None = None) -> float:
 
 
 def waited(age: float) -> str:
-    """"N min ago" (hours past two hours, days past two days)."""
+    """ "N min ago" (hours past two hours, days past two days)."""
     minutes = int(age // 60)
     if minutes < 1:
         return "under a minute ago"

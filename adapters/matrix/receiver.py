@@ -112,7 +112,9 @@ class Receiver:
             events, before = catchup.after_own_join(info.timeline.events, self.client.user_id)
             skipped += before
             if not before and info.timeline.limited and since:
-                missed = await catchup.fill_gap(self.client, room_id, info.timeline.prev_batch, since)
+                missed = await catchup.fill_gap(
+                    self.client, room_id, info.timeline.prev_batch, since
+                )
                 events = missed + events
             for event in events:
                 try:

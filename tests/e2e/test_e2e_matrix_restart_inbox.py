@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from adapters.matrix import catchup
+from adapters.matrix import client as mx_client
 from adapters.matrix.inbox import Inbox
 from storage.db import Database
 from tests.support.fakes.anthropic import Text
@@ -151,6 +152,31 @@ async def test_encrypted_messages_sent_while_down_decrypt_after_restart(
     await h.wait_text("Got the first.", thread=thread, timeout=60)
     await h.wait_text("Got the second.", thread=thread, timeout=60)
     assert prompts_with(h, "first of two") == 1 and prompts_with(h, "second of two") == 1
+
+
+async def test_more_missed_than_a_sync_carries_are_all_answered(
+    h: MatrixHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The homeserver cuts a long backlog short (a "limited" timeline): the rest is read
+    from the room's history back to the saved position, oldest first."""
+    monkeypatch.setattr(mx_client, "SYNC_FILTER", {"room": {"timeline": {"limit": 1}}})
+    for n in ("one", "two", "three"):
+        h.model.on(f"backlog {n}", Text(f"Answered {n}."))
+    h.model.on("hello", Text("Hello back."))
+    thread, _ = await h.new_session(str(h.root / "app"), "hello")
+    await h.wait_text("Hello back.", thread=thread)
+    await stop_bot(h)
+    for n in ("one", "two", "three"):
+        await h.say(f"backlog {n}", thread=thread)
+    await start_bot(h)
+    for n in ("one", "two", "three"):
+        await h.wait_text(f"Answered {n}.", thread=thread, timeout=60)
+    order = [
+        m.body for m in h.bot_messages(thread) if m.body.startswith("Answered") and "⏱" in m.body
+    ]
+    assert [b.split()[1] for b in order] == ["one.", "two.", "three."], order
+    for n in ("one", "two", "three"):
+        assert prompts_with(h, f"backlog {n}") == 1
 
 
 async def test_history_from_before_the_bot_joined_is_not_handled(
