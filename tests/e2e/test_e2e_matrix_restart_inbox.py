@@ -11,6 +11,7 @@ the same database and store.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -203,5 +204,27 @@ async def test_history_from_before_the_bot_joined_is_not_handled(
         await h.phone.wait_message(lambda m: m.room_id == room and "Sessions" in m.body)
         assert not h.model_saw("old request")
         assert len([b for b in h._bindings() if b.chat_id == room]) == 1
+    finally:
+        await stop_matrix_harness(h)
+
+
+async def test_a_new_devices_first_sync_is_history(tmp_path: Path, synapse: Synapse) -> None:
+    """A store lost (or a new machine): the bot logs in as a new device, which could not
+    decrypt what came before it; its first sync is history, not requests."""
+    h = await start_matrix_harness(tmp_path, synapse, matrix_extra='encryption = "optional"')
+    try:
+        h.model.on("stale request", Text("Ran the stale one."))
+        h.model.on("live request", Text("Ran the live one."))
+        room = await h.phone.create_room([h.bot.user_id], encrypted=False, name="plain")
+        await h.phone.wait_member(room, h.bot.user_id)
+        old_device = h.adapter.client.device_id
+        await stop_bot(h)
+        shutil.rmtree(h.config.matrix.store_path)
+        await h.say(f"!new {h.root / 'app'} stale request", room=room)
+        await start_bot(h)
+        assert h.adapter.client.device_id != old_device, "a new device"
+        await h.say(f"!new {h.root / 'app'} live request", room=room)
+        await h.phone.wait_message(lambda m: m.room_id == room and "Ran the live one." in m.body)
+        assert h.model_saw("live request") and not h.model_saw("stale request")
     finally:
         await stop_matrix_harness(h)
