@@ -25,6 +25,7 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 from nio import AsyncClient, AsyncClientConfig, ErrorResponse, WhoamiResponse
 from nio.crypto.attachments import decrypt_attachment
+from nio.exceptions import EncryptionError
 
 from adapters import download
 from adapters.base import PermanentError
@@ -194,7 +195,7 @@ def attachment(client: AsyncClient, ref: FileRef) -> Attachment:
                 data = decrypt_attachment(
                     data, key, ref.crypto["hashes"]["sha256"], ref.crypto["iv"]
                 )
-            except (KeyError, TypeError, ValueError) as e:
+            except (KeyError, TypeError, ValueError, EncryptionError) as e:
                 raise AttachmentUnavailable(f"cannot decrypt attachment {ref.name}: {e}") from e
         return data
 

@@ -164,7 +164,8 @@ class Receiver:
     # --- timeline events --------------------------------------------------------------
 
     async def _event(self, room: MatrixRoom, event: Any) -> None:
-        if event.sender == self.client.user_id:
+        sender = getattr(event, "sender", None)  # nio's BadEvents may have none
+        if not isinstance(sender, str) or not sender or sender == self.client.user_id:
             return
         if isinstance(event, MegolmEvent):
             if self.client.olm is None:  # encryption = "off": this room is not for us
