@@ -49,14 +49,32 @@ class Inbox:
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
-        self._db = sqlite3.connect(str(path) if path is not None else ":memory:")
-        if path is not None:
-            self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        self._db.commit()
-        if path is not None:
-            path.chmod(0o600)  # event ids and encrypted events: the store's business only
+        try:
+            self._db = self._open()
+        except sqlite3.DatabaseError as e:
+            if path is None:
+                raise
+            # A damaged file must not keep the bot off Matrix: set it aside and resume
+            # from nio's own sync token (what was handled just before may come again).
+            aside = path.with_name(f"{path.name}.damaged-{int(time.time())}")
+            log.error("Matrix: %s is damaged (%s); moved to %s", path, e, aside.name)
+            path.replace(aside)
+            self._db = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(str(self.path) if self.path is not None else ":memory:")
+        try:
+            if self.path is not None:
+                db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
+            db.commit()
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
+        if self.path is not None:
+            self.path.chmod(0o600)  # event ids and encrypted events: the store's business only
+        return db
 
     def close(self) -> None:
         self._db.close()

@@ -217,3 +217,15 @@ def test_undecrypted_events_outlive_the_process(tmp_path: Path) -> None:
         assert box.undecrypted() == []
     finally:
         box.close()
+
+
+def test_a_damaged_inbox_is_set_aside(tmp_path: Path) -> None:
+    (tmp_path / "inbox.db").write_bytes(b"not a database at all" * 100)
+    box = Inbox(tmp_path / "inbox.db")
+    try:
+        assert box.position("BOTDEV") is None and box.claim("$a")
+        assert [p.name.split("-")[0] for p in tmp_path.glob("inbox.db.damaged-*")] == [
+            "inbox.db.damaged"
+        ]
+    finally:
+        box.close()
