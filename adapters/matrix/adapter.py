@@ -5,9 +5,10 @@ loop (a registered task; every response goes to the `Receiver`, `receiver.py`) a
 `Outgoing` side that delivers rendered outbox rows (`outgoing.py`), all sharing one
 `Pacer` for the homeserver's per-user message budget.  The first sync after a start
 resumes from the position saved in the store's inbox (`inbox.py`), so what was sent
-while the daemon was down is handled now; a new device's first sync is history only.  A session is an `m.thread`
-rooted at its header message, posted in the room of `[matrix] room` or else the room
-the command came from: `ThreadRef("matrix", room id, header event id)`.  With
+while the daemon was down is handled now; a new device's first sync is history only.
+A session is an `m.thread` rooted at its header message, posted in the room of
+`[matrix] room` or else the room the command came from: `ThreadRef("matrix", room id,
+header event id)`.  With
 `encryption = "required"` (the default) nothing is sent to, or taken from, an
 unencrypted room except the notice saying why.
 

@@ -109,13 +109,13 @@ class Receiver:
             if history:
                 skipped += len(info.timeline.events)
                 continue
-            events, before = catchup.after_own_join(info.timeline.events, self.client.user_id)
+            events = list(info.timeline.events)
+            if info.timeline.limited and since:
+                start = info.timeline.prev_batch
+                events = await catchup.fill_gap(self.client, room_id, start, since) + events
+            # the join may be in the gap too: what came before it is skipped all the same
+            events, before = catchup.after_own_join(events, self.client.user_id)
             skipped += before
-            if not before and info.timeline.limited and since:
-                missed = await catchup.fill_gap(
-                    self.client, room_id, info.timeline.prev_batch, since
-                )
-                events = missed + events
             for event in events:
                 try:
                     await self._event(room, event)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nio import AsyncClient, AsyncClientConfig, SyncResponse
+from nio import AsyncClient, AsyncClientConfig, Event, SyncResponse
 
 from adapters.matrix import catchup, inbox
 from adapters.matrix.buttons import ButtonMap
@@ -49,7 +49,9 @@ def member(user: str, event_id: str, *, prev: str | None = None) -> dict[str, An
     return event
 
 
-def sync(events: list[dict[str, Any]], next_batch: str = "s1") -> SyncResponse:
+def sync(
+    events: list[dict[str, Any]], next_batch: str = "s1", *, limited: bool = False
+) -> SyncResponse:
     resp = SyncResponse.from_dict(
         {
             "next_batch": next_batch,
@@ -57,7 +59,7 @@ def sync(events: list[dict[str, Any]], next_batch: str = "s1") -> SyncResponse:
                 "join": {
                     ROOM: {
                         "state": {"events": [member(OWNER, "$m1"), member(BOT, "$m2")]},
-                        "timeline": {"events": events, "limited": False, "prev_batch": "p0"},
+                        "timeline": {"events": events, "limited": limited, "prev_batch": "p0"},
                         "ephemeral": {"events": []},
                         "account_data": {"events": []},
                         "summary": {},
@@ -159,6 +161,28 @@ async def test_events_before_the_bots_join_are_skipped(bot: Bot) -> None:
     # a profile change is no join: nothing before it is skipped
     timeline = [message("$c", "first"), member(BOT, "$nick", prev="join"), message("$d", "second")]
     assert await bot.take(sync(timeline, "s2")) == ["first", "second"]
+
+
+async def test_a_gap_is_filled_and_a_join_in_it_still_counts(
+    bot: Bot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[tuple[str, str | None, str]] = []
+    gap = [
+        message("$a", "before the join"),
+        member(BOT, "$join", prev="invite"),
+        message("$b", "in the gap"),
+    ]
+
+    async def fill_gap(client: Any, room: str, start: str | None, since: str) -> list[Any]:
+        asked.append((room, start, since))
+        return [Event.parse_event(e) for e in gap]
+
+    monkeypatch.setattr(catchup, "fill_gap", fill_gap)
+    got = await bot.take(sync([message("$c", "latest")], limited=True), since="s0")
+    assert got == ["in the gap", "latest"] and asked == [(ROOM, "p0", "s0")]
+    assert await bot.take(sync([message("$d", "more")], "s2", limited=True)) == ["more"], (
+        "no position asked for: nothing to fill up to"
+    )
 
 
 async def test_a_message_that_waited_gets_a_notice_in_its_thread(bot: Bot) -> None:
