@@ -253,3 +253,59 @@ def test_a_damaged_inbox_is_set_aside(tmp_path: Path) -> None:
         ]
     finally:
         box.close()
+
+
+async def test_an_event_waiting_for_its_key_is_still_awaited_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    """Undecryptable now (its room key has not come): the position moves on, but the
+    event is kept in the inbox and the next process goes on retrying it."""
+    store = tmp_path / "store"
+    store.mkdir()
+    encrypted = {
+        "type": "m.room.encrypted",
+        "event_id": "$secret",
+        "sender": OWNER,
+        "origin_server_ts": int(time.time() * 1000),
+        "content": {
+            "algorithm": "m.megolm.v1.aes-sha2",
+            "ciphertext": "AwgAEnB4ZmFrZQ",
+            "device_id": "PHONE",
+            "sender_key": "a" * 43,
+            "session_id": "b" * 43,
+        },
+    }
+    box = Inbox(tmp_path / "inbox.db")
+    first_seen: list[float] = []
+    for timeline in ([encrypted], []):  # the first process, then the restarted one
+        bot = Bot(box)
+        await bot.client.close()
+        bot.client = AsyncClient(
+            "http://127.0.0.1:9",
+            BOT,
+            store_path=str(store),
+            config=AsyncClientConfig(
+                encryption_enabled=True, store_sync_tokens=False, max_timeouts=0
+            ),
+        )
+        bot.client.restore_login(BOT, "BOTDEV", "token")  # loads an olm account
+        bot.receiver = Receiver(
+            bot.client,
+            owners=[OWNER],
+            encryption="required",
+            buttons=ButtonMap(None),
+            errors=MatrixErrors(),
+            deliver=bot.receiver.deliver,
+            notify=lambda room, text: None,
+            pace=bot.receiver.pace,
+            inbox=box,
+        )
+        try:
+            await bot.take(sync(timeline))
+            assert [e.event_id for _, e, _ in bot.receiver._undecrypted] == ["$secret"]
+            assert [raw["event_id"] for _, raw, _ in box.undecrypted()] == ["$secret"]
+            first_seen.extend(since for _, _, since in bot.receiver._undecrypted)
+        finally:
+            await bot.client.close()
+    box.close()
+    assert first_seen[0] == first_seen[1], "the wait counts from when it was first seen"
