@@ -35,9 +35,11 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import bench_db_calls  # noqa: E402
 import bench_delivery  # noqa: E402
 import bench_outbox  # noqa: E402
 import bench_slack_stream  # noqa: E402
+import bench_takeover  # noqa: E402
 import bench_telegram_outage  # noqa: E402
 import support as S  # noqa: E402
 from bare_bot import start_bare_bot, stop_bare_bot  # noqa: E402
@@ -617,6 +619,8 @@ SCENARIOS = (
     "outbox",
     "slack_stream",
     "telegram_outage",
+    "takeover",
+    "db_calls",
 )
 
 
@@ -767,6 +771,20 @@ async def run(profile: str, only: frozenset[str] = frozenset(SCENARIOS)) -> dict
                     res,
                     "telegram_outage",
                     lambda: bench_telegram_outage.run(profile),
+                )
+            if "takeover" in only:
+                await guarded(
+                    "gateway takeover: kills -9 of real daemons on PostgreSQL (and SIGTERM)",
+                    res,
+                    "takeover",
+                    lambda: bench_takeover.run(profile),
+                )
+            if "db_calls" in only:
+                await guarded(
+                    "database calls on the event loop: sync, to_thread, async engine",
+                    res,
+                    "db_calls",
+                    lambda: bench_db_calls.run(profile),
                 )
     finally:
         await model.stop()
@@ -958,7 +976,56 @@ def table(res: dict[str, Any]) -> list[tuple[str, str, str]]:
             f"edit per delta: {_v(_get(o, 'stream_2000_words_x10_time', 'naive_api_calls'))}",
         )
     )
+    takeover_rows(res.get("takeover") or {}, rows)
+    db_call_rows(res.get("db_calls") or {}, rows)
     return rows
+
+
+def takeover_rows(t: dict[str, Any], rows: list[tuple[str, str, str]]) -> None:
+    """`bench_takeover`: kill -9 of the gateway daemon, a clean stop as the baseline."""
+
+    def pm(sig: str, key: str) -> str:
+        s = _get(t, sig, key) or {}
+        return "—" if s.get("p50") is None else f"{s['p50']:g} / {s['max']:g} s"
+
+    n = _get(t, "kill9", "takeover_s", "n")
+    rows.append(
+        (
+            f"gateway takeover after kill -9, p50 / max ({n} kills; goal ≤ 10 s)",
+            pm("kill9", "takeover_s"),
+            f"clean stop (SIGTERM): {pm('sigterm', 'takeover_s')}",
+        )
+    )
+    rows.append(
+        (
+            "  a /help sent right after it answered, p50 / max",
+            pm("kill9", "answered_s"),
+            f"clean stop (SIGTERM): {pm('sigterm', 'answered_s')}",
+        )
+    )
+
+
+def db_call_rows(d: dict[str, Any], rows: list[tuple[str, str, str]]) -> None:
+    """`bench_db_calls`: the outbox pick on PostgreSQL, off the loop vs on it."""
+    pick = _get(d, "postgresql", "calls", "outbox.next_for_chat") or {}
+
+    def c(mode: str, key: str) -> str:
+        return _v(_get(pick, mode, key), "ms")
+
+    rows.append(
+        (
+            "PostgreSQL outbox pick: event loop held per call, p95 (to_thread / async engine)",
+            f"{c('to_thread', 'loop_held_p95_ms')} / {c('async', 'loop_held_p95_ms')}",
+            f"sync on the loop: {c('sync', 'loop_held_p95_ms')}",
+        )
+    )
+    rows.append(
+        (
+            "PostgreSQL outbox pick: call latency p50 (to_thread / async engine)",
+            f"{c('to_thread', 'p50_ms')} / {c('async', 'p50_ms')}",
+            f"sync on the loop: {c('sync', 'p50_ms')}",
+        )
+    )
 
 
 def delivery_rows(res: dict[str, Any], rows: list[tuple[str, str, str]]) -> None:

@@ -15,17 +15,21 @@ and the two routers —
 (`bridge/sources/scheduler.py`, firing through `bridge/sources/prompts.py`) and import
 from disk (`bridge/sources/importer.py`).  Each gets the narrow collaborators it uses.
 
-On start it recovers from whatever the previous run left (`bridge/recovery.py`):
-orphaned Claude Code processes are ended, turns that were running are marked
-interrupted and their threads told so, pending permission prompts are expired,
-undelivered outbox rows are delivered.  Sessions resume lazily: the next prompt in a
+On start it recovers from whatever the previous run left of this host's sessions
+(`bridge/recovery.py`): orphaned Claude Code processes are ended, turns that were
+running are marked interrupted and their threads told so, pending permission prompts
+are expired; undelivered outbox rows are delivered by the gateway.  Then, if other
+hosts had told this host's threads it was offline, they are told it is back
+(`bridge/host_notices.py`; every live host watches the others after each heartbeat).  Sessions resume lazily: the next prompt in a
 thread restarts Claude Code with `resume=<claude session id>`.
 
 This machine's row in the `hosts` table (`bridge/hosts.py`) is written first on start
 (claiming sessions that have no host yet), kept fresh by a heartbeat task, and marked
 stopped on a clean stop.  Each adapter starts only on the host that holds its chat
 account's gateway lease (`bridge/gateway.py`; alone on a database: at once), and the
-outbox delivers only there (`may_send`).
+outbox delivers only there (`may_send`).  One database listener (`listener`,
+`storage/notify.py`; PostgreSQL only) carries the other hosts' wake-ups: the outbox's,
+and any other consumer's registered on it before `start`.
 
 The chat commands (`bridge/commands/`) are handed the bridge and use its public
 attributes: the collaborators above and the routers' operations (`reply`, `thread_of`,
@@ -56,6 +60,7 @@ from bridge.commands import turn as turn_commands
 from bridge.commands.dispatch import Commands, menu
 from bridge.config import Config
 from bridge.gateway import Gateways
+from bridge.host_notices import HostNotices
 from bridge.hosts import HEARTBEAT_S, Hosts
 from bridge.outbox.outbox import Outbox
 from bridge.recovery import CliReaper, Recovery
@@ -68,6 +73,7 @@ from bridge.threads import Threads
 from bridge.turn_router import TurnRouter
 from storage.db import Database
 from storage.models import utcnow
+from storage.notify import Listener
 
 log = logging.getLogger(__name__)
 
@@ -100,13 +106,26 @@ class Bridge:
         )
         # Which chat accounts this host serves (`bridge/gateway.py`).
         self.gateways = Gateways(db, self.tasks, host=config.daemon.host, now=now)
+        for adapter in self.adapters.values():  # a deposed gateway takes no updates
+            set_gate = getattr(adapter, "set_receive_gate", None)
+            if callable(set_gate):
+                set_gate(functools.partial(self.gateways.may_receive, adapter.platform))
+        # Wake-ups from the other hosts on this database (PostgreSQL LISTEN).
+        self.listener = Listener(db.url)
         self.outbox = Outbox(
             db,
             self.adapters,
             thread_fallback=lambda t: self.recovery.thread_fallback(t),
             may_send=self.gateways.may_send,
+            host=config.daemon.host,
+            listener=self.listener,
         )
         self.threads = Threads(db, self.outbox)
+        # Offline / back notices in the threads of a dead host's sessions.
+        self.host_notices = HostNotices(
+            db, self.threads, host=config.daemon.host, interval=heartbeat_s, now=now
+        )
+        self.hosts.watchers.append(self.host_notices.watch)
         self.host = AgentHost(
             self.on_agent_event,
             env=agent_env,
@@ -128,7 +147,15 @@ class Bridge:
         self.trust = FolderTrust(db, self.host, self.threads, self.outbox, self.access)
         cli = Path(config.agent.cli_path).name if config.agent.cli_path else "claude"
         reaper = CliReaper(config.attach_socket().parent / "claude.pids", marker=cli)
-        self.recovery = Recovery(db, self.threads, self.outbox, self.broker, self.adapters, reaper)
+        self.recovery = Recovery(  # only this host's sessions
+            db,
+            self.threads,
+            self.outbox,
+            self.broker,
+            self.adapters,
+            reaper,
+            host=config.daemon.host,
+        )
         self.turns = TurnRouter(
             db,
             self.adapters,
@@ -182,6 +209,7 @@ class Bridge:
             spawn=lambda coro, name: self.tasks.spawn(coro, name=name),
             trigger_for=schedule_trigger,
             now=now,
+            host=config.daemon.host,  # only this host's sessions' schedules
         )
         # The routers' operations the chat commands use, under the names they know.
         self.thread_of = self.threads.thread_of
@@ -202,6 +230,7 @@ class Bridge:
     async def start(self) -> None:
         self.hosts.start()
         self.recovery.recover()
+        await self.host_notices.back()  # after this host's own recovery
         load_paired_owners(
             self.pairing, self.access, self.adapters, self.config.access.owners, self.tasks
         )
@@ -214,6 +243,7 @@ class Bridge:
                 self.sessions.on_inbound,
                 self.outbox.resume,
             )
+        await self.listener.start()
         await self.attach.start()
         await self.scheduler.start()
         log.info("bridge started with %s", ", ".join(self.adapters) or "no adapters")
@@ -222,6 +252,9 @@ class Bridge:
         """Stop taking input, interrupt running turns (their threads are told), give the
         outbox a few seconds to deliver, then disconnect.  Whatever is still undelivered
         stays in the database for the next start."""
+        # Platform events not taken from here on stay with the platform (unconfirmed)
+        # for the next gateway or the next start, instead of being dropped below.
+        self.gateways.close_intake()
         self.sessions.stopping = True
         await self.scheduler.stop()
         await self.attach.stop()
@@ -239,5 +272,6 @@ class Bridge:
                 await adapter.stop()
             except Exception:
                 log.exception("stopping %s adapter failed", adapter.platform)
+        await self.listener.stop()
         await self.outbox.stop()
         await self.gateways.release()  # another host may take over at once

@@ -7,7 +7,8 @@ bridge's `TaskGroup` then stamps the heartbeat every `interval` seconds (`HEARTB
 off the event loop, logging a failed write and trying again next time.  A clean
 shutdown marks the row stopped.  A host is *online* while its heartbeat is younger
 than `ONLINE_INTERVALS` intervals and it has not stopped — so a host killed or cut
-off shows offline within three intervals, one stopped on purpose at once.
+off shows offline within three intervals, one stopped on purpose at once.  After each
+heartbeat the `watchers` run (the offline notices of `bridge/host_notices.py`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from importlib import metadata
@@ -74,6 +75,8 @@ class Hosts:
         self.name, self.roots = name, tuple(roots)
         self.now, self.interval = now, interval
         self._task: asyncio.Task[None] | None = None
+        # Run after every heartbeat (in order; a failure is logged, the beat goes on).
+        self.watchers: list[Callable[[], Awaitable[None]]] = []
 
     def start(self) -> None:
         """Write this host's row (claiming sessions with no host) and start the heartbeat."""
@@ -106,6 +109,11 @@ class Hosts:
                     await asyncio.to_thread(self._write_row)
             except Exception:  # a busy or unreachable database now and then: next time
                 log.exception("host %s: heartbeat failed", self.name)
+            for watch in self.watchers:
+                try:
+                    await watch()
+                except Exception:
+                    log.exception("host %s: a check after the heartbeat failed", self.name)
 
     def statuses(self) -> list[HostStatus]:
         """Every known host (this one first), online or not as of now."""

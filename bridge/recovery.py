@@ -1,6 +1,10 @@
 """Picking up after a previous run that stopped abruptly (`kill -9`, a crash, power loss).
 
-`Recovery.recover` runs on start, before anything is delivered:
+`Recovery.recover` runs on start, before anything is delivered, and only for this
+host's sessions (`sessions.host`; the start has claimed those with no host): on a
+database shared by several hosts, another host's running turns and pending prompts
+are live, not left over.  (Delivering the undelivered outbox rows is the gateway's:
+its worker resumes them when it gains the lease, `Outbox.resume`.)
 
 - Claude Code processes a killed daemon left behind are ended (`CliReaper`): an
   orphaned CLI keeps streaming its turn and appending to the session's transcript,
@@ -27,7 +31,7 @@ import os
 import signal
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from adapters.base import ChatAdapter
@@ -140,8 +144,11 @@ class Recovery:
         broker: PermissionBroker,
         adapters: Mapping[str, ChatAdapter],
         reaper: CliReaper,
+        *,
+        host: str | None = None,
     ) -> None:
         self.db = db
+        self.host = host  # None: every session in the database (one host)
         self.threads = threads
         self.outbox = outbox
         self.broker = broker
@@ -150,19 +157,25 @@ class Recovery:
 
     def recover(self) -> None:
         """Tidy up after a previous run (see the module docstring)."""
-        self.reaper.reap()
+        self.reaper.reap()  # per machine: the pid file is this host's
+        mine = self._mine()
         unanswered: defaultdict[str, list[str]] = defaultdict(list)
-        for request in self.broker.expire_stale():
+        for request in self.broker.expire_stale(mine):
             unanswered[request.session_id].append(request.tool_name)
         for turn in self.db.turns.running():
             assert turn.id is not None
+            if not mine(turn.session_id):
+                continue
             self.db.turns.finish(turn.id, state="interrupted")
             thread = self.threads.thread_of(turn.session_id)
             if thread is not None and turn.status_outbox_id is not None:
                 self._close_status(thread, turn.session_id, turn.id, turn.status_outbox_id)
         for row in self.db.sessions.list(states=["opening"]):
-            self._finish_opening(row)
+            if mine(row.id):
+                self._finish_opening(row)
         for row in self.db.sessions.list(states=["running"]):
+            if not mine(row.id):
+                continue
             thread = self.threads.thread_of(row.id)
             if thread is None:
                 continue
@@ -174,6 +187,15 @@ class Recovery:
             self.mark_interrupted(
                 row.id, thread, reason="the daemon restarted during a turn", extra=extra
             )
+
+    def _mine(self) -> Callable[[str], bool]:
+        """Whether a session is this host's to recover: its row names this host (or
+        none); a session with no row at all is nobody else's either."""
+        if self.host is None:
+            return lambda session_id: True
+        hosts: dict[str, str | None] = {row.id: row.host for row in self.db.sessions.list()}
+        me = self.host
+        return lambda session_id: hosts.get(session_id, me) in (me, None)
 
     def _finish_opening(self, row: SessionRow) -> None:
         """A session whose topic was created but whose header was not known to be posted

@@ -101,13 +101,23 @@ MIGRATIONS: list[Callable[[Engine], None]] = [_migration_1, _migration_2, _migra
 # --- migration 4 (outbox delivery attempts) ---------------------------------------------
 
 
+def _column_type(engine: Engine, table: str, column: str) -> str:
+    """The DDL type of a model column in `engine`'s dialect (`DATETIME` on SQLite,
+    `TIMESTAMP WITHOUT TIME ZONE` on PostgreSQL, …), for a raw `ALTER TABLE`."""
+    col_type = SQLModel.metadata.tables[table].c[column].type
+    return str(col_type.compile(dialect=engine.dialect))
+
+
 def _migration_4(engine: Engine) -> None:
     """`outbox.attempted_at`: set before a row's platform call, so a restart knows
-    which sends may already have reached the platform (see `bridge/outbox/outbox.py`)."""
+    which sends may already have reached the platform (see `bridge/outbox/outbox.py`).
+    The type is the model's, compiled for the database (it said `DATETIME`, which
+    PostgreSQL does not know; on SQLite it compiles to the same `DATETIME`)."""
     columns = {c["name"] for c in inspect(engine).get_columns("outbox")}
     if "attempted_at" not in columns:
+        kind = _column_type(engine, "outbox", "attempted_at")
         with engine.begin() as conn:
-            conn.execute(text("ALTER TABLE outbox ADD COLUMN attempted_at DATETIME"))
+            conn.execute(text(f"ALTER TABLE outbox ADD COLUMN attempted_at {kind}"))
 
 
 MIGRATIONS.append(_migration_4)
@@ -245,6 +255,49 @@ def _migration_12(engine: Engine) -> None:
 
 
 MIGRATIONS.append(_migration_12)
+
+
+# --- migration 13 (the outbox across hosts) ---------------------------------------------
+
+
+def _migration_13(engine: Engine) -> None:
+    """`outbox.host` (the host that wrote the row) and `outbox.claim` (the delivery
+    under way; `storage/outbox_claim.py`).  Column types come from the model, so the
+    DDL is right on SQLite and PostgreSQL alike."""
+    columns = {c["name"] for c in inspect(engine).get_columns("outbox")}
+    table = models.OutboxRow.__table__  # type: ignore[attr-defined]
+    with engine.begin() as conn:
+        for name in ("host", "claim"):
+            if name not in columns:
+                kind = table.c[name].type.compile(dialect=engine.dialect)
+                conn.execute(text(f"ALTER TABLE outbox ADD COLUMN {name} {kind}"))
+
+
+MIGRATIONS.append(_migration_13)
+
+
+# --- migration 15 (hosts lifecycle: schedule claims, offline notices) ------------------
+
+
+def _migration_15(engine: Engine) -> None:
+    """`schedules.claimed_run_at` (the occurrence a host claimed before running it:
+    `storage/schedule_repo.py`), `hosts.offline_noted_at` and `hosts.offline_told`
+    (the one offline notice per outage: `bridge/host_notices.py`).  Types are the
+    models', compiled for the database."""
+    wanted = {
+        "schedules": [("claimed_run_at", "")],
+        "hosts": [("offline_noted_at", ""), ("offline_told", " NOT NULL DEFAULT '[]'")],
+    }
+    for table, added in wanted.items():
+        columns = {c["name"] for c in inspect(engine).get_columns(table)}
+        for name, extra in added:
+            if name not in columns:
+                kind = _column_type(engine, table, name)
+                with engine.begin() as conn:
+                    conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} {kind}{extra}"))
+
+
+MIGRATIONS.append(_migration_15)  # numbered 15 in issue 14's plan (renumbered at merge)
 
 
 class StorageError(Exception):

@@ -6,6 +6,11 @@ keeps them with a zone, SQLite without one, so naive values read back are UTC.  
 start also claims the sessions that belong to no host yet (rows from before hosts
 existed, or made by a tool that does not know the host) for the starting host, in
 the same transaction.
+
+When a host goes offline, one live host tells its sessions' threads: `note_offline`
+is a compare-and-set on the row (only while it is still offline and not noted yet),
+recording which sessions were told; `take_back`, on the host's next start, clears it
+and returns those sessions (they are told it is back).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import update
+from sqlalchemy import or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
@@ -41,6 +46,8 @@ def _out(row: HostRow) -> HostRow:
     out.started_at = as_utc(out.started_at)
     out.last_heartbeat = as_utc(out.last_heartbeat)
     out.stopped_at = as_utc(out.stopped_at) if out.stopped_at is not None else None
+    if out.offline_noted_at is not None:
+        out.offline_noted_at = as_utc(out.offline_noted_at)
     return out
 
 
@@ -85,6 +92,51 @@ class HostRepo(Repo):
         with self._session() as s:
             s.exec(update(HostRow).where(col(HostRow.name) == name).values(stopped_at=as_utc(at)))
             s.commit()
+
+    def note_offline(
+        self, *, name: str, at: datetime, stale_before: datetime, told: Sequence[str]
+    ) -> bool:
+        """Record that `name` was noticed offline at `at` and `told` (session ids) are
+        being told; True for the one caller that did (the row was not noted yet and is
+        still offline: stopped, or its heartbeat older than `stale_before`)."""
+        with self._session() as s:
+            result = s.exec(
+                update(HostRow)
+                .where(col(HostRow.name) == name)
+                .where(col(HostRow.offline_noted_at).is_(None))
+                .where(
+                    or_(
+                        col(HostRow.stopped_at).is_not(None),
+                        col(HostRow.last_heartbeat) < as_utc(stale_before),
+                    )
+                )
+                .values(offline_noted_at=as_utc(at), offline_told=json.dumps(list(told)))
+            )
+            s.commit()
+            return bool(result.rowcount)
+
+    def take_back(self, name: str) -> list[str] | None:
+        """`name` is back: clear its offline note; the sessions that were told it was
+        offline, or None if it was not noted (or another call took it)."""
+        with self._session() as s:
+            row = s.get(HostRow, name)
+            if row is None or row.offline_noted_at is None:
+                return None
+            told = row.offline_told
+            result = s.exec(
+                update(HostRow)
+                .where(col(HostRow.name) == name)
+                .where(col(HostRow.offline_noted_at).is_not(None))
+                .values(offline_noted_at=None, offline_told="[]")
+            )
+            s.commit()
+            if not result.rowcount:
+                return None
+        try:
+            ids = json.loads(told)
+        except ValueError:
+            return []
+        return [i for i in ids if isinstance(i, str)] if isinstance(ids, list) else []
 
     def get(self, name: str) -> HostRow | None:
         with self._session() as s:

@@ -106,6 +106,12 @@ class OutboxRow(SQLModel, table=True):
     # Set before each platform call (migration 4): a pending row with it may already
     # have reached the platform.
     attempted_at: datetime | None = None
+    # Migration 13 (several hosts on one database): the host that wrote the row (a
+    # button press on its message is that host's to handle), and the claim of the
+    # delivery under way ("host:nonce", set when the gateway picks the row): the
+    # producers' coalesce, supersede and withdraw leave a claimed row alone.
+    host: str | None = Field(default=None, max_length=64, sa_type=AutoString(64))
+    claim: str | None = Field(default=None, max_length=80, sa_type=AutoString(80))
 
 
 class PermissionRequestRow(SQLModel, table=True):
@@ -192,6 +198,9 @@ class ScheduleRow(SQLModel, table=True):
     last_run_at: datetime | None = None
     runs: int = 0
     next_run_at: datetime | None = None
+    # The latest occurrence a host claimed to run (UTC): a run happens only
+    # after an UPDATE moved it forward, so no occurrence runs twice (migration 15).
+    claimed_run_at: datetime | None = None
 
 
 class AuditRow(SQLModel, table=True):
@@ -292,6 +301,11 @@ class HostRow(SQLModel, table=True):
     last_heartbeat: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
     # Set by a clean shutdown, cleared by the next start.
     stopped_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    # When a live host told this one's session threads it is offline (compare-and-set:
+    # one host posts it), and which sessions were told; cleared when it is back.
+    # Added by migration 15.
+    offline_noted_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    offline_told: str = "[]"  # session ids, as a JSON list
 
 
 class GatewayLeaseRow(SQLModel, table=True):

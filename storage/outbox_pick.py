@@ -14,6 +14,17 @@ until its target is no longer pending.  Across the threads of a chat, a row
 attempted before goes first (its `find_sent` check must run before anything else is
 sent), then the lowest class, then age.  Built once with bound parameters: it runs a
 few times per message, and building the aliased query cost more than executing it.
+
+Claims (several hosts on one database): the gateway's worker picks with `PICKS_LOCKED`
+(PostgreSQL: `FOR UPDATE OF r SKIP LOCKED` — a row a producer is coalescing into right
+now is passed over, not waited for; its thread's later rows stay blocked by it, since
+the `blocked` test reads without locking) and stamps the row with `CLAIM` in the same
+transaction, which hands back the row's content as of the claim (`RETURNING`).  The
+producers' coalesce, supersede and withdraw only touch rows whose `claim` is NULL, so
+content written after a claim becomes a new row rather than being lost.  A claim does
+not keep the row from being picked again: only the gateway picks, one worker per chat,
+so a claimed row met by a pick is one whose delivery was cut short (kill -9, a
+deposed gateway) and must be finished.
 """
 
 from __future__ import annotations
@@ -23,14 +34,26 @@ from datetime import datetime
 from enum import IntEnum
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, exists, func, not_, or_, select, update
+from sqlalchemy import (
+    Table,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    not_,
+    or_,
+    select,
+    true,
+    update,
+)
 
 from storage.models import OutboxRow
 from storage.types import OutboxId, OutboxOp, OutboxState
 
 OUTBOX: Table = OutboxRow.__table__  # type: ignore[attr-defined]
 T = OUTBOX.c
-ALL_OPS: tuple[OutboxOp, ...] = ("send", "edit", "draft", "delete")
+ALL_OPS: tuple[OutboxOp, ...] = ("send", "edit", "draft", "delete", "close")
 # Stream-class rows of these ops may be overtaken by any more urgent row of their thread.
 STREAM_OPS: tuple[OutboxOp, ...] = ("edit", "draft", "delete")
 
@@ -44,7 +67,7 @@ class DeliveryClass(IntEnum):
     STREAM = 3  # stream updates: status edits, the status message itself, drafts
 
 
-def _pick_statement() -> Any:
+def _pick_statement(*, lock: bool, attempted: bool) -> Any:
     r, e, t = OUTBOX.alias("r"), OUTBOX.alias("e"), OUTBOX.alias("t")
     # e (earlier, same thread, pending) blocks r unless e is a stream update (STREAM
     # class: an edit, a draft, a delete), r is more urgent, and r touches neither e's
@@ -67,7 +90,7 @@ def _pick_statement() -> Any:
     blocked = exists().where(
         e.c.thread_key == r.c.thread_key, e.c.state == "pending", e.c.id < r.c.id, not_(overtakable)
     )
-    return (
+    pick = (
         select(r, t.c.state.label("target_state"), t.c.platform_message_id.label("target_mid"))
         .select_from(r.outerjoin(t, t.c.id == r.c.target_id))
         .where(r.c.chat_key == bindparam("chat_key"), r.c.state == "pending")
@@ -75,20 +98,49 @@ def _pick_statement() -> Any:
         .where(r.c.not_before <= bindparam("now", type_=T.not_before.type))
         .where(or_(r.c.target_id.is_(None), t.c.state.is_(None), t.c.state != "pending"))
         .where(not_(blocked))
-        # A row attempted before goes first: after a restart the check whether it was
+        # A row attempted before goes first (`attempted`: the first of the two
+        # statements, `PICKS`): after a restart the check whether it was
         # delivered (`ChatAdapter.find_sent`) must run before anything else is sent.
-        .order_by(r.c.attempted_at.is_(None), r.c.priority, r.c.id)
+        .where(r.c.attempted_at.is_not(None) if attempted else true())
+        # In index order (`ix_outbox_pick`): the scan stops at the first row not
+        # blocked, instead of testing every pending row of the chat before sorting.
+        .order_by(r.c.priority, r.c.id)
         .limit(1)
     )
+    # Only `r` is locked: FOR UPDATE cannot apply to the nullable side of the outer
+    # join, and the target row is only read.  (SQLite has no FOR UPDATE: the claim's
+    # UPDATE … RETURNING takes the write lock and reads the content under it.)
+    return pick.with_for_update(of=r, skip_locked=True) if lock else pick
 
 
-PICK = _pick_statement()
+# Tried in order, the first row found is the pick: rows attempted before, then all.
+# (One statement ordered by `attempted_at IS NULL` first could not use the index order.)
+PICKS = tuple(_pick_statement(lock=False, attempted=a) for a in (True, False))  # a look
+PICKS_LOCKED = tuple(_pick_statement(lock=True, attempted=a) for a in (True, False))
 NEXT_DUE = select(func.min(T.not_before)).where(
     T.chat_key == bindparam("chat_key"),
     T.state == "pending",
     T.not_before > bindparam("now", type_=T.not_before.type),
 )
 SET_STATE = update(OUTBOX).where(T.id == bindparam("row_id"))
+# Stamp a picked row claimed; a send's first claim also stamps `attempted_at` (its
+# platform call follows with no other database write in between).  Hands back the
+# content as of the claim.
+CLAIM = (
+    update(OUTBOX)
+    .where(T.id == bindparam("row_id"), T.state == "pending")
+    .values(
+        claim=bindparam("claim"),
+        attempted_at=case(
+            (
+                and_(T.op == "send", T.attempted_at.is_(None)),
+                bindparam("now", type_=T.attempted_at.type),
+            ),
+            else_=T.attempted_at,
+        ),
+    )
+    .returning(T.payload, T.priority, T.attempts)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,3 +162,4 @@ class PendingItem:
     target_state: OutboxState | None  # None: no target, or the target row does not exist
     target_message_id: str | None
     attempted_at: datetime | None = None  # the first platform call for it began then
+    claim: str | None = None  # this pick's claim on the row (`release` names it)

@@ -5,9 +5,12 @@ deliverable and records every state change, each in one short transaction.  A ro
 is written before it is attempted, stamped `attempted_at` before its first platform
 call (so a restart knows which sends may have arrived), then moves once from
 ``pending`` to ``sent``, ``failed`` or ``superseded``.  Which row goes next
-(`next_for_chat`) is the pick statement of `storage/outbox_pick.py`.  Payloads are sealed with
-the database cipher (encryption at rest) and opened only when a row is picked for
-sending.  `prune` is the housekeeping: settled rows past a retention are deleted
+(`claim_next`) is the pick statement of `storage/outbox_pick.py`, claimed in the same
+transaction; the producers' coalesce, supersede and withdraw leave a claimed row alone
+(a DB condition, so it holds across hosts), and a new row or coalesced content wakes
+the gateway of every host sharing the database (`storage/notify.py`, at commit).
+Payloads are sealed with the database cipher (encryption at rest) and opened only
+when a row is picked for sending.  `prune` is the housekeeping: settled rows past a retention are deleted
 where nothing reads them any more, and emptied where something still does.
 
 SQLAlchemy Core rather than ORM objects, and the per-delivery statements built
@@ -18,22 +21,26 @@ message, and building an aliased ORM query cost more than executing it.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, func, insert, or_, select, update
+from sqlalchemy import and_, case, exists, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
+from sqlmodel import Session
 
-from storage.base import Repo
+from storage import notify
+from storage.base import Repo, open_session
 from storage.models import OutboxRow, ThreadBinding
 from storage.outbox_pick import (
     ALL_OPS,
+    CLAIM,
     NEXT_DUE,
     OUTBOX,
-    PICK,
+    PICKS,
+    PICKS_LOCKED,
     SET_STATE,
     STREAM_OPS,
     DeliveryClass,
@@ -55,6 +62,7 @@ class MessageOrigin:
     thread_key: str
     thread_id: str | None
     session_id: str | None
+    host: str | None = None  # the host that posted it (NULL: written before migration 13)
 
 
 def chat_key_of(platform: str, chat_id: str) -> str:
@@ -83,8 +91,10 @@ class OutboxRepo(Repo):
         session_id: str | None = None,
         target_id: int | None = None,
         stream_key: str | None = None,
+        host: str | None = None,
     ) -> list[OutboxId]:
-        """Insert one row per payload in one transaction; returns their ids in order."""
+        """Insert one row per payload in one transaction; returns their ids in order.
+        `host`: the host writing it.  Wakes the chat's gateway (`notify`, at commit)."""
         common = {
             "chat_key": chat_key_of(platform, chat_id),
             "thread_key": thread_key,
@@ -101,12 +111,14 @@ class OutboxRepo(Repo):
             "last_error": "",
             "not_before": not_before,
             "created_at": not_before,
+            "host": host,
         }
-        with self._tx() as c:
+        with self._notifying_tx() as (s, c):
             ids = []
             for p in payloads:  # one by one: each insert reports its id, in order
                 result = c.execute(insert(OUTBOX), {**common, "payload": self._seal(p)})
                 ids.append(result.inserted_primary_key[0])  # type: ignore[index]
+            notify.notify(s, notify.OUTBOX, str(common["chat_key"]))
             return [OutboxId(int(i)) for i in ids]
 
     def coalesce(
@@ -117,24 +129,26 @@ class OutboxRepo(Repo):
         target_id: int | None,
         payload: dict[str, Any],
         priority: int,
-        exclude: Collection[int] = (),
     ) -> OutboxId | None:
         """Replace the content of the newest unsent row of this stream (same op and
-        target) that is not in flight; returns its id, or None if there is none."""
-        q = select(T.id, T.priority).where(
+        target) if no delivery has claimed it; returns its id, or None (then the
+        caller adds a new row).  The row is locked first (PostgreSQL), so a claim
+        in progress is waited for and then seen; the UPDATE repeats the condition
+        (SQLite, whose read takes no lock)."""
+        q = select(T.id, T.priority, T.claim, T.chat_key).where(
             T.stream_key == stream_key, T.state == "pending", T.op == op
         )
         q = q.where(T.target_id.is_(None) if target_id is None else T.target_id == target_id)
-        if exclude:
-            q = q.where(T.id.not_in(list(exclude)))
-        with self._tx() as c:
-            found = c.execute(q.order_by(T.id.desc()).limit(1)).first()
-            if found is None:
+        with self._notifying_tx() as (s, c):
+            found = c.execute(q.order_by(T.id.desc()).limit(1).with_for_update()).first()
+            if found is None or found.claim is not None:
                 return None
-            row_id, old_priority = found
-            values = {"payload": self._seal(payload), "priority": min(old_priority, priority)}
-            c.execute(SET_STATE, {"row_id": row_id, **values})
-            return OutboxId(int(row_id))
+            values = {"payload": self._seal(payload), "priority": min(found.priority, priority)}
+            stmt = update(OUTBOX).where(T.id == found.id, T.state == "pending", T.claim.is_(None))
+            if not c.execute(stmt.values(**values)).rowcount:
+                return None
+            notify.notify(s, notify.OUTBOX, found.chat_key)
+            return OutboxId(int(found.id))
 
     def lift_before(self, thread_key: str, before_id: int, klass: int) -> int:
         """Raise the pending rows of a thread queued before row `before_id` that it must
@@ -169,27 +183,47 @@ class OutboxRepo(Repo):
         with self._tx() as c:
             c.execute(SET_STATE, {"row_id": row_id, "state": "failed", "last_error": error[:500]})
 
-    def mark_superseded(self, row_id: int) -> bool:
-        """Cancel a row if it is still pending; False if it had already settled."""
-        stmt = update(OUTBOX).where(T.id == row_id, T.state == "pending").values(state="superseded")
+    def mark_superseded(self, row_id: int, *, claimed: str | None = None) -> bool:
+        """Cancel a row if it is still pending and unclaimed (or claimed by `claimed`:
+        the worker holding it); False if it settled or a delivery has it."""
+        mine = T.claim.is_(None) if claimed is None else or_(T.claim.is_(None), T.claim == claimed)
+        stmt = update(OUTBOX).where(T.id == row_id, T.state == "pending", mine)
         with self._tx() as c:
-            return bool(c.execute(stmt).rowcount)
+            return bool(c.execute(stmt.values(state="superseded")).rowcount)
 
     def reschedule(
-        self, row_id: int, not_before: datetime, error: str, *, count_attempt: bool
+        self,
+        row_id: int,
+        not_before: datetime,
+        error: str,
+        *,
+        count_attempt: bool,
+        claim: str | None = None,
     ) -> None:
-        """Keep the row pending until `not_before`."""
+        """Keep the row pending until `not_before`, and give up `claim` on it (its
+        content may be coalesced into again until the next attempt)."""
         values: dict[str, Any] = {"not_before": not_before, "last_error": error[:500]}
         if count_attempt:
             values["attempts"] = T.attempts + 1
+        if claim is not None:
+            values["claim"] = case((T.claim == claim, None), else_=T.claim)
         with self._tx() as c:
             c.execute(update(OUTBOX).where(T.id == row_id).values(**values))
 
-    def supersede(self, stream_key: str, *, exclude: Collection[int] = ()) -> list[OutboxId]:
-        """Drop the unsent rows of a stream (not those in flight); returns their ids."""
-        return self._bulk_state(
-            and_(T.stream_key == stream_key, T.id.not_in(list(exclude))), "superseded"
-        )
+    def release(self, row_id: int, claim: str, *, attempted: bool = False) -> None:
+        """Give up `claim` on a row whose platform call was not made (or surely took
+        no effect); `attempted`: its `attempted_at` stamp goes too.  A row claimed
+        since by another worker (a new gateway) is left to it."""
+        values: dict[str, Any] = {"claim": None}
+        if attempted:
+            values["attempted_at"] = None
+        with self._tx() as c:
+            c.execute(update(OUTBOX).where(T.id == row_id, T.claim == claim).values(**values))
+
+    def supersede(self, stream_key: str) -> list[OutboxId]:
+        """Drop the unsent rows of a stream that no delivery has claimed; returns
+        their ids."""
+        return self._bulk_state(and_(T.stream_key == stream_key, T.claim.is_(None)), "superseded")
 
     def supersede_if_newer(self, row_id: int) -> bool:
         """Drop this stream row if a newer pending row of the same stream, op and
@@ -223,7 +257,9 @@ class OutboxRepo(Repo):
         thread_id: str | None,
         thread_key: str,
     ) -> list[OutboxId]:
-        """Re-home a thread's pending rows (ThreadGone fallback); returns their ids."""
+        """Re-home a thread's pending rows (ThreadGone fallback); returns their ids.
+        Its close rows are superseded, not moved: the fallback thread stays open."""
+        self._bulk_state(and_(T.thread_key == old_thread_key, T.op == "close"), "superseded")
         with self._tx() as c:
             ids = [
                 OutboxId(int(i))
@@ -241,7 +277,7 @@ class OutboxRepo(Repo):
                 c.execute(
                     update(OUTBOX)
                     .where(T.id.in_(ids))
-                    .values(chat_key=chat_key_of(platform, chat_id), **where)
+                    .values(chat_key=chat_key_of(platform, chat_id), claim=None, **where)
                 )
             return ids
 
@@ -271,12 +307,39 @@ class OutboxRepo(Repo):
     ) -> PendingItem | None:
         """The row to deliver next in this chat, or None if nothing is deliverable now.
         `ops` narrows the choice (e.g. to drafts while the message budget is spent);
-        rows of other ops still hold back later rows of their thread."""
+        rows of other ops still hold back later rows of their thread.  A look only:
+        delivery takes rows with `claim_next`."""
         params = {"chat_key": chat_key, "now": now, "ops": list(ops)}
         with self._engine.connect() as c:
-            row = c.execute(PICK, params).mappings().first()
-        if row is None:
+            row = self._first(c, PICKS, params)
+        return None if row is None else self._item(row, row)
+
+    def claim_next(
+        self, chat_key: str, now: datetime, claim: str, ops: Collection[OutboxOp] = ALL_OPS
+    ) -> PendingItem | None:
+        """As `next_for_chat`, and claim the row for delivery in the same transaction
+        (`storage/outbox_pick.py`): its content is read under the claim, and no
+        producer changes it after.  A send's first claim stamps `attempted_at` (the
+        item keeps the previous value: whether an earlier attempt may have arrived)."""
+        params = {"chat_key": chat_key, "now": now, "ops": list(ops)}
+        with self._tx() as c:
+            row = self._first(c, PICKS_LOCKED, params)
+            if row is None:
+                return None
+            fresh = c.execute(CLAIM, {"row_id": row["id"], "claim": claim, "now": now}).first()
+        if fresh is None:  # settled between the look and the claim (SQLite reads unlocked)
             return None
+        return self._item(row, fresh._mapping, claim=claim)
+
+    @staticmethod
+    def _first(c: Connection, picks: Sequence[Any], params: dict[str, Any]) -> Any:
+        for pick in picks:
+            row = c.execute(pick, params).mappings().first()
+            if row is not None:
+                return row
+        return None
+
+    def _item(self, row: Any, content: Any, *, claim: str | None = None) -> PendingItem:
         return PendingItem(
             id=row["id"],
             platform=row["platform"],
@@ -285,14 +348,15 @@ class OutboxRepo(Repo):
             thread_key=row["thread_key"],
             session_id=row["session_id"],
             op=row["op"],
-            priority=row["priority"],
+            priority=content["priority"],
             stream_key=row["stream_key"],
-            attempts=row["attempts"],
-            payload=json.loads(self._cipher.open(row["payload"])),
+            attempts=content["attempts"],
+            payload=json.loads(self._cipher.open(content["payload"])),
             target_id=row["target_id"],
             target_state=row["target_state"],
             target_message_id=row["target_mid"],
             attempted_at=row["attempted_at"],
+            claim=claim,
         )
 
     def next_due(self, chat_key: str, now: datetime) -> datetime | None:
@@ -347,9 +411,10 @@ class OutboxRepo(Repo):
     def origin_of_message(
         self, platform: str, chat_id: str, message_id: str
     ) -> MessageOrigin | None:
-        """The thread and session of a platform message we sent in this chat."""
+        """The thread, session and writing host of a platform message we sent in this
+        chat (a press on it is that host's to handle)."""
         q = (
-            select(T.thread_key, T.thread_id, T.session_id)
+            select(T.thread_key, T.thread_id, T.session_id, T.host)
             .where(
                 T.chat_key == chat_key_of(platform, chat_id), T.platform_message_id == message_id
             )
@@ -359,7 +424,7 @@ class OutboxRepo(Repo):
         )
         with self._engine.connect() as c:
             found = c.execute(q).first()
-        return None if found is None else MessageOrigin(found[0], found[1], found[2])
+        return None if found is None else MessageOrigin(found[0], found[1], found[2], found[3])
 
     def our_messages(self, chat_key: str, before: datetime) -> tuple[str | None, set[str]]:
         """For checking whether a send attempted at `before` was delivered: the
@@ -403,19 +468,23 @@ class OutboxRepo(Repo):
         """One short transaction, committed on exit."""
         return self._engine.begin()
 
+    @contextmanager
+    def _notifying_tx(self) -> Iterator[tuple[Session, Connection]]:
+        """`_tx` through a session, for `notify` (which takes one) in the same
+        transaction; the statements still run on its connection (Core)."""
+        with open_session(self._engine) as s, s.begin():
+            yield s, s.connection()
+
     def _seal(self, payload: dict[str, Any]) -> str:
         return self._cipher.seal(json.dumps(payload, ensure_ascii=False, separators=(",", ":")))
 
     def _bulk_state(
         self, cond: Any, state: OutboxState, *, last_error: str | None = None
     ) -> list[OutboxId]:
-        """Move the pending rows matching `cond` to `state`; returns their ids."""
+        """Move the pending rows matching `cond` to `state`; returns their ids.  One
+        statement: the condition is tested row by row as each is written (a row
+        claimed meanwhile on another host no longer matches)."""
         values = {} if last_error is None else {"last_error": last_error}
+        stmt = update(OUTBOX).where(cond, T.state == "pending").values(state=state, **values)
         with self._tx() as c:
-            ids = [
-                OutboxId(int(i))
-                for i in c.execute(select(T.id).where(cond, T.state == "pending")).scalars()
-            ]
-            if ids:
-                c.execute(update(OUTBOX).where(T.id.in_(ids)).values(state=state, **values))
-            return ids
+            return sorted(OutboxId(int(i)) for i in c.execute(stmt.returning(T.id)).scalars())

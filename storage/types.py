@@ -31,8 +31,9 @@ TurnState = Literal["running", "done", "error", "interrupted"]
 # A row is written pending and moves once to one of the others.
 OutboxState = Literal["pending", "sent", "superseded", "failed"]
 # send: a new message; edit/delete: the message of the target row; draft: a native
-# stream preview (an ephemeral message, not in the history).
-OutboxOp = Literal["send", "edit", "draft", "delete"]
+# stream preview (an ephemeral message, not in the history); close: close the row's
+# thread (a session ended: Telegram closes the forum topic).
+OutboxOp = Literal["send", "edit", "draft", "delete", "close"]
 
 PermissionState = Literal[
     "pending", "allowed", "allowed_session", "allowed_project", "denied", "timeout", "expired"

@@ -83,6 +83,11 @@ class SlackAdapter(ChatAdapter):
         """HTTP mode: the port events arrive on (useful with ``http_port = 0``)."""
         return self._runner.port if isinstance(self._runner, client.HttpRunner) else None
 
+    def set_receive_gate(self, gate: Callable[[], bool]) -> None:
+        """Take deliveries only while `gate()` (this host is the gateway): see
+        `adapters.slack.receiver.Receiver.gate_deliveries`."""
+        self.receiver.gate = gate
+
     async def start(self, sink: InboundSink) -> None:
         self._session = aiohttp.ClientSession()
         self._client = client.web_client(self.config, self._session)

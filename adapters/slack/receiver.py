@@ -12,6 +12,12 @@ bridge asks through `accepts_chat`, drops them and writes an audit row; DMs and 
 commands are always ours); strangers are passed on, because the bridge refuses
 them itself and writes the audit row.  It also remembers people's display names
 (``users.info``) and who last wrote in each thread (a native stream's recipient).
+
+With a receive `gate` (the gateway's `may_send`: several hosts share the app, one is
+its gateway), a delivery reaching this process while the gate is shut — a deposed
+gateway waking with envelopes its connection took while it stalled — is answered
+503 before any listener runs: Bolt then sends no Socket Mode ack (and HTTP mode
+answers 503), so Slack delivers the event again, to the gateway's connection.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from typing import Any
 import aiohttp
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters import payload
@@ -53,6 +60,8 @@ class Receiver:
         self._web = web
         self._spawn = spawn
         self.sink: InboundSink | None = None
+        # Whether this process may take deliveries now (the gateway's `may_send`).
+        self.gate: Callable[[], bool] | None = None
         self.session: aiohttp.ClientSession | None = None
         self.bot_user_id = ""
         self.names: dict[str, str] = {}
@@ -62,12 +71,27 @@ class Receiver:
     def register(self, app: AsyncApp) -> None:
         """Our listeners first; then catch-alls that acknowledge anything else, so
         Slack never retries or shows an error for what we don't use."""
+        app.middleware(self.gate_deliveries)
         app.event("message")(self.on_message)
         app.command(inbound.SLASH_COMMAND)(self.on_command)
         app.block_action(client.ANY)(self.on_action)
         for register in (app.command, app.action, app.shortcut, app.view, app.options):
             register(client.ANY)(self.ack_only)
         app.event(client.ANY)(self.ignore)
+
+    async def gate_deliveries(
+        self, body: dict[str, Any], next: Callable[[], Awaitable[None]]
+    ) -> BoltResponse | None:
+        """Bolt middleware: no listener and no ack while the gate is shut."""
+        if self.gate is None or self.gate():
+            await next()
+            return None
+        log.warning(
+            "a Slack delivery (%s) reached this host after it stopped being the gateway;"
+            " not acknowledged, so Slack delivers it again to the gateway",
+            payload.mapping(body.get("event")).get("type") or body.get("type") or "?",
+        )
+        return BoltResponse(status=503, body="")
 
     def first_time(self, body: dict[str, Any]) -> bool:
         key = inbound.dedupe_key(body)

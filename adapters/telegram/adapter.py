@@ -85,6 +85,11 @@ class TelegramAdapter(ChatAdapter):
     def set_commands(self, commands: Sequence[ChatCommand]) -> None:
         self._commands = tuple(commands)
 
+    def set_receive_gate(self, gate: Callable[[], bool]) -> None:
+        """Take updates only while `gate()` (this host is the gateway): see
+        `adapters.telegram.client.TolerantBot`.  Takes effect at the next `start`."""
+        self.receiver.gate = gate
+
     # --- lifecycle --------------------------------------------------------------------
 
     @property

@@ -13,10 +13,18 @@ resumed ~15 s after a 60 s outage ended); `TolerantBot` hands a long poll's netw
 error to its outage handler instead (`adapters.telegram.receiver.PollOutage`: a short,
 capped, jittered wait), and PTB then simply polls again.  A 429's `retry_after`, a
 conflict or a bad token still go to PTB's loop, which honours them.
+
+On several hosts only the chat account's gateway may take updates (`bridge/gateway.py`).
+A gateway that stalled (SIGSTOP, a long pause) can wake to a long poll that Telegram
+answered meanwhile, after its lease passed: `TolerantBot` asks its *receive gate*
+(`set_receive_gate`, the gateway's `may_receive`) about every batch and, while it says
+no, hands PTB nothing — neither handled here nor confirmed (PTB moves its offset only
+past updates it was given), so the next gateway gets them again from `getUpdates`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeGuard
@@ -37,6 +45,7 @@ log = logging.getLogger(__name__)
 
 ALLOWED_UPDATES = ("message", "callback_query")
 POLL_TIMEOUT_S = 20  # long-poll hold; stop() cancels a poll in flight
+GATED_WAIT_S = 0.5  # a host that may not take updates polls no faster than this
 # A Bot API call that has not answered by then is abandoned (PTB `TimedOut`, which the
 # outbox retries with backoff): the chat's delivery waits on it meanwhile.
 REQUEST_TIMEOUT_S = 30.0
@@ -74,13 +83,34 @@ def is_outage(error: TelegramError) -> TypeGuard[NetworkError]:
 
 
 class TolerantBot(ExtBot[None]):
-    """An `ExtBot` whose `get_updates` survives an update PTB can't parse, and
-    retries soon after a network error (`set_poll_outage`)."""
+    """An `ExtBot` whose `get_updates` survives an update PTB can't parse, retries
+    soon after a network error (`set_poll_outage`), and takes no updates while its
+    receive gate is shut (`set_receive_gate`)."""
 
     _poll_outage: OutageHandler | None = None
+    _receive_gate: Callable[[], bool] | None = None
 
     def set_poll_outage(self, outage: OutageHandler) -> None:
         self._poll_outage = outage  # (PTB freezes public attributes after __init__)
+
+    def set_receive_gate(self, gate: Callable[[], bool]) -> None:
+        """`gate()` false: updates are not this process's to take (not the gateway)."""
+        self._receive_gate = gate
+
+    async def _gated(self, updates: tuple[Update, ...]) -> tuple[Update, ...]:
+        """`updates`, or none while the gate is shut: then PTB neither handles nor
+        confirms them, and Telegram hands them to the next poller (the gateway)."""
+        if not updates or self._receive_gate is None or self._receive_gate():
+            return updates
+        log.warning(
+            "Telegram: %d update(s) reached this host while it takes none (not the gateway,"
+            " or stopping); left unconfirmed for the next poller (ids %d-%d)",
+            len(updates),
+            updates[0].update_id,
+            updates[-1].update_id,
+        )
+        await asyncio.sleep(GATED_WAIT_S)  # a poll answered at once would spin otherwise
+        return ()
 
     async def get_updates(
         self,
@@ -103,7 +133,7 @@ class TolerantBot(ExtBot[None]):
         else:
             if self._poll_outage is not None:
                 self._poll_outage.succeeded()
-            return updates
+            return await self._gated(updates)
         data = {"offset": offset, "limit": limit, "timeout": 0, "allowed_updates": allowed_updates}
         raw = await self._post("getUpdates", {k: v for k, v in data.items() if v is not None})
         out: list[Update] = []
@@ -117,7 +147,7 @@ class TolerantBot(ExtBot[None]):
                 log.warning("dropping Telegram update %s that could not be parsed", update_id)
                 update = Update(update_id=update_id)  # empty: moves the offset past it
             out.append(update)
-        return tuple(out)
+        return await self._gated(tuple(out))
 
 
 def build_application(config: TelegramConfig) -> Application[Any, Any, Any, Any, Any, Any]:

@@ -12,7 +12,9 @@ While the Bot API is unreachable, long polling probes again every ~2 s (`PollOut
 0.5, 1, 2, 2 … s, each with jitter), so it resumes within a couple of seconds of the
 API coming back rather than after PTB's backoff of up to 30 s; one small `getUpdates`
 every 1.5–2 s is no load.  The outage is logged once when it starts and once when it
-ends.  A 429's `retry_after` is left to PTB, which waits it out.
+ends.  A 429's `retry_after` is left to PTB, which waits it out.  With a receive
+`gate` (the gateway's `may_send`), long polling takes no updates while it is shut
+(`client.TolerantBot`): they stay unconfirmed for the host that is the gateway now.
 """
 
 from __future__ import annotations
@@ -99,12 +101,16 @@ class Receiver:
         self._bot = bot
         self.sink: InboundSink | None = None
         self.outage = PollOutage(errors.redact)
+        # Whether this process may take updates now (the gateway's `may_send`); None: always.
+        self.gate: Callable[[], bool] | None = None
 
     def register(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         app.add_handler(TypeHandler(Update, self.on_update))
         app.add_error_handler(self.on_error)
         if isinstance(app.bot, client.TolerantBot):
             app.bot.set_poll_outage(self.outage)
+            if self.gate is not None:
+                app.bot.set_receive_gate(self.gate)
 
     async def start_updates(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         updater = app.updater

@@ -392,17 +392,20 @@ class PermissionBroker:
             if pending.event.session_id == session_id:
                 await self.finish(request_id, "expired", by="", reason=reason)
 
-    def expire_stale(self) -> list[PermissionRequestRow]:
+    def expire_stale(
+        self, mine: Callable[[str], bool] = lambda session_id: True
+    ) -> list[PermissionRequestRow]:
         """On start: requests left pending by a previous run can no longer be answered;
         and a prompt whose decision the previous run recorded but died before showing
-        (two transactions) is edited now, so its buttons do not linger."""
-        stale = self.db.permissions.pending()
+        (two transactions) is edited now, so its buttons do not linger.  Only the
+        requests of sessions `mine` accepts (this host's: another host's are live)."""
+        stale = [row for row in self.db.permissions.pending() if mine(row.session_id)]
         for row in stale:
             if self.db.permissions.decide(row.id, "expired", by="", reason="daemon restarted"):
                 self._edit_prompt(row, "expired", by="")
         since = utcnow() - UNSHOWN_HORIZON
         for row in self.db.permissions.decided_unshown(since):
-            if row.state == "pending":  # excluded by the query; narrows the type
+            if row.state == "pending" or not mine(row.session_id):  # pending: narrows the type
                 continue
             log.info("showing the decision on request %s's prompt (%s)", row.id, row.state)
             self._edit_prompt(row, row.state, by=row.decided_by)

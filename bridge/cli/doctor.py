@@ -2,13 +2,21 @@
 what is wrong.  The core checks (host name, database, allowed roots, Claude Code and its login)
 are here; each enabled platform's come from its spec (`adapters/<p>/doctor.py`) as
 results, printed here one line each, and for a problem the fix on the next line.  `run_checks` returns
-the number of failed checks (the CLI exits 1 if any)."""
+the number of failed checks (the CLI exits 1 if any).
+
+A PostgreSQL `[storage] url` on a host that is not this machine gets a warning unless
+it requires TLS with the server's certificate checked (`sslmode=verify-full` or
+`verify-ca`, in the URL or `PGSSLMODE`): hosts outside one private network must not
+send prompts and answers to the database in clear text."""
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 from rich.console import Console
 from rich.text import Text
@@ -90,6 +98,48 @@ def _credentials(cli: str) -> CheckResult:
     )
 
 
+VERIFIED_TLS = ("verify-full", "verify-ca")
+
+
+def _is_local(host: str) -> bool:
+    """A Unix socket directory, `localhost` or a loopback address."""
+    host = host.strip().strip("[]")
+    if host in ("", "localhost") or host.startswith("/"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def storage_tls(url: str, env: Mapping[str, str] = os.environ) -> CheckResult | None:
+    """A warning for a PostgreSQL URL to another machine that does not require checked
+    TLS; None when there is nothing to say (SQLite, loopback, verified TLS)."""
+    if not url.startswith("postgres"):
+        return None
+    try:
+        parts = urlsplit(url)
+        query = parse_qs(parts.query)
+        netloc_host = parts.hostname or ""
+    except ValueError:
+        return None  # the database check says what is wrong with the URL
+    hosts = [h for value in query.get("host", []) for h in value.split(",")]
+    hosts += [h.rsplit(":", 1)[0] if h.count(":") == 1 else h for h in netloc_host.split(",")]
+    remote = [h for h in hosts if not _is_local(h)]
+    if not remote:
+        return None
+    mode = (query.get("sslmode") or [env.get("PGSSLMODE", "")])[-1]
+    if mode in VERIFIED_TLS:
+        return None
+    return warn(
+        f"database on {remote[0]} is reached without verified TLS"
+        f" (sslmode={mode or 'prefer'}): prompts and answers may cross the network readable",
+        "hosts outside one private network reach PostgreSQL over TLS: add"
+        " ?sslmode=verify-full&sslrootcert=/path/to/root.crt to [storage] url,"
+        " with a role of its own for each host",
+    )
+
+
 def _core_checks(cfg: Config) -> list[CheckResult]:
     from agent.cli import claude_cli_path, claude_version
     from bridge.cli.daemon import open_database
@@ -107,6 +157,9 @@ def _core_checks(cfg: Config) -> list[CheckResult]:
                 "check [storage] url and that its directory is writable",
             )
         )
+    tls = storage_tls(cfg.storage.url)
+    if tls is not None:
+        results.append(tls)
 
     for root in cfg.agent.allowed_roots:
         path = Path(os.path.expanduser(root))

@@ -20,7 +20,6 @@ from bridge.commands import dir_picker
 from bridge.commands.context import CommandContext, PressContext, Services
 from bridge.commands.hosts import session_hosts
 from bridge.commands.registry import Section, button, command
-from bridge.outbox.outbox import DeliveryFailed
 from storage.models import SessionRow
 from storage.types import BindingKind, SessionId
 
@@ -203,7 +202,7 @@ async def cmd_end(ctx: CommandContext) -> None:
     await s.broker.cancel_session(session.id, "session ended")
     await s.end_agent(session.id)
     s.db.sessions.update(session.id, state="ended")
-    ids = s.reply(
+    s.reply(
         thread,
         render.notice(
             f"Session `{session.id}` ended. "
@@ -211,15 +210,8 @@ async def cmd_end(ctx: CommandContext) -> None:
         ),
         session_id=session.id,
     )
-    try:
-        await s.outbox.wait_sent(ids[-1], timeout=30)
-    except (TimeoutError, DeliveryFailed):
-        log.warning(
-            "session %s: end notice not delivered in time; closing the thread anyway",
-            session.id,
-        )
-    adapter = s.adapters[thread.platform]
-    await s.platform_call(thread.platform, thread.chat_id, lambda: adapter.close_thread(thread))
+    # Closed by the gateway after the notice (FIFO in the thread), on whichever host.
+    s.outbox.enqueue_close(thread, session_id=session.id)
 
 
 @command(

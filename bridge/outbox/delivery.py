@@ -19,8 +19,9 @@ adapter's attempt id aside: `Rendered.content_digest`) counts as sent without a
 call or any budget — on every platform, so no adapter checks it again.
 
 Exactly once, as far as the platform allows: a send row is stamped
-`attempted_at` before its first call and marked sent in the same event-loop step
-in which the call returns.  A stamped row met again (the daemon was killed while
+`attempted_at` when it is claimed for its first call (`OutboxRepo.claim_next`: the
+pick, the claim and the stamp are one transaction, and no other database write comes
+before the call) and marked sent as soon as the call returns.  A stamped row met again (the daemon was killed while
 the call was under way, or the call timed out) may already be in the chat: the
 adapter's `find_sent` looks for it (Telegram: by an identical edit of the message
 ids after our newest one) and only if it is not found is the message sent again.
@@ -28,9 +29,17 @@ Edits, drafts and deletes are re-applied (an identical edit is "not modified":
 success).  Where `find_sent` cannot tell, delivery is at least once.
 
 Fencing: with several hosts on one database only the platform's gateway may call it
-(`bridge/gateway.py`).  `may_send` is asked right before every platform call (the
-`find_sent` probe included); while it says no the row stays pending — the current
-gateway delivers it — and the worker waits for new rows or `FENCED_RECHECK_S`.
+(`bridge/gateway.py`).  `may_send` is asked before a row is claimed and again right
+before every platform call (the `find_sent` probe included); while it says no the
+row stays pending (its claim given back) — the current gateway delivers it — and the
+worker waits for new rows or `FENCED_RECHECK_S`.  The claim (`claim`, a token per
+pick) keeps other hosts' producers from coalescing into the row while its call is
+under way; it is given back when the call was not made or is to be retried.
+
+Database calls: with `offload` (PostgreSQL, a network round trip per statement) the
+claim and the records of outcomes run in a worker thread, so the event loop is not
+held up; on SQLite they take a few tens of microseconds and run inline
+(`benchmarks/bench_hosts_outbox.py` measures both).
 """
 
 from __future__ import annotations
@@ -38,11 +47,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import secrets
 import zlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import ParamSpec, TypeVar
 
 from adapters.base import (
     AdapterError,
@@ -63,7 +74,7 @@ log = logging.getLogger("bridge.outbox")
 
 KINDS: tuple[Kind, ...] = ("message", "draft")
 OPS_OF: dict[Kind, tuple[OutboxOp, ...]] = {
-    "message": ("send", "edit", "delete"),
+    "message": ("send", "edit", "delete", "close"),
     "draft": ("draft",),
 }
 Settle = Callable[[Sequence[int], OutboxState, str | None], None]
@@ -74,6 +85,8 @@ EDITS_REMEMBERED = 1000  # messages per chat whose last edited content is rememb
 RETRY_MAX_S = 3.0  # the longest wait between retries of a row (it was 15 s)
 LOUD_ATTEMPTS = 3  # retries logged as warnings; later ones every 20th, the rest at debug
 FENCED_RECHECK_S = 1.0  # how often a worker that may not send looks again
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def always() -> bool:
@@ -147,9 +160,13 @@ class ChatWorker:
         settle: Settle,
         thread_gone: ThreadGoneHandler,
         may_send: Callable[[], bool] = always,
+        host: str = "",
+        offload: bool = False,
     ) -> None:
         self.platform, self.chat_id = platform, chat_id
         self._may_send = may_send  # this host is the platform's gateway (fencing)
+        self._host = host[:40]  # named in claims: who is delivering a row
+        self._offload = offload
         self.key = chat_key_of(platform, chat_id)
         self.in_flight: int | None = None  # the row whose platform call is under way
         self.delivering = False  # inside a delivery (its call, or a thread fallback after it)
@@ -199,6 +216,13 @@ class ChatWorker:
                 log.error("outbox worker for %s: %s; retrying in 1 s", self.key, describe(exc))
                 await asyncio.sleep(1.0)
 
+    async def _db(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """A repository call: in a thread with `offload` (a PostgreSQL round trip
+        would hold the event loop up), inline otherwise."""
+        if self._offload:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        return fn(*args, **kwargs)
+
     async def _step(self) -> None:
         # Sends/edits/deletes and drafts have separate budgets: pick only among the
         # kinds that have room, so drafts don't wait for a spent message budget.
@@ -211,11 +235,15 @@ class ChatWorker:
             await asyncio.sleep(min(waits.values()))
             return
         self._woken.difference_update(ready)
+        if not self._may_send():  # not (or no longer) the gateway: rows stay pending
+            await self._sleep(ready, FENCED_RECHECK_S)
+            return
         now = self._clock()
         ops = [op for kind in ready for op in OPS_OF[kind]]
-        item = self._repo.next_for_chat(self.key, to_datetime(now), ops)
+        claim = f"{self._host}:{secrets.token_hex(6)}"
+        item = await self._db(self._repo.claim_next, self.key, to_datetime(now), claim, ops)
         if item is None:
-            due = self._repo.next_due(self.key, to_datetime(now))
+            due = await self._db(self._repo.next_due, self.key, to_datetime(now))
             limits = [waits[kind] for kind in KINDS if kind not in ready]
             if due is not None:
                 limits.append(max(0.0, due.timestamp() - now))
@@ -225,10 +253,7 @@ class ChatWorker:
             self._doom(item)
             return
         if item.op == "edit" and self._shows(item) == Rendered(item.payload).content_digest():
-            self._record_sent(item, item.target_message_id)  # nothing would change
-            return
-        if not self._may_send():  # not (or no longer) the gateway: leave it pending
-            await self._sleep(ready, FENCED_RECHECK_S)
+            await self._record_sent(item, item.target_message_id)  # nothing would change
             return
         kind = kind_of(item.op)
         taken = self._budget.take(self.chat_id, kind)
@@ -253,31 +278,33 @@ class ChatWorker:
     async def _deliver(self, item: PendingItem) -> None:
         thread = ThreadRef(item.platform, item.chat_id, item.thread_id)
         self.in_flight = item.id
-        # Sends are stamped before their first call: a later attempt first asks whether
-        # an earlier one arrived.  (Edits, drafts and deletes are simply re-applied.)
+        # Sends are stamped when first claimed: a later attempt first asks whether an
+        # earlier one arrived.  (Edits, drafts, deletes and closes are re-applied.)
         stamped = item.op == "send" and item.attempted_at is None
+        claim = item.claim or ""
         try:
             message_id = await self._delivered_before(thread, item)
             if message_id is None:
                 if not self._may_send():  # deposed while probing: the row stays pending
+                    await self._db(self._repo.release, item.id, claim, attempted=stamped)
                     return
-                if stamped:
-                    self._repo.mark_attempted(item.id, to_datetime(self._clock()))
                 message_id = await self._call(thread, item)
         except NotModified:
             message_id = item.target_message_id
         except RateLimited as exc:
-            if stamped:  # refused: it did not arrive
-                self._repo.mark_attempted(item.id, None)
+            # refused: it did not arrive (a send's stamp goes with the claim)
+            await self._db(self._repo.release, item.id, claim, attempted=stamped)
             self._budget.pause(self.chat_id, exc.retry_after)
             self._warn(item, f"rate limited, chat paused {exc.retry_after:.2f} s")
             self._drop_if_newer(item)
             return
         except ThreadGone:
             self.in_flight = None
-            if stamped:  # refused: it goes to another thread, and did not arrive here
-                self._repo.mark_attempted(item.id, None)
-            await self._thread_gone(thread, item)
+            await self._db(self._repo.release, item.id, claim, attempted=stamped)
+            if item.op == "close":  # nothing left to close
+                await self._record_sent(item, None)
+                return
+            await self._thread_gone(thread, item)  # moves the row: it did not arrive here
             return
         except PermanentError as exc:
             self._fail(item, describe(exc))
@@ -289,11 +316,11 @@ class ChatWorker:
             return
         finally:
             self.in_flight = None
-        # The at-least-once window ends here: no await since the platform answered.
-        self._record_sent(item, message_id)
+        # The at-least-once window ends here: the next await records the outcome.
+        await self._record_sent(item, message_id)
 
-    def _record_sent(self, item: PendingItem, message_id: str | None) -> None:
-        self._repo.mark_sent(item.id, message_id, to_datetime(self._clock()))
+    async def _record_sent(self, item: PendingItem, message_id: str | None) -> None:
+        await self._db(self._repo.mark_sent, item.id, message_id, to_datetime(self._clock()))
         if item.op == "edit" and item.target_id is not None:
             self._shown[item.target_id] = Rendered(item.payload).content_digest()
             self._shown.move_to_end(item.target_id)
@@ -336,6 +363,9 @@ class ChatWorker:
         if item.op == "delete" and target is not None:
             await self._adapter.delete(thread, target)
             return target
+        if item.op == "close":
+            await self._adapter.close_thread(thread)
+            return None
         raise PermanentError(f"cannot deliver op {item.op!r}")
 
     def _retry(self, item: PendingItem, exc: Exception) -> None:
@@ -347,7 +377,9 @@ class ChatWorker:
             return
         delay = self._policy.delay(attempts)
         not_before = to_datetime(self._clock() + delay)
-        self._repo.reschedule(item.id, not_before, describe(exc), count_attempt=True)
+        self._repo.reschedule(
+            item.id, not_before, describe(exc), count_attempt=True, claim=item.claim
+        )
         what = f"{describe(exc)}; attempt {attempts}, retry in {delay:.2f} s"
         if attempts <= LOUD_ATTEMPTS or attempts % 20 == 0:
             self._warn(item, what)
@@ -361,7 +393,9 @@ class ChatWorker:
 
     def _doom(self, item: PendingItem) -> None:
         """An edit or delete whose target will never be sent."""
-        if item.target_state == "superseded" and self._repo.mark_superseded(item.id):
+        if item.target_state == "superseded" and self._repo.mark_superseded(
+            item.id, claimed=item.claim
+        ):
             self._settle([item.id], "superseded", None)
         else:
             self._fail(item, f"target row {item.target_id} not delivered")

@@ -3,7 +3,10 @@
 `enqueue*` / `update_stream` render through the adapter and write rows before
 anything is sent; one `ChatWorker` per chat (`bridge/outbox/delivery.py`) then delivers
 them, woken by an `asyncio.Event` when rows arrive and by a timer when a retried row
-comes due — no polling.  What goes next is decided by `OutboxRepo.next_for_chat`:
+comes due.  Several hosts may share one database (PostgreSQL); only a platform's
+gateway delivers it (`may_send`), so rows written on another host wake it through the
+database (`bridge/outbox/wakeups.py`: a NOTIFY at commit, and a poll every
+`POLL_S` seconds in case one is lost).  What goes next is decided by `OutboxRepo.next_for_chat`:
 in order per thread, and across the threads of the chat by delivery class
 (`bridge/outbox/classes.py`: prompts, then finals, then notices, then stream
 updates — a person waiting on Claude never waits behind decoration), an edit only
@@ -14,8 +17,9 @@ allows and the last content always goes out.
 
 This class is the producers' face and the owner of state that spans chats: the
 workers, thread fallbacks (`ThreadGone` → `thread_fallback` → the thread's pending
-rows move, and later rows for the gone thread follow), `wait_sent` / `wait_idle`,
-and the housekeeping (`bridge/outbox/housekeeping.py`: settled rows older than 30
+rows move, and later rows for the gone thread follow), `wait_sent` (which also
+watches the database: another host may deliver the row) / `wait_idle`, and the
+housekeeping (`bridge/outbox/housekeeping.py`: settled rows older than 30
 days are pruned every hour).
 
 Delivery survives kill -9 without duplicates where the platform lets us check: a
@@ -47,28 +51,23 @@ from bridge.outbox.delivery import (
     RetryPolicy,
     describe,
     to_datetime,
-    wait_event,
 )
 from bridge.outbox.housekeeping import PRUNE_EVERY, RETENTION, Pruner
 from bridge.outbox.ratelimit import Kind, RateBudget
 from bridge.outbox.reserve import reserve_slots
+from bridge.outbox.waiters import DeliveryFailed, Waiters
+from bridge.outbox.wakeups import POLL_S, Wakeups
 from storage.db import Database
+from storage.notify import Listener
 from storage.outbox_pick import DeliveryClass, PendingItem
 from storage.outbox_repo import chat_key_of
 from storage.types import OutboxId, OutboxOp, OutboxState
 
 log = logging.getLogger(__name__)
 
+__all__ = ["DeliveryFailed", "Outbox", "ThreadFallback"]
+
 ThreadFallback = Callable[[ThreadRef], Awaitable[ThreadRef | None]]
-
-
-class DeliveryFailed(Exception):
-    """`wait_sent` on a row that ended failed or superseded."""
-
-    def __init__(self, row_id: int, state: OutboxState) -> None:
-        super().__init__(f"outbox row {row_id} was {state}")
-        self.row_id = row_id
-        self.state = state
 
 
 class Outbox:
@@ -86,8 +85,19 @@ class Outbox:
         retention: float = RETENTION,
         prune_every: float = PRUNE_EVERY,
         may_send: Callable[[str], bool] | None = None,
+        host: str | None = None,
+        listener: Listener | None = None,
+        poll_every: float | None = POLL_S,
+        offload: bool | None = None,
     ) -> None:
+        """`host`: this host's name, stored with every row it writes; `listener`:
+        the daemon's database listener (wake-ups from other hosts); `poll_every`:
+        the fallback look for other hosts' rows (None: never; SQLite: never);
+        `offload`: the workers' database calls run in threads (default: on
+        PostgreSQL, `bridge/outbox/delivery.py`)."""
         self.db = db
+        self.host = host
+        self._offload = not db.is_sqlite if offload is None else offload
         self._repo = db.outbox
         self._adapters = dict(adapters)
         self._thread_fallback = thread_fallback
@@ -99,12 +109,20 @@ class Outbox:
         }
         self._workers: dict[str, ChatWorker] = {}
         self._redirects: dict[str, ThreadRef] = {}  # gone thread key → its fallback
-        self._waiters: dict[int, list[asyncio.Future[str]]] = {}
-        self._progress: set[asyncio.Event] = set()
+        self._waiting = Waiters(self._repo, list(self._adapters))
         self._started = False
         # platform → may this host call it now (the gateway lease, `bridge/gateway.py`)
         self._may_send = may_send
         self.pruner = Pruner(self._repo, clock=clock, retention=retention, every=prune_every)
+        self.wakeups = Wakeups(
+            self._repo,
+            list(self._adapters),
+            may_send=self._may_send_on,
+            wake=self._wake,
+            poll_every=None if db.is_sqlite else poll_every,
+        )
+        if listener is not None:
+            self.wakeups.listen(listener)
 
     # --- producing ----------------------------------------------------------------
 
@@ -158,7 +176,6 @@ class Outbox:
                 target_id=target_id,
                 payload=payload,
                 priority=rank,
-                exclude=self._in_flight(),
             )
         if row_id is None:
             [row_id] = self._add(
@@ -192,7 +209,6 @@ class Outbox:
                 target_id=None,
                 payload=payload,
                 priority=DeliveryClass.STREAM,
-                exclude=self._in_flight(),
             )
             is None
         ):
@@ -207,15 +223,14 @@ class Outbox:
         self._wake(thread.platform, thread.chat_id, "draft")
 
     def supersede(self, stream_key: str) -> None:
-        """Drop the unsent updates of a stream (its final message replaces them)."""
-        self._settle(
-            self._repo.supersede(stream_key, exclude=self._in_flight()), "superseded", None
-        )
+        """Drop the unsent updates of a stream (its final message replaces them); one
+        on its way (claimed by a delivery, on any host) still goes."""
+        self._settle(self._repo.supersede(stream_key), "superseded", None)
 
     def withdraw(self, row_id: int) -> bool:
-        """Cancel a row that has not gone out (pending, not in flight); True if it
-        was cancelled, False if it is on its way or settled."""
-        if row_id in self._in_flight() or not self._repo.mark_superseded(row_id):
+        """Cancel a row that has not gone out (pending, not claimed by a delivery on
+        any host); True if it was cancelled, False if it is on its way or settled."""
+        if not self._repo.mark_superseded(row_id):
             return False
         self._settle([row_id], "superseded", None)
         return True
@@ -232,8 +247,7 @@ class Outbox:
             raise ValueError(f"outbox row {target_id} is not a sent-message row")
         if target.state in ("failed", "superseded"):
             return None
-        if target.state == "pending" and target_id not in self._in_flight():
-            self.withdraw(target_id)
+        if target.state == "pending" and self.withdraw(target_id):
             return None
         rank = klass if klass is not None else max(DeliveryClass.NOTICE, target.priority)
         [row_id] = self._add(
@@ -247,6 +261,17 @@ class Outbox:
         self._wake(thread.platform, thread.chat_id, "message")
         return row_id
 
+    def enqueue_close(self, thread: ThreadRef, *, session_id: str | None = None) -> OutboxId | None:
+        """Close the thread (`ChatAdapter.close_thread`) after every row queued before
+        it in the thread, paced and retried like a message; on any host (the gateway
+        makes the call).  None if the thread was replaced by a fallback (gone)."""
+        if self._resolve(thread).key != thread.key:
+            return None
+        self._adapter(thread)
+        [row_id] = self._add(thread, "close", [{}], DeliveryClass.NOTICE, session_id=session_id)
+        self._wake(thread.platform, thread.chat_id, "message")
+        return row_id
+
     # --- observing ----------------------------------------------------------------
 
     def platform_message_id(self, row_id: int) -> str | None:
@@ -254,43 +279,14 @@ class Outbox:
         return found[1] if found and found[0] == "sent" else None
 
     async def wait_sent(self, row_id: int, timeout: float | None = None) -> str:  # noqa: ASYNC109 - the contract
-        """The platform message id once row `row_id` is sent ("" for drafts).
-        Raises `DeliveryFailed`, `TimeoutError`, or `LookupError` for an unknown id."""
-        found = self._repo.state_of(row_id)
-        if found is None:
-            raise LookupError(f"no outbox row {row_id}")
-        if found[0] == "sent":
-            return found[1] or ""
-        if found[0] != "pending":
-            raise DeliveryFailed(row_id, found[0])
-        fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(row_id, []).append(fut)
-        try:
-            return await asyncio.wait_for(fut, timeout)
-        finally:
-            waiting = self._waiters.get(row_id, [])
-            if fut in waiting:
-                waiting.remove(fut)
-            if not waiting:
-                self._waiters.pop(row_id, None)
+        """The platform message id once row `row_id` is sent ("" for drafts), by this
+        host's worker or another host's (`bridge/outbox/waiters.py`).  Raises
+        `DeliveryFailed`, `TimeoutError`, or `LookupError` for an unknown id."""
+        return await self._waiting.wait_sent(row_id, timeout)
 
     async def wait_idle(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109 - the contract
         """Wait until no row is pending (all delivered or failed); False on timeout."""
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        progress = asyncio.Event()
-        self._progress.add(progress)
-        try:
-            while True:
-                progress.clear()
-                if self._repo.count(state="pending", platforms=self._adapters) == 0:
-                    return True
-                remaining = None if deadline is None else deadline - loop.time()
-                if remaining is not None and remaining <= 0:
-                    return False
-                await wait_event(progress, remaining)
-        finally:
-            self._progress.discard(progress)
+        return await self._waiting.wait_idle(timeout)
 
     def budget(self, platform: str) -> RateBudget:
         """The platform's rate budget (shared with every chat's worker)."""
@@ -329,6 +325,7 @@ class Outbox:
         for worker in self._workers.values():
             worker.start()
         self.pruner.start()
+        self.wakeups.start()
         orphans = self._repo.count(state="pending") - self._repo.count(
             state="pending", platforms=self._adapters
         )
@@ -347,6 +344,7 @@ class Outbox:
         """Stop every worker: idle ones at once; a platform call under way gets
         `grace` seconds to return and be recorded.  Rows stay for the next start."""
         self._started = False
+        await self.wakeups.stop()
         await self.pruner.stop()
         await asyncio.gather(*(w.stop(grace) for w in self._workers.values()))
 
@@ -387,16 +385,7 @@ class Outbox:
 
     def _settle(self, ids: Sequence[int], state: OutboxState, message_id: str | None) -> None:
         """Rows reached a final state: answer `wait_sent`, nudge `wait_idle`."""
-        for row_id in ids:
-            for fut in self._waiters.pop(row_id, []):
-                if fut.done():
-                    continue
-                if state == "sent":
-                    fut.set_result(message_id or "")
-                else:
-                    fut.set_exception(DeliveryFailed(row_id, state))
-        for event in self._progress:
-            event.set()
+        self._waiting.settle(ids, state, message_id)
 
     def _wake(self, platform: str, chat_id: str, *kinds: Kind) -> None:
         adapter = self._adapters.get(platform)
@@ -415,11 +404,16 @@ class Outbox:
                 policy=self._policy,
                 settle=self._settle,
                 thread_gone=self._on_thread_gone,
+                host=self.host or "",
+                offload=self._offload,
                 **self._fence(platform),
             )
         if self._started:
             worker.start()
         worker.wake(*kinds)
+
+    def _may_send_on(self, platform: str) -> bool:
+        return self._may_send is None or self._may_send(platform)
 
     def _fence(self, platform: str) -> dict[str, Callable[[], bool]]:
         may_send = self._may_send
@@ -438,9 +432,6 @@ class Outbox:
             return self._adapters[thread.platform]
         except KeyError:
             raise ValueError(f"no adapter for platform {thread.platform!r}") from None
-
-    def _in_flight(self) -> set[int]:
-        return {w.in_flight for w in self._workers.values() if w.in_flight is not None}
 
     def _add(
         self,
@@ -465,4 +456,5 @@ class Outbox:
             session_id=session_id,
             target_id=target_id,
             stream_key=stream_key,
+            host=self.host,
         )

@@ -17,10 +17,18 @@ the job skips ahead to its next future time.  A run that is late while the daemo
 up (a blocked loop, a suspended laptop) follows the same policy through
 apscheduler's misfire handling.  A run is handed to the bridge as a registered task,
 so nothing outlives shutdown.
+
+Several hosts on one database: each host's scheduler loads only the schedules of the
+sessions it runs (`host`; sessions with no host yet count as this host's, as its start
+claims them), and a schedule made with `schedule` is made on the session's host.  Each
+run is claimed in the database before it runs (`ScheduleRepo.claim`, a compare-and-set
+on `claimed_run_at` with the occurrence apscheduler submitted), so a restart, a
+duplicate job or a second host can never run one occurrence twice.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Callable, Coroutine
@@ -31,6 +39,7 @@ from apscheduler.events import (
     EVENT_JOB_MAX_INSTANCES,
     EVENT_JOB_MISSED,
     EVENT_JOB_SUBMITTED,
+    JobEvent,
     JobExecutionEvent,
     JobSubmissionEvent,
 )
@@ -114,14 +123,17 @@ class Scheduler:
         spawn: Callable[[Coroutine[Any, Any, None], str], object],
         trigger_for: TriggerFactory = cron_trigger,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        host: str | None = None,
     ) -> None:
         self.db = db
+        self.host = host  # None: every schedule in the database (one host)
         self.tz = tz
         self.missed = missed
         self._run, self._report, self._spawn = run, report, spawn
         self.trigger_for = trigger_for
         self.now = now
         self._sched: Any = None
+        self._due: dict[str, datetime] = {}  # schedule → the occurrence just submitted
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -177,23 +189,33 @@ class Scheduler:
         return found
 
     def next_run(self, schedule_id: str) -> datetime | None:
+        """When it runs next: its job's time here, or — a schedule of a session on
+        another host — the time its host stored."""
         job = self._sched.get_job(schedule_id) if self._sched is not None else None
-        return job.next_run_time if job is not None else None
-
-    def fire_now(self, schedule_id: str) -> None:
+        if job is not None:
+            return job.next_run_time  # type: ignore[no-any-return]
         row = self.db.schedules.get(schedule_id)
-        if row is None:
-            log.warning("schedule %s has no row; removing its job", schedule_id)
-            self.remove(schedule_id)
-            return
-        self.db.schedules.ran(schedule_id)
-        self._spawn(self._run(row), f"schedule-{schedule_id}")
+        return row.next_run_at if row is not None else None
 
     # --- internals --------------------------------------------------------------
 
     async def _fire(self, schedule_id: str) -> None:
-        """The job function apscheduler calls for every schedule."""
-        self.fire_now(schedule_id)
+        """The job function apscheduler calls for every schedule: claim the occurrence
+        it was submitted for, then run it — unless someone else claimed it first."""
+        occurrence = self._due.pop(schedule_id, None) or self.now()
+        row = await asyncio.to_thread(self.db.schedules.claim, schedule_id, occurrence)
+        if row is None:
+            if await asyncio.to_thread(self.db.schedules.get, schedule_id) is None:
+                log.warning("schedule %s has no row; removing its job", schedule_id)
+                self.remove(schedule_id)
+            else:
+                log.info(
+                    "schedule %s: the run due %s was claimed already; not run here",
+                    schedule_id,
+                    occurrence.isoformat(),
+                )
+            return
+        self._spawn(self._run(row), f"schedule-{schedule_id}")
 
     def _add_job(self, row: ScheduleRow, trigger: Any, first: datetime | None = None) -> None:
         when: dict[str, Any] = {} if first is None else {"next_run_time": first}
@@ -211,7 +233,7 @@ class Scheduler:
         """A job for every row: its trigger from the cron, its first run the one the
         row says is still to come (a row without one starts from now)."""
         now = self.now()
-        for row in self.db.schedules.list():
+        for row in self.db.schedules.list(host=self.host):
             try:
                 trigger = self.trigger_for(row.cron, self.tz)
             except ValueError as e:
@@ -226,8 +248,11 @@ class Scheduler:
         job = self._sched.get_job(schedule_id) if self._sched is not None else None
         self.db.schedules.set_next_run(schedule_id, job.next_run_time if job else None)
 
-    def _on_submitted(self, event: JobSubmissionEvent) -> None:
-        """apscheduler has moved the job on to its next run (or removed it): store it."""
+    def _on_submitted(self, event: JobEvent) -> None:
+        """apscheduler has submitted a run (remember its occurrence for `_fire`, which
+        runs after this) and moved the job on to its next run (or removed it): store it."""
+        if event.code == EVENT_JOB_SUBMITTED and isinstance(event, JobSubmissionEvent):
+            self._due[event.job_id] = max(event.scheduled_run_times)
         self._save_next_run(event.job_id)
 
     def _catch_up(self) -> None:

@@ -17,7 +17,7 @@ import socket
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -43,15 +43,13 @@ def _as_server_user(args: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[str]:
-    """The base URL (no database) of a running server for this test process."""
+def start_postgres() -> tuple[str, Callable[[], None]]:
+    """Start a throwaway server outside pytest (the benchmarks use it): its base URL
+    (no database) and a function that stops it and removes its data.  Raises
+    `RuntimeError` when the PostgreSQL binaries are not installed."""
     bin_dir = _bin_dir()
     if bin_dir is None:
-        if os.environ.get("THREADLINE_REQUIRE_POSTGRES") == "1":
-            pytest.fail("PostgreSQL is not installed (apt-get install -y postgresql)")
-        pytest.skip("PostgreSQL is not installed")
-    pytest.importorskip("psycopg")
+        raise RuntimeError("PostgreSQL is not installed (apt-get install -y postgresql)")
     data = Path(tempfile.mkdtemp(prefix="threadline-pg-"))
     if os.geteuid() == 0:
         shutil.chown(data, "postgres")
@@ -69,9 +67,8 @@ def postgres_server() -> Iterator[str]:
         ),
         **run,
     )  # type: ignore[call-overload]  # noqa: E501
-    try:
-        yield f"postgresql+psycopg://{USER}@127.0.0.1:{port}"
-    finally:
+
+    def stop() -> None:
         subprocess.run(
             _as_server_user([pg_ctl, "-D", str(data), "-m", "immediate", "stop"]),
             capture_output=True,
@@ -79,18 +76,48 @@ def postgres_server() -> Iterator[str]:
         )  # noqa: E501
         shutil.rmtree(data, ignore_errors=True)
 
+    return f"postgresql+psycopg://{USER}@127.0.0.1:{port}", stop
+
+
+def create_database(server: str) -> str:
+    """The URL of a new, empty database on `server` (a base URL from `start_postgres`)."""
+    import sqlalchemy
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sqlalchemy.create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    finally:
+        admin.dispose()
+    return f"{server}/{name}"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """The base URL (no database) of a running server for this test process."""
+    if _bin_dir() is None:
+        if os.environ.get("THREADLINE_REQUIRE_POSTGRES") == "1":
+            pytest.fail("PostgreSQL is not installed (apt-get install -y postgresql)")
+        pytest.skip("PostgreSQL is not installed")
+    pytest.importorskip("psycopg")
+    url, stop = start_postgres()
+    try:
+        yield url
+    finally:
+        stop()
+
 
 @pytest.fixture
 def postgres_url(postgres_server: str) -> Iterator[str]:
     """A URL of a new, empty database (dropped afterwards)."""
     import sqlalchemy
 
-    name = f"t_{uuid.uuid4().hex[:12]}"
+    url = create_database(postgres_server)
+    name = url.rsplit("/", 1)[1]
     admin = sqlalchemy.create_engine(f"{postgres_server}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
     try:
-        yield f"{postgres_server}/{name}"
+        yield url
     finally:
         with admin.connect() as conn:
             conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
