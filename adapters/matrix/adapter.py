@@ -48,6 +48,8 @@ from adapters.tasks import TaskGroup
 
 log = logging.getLogger(__name__)
 
+GATE_POLL_S = 0.5  # how often a paused sync loop looks whether it may take events again
+
 
 class MatrixAdapter(ChatAdapter):
     platform = "matrix"
@@ -78,6 +80,7 @@ class MatrixAdapter(ChatAdapter):
         self._sas: verification.SasResponder | None = None
         self._room_sas: room_verification.RoomSasResponder | None = None
         self._invite_check: Callable[[str], bool] | None = None
+        self._gate: Callable[[], bool] | None = None
         self.outgoing = self._outgoing()
 
     def add_owner(self, user_id: str) -> None:
@@ -104,6 +107,14 @@ class MatrixAdapter(ChatAdapter):
         self._invite_check = check
         if self.receiver is not None:
             self.receiver.invite_open = check
+
+    def set_receive_gate(self, gate: Callable[[], bool]) -> None:
+        """Take events only while `gate()` (this host is the gateway and is not
+        stopping): the sync loop pauses, and a sync answered meanwhile is left unhandled
+        with the position unsaved, so the next start (or gateway) takes its events."""
+        self._gate = gate
+        if self.receiver is not None:
+            self.receiver.gate = gate
 
     def _outgoing(self) -> Outgoing:
         return Outgoing(
@@ -157,6 +168,7 @@ class MatrixAdapter(ChatAdapter):
             )
             if self._invite_check is not None:
                 self.receiver.invite_open = self._invite_check
+            self.receiver.gate = self._gate
             # nio's own token (saved before its events were handled) only for a store
             # from before the inbox; neither: a new device, whose first sync is history
             since = inbox.position(client.device_id) or client.loaded_sync_token or None
@@ -215,10 +227,17 @@ class MatrixAdapter(ChatAdapter):
     async def _sync_forever(self) -> None:
         backoff = 1.0
         while True:
-            since = self.client.next_batch or None
+            if self._gate is not None and not self._gate():
+                await asyncio.sleep(GATE_POLL_S)
+                continue
+            # from the saved position: behind nio's own after a batch left unhandled
+            saved = self.inbox.position(self.client.device_id) if self.inbox else None
+            since = saved or self.client.next_batch or None
             try:
                 resp = await self.client.sync(
-                    timeout=mx_client.SYNC_TIMEOUT_MS, sync_filter=mx_client.SYNC_FILTER
+                    timeout=mx_client.SYNC_TIMEOUT_MS,
+                    sync_filter=mx_client.SYNC_FILTER,
+                    since=since,
                 )
             except asyncio.CancelledError:
                 raise
@@ -237,6 +256,7 @@ class MatrixAdapter(ChatAdapter):
                 await self.receiver.handle(resp, since=since)
             except Exception:
                 log.exception("Matrix: handling a sync response failed")
+                await asyncio.sleep(backoff)  # the batch comes again: not in a tight loop
 
     async def stop(self) -> None:
         await self._shutdown()

@@ -77,6 +77,10 @@ class Receiver:
         self.inbox = inbox if inbox is not None else Inbox(None)
         self.notify_in: NotifyIn = notify_in or (lambda thread, text: notify(thread.chat_id, text))
         self.catching_up = False  # handling the first sync after a start: late is expected
+        # Whether this process may take events now (the gateway's `may_receive`: shut
+        # from the first step of a clean stop, or on a deposed gateway).  What it does
+        # not take stays after the saved position, for the next start to take.
+        self.gate: Callable[[], bool] | None = None
         self._invites_seen: set[str] = set()
         # A stranger's invite is accepted when this says so (a pairing code is open).
         self.invite_open: Callable[[str], bool] = lambda _inviter: False
@@ -96,7 +100,10 @@ class Receiver:
     ) -> None:
         """Handle one sync response, asked for `since` that token (for completing a
         limited timeline); `history`: a new device's first sync, whose timelines are
-        only skipped.  The position is saved once everything in `resp` is handled."""
+        only skipped.  The position is saved once everything in `resp` is handled;
+        not at all if the gate shut meanwhile (what was handled is not handled again)."""
+        if not self.open():
+            return
         await mx_client.housekeeping(self.client)
         mx_client.trust_owners(self.client, self.owners)
         for room_id, info in resp.rooms.invite.items():
@@ -117,6 +124,9 @@ class Receiver:
             events, before = catchup.after_own_join(events, self.client.user_id)
             skipped += before
             for event in events:
+                if not self.open():
+                    log.info("Matrix: intake closed; the rest waits for the next start")
+                    return
                 try:
                     await self._event(room, event)
                 except Exception:
@@ -126,6 +136,9 @@ class Receiver:
         await self._retry_undecrypted()
         if resp.next_batch and self.client.device_id:
             self.inbox.save_position(self.client.device_id, resp.next_batch)
+
+    def open(self) -> bool:
+        return self.gate is None or self.gate()
 
     # --- invites --------------------------------------------------------------------
 

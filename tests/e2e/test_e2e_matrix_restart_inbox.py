@@ -10,11 +10,13 @@ the same database and store.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -127,6 +129,42 @@ async def test_a_kill_after_the_sync_repeats_no_prompt(h: MatrixHarness) -> None
     await h.wait_text("Still here.", thread=thread, timeout=60)
     assert prompts_with(h, "count the files") == 1, "not answered again"
     assert len([m for m in h.bot_messages(thread) if "3 files" in m.body]) == 1
+
+
+async def test_a_message_sent_during_a_clean_stop_is_answered_by_the_next_start(
+    h: MatrixHarness,
+) -> None:
+    """From the first step of `Bridge.stop` the adapter takes no more events (the
+    gateway's intake is closed): a message arriving while the daemon shuts down stays
+    after the saved position and the next start answers it (it used to be taken and
+    dropped as "shutting down")."""
+    outgoing = h.adapter.outgoing
+    plain_send = outgoing.send
+    slow = asyncio.Event()
+
+    async def slow_send(thread: Any, msg: Any) -> str:
+        if not slow.is_set():  # a slow homeserver keeps the stopping daemon delivering
+            slow.set()
+            await asyncio.sleep(3.0)
+        return await plain_send(thread, msg)
+
+    outgoing.send = slow_send  # type: ignore[method-assign]
+    await h.say("!help")
+    await h.phone.wait(lambda: slow.is_set() or None)
+    stopping = asyncio.create_task(h.bridge.stop())
+    await h.phone.wait(lambda: h.bridge.sessions.stopping or None, 10)
+    await h.say("!sessions")
+    await stopping
+    h.db.close()
+    await h.wait_text("!new", thread=None)  # the slow /help answer went out
+    assert not [m for m in h.bot_messages(None) if "No sessions" in m.body]
+    await start_bot(h)
+    await h.wait_text("No sessions", thread=None, timeout=30)
+    await h.say("!help")
+    await h.phone.wait(
+        lambda: len([m for m in h.bot_messages(None) if "!new" in m.body]) == 2 or None, 30
+    )
+    assert len([m for m in h.bot_messages(None) if "No sessions" in m.body]) == 1
 
 
 async def test_encrypted_messages_sent_while_down_decrypt_after_restart(
