@@ -115,7 +115,7 @@ class Bridge:
         for adapter in self.adapters.values():  # a deposed gateway takes no updates
             set_gate = getattr(adapter, "set_receive_gate", None)
             if callable(set_gate):
-                set_gate(functools.partial(self.gateways.may_send, adapter.platform))
+                set_gate(functools.partial(self.gateways.may_receive, adapter.platform))
         # Wake-ups from the other hosts on this database (PostgreSQL LISTEN).
         self.listener = Listener(db.url)
         self.outbox = Outbox(
@@ -282,6 +282,9 @@ class Bridge:
         """Stop taking input, interrupt running turns (their threads are told), give the
         outbox a few seconds to deliver, then disconnect.  Whatever is still undelivered
         stays in the database for the next start."""
+        # Platform events not taken from here on stay with the platform (unconfirmed)
+        # for the next gateway or the next start, instead of being dropped below.
+        self.gateways.close_intake()
         await self.inbox.stop()  # what is not handed over yet stays for the next start
         self.sessions.stopping = True
         await self.scheduler.stop()

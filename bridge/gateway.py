@@ -234,10 +234,23 @@ class Gateways:
     ) -> None:
         self.db, self._tasks, self.host, self.now = db, tasks, host, now
         self.by_platform: dict[str, Gateway] = {}
+        self.intake_closed = False  # shutting down: nothing more is taken in
 
     def may_send(self, platform: str) -> bool:
         gateway = self.by_platform.get(platform)
         return gateway is not None and gateway.may_send()
+
+    def may_receive(self, platform: str) -> bool:
+        """The adapter may take (and confirm) platform events: this host is the
+        gateway and is not shutting down.  An event left untaken stays with the
+        platform, which hands it to the next gateway — or to this host after a
+        restart."""
+        return not self.intake_closed and self.may_send(platform)
+
+    def close_intake(self) -> None:
+        """Stop taking platform events (the first step of a clean stop), while
+        the outbox still delivers."""
+        self.intake_closed = True
 
     async def begin(
         self,

@@ -3,9 +3,12 @@
 Owns the nio `AsyncClient` (logged in on one persistent device, `client.py`), the sync
 loop (a registered task; every response goes to the `Receiver`, `receiver.py`) and the
 `Outgoing` side that delivers rendered outbox rows (`outgoing.py`), all sharing one
-`Pacer` for the homeserver's per-user message budget.  A session is an `m.thread`
-rooted at its header message, posted in the room of `[matrix] room` or else the room
-the command came from: `ThreadRef("matrix", room id, header event id)`.  With
+`Pacer` for the homeserver's per-user message budget.  The first sync after a start
+resumes from the position saved in the store's inbox (`inbox.py`), so what was sent
+while the daemon was down is handled now; a new device's first sync is history only.
+A session is an `m.thread` rooted at its header message, posted in the room of
+`[matrix] room` or else the room the command came from: `ThreadRef("matrix", room id,
+header event id)`.  With
 `encryption = "required"` (the default) nothing is sent to, or taken from, an
 unencrypted room except the notice saying why.
 
@@ -34,14 +37,18 @@ from adapters.matrix.e2ee import crosssign, room_verification, verification
 from adapters.matrix.e2ee.sas_core import owner_ids
 from adapters.matrix.e2ee.store import MatrixStore
 from adapters.matrix.errors import MatrixErrors
+from adapters.matrix.inbox import Inbox
 from adapters.matrix.markdown import escape
 from adapters.matrix.outgoing import Outgoing
 from adapters.matrix.pacing import Pacer
 from adapters.matrix.receiver import Receiver
+from adapters.matrix.render import txn
 from adapters.messages import Inbound, Outbound, Rendered, ThreadRef
 from adapters.tasks import TaskGroup
 
 log = logging.getLogger(__name__)
+
+GATE_POLL_S = 0.5  # how often a paused sync loop looks whether it may take events again
 
 
 class MatrixAdapter(ChatAdapter):
@@ -67,11 +74,13 @@ class MatrixAdapter(ChatAdapter):
         self.tasks = TaskGroup()
         self.username = ""
         self.receiver: Receiver | None = None
+        self.inbox: Inbox | None = None
         self._client: AsyncClient | None = None
         self._sink: InboundSink | None = None
         self._sas: verification.SasResponder | None = None
         self._room_sas: room_verification.RoomSasResponder | None = None
         self._invite_check: Callable[[str], bool] | None = None
+        self._gate: Callable[[], bool] | None = None
         self.outgoing = self._outgoing()
 
     def add_owner(self, user_id: str) -> None:
@@ -98,6 +107,14 @@ class MatrixAdapter(ChatAdapter):
         self._invite_check = check
         if self.receiver is not None:
             self.receiver.invite_open = check
+
+    def set_receive_gate(self, gate: Callable[[], bool]) -> None:
+        """Take events only while `gate()` (this host is the gateway and is not
+        stopping): the sync loop pauses, and a sync answered meanwhile is left unhandled
+        with the position unsaved, so the next start (or gateway) takes its events."""
+        self._gate = gate
+        if self.receiver is not None:
+            self.receiver.gate = gate
 
     def _outgoing(self) -> Outgoing:
         return Outgoing(
@@ -136,6 +153,7 @@ class MatrixAdapter(ChatAdapter):
                 client, self.owners, master_key=master_key, pace=self.pacer.wait
             )
             self._room_sas.register()
+            self.inbox = inbox = Inbox(self.store.path / "inbox.db")
             self.receiver = Receiver(
                 client,
                 owners=self.owners,
@@ -145,19 +163,28 @@ class MatrixAdapter(ChatAdapter):
                 deliver=self._deliver,
                 notify=self.outgoing.notice_later,
                 pace=self.pacer.wait,
+                inbox=inbox,
+                notify_in=self._notice_in,
             )
             if self._invite_check is not None:
                 self.receiver.invite_open = self._invite_check
+            self.receiver.gate = self._gate
+            # nio's own token (saved before its events were handled) only for a store
+            # from before the inbox; neither: a new device, whose first sync is history
+            since = inbox.position(client.device_id) or client.loaded_sync_token or None
             first = await self.errors.call(
                 lambda: client.sync(
                     timeout=0,
-                    sync_filter=mx_client.SYNC_FILTER
-                    if client.loaded_sync_token
-                    else mx_client.FIRST_SYNC_FILTER,
+                    since=since,
+                    sync_filter=mx_client.SYNC_FILTER if since else mx_client.FIRST_SYNC_FILTER,
                     full_state=True,
                 )
             )
-            await self.receiver.handle(first)
+            self.receiver.catching_up = True
+            try:
+                await self.receiver.handle(first, since=since, history=since is None)
+            finally:
+                self.receiver.catching_up = False
             await self._join_control_room()
             self.tasks.spawn(self._sync_forever(), name="matrix-sync")
         except BaseException:
@@ -200,9 +227,17 @@ class MatrixAdapter(ChatAdapter):
     async def _sync_forever(self) -> None:
         backoff = 1.0
         while True:
+            if self._gate is not None and not self._gate():
+                await asyncio.sleep(GATE_POLL_S)
+                continue
+            # from the saved position: behind nio's own after a batch left unhandled
+            saved = self.inbox.position(self.client.device_id) if self.inbox else None
+            since = saved or self.client.next_batch or None
             try:
                 resp = await self.client.sync(
-                    timeout=mx_client.SYNC_TIMEOUT_MS, sync_filter=mx_client.SYNC_FILTER
+                    timeout=mx_client.SYNC_TIMEOUT_MS,
+                    sync_filter=mx_client.SYNC_FILTER,
+                    since=since,
                 )
             except asyncio.CancelledError:
                 raise
@@ -218,9 +253,10 @@ class MatrixAdapter(ChatAdapter):
             backoff = 1.0
             assert self.receiver is not None
             try:
-                await self.receiver.handle(resp)
+                await self.receiver.handle(resp, since=since)
             except Exception:
                 log.exception("Matrix: handling a sync response failed")
+                await asyncio.sleep(backoff)  # the batch comes again: not in a tight loop
 
     async def stop(self) -> None:
         await self._shutdown()
@@ -233,6 +269,18 @@ class MatrixAdapter(ChatAdapter):
         client, self._client = self._client, None
         if client is not None:
             await client.close()
+        inbox, self.inbox = self.inbox, None
+        if inbox is not None:
+            inbox.close()
+
+    def _notice_in(self, thread: ThreadRef, text: str) -> None:
+        """A notice in `thread`, sent in the background (outside the outbox)."""
+        content = {"msgtype": "m.notice", "body": text}
+        self.outgoing.relate(content, thread)
+        self.tasks.spawn(
+            self.outgoing.send_paced(thread.chat_id, "m.room.message", content, txn()),
+            name=f"matrix-notice-{thread.chat_id}",
+        )
 
     async def _deliver(self, event: Inbound) -> None:
         if self._sink is None:

@@ -25,6 +25,7 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 from nio import AsyncClient, AsyncClientConfig, ErrorResponse, WhoamiResponse
 from nio.crypto.attachments import decrypt_attachment
+from nio.exceptions import EncryptionError
 
 from adapters import download
 from adapters.base import PermanentError
@@ -39,9 +40,10 @@ log = logging.getLogger(__name__)
 DEVICE_NAME = "Threadline"
 SYNC_TIMEOUT_MS = 30_000
 MEDIA_DOWNLOAD = "/_matrix/client/v1/media/download"  # authenticated media (spec v1.11)
-# A fresh device can never decrypt the history before it, and we ignore events older
-# than our start anyway: take little of it.  Later syncs take a lot, so that a burst
-# of events between two syncs never leaves a gap ("limited" timeline).
+# A fresh device can never decrypt the history before it, and its first sync is only
+# skipped (receiver.py): take little of it.  Later syncs take a lot, so that a burst of
+# events between two syncs rarely leaves a gap ("limited" timeline; catchup.py reads
+# what a gap holds from the room's history).
 FIRST_SYNC_FILTER: dict[str, Any] = {"room": {"timeline": {"limit": 3}}}
 SYNC_FILTER: dict[str, Any] = {"room": {"timeline": {"limit": 100}}}
 
@@ -194,7 +196,7 @@ def attachment(client: AsyncClient, ref: FileRef) -> Attachment:
                 data = decrypt_attachment(
                     data, key, ref.crypto["hashes"]["sha256"], ref.crypto["iv"]
                 )
-            except (KeyError, TypeError, ValueError) as e:
+            except (KeyError, TypeError, ValueError, EncryptionError) as e:
                 raise AttachmentUnavailable(f"cannot decrypt attachment {ref.name}: {e}") from e
         return data
 

@@ -87,10 +87,25 @@ def sender_of(user_id: str, display_name: str = "") -> Sender:
     return payload.clean(Sender(PLATFORM, user_id, display_name or user_id))
 
 
+def _crypto(raw: object) -> dict[str, Any] | None:
+    """An encrypted file's `file` object (spec "Sending encrypted attachments"): only
+    the fields decryption reads, as scrubbed strings ("" when missing: the download
+    then fails to decrypt and says so)."""
+    if not isinstance(raw, dict):
+        return None
+    key, hashes = payload.mapping(raw.get("key")), payload.mapping(raw.get("hashes"))
+    return {
+        "url": payload.scrub(payload.text(raw.get("url"))),
+        "key": {"k": payload.scrub(payload.text(key.get("k")))},
+        "iv": payload.scrub(payload.text(raw.get("iv"))),
+        "hashes": {"sha256": payload.scrub(payload.text(hashes.get("sha256")))},
+    }
+
+
 def _file_ref(content: dict[str, Any], msgtype: str, event_id: str) -> FileRef | None:
-    raw_info, raw_file = content.get("info"), content.get("file")
+    raw_info = content.get("info")
     info: dict[str, Any] = raw_info if isinstance(raw_info, dict) else {}
-    crypto: dict[str, Any] | None = raw_file if isinstance(raw_file, dict) else None
+    crypto = _crypto(content.get("file"))
     url = (crypto or content).get("url")
     if not isinstance(url, str) or not url.startswith("mxc://"):
         return None

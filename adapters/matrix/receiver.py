@@ -4,14 +4,19 @@ After nio has applied a sync response (state, decryption of `m.room.encrypted`
 events, to-device room keys), `Receiver.handle` does the rest in order: key
 housekeeping and TOFU trust for the owners' devices, invites (an owner's is
 accepted, anyone else's declined unless a pairing code is open), then every room's
-new timeline events.  Events from before the bot started are ignored (a new device
-sees history it could never decrypt, and old commands must not run again); so are
-our own.  A message in an unencrypted room while `encryption = "required"` is not
-handed on: the room is told why instead (at most every `REFUSAL_INTERVAL_S`).  An
-event that could not be decrypted yet (its room key is still on the way) is kept and
+new timeline events, and finally saves the sync position (`inbox.py`).  Every event
+after the saved position is handled once, however long the daemon was down (a message
+that waited over a minute gets a notice saying so, `catchup.py`); skipped are only the
+whole first sync of a new device (history it could never decrypt), the events of a
+room from before the bot joined it, our own, and events already handled (by id, so a
+daemon killed before saving its position repeats nothing).  A message in an
+unencrypted room while `encryption = "required"` is not handed on: the room is told
+why instead (at most every `REFUSAL_INTERVAL_S`).  An event that could not be
+decrypted yet (its room key is still on the way) is kept, in the inbox too, and
 retried after later syncs for `UNDECRYPTED_KEEP_S`.  Reactions become `ButtonPress`es
-through the `ButtonMap`; taking back a reaction on a multi-select option (its
-redaction) presses it again, which unselects it; messages become `UserMessage`s via `inbound.py`, their
+through the `ButtonMap` (the bridge refuses one on a prompt that expired meanwhile);
+taking back a reaction on a multi-select option (its redaction) presses it again,
+which unselects it; messages become `UserMessage`s via `inbound.py`, their
 attachments lazy (the bridge downloads them, only for an owner — never on the sync
 path).
 """
@@ -27,21 +32,23 @@ from typing import Any
 
 from nio import AsyncClient, InviteMemberEvent, MatrixRoom, MegolmEvent, SyncResponse
 
+from adapters.matrix import catchup, inbound
 from adapters.matrix import client as mx_client
-from adapters.matrix import inbound
 from adapters.matrix.buttons import ButtonMap, toggles
 from adapters.matrix.errors import MatrixErrors
+from adapters.matrix.inbox import Inbox
 from adapters.messages import ButtonPress, Inbound, ThreadRef
 
 log = logging.getLogger(__name__)
 
 REFUSAL_INTERVAL_S = 600.0
 UNDECRYPTED_KEEP_S = 300.0
-CLOCK_SLACK_MS = 2_000  # the homeserver's clock may run a little behind ours
+HANDLED_KINDS = ("m.room.message", "m.reaction", "m.room.redaction")
 MAX_TOGGLES = 500  # reactions remembered so that taking one back unselects its option
 
 Deliver = Callable[[Inbound], Awaitable[None]]
 Notify = Callable[[str, str], None]  # (room id, plain text) → send a notice, in background
+NotifyIn = Callable[[ThreadRef, str], None]  # the same, in a thread
 
 
 class Receiver:
@@ -56,6 +63,8 @@ class Receiver:
         deliver: Deliver,
         notify: Notify,
         pace: Callable[[], Awaitable[None]],
+        inbox: Inbox | None = None,
+        notify_in: NotifyIn | None = None,
     ) -> None:
         self.client = client
         self.owners = tuple(owners)
@@ -65,30 +74,71 @@ class Receiver:
         self.deliver = deliver
         self.notify = notify
         self.pace = pace  # joins and leaves are events too: they spend the message budget
-        self.started_ms = int(time.time() * 1000) - CLOCK_SLACK_MS
+        self.inbox = inbox if inbox is not None else Inbox(None)
+        self.notify_in: NotifyIn = notify_in or (lambda thread, text: notify(thread.chat_id, text))
+        self.catching_up = False  # handling the first sync after a start: late is expected
+        # Whether this process may take events now (the gateway's `may_receive`: shut
+        # from the first step of a clean stop, or on a deposed gateway).  What it does
+        # not take stays after the saved position, for the next start to take.
+        self.gate: Callable[[], bool] | None = None
         self._invites_seen: set[str] = set()
         # A stranger's invite is accepted when this says so (a pairing code is open).
         self.invite_open: Callable[[str], bool] = lambda _inviter: False
         self._refused: dict[str, float] = {}
+        # (room, event, first seen: wall clock, so that it counts across a restart)
         self._undecrypted: list[tuple[str, MegolmEvent, float]] = []
+        for room_id, raw, since in self.inbox.undecrypted():
+            event = MegolmEvent.from_dict(raw)
+            if isinstance(event, MegolmEvent):
+                event.room_id = room_id
+                self._undecrypted.append((room_id, event, since))
         # reaction event id → (room, target event, key, sender) of toggle presses
         self._toggles: OrderedDict[str, tuple[str, str, str, str]] = OrderedDict()
 
-    async def handle(self, resp: SyncResponse) -> None:
+    async def handle(
+        self, resp: SyncResponse, *, since: str | None = None, history: bool = False
+    ) -> None:
+        """Handle one sync response, asked for `since` that token (for completing a
+        limited timeline); `history`: a new device's first sync, whose timelines are
+        only skipped.  The position is saved once everything in `resp` is handled;
+        not at all if the gate shut meanwhile (what was handled is not handled again)."""
+        if not self.open():
+            return
         await mx_client.housekeeping(self.client)
         mx_client.trust_owners(self.client, self.owners)
         for room_id, info in resp.rooms.invite.items():
             await self._invite(room_id, info.invite_state)
+        skipped = 0
         for room_id, info in resp.rooms.join.items():
             room = self.client.rooms.get(room_id)
             if room is None:
                 continue
-            for event in info.timeline.events:
+            if history:
+                skipped += len(info.timeline.events)
+                continue
+            events = list(info.timeline.events)
+            if info.timeline.limited and since:
+                start = info.timeline.prev_batch
+                events = await catchup.fill_gap(self.client, room_id, start, since) + events
+            # the join may be in the gap too: what came before it is skipped all the same
+            events, before = catchup.after_own_join(events, self.client.user_id)
+            skipped += before
+            for event in events:
+                if not self.open():
+                    log.info("Matrix: intake closed; the rest waits for the next start")
+                    return
                 try:
                     await self._event(room, event)
                 except Exception:
                     log.exception("Matrix: dropping event %s", getattr(event, "event_id", "?"))
+        if skipped:
+            log.info("Matrix: skipped %d events from before the bot was there", skipped)
         await self._retry_undecrypted()
+        if resp.next_batch and self.client.device_id:
+            self.inbox.save_position(self.client.device_id, resp.next_batch)
+
+    def open(self) -> bool:
+        return self.gate is None or self.gate()
 
     # --- invites --------------------------------------------------------------------
 
@@ -127,9 +177,8 @@ class Receiver:
     # --- timeline events --------------------------------------------------------------
 
     async def _event(self, room: MatrixRoom, event: Any) -> None:
-        if getattr(event, "server_timestamp", 0) < self.started_ms:
-            return
-        if event.sender == self.client.user_id:
+        sender = getattr(event, "sender", None)  # nio's BadEvents may have none
+        if not isinstance(sender, str) or not sender or sender == self.client.user_id:
             return
         if isinstance(event, MegolmEvent):
             if self.client.olm is None:  # encryption = "off": this room is not for us
@@ -143,7 +192,9 @@ class Receiver:
                 event.sender,
                 event.session_id,
             )
-            self._undecrypted.append((room.room_id, event, time.monotonic()))
+            since = self.inbox.keep_undecrypted(room.room_id, event.event_id, event.source)
+            if all(e.event_id != event.event_id for _, e, _ in self._undecrypted):
+                self._undecrypted.append((room.room_id, event, since))
             try:
                 await self.client.request_room_key(event)
             except Exception as e:  # a duplicate request, or no connection: not fatal
@@ -151,6 +202,12 @@ class Receiver:
             return
         source: dict[str, Any] = getattr(event, "source", {}) or {}
         kind = source.get("type")
+        event_id = source.get("event_id")
+        if kind in HANDLED_KINDS and isinstance(event_id, str) and event_id:
+            # claimed before it is handed on: after a kill -9 it is never handed on twice
+            if not self.inbox.claim(event_id):
+                log.info("Matrix: %s was handled before; skipping it", event_id)
+                return
         if kind == "m.reaction":
             await self._reaction(room, source)
         elif kind == "m.room.redaction":
@@ -222,6 +279,10 @@ class Receiver:
         if parsed is None:
             return
         msg = parsed.message
+        age = catchup.age_s(source)
+        if self.catching_up and age > catchup.LATE_S and msg.sender.user_id in self.owners:
+            log.info("Matrix: %s waited %.0f s for the daemon", msg.message_id, age)
+            self.notify_in(msg.thread, catchup.late_notice(age))
         if parsed.files:  # downloaded by the bridge, and only for an owner
             attachments = tuple(mx_client.attachment(self.client, ref) for ref in parsed.files)
             msg = replace(msg, attachments=attachments)
@@ -247,11 +308,13 @@ class Receiver:
             try:
                 decrypted = self.client.decrypt_event(event)
             except Exception:
-                if time.monotonic() - since < UNDECRYPTED_KEEP_S:
+                if time.time() - since < UNDECRYPTED_KEEP_S:
                     keep.append((room_id, event, since))
                 else:
                     log.error("Matrix: gave up decrypting %s from %s", event.event_id, event.sender)
+                    self.inbox.drop_undecrypted(event.event_id)
                 continue
+            self.inbox.drop_undecrypted(event.event_id)
             if room is not None and not isinstance(decrypted, MegolmEvent):
                 await self._event(room, decrypted)
         self._undecrypted = keep

@@ -17,7 +17,7 @@ conflict or a bad token still go to PTB's loop, which honours them.
 On several hosts only the chat account's gateway may take updates (`bridge/gateway.py`).
 A gateway that stalled (SIGSTOP, a long pause) can wake to a long poll that Telegram
 answered meanwhile, after its lease passed: `TolerantBot` asks its *receive gate*
-(`set_receive_gate`, the gateway's `may_send`) about every batch and, while it says
+(`set_receive_gate`, the gateway's `may_receive`) about every batch and, while it says
 no, hands PTB nothing — neither handled here nor confirmed (PTB moves its offset only
 past updates it was given), so the next gateway gets them again from `getUpdates`.
 """
@@ -103,8 +103,8 @@ class TolerantBot(ExtBot[None]):
         if not updates or self._receive_gate is None or self._receive_gate():
             return updates
         log.warning(
-            "Telegram: %d update(s) reached this host after it stopped being the gateway;"
-            " left unconfirmed for the gateway (ids %d-%d)",
+            "Telegram: %d update(s) reached this host while it takes none (not the gateway,"
+            " or stopping); left unconfirmed for the next poller (ids %d-%d)",
             len(updates),
             updates[0].update_id,
             updates[-1].update_id,

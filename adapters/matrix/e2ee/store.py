@@ -8,6 +8,8 @@
 - `pickle.key`: a random passphrase nio encrypts the crypto store's olm pickles
   with (instead of nio's well-known default), created once;
 - `buttons.json`: which reactions on which of our messages stand for which button.
+- `inbox.db`: the sync position up to which events were handled, the ids of recently
+  handled events and events still waiting for their room key (`adapters/matrix/inbox.py`).
 
 The directory is created with mode 0700 and secrets are written with mode 0600.
 """
