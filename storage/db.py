@@ -277,10 +277,10 @@ def _migration_13(engine: Engine) -> None:
 MIGRATIONS.append(_migration_13)
 
 
-# --- migration 15 (hosts lifecycle: schedule claims, offline notices) ------------------
+# --- migration 14 (hosts lifecycle: schedule claims, offline notices) ------------------
 
 
-def _migration_15(engine: Engine) -> None:
+def _migration_14(engine: Engine) -> None:
     """`schedules.claimed_run_at` (the occurrence a host claimed before running it:
     `storage/schedule_repo.py`), `hosts.offline_noted_at` and `hosts.offline_told`
     (the one offline notice per outage: `bridge/host_notices.py`).  Types are the
@@ -298,18 +298,18 @@ def _migration_15(engine: Engine) -> None:
                     conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} {kind}{extra}"))
 
 
-MIGRATIONS.append(_migration_15)  # numbered 15 in issue 14's plan (renumbered at merge)
+MIGRATIONS.append(_migration_14)
 
 
-# --- migration 14 (the inbox between hosts) --------------------------------------------
+# --- migration 15 (the inbox between hosts) --------------------------------------------
 
 
-def _migration_14(engine: Engine) -> None:
+def _migration_15(engine: Engine) -> None:
     """The `inbox` table: work one host hands another (`storage/inbox_repo.py`)."""
     SQLModel.metadata.create_all(engine, tables=[models.InboxRow.__table__])  # type: ignore[attr-defined]
 
 
-MIGRATIONS.append(_migration_14)  # numbered 14 in issue 14's plan (renumbered at merge)
+MIGRATIONS.append(_migration_15)
 
 
 class StorageError(Exception):

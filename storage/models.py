@@ -200,7 +200,7 @@ class ScheduleRow(SQLModel, table=True):
     runs: int = 0
     next_run_at: datetime | None = None
     # The latest occurrence a host claimed to run (UTC): a run happens only
-    # after an UPDATE moved it forward, so no occurrence runs twice (migration 15).
+    # after an UPDATE moved it forward, so no occurrence runs twice (migration 14).
     claimed_run_at: datetime | None = None
 
 
@@ -304,7 +304,7 @@ class HostRow(SQLModel, table=True):
     stopped_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     # When a live host told this one's session threads it is offline (compare-and-set:
     # one host posts it), and which sessions were told; cleared when it is back.
-    # Added by migration 15.
+    # Added by migration 14.
     offline_noted_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     offline_told: str = "[]"  # session ids, as a JSON list
 
@@ -328,7 +328,7 @@ class InboxRow(SQLModel, table=True):
     (`storage/inbox_repo.py`, `bridge/inbox.py`): a chat event the gateway received for
     a session on `host`, or a request to the gateway to open a session's thread.
     `payload` is JSON sealed with the database cipher, emptied once the item is done.
-    Added by migration 14."""
+    Added by migration 15."""
 
     __tablename__ = "inbox"
     __table_args__ = (Index("ix_inbox_claim", "host", "state", "id"),)
