@@ -312,6 +312,9 @@ def _migration_15(engine: Engine) -> None:
 MIGRATIONS.append(_migration_15)
 
 
+MIGRATION_LOCK = 0x7468_7265_6164  # "thread": the advisory lock key migrations hold
+
+
 class StorageError(Exception):
     """The database cannot be used; `str()` is one line saying why and what to do."""
 
@@ -370,7 +373,16 @@ class Database:
         """Create or upgrade the schema; returns the version now in force.  A database
         that cannot be reached or opened is a `StorageError`."""
         try:
-            return self._migrate()
+            if self.is_sqlite:  # one daemon per SQLite file (`bridge/cli/single.py`)
+                return self._migrate()
+            # Hosts sharing PostgreSQL may start together: one migrates, the others
+            # wait on this session-level lock and then find the schema current.
+            with self.engine.connect() as lock:
+                lock.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+                try:
+                    return self._migrate()
+                finally:
+                    lock.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
         except OperationalError as e:
             reason = str(e.orig or e).strip().splitlines()[0] if str(e.orig or e).strip() else e
             raise StorageError(f"storage: cannot open the database: {reason}") from None
