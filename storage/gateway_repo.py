@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import case, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col
+from sqlmodel import col, select
 
 from storage.base import Repo
 from storage.host_repo import as_utc
@@ -104,4 +104,14 @@ class GatewayRepo(Repo):
                 return None
             out = GatewayLeaseRow.model_validate(row.model_dump())
         out.expires_at = as_utc(out.expires_at)
+        return out
+
+    def held(self, now: datetime) -> dict[str, list[str]]:
+        """Host → the chat accounts whose lease it holds at `now` (unexpired), sorted."""
+        with self._session() as s:
+            rows = list(s.exec(select(GatewayLeaseRow)))
+        out: dict[str, list[str]] = {}
+        for row in sorted(rows, key=lambda r: r.account):
+            if as_utc(row.expires_at) > as_utc(now):
+                out.setdefault(row.holder, []).append(row.account)
         return out

@@ -343,7 +343,8 @@ def sessions(config: ConfigOpt = None) -> None:
 
 @app.command()
 def hosts(config: ConfigOpt = None) -> None:
-    """Every host on this database: online or not, last heartbeat, sessions, roots."""
+    """Every host on this database: online or not, last heartbeat, sessions, the chat
+    accounts it is the gateway for, roots."""
     from datetime import UTC, datetime
 
     from bridge.cli.daemon import open_database
@@ -356,13 +357,14 @@ def hosts(config: ConfigOpt = None) -> None:
     db = open_database(cfg)
     try:
         rows, open_rows = db.hosts.list(), db.sessions.list(states=OPEN_SESSION_STATES)
+        gateways = db.gateways.held(datetime.now(UTC))
     finally:
         db.close()
     if not rows:
         out.print("No host has started a daemon on this database yet.")
         return
     now = datetime.now(UTC)
-    table = Table("host", "state", "last heartbeat", "sessions", "roots")
+    table = Table("host", "state", "last heartbeat", "sessions", "gateway for", "roots")
     for row in rows:
         online = is_online(row, now, HEARTBEAT_S)
         state = "online" if online else ("stopped" if row.stopped_at else "offline")
@@ -373,6 +375,7 @@ def hosts(config: ConfigOpt = None) -> None:
             Text(state, style="green" if online else "red"),
             ago(row.last_heartbeat, now),
             str(count),
+            ", ".join(gateways.get(row.name, [])),
             ", ".join(host_roots(row)),
         )
     out.print(table)

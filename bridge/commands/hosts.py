@@ -1,12 +1,13 @@
 """The `hosts` command: every machine running Threadline on this database, with its
-allowed roots, its open sessions, its last heartbeat and whether it is online
+allowed roots, its open sessions, the chat accounts it is the gateway for
+(`bridge/gateway.py`), its last heartbeat and whether it is online
 (`bridge/hosts.py`).  Also the one-line host labels `sessions` shows when there is
 more than one host."""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from adapters.messages import Markdown, Outbound
@@ -29,7 +30,8 @@ async def cmd_hosts(ctx: CommandContext) -> None:
     # A session with no host yet belongs to this one (see `HostRepo.start`).
     sessions = Counter(r.host or s.hosts.name for r in open_rows)
     running = Counter(r.host or s.hosts.name for r in open_rows if r.state == "running")
-    ctx.reply(hosts_message(s.hosts.statuses(), sessions, running, now=s.now()))
+    gateways = s.db.gateways.held(s.now())
+    ctx.reply(hosts_message(s.hosts.statuses(), sessions, running, now=s.now(), gateways=gateways))
 
 
 def ago(when: datetime, now: datetime) -> str:
@@ -56,8 +58,10 @@ def hosts_message(
     running: Counter[str],
     *,
     now: datetime,
+    gateways: Mapping[str, Sequence[str]] | None = None,
 ) -> Outbound:
-    """One line per host: state, heartbeat, open (and running) sessions, roots."""
+    """One line per host: state, heartbeat, open (and running) sessions, the chat
+    accounts it is the gateway for, roots."""
     if not hosts:
         return render.notice("No hosts have started on this database yet.")
     lines = [f"**Hosts** ({len(hosts)})"]
@@ -66,6 +70,9 @@ def hosts_message(
         parts = [_state(host, now) + (" · this host" if host.this else "")]
         label = f"{count} session{'' if count == 1 else 's'}"
         parts.append(label + (f" ({running[host.name]} running)" if running[host.name] else ""))
+        held = (gateways or {}).get(host.name)
+        if held:
+            parts.append("gateway for " + ", ".join(f"`{a.replace('`', '')}`" for a in held))
         roots = ", ".join(f"`{r.replace('`', '')}`" for r in host.roots) or "none"
         parts.append(f"roots {roots}")
         lines.append(" · ".join(parts))

@@ -167,11 +167,14 @@ def test_threadline_hosts_lists_every_host_without_a_chat_token(
     db.hosts.start(name="laptop", roots=[str(tmp_path)], pid=1, version="x", at=now)
     db.hosts.start(name="box", roots=["/srv/build"], pid=2, version="x", at=now)
     db.hosts.heartbeat(name="box", at=now - timedelta(minutes=10))
+    db.gateways.acquire("telegram:42", "laptop", now, 8.0)
+    db.gateways.acquire("slack:T1-B1", "box", now - timedelta(minutes=10), 8.0)  # expired
     db.close()
     result = runner.invoke(app, ["hosts", "--config", str(config)])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     laptop = next(line for line in lines if "laptop" in line)
     box = next(line for line in lines if "box" in line)
-    assert "(this machine)" in laptop and "online" in laptop
+    assert "(this machine)" in laptop and "online" in laptop and "telegram:42" in laptop
     assert "offline" in box and "10 min ago" in box and "/srv/build" in box
+    assert "slack:" not in result.output, "an expired lease is held by nobody"

@@ -104,11 +104,16 @@ def test_hosts_message() -> None:
         HostStatus("box", ("/srv", "/b`x"), NOW - timedelta(seconds=40), None, False, False),
         HostStatus("old_vm", (), NOW - timedelta(days=3), NOW - timedelta(days=2), False, False),
     ]
-    text = md(hosts_message(hosts, Counter(laptop=2, box=1), Counter(laptop=1), now=NOW))
+    gateways = {"laptop": ["slack:T1-B1", "telegram:42"]}
+    text = md(
+        hosts_message(
+            hosts, Counter(laptop=2, box=1), Counter(laptop=1), now=NOW, gateways=gateways
+        )
+    )
     assert text.splitlines() == [
         "**Hosts** (3)",
         "🟢 **laptop** · online · heartbeat 0 s ago · this host · 2 sessions (1 running)"
-        " · roots `/home/ada/code`",
+        " · gateway for `slack:T1-B1`, `telegram:42` · roots `/home/ada/code`",
         "🔴 **box** · offline · last heartbeat 40 s ago · 1 session · roots `/srv`, `/bx`",
         "⚫ **old\\_vm** · offline (stopped 2 d ago) · 0 sessions · roots none",
     ]
