@@ -90,7 +90,7 @@ async def test_an_update_answered_to_a_deposed_gateway_is_handled_once_by_the_ne
         await tg.wait_until(lambda: not laptop.gateway.may_send(), timeout=10)
 
         tg.user_message(OWNER, USER, "sent while the gateway was frozen")
-        await tg.wait_until(lambda: "left unconfirmed for the gateway" in caplog.text, timeout=10)
+        await tg.wait_until(lambda: "left unconfirmed for the next poller" in caplog.text, timeout=10)
         assert laptop.handled == []
 
         await box.gateway.begin()  # stands by until the lease has expired, then takes it
