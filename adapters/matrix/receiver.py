@@ -37,6 +37,7 @@ from adapters.matrix import client as mx_client
 from adapters.matrix.buttons import ButtonMap, toggles
 from adapters.matrix.errors import MatrixErrors
 from adapters.matrix.inbox import Inbox
+from adapters.matrix.withheld import Withheld
 from adapters.messages import ButtonPress, Inbound, ThreadRef
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ class Receiver:
         # A stranger's invite is accepted when this says so (a pairing code is open).
         self.invite_open: Callable[[str], bool] = lambda _inviter: False
         self._refused: dict[str, float] = {}
+        self.withheld = Withheld()  # room keys a sender's client would not share with us
         # (room, event, first seen: wall clock, so that it counts across a restart)
         self._undecrypted: list[tuple[str, MegolmEvent, float]] = []
         for room_id, raw, since in self.inbox.undecrypted():
@@ -106,6 +108,7 @@ class Receiver:
             return
         await mx_client.housekeeping(self.client)
         mx_client.trust_owners(self.client, self.owners)
+        self.withheld.note(resp.to_device_events)
         for room_id, info in resp.rooms.invite.items():
             await self._invite(room_id, info.invite_state)
         skipped = 0
@@ -195,6 +198,8 @@ class Receiver:
             since = self.inbox.keep_undecrypted(room.room_id, event.event_id, event.source)
             if all(e.event_id != event.event_id for _, e, _ in self._undecrypted):
                 self._undecrypted.append((room.room_id, event, since))
+            if self._answer_withheld(room.room_id, event):
+                return  # asking for the key again would only be refused again
             try:
                 await self.client.request_room_key(event)
             except Exception as e:  # a duplicate request, or no connection: not fatal
@@ -301,6 +306,19 @@ class Receiver:
             "an encrypted room or direct message with me and invite me there.",
         )
 
+    def _answer_withheld(self, room_id: str, event: MegolmEvent) -> bool:
+        """Tell the sender, once per session, why their message cannot be read when
+        their client withheld its key; True if the key was withheld."""
+        if self.withheld.code(event.session_id) is None:
+            return False
+        text = self.withheld.notice(event.session_id)
+        if text is not None:
+            content = event.source.get("content")  # m.relates_to stays in the clear
+            thread = inbound.thread_of(room_id, content if isinstance(content, dict) else {})
+            log.warning("Matrix: telling %s that %s could not be read", event.sender, event.event_id)
+            self.notify_in(thread, text)
+        return True
+
     async def _retry_undecrypted(self) -> None:
         keep: list[tuple[str, MegolmEvent, float]] = []
         for room_id, event, since in self._undecrypted:
@@ -308,6 +326,7 @@ class Receiver:
             try:
                 decrypted = self.client.decrypt_event(event)
             except Exception:
+                self._answer_withheld(room_id, event)  # the withheld notice came later
                 if time.time() - since < UNDECRYPTED_KEEP_S:
                     keep.append((room_id, event, since))
                 else:

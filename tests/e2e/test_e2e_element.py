@@ -198,11 +198,6 @@ async def test_emoji_mismatch_cancels_on_both_sides(
     assert not (await w.phone.user_status(w.bot.user_id))["is_verified"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 15: the bot stays silent when Element withholds a message's key "
-    "(m.room_key.withheld, code m.unverified) - it only logs 'waiting for its key'",
-)
 async def test_a_withheld_message_gets_an_answer_that_says_why(w: World) -> None:
     """Element's "Never send encrypted messages to unverified sessions" before the
     person verified the bot: Element sends the bot `m.room_key.withheld` (m.unverified)
