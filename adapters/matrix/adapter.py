@@ -42,6 +42,7 @@ from adapters.matrix.markdown import escape
 from adapters.matrix.outgoing import Outgoing
 from adapters.matrix.pacing import Pacer
 from adapters.matrix.receiver import Receiver
+from adapters.matrix.trust_gate import Report
 from adapters.matrix.render import txn
 from adapters.messages import Inbound, Outbound, Rendered, ThreadRef
 from adapters.tasks import TaskGroup
@@ -80,6 +81,7 @@ class MatrixAdapter(ChatAdapter):
         self._sas: verification.SasResponder | None = None
         self._room_sas: room_verification.RoomSasResponder | None = None
         self._invite_check: Callable[[str], bool] | None = None
+        self._report: Report | None = None
         self._gate: Callable[[], bool] | None = None
         self.outgoing = self._outgoing()
 
@@ -107,6 +109,13 @@ class MatrixAdapter(ChatAdapter):
         self._invite_check = check
         if self.receiver is not None:
             self.receiver.invite_open = check
+
+    def report_refusals(self, report: Report) -> None:
+        """Events refused as possibly forged by the homeserver are audit-logged by
+        `report(sender, action, detail)`, which says whether to tell the sender."""
+        self._report = report
+        if self.receiver is not None:
+            self.receiver.trust.report = report
 
     def set_receive_gate(self, gate: Callable[[], bool]) -> None:
         """Take events only while `gate()` (this host is the gateway and is not
@@ -169,6 +178,7 @@ class MatrixAdapter(ChatAdapter):
             if self._invite_check is not None:
                 self.receiver.invite_open = self._invite_check
             self.receiver.gate = self._gate
+            self.receiver.trust.report = self._report
             # nio's own token (saved before its events were handled) only for a store
             # from before the inbox; neither: a new device, whose first sync is history
             since = inbox.position(client.device_id) or client.loaded_sync_token or None

@@ -37,6 +37,7 @@ from adapters.matrix import client as mx_client
 from adapters.matrix.buttons import ButtonMap, toggles
 from adapters.matrix.errors import MatrixErrors
 from adapters.matrix.inbox import Inbox
+from adapters.matrix.trust_gate import PLAINTEXT_NOTICE, TrustGate
 from adapters.matrix.withheld import Withheld
 from adapters.messages import ButtonPress, Inbound, ThreadRef
 
@@ -86,6 +87,7 @@ class Receiver:
         # A stranger's invite is accepted when this says so (a pairing code is open).
         self.invite_open: Callable[[str], bool] = lambda _inviter: False
         self._refused: dict[str, float] = {}
+        self.trust = TrustGate()  # what a homeserver could have forged is refused
         self.withheld = Withheld()  # room keys a sender's client would not share with us
         # (room, event, first seen: wall clock, so that it counts across a restart)
         self._undecrypted: list[tuple[str, MegolmEvent, float]] = []
@@ -221,6 +223,9 @@ class Receiver:
             if self.encryption == "required" and not room.encrypted:
                 self._refuse(room.room_id)
                 return
+            if self.encryption == "required" and not getattr(event, "decrypted", False):
+                self._refuse_plaintext(room, source)
+                return
             await self._message(room, source)
 
     async def _reaction(self, room: MatrixRoom, source: dict[str, Any]) -> None:
@@ -292,6 +297,19 @@ class Receiver:
             attachments = tuple(mx_client.attachment(self.client, ref) for ref in parsed.files)
             msg = replace(msg, attachments=attachments)
         await self.deliver(msg)
+
+    def _refuse_plaintext(self, room: MatrixRoom, source: dict[str, Any]) -> None:
+        """A plaintext message in an encrypted room: anyone running the homeserver
+        could have sent it in the owner's name."""
+        sender = str(source.get("sender", ""))
+        content = source.get("content")
+        content = content if isinstance(content, dict) else {}
+        body = content.get("body")
+        detail = f"plaintext message in encrypted room {room.room_id}: "
+        detail += body[:200] if isinstance(body, str) else ""
+        who = inbound.sender_of(sender, room.user_name(sender) or "")
+        if self.trust.refuse(who, "plaintext", detail):
+            self.notify_in(inbound.thread_of(room.room_id, content), PLAINTEXT_NOTICE)
 
     def _refuse(self, room_id: str) -> None:
         now = time.monotonic()

@@ -256,3 +256,6 @@ def load_owners(
     owners.start(pairing.owners, access, adapters, config_owners, tasks)
     for platform, adapter in adapters.items():
         adapter.open_invites(functools.partial(pairing.invite_allowed, platform))
+        report = getattr(adapter, "report_refusals", None)  # Matrix: events a server forged
+        if report is not None:
+            report(access.refuse)
