@@ -42,8 +42,8 @@ from adapters.matrix.markdown import escape
 from adapters.matrix.outgoing import Outgoing
 from adapters.matrix.pacing import Pacer
 from adapters.matrix.receiver import Receiver
-from adapters.matrix.trust_gate import Report
 from adapters.matrix.render import txn
+from adapters.matrix.trust_gate import Report
 from adapters.messages import Inbound, Outbound, Rendered, ThreadRef
 from adapters.tasks import TaskGroup
 
