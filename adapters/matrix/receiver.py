@@ -333,7 +333,9 @@ class Receiver:
         if text is not None:
             content = event.source.get("content")  # m.relates_to stays in the clear
             thread = inbound.thread_of(room_id, content if isinstance(content, dict) else {})
-            log.warning("Matrix: telling %s that %s could not be read", event.sender, event.event_id)
+            log.warning(
+                "Matrix: telling %s that %s could not be read", event.sender, event.event_id
+            )
             self.notify_in(thread, text)
         return True
 
