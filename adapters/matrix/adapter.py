@@ -179,6 +179,8 @@ class MatrixAdapter(ChatAdapter):
                 self.receiver.invite_open = self._invite_check
             self.receiver.gate = self._gate
             self.receiver.trust.report = self._report
+            self.receiver.trust.approvals = self.config.approvals
+            self.receiver.trust.devices.pins = self.store.path / "identity-pins.json"
             # nio's own token (saved before its events were handled) only for a store
             # from before the inbox; neither: a new device, whose first sync is history
             since = inbox.position(client.device_id) or client.loaded_sync_token or None

@@ -21,6 +21,14 @@ class MatrixConfig(PlatformConfig):
     store_path: str = "~/.local/share/threadline/matrix-store"
     encryption: Literal["required", "optional", "off"] = "required"
     room: str = ""
+    # Who may decide a permission, question or plan.  "reactions": a ✅/❌/number
+    # reaction or a reply from any of the owner's devices (reactions are never
+    # encrypted, so whoever runs the homeserver could forge one).  "verified": only
+    # an encrypted reply from a device the owner cross-signed; reactions are refused.
+    # Default "reactions": one tap on the phone, and on a homeserver the owner runs
+    # the only one who could forge is the owner; choose "verified" on a homeserver
+    # run by someone else (matrix.org, an employer's).
+    approvals: Literal["reactions", "verified"] = "reactions"
     # The homeserver's per-user message limit (Synapse's rc_message): the bot paces
     # every event it sends (messages, edits, reactions) to stay within it.
     rate_per_second: float = Field(default=0.2, gt=0)

@@ -32,7 +32,7 @@ from typing import Any
 
 from nio import AsyncClient, InviteMemberEvent, MatrixRoom, MegolmEvent, SyncResponse
 
-from adapters.matrix import catchup, inbound
+from adapters.matrix import catchup, inbound, trust_gate
 from adapters.matrix import client as mx_client
 from adapters.matrix.buttons import ButtonMap, toggles
 from adapters.matrix.errors import MatrixErrors
@@ -226,6 +226,8 @@ class Receiver:
             if self.encryption == "required" and not getattr(event, "decrypted", False):
                 self._refuse_plaintext(room, source)
                 return
+            if self.trust.verified and not await self._from_verified_device(room, event):
+                return
             await self._message(room, source)
 
     async def _reaction(self, room: MatrixRoom, source: dict[str, Any]) -> None:
@@ -237,6 +239,15 @@ class Receiver:
             log.debug("Matrix: reaction %r on %s is not a button", reaction.key, reaction.target)
             return
         entry, data = found
+        if self.trust.verified and self.trust.decides(data):
+            who = inbound.sender_of(reaction.sender, room.user_name(reaction.sender) or "")
+            detail = f"reaction {reaction.key} on {reaction.target} in {room.room_id}"
+            if self.trust.refuse(who, "reaction", detail):
+                self.notify_in(
+                    ThreadRef(inbound.PLATFORM, room.room_id, entry.thread_id),
+                    trust_gate.REACTION_NOTICE,
+                )
+            return
         if reaction.event_id and toggles(entry, data):
             self._toggles[reaction.event_id] = (
                 room.room_id,
@@ -297,6 +308,28 @@ class Receiver:
             attachments = tuple(mx_client.attachment(self.client, ref) for ref in parsed.files)
             msg = replace(msg, attachments=attachments)
         await self.deliver(msg)
+
+    async def _from_verified_device(self, room: MatrixRoom, event: Any) -> bool:
+        """approvals = "verified": an owner's message counts only if a device the
+        owner cross-signed encrypted it; refused (and said why) otherwise."""
+        sender = str(event.sender)
+        if sender not in self.owners:
+            return True  # a stranger's message: the bridge refuses it (or pairs them)
+        source: dict[str, Any] = event.source
+        content = source.get("content")
+        content = content if isinstance(content, dict) else {}
+        sender_key = getattr(event, "sender_key", None)
+        if not getattr(event, "decrypted", False) or not isinstance(sender_key, str):
+            why, text = "plaintext message", trust_gate.PLAIN_VERIFIED_NOTICE
+        else:
+            reason = await self.trust.devices.why_not(self.client, sender, sender_key)
+            if reason is None:
+                return True
+            why, text = reason, trust_gate.DEVICE_NOTICE.format(why=reason)
+        who = inbound.sender_of(sender, room.user_name(sender) or "")
+        if self.trust.refuse(who, "unverified-device", f"{why}: {room.room_id}"):
+            self.notify_in(inbound.thread_of(room.room_id, content), text)
+        return False
 
     def _refuse_plaintext(self, room: MatrixRoom, source: dict[str, Any]) -> None:
         """A plaintext message in an encrypted room: anyone running the homeserver

@@ -1,7 +1,12 @@
 """End to end on Matrix (real Synapse, encrypted room, the whole daemon with the real
 CLI): what a homeserver could forge is refused.  The forged events are sent with the
 owner's own account through the raw client-server API, unencrypted - exactly what an
-admin of the homeserver could inject in the owner's name."""
+admin of the homeserver could inject in the owner's name.  Under `approvals =
+"verified"` a prompt is decided only by an encrypted reply from a device the owner
+cross-signed (the phone's account gets a cross-signing identity with the same code
+the bot uses for its own); a forged ✅ and a reply from a second, not cross-signed
+device of the owner are refused.  Under "reactions" (the default) the forged ✅
+decides, as before."""
 
 from __future__ import annotations
 
@@ -14,7 +19,10 @@ from urllib.parse import quote
 import aiohttp
 import pytest
 
+from adapters.matrix.e2ee import crosssign
+from tests.support.fakes.anthropic import Text, ToolUse
 from tests.support.matrix_harness import MatrixHarness, start_matrix_harness, stop_matrix_harness
+from tests.support.matrix_phone import Phone, PhoneMessage
 from tests.support.synapse import Synapse
 
 pytestmark = pytest.mark.e2e
@@ -23,6 +31,13 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture()
 async def h(tmp_path: Path, synapse: Synapse) -> AsyncIterator[MatrixHarness]:
     harness = await start_matrix_harness(tmp_path, synapse)
+    yield harness
+    await stop_matrix_harness(harness)
+
+
+@pytest.fixture()
+async def hv(tmp_path: Path, synapse: Synapse) -> AsyncIterator[MatrixHarness]:
+    harness = await start_matrix_harness(tmp_path, synapse, matrix_extra='approvals = "verified"')
     yield harness
     await stop_matrix_harness(harness)
 
@@ -54,3 +69,56 @@ async def test_plaintext_message_in_an_encrypted_room_is_refused(h: MatrixHarnes
     refused = [(a, d) for a, d, ok in audit(h) if a.startswith("refused") and not ok]
     assert [a for a, _ in refused] == ["refused", "refused-notified"], refused  # newest first
     assert all(d.startswith("plaintext: plaintext message in encrypted room") for _, d in refused)
+
+
+async def prompt_for_a_write(h: MatrixHarness) -> tuple[str, PhoneMessage, Path]:
+    target = h.root / "app" / "hello.py"
+    target.write_text("old\n")
+    h.model.on(
+        "greet the world",
+        ToolUse("Write", {"file_path": str(target), "content": "new\n"}),
+        Text("Updated hello.py."),
+    )
+    thread, _ = await h.new_session(str(h.root / "app"), "greet the world")
+    prompt = await h.phone.wait_message(lambda m: "React ✅ Allow" in m.body)
+    await h.phone.wait(lambda: len(prompt.reaction_keys(h.bot.user_id)) == 3 or None)
+    return thread, prompt, target
+
+
+def forged_check(h: MatrixHarness, prompt: PhoneMessage) -> dict[str, Any]:
+    rel = {"rel_type": "m.annotation", "event_id": prompt.event_id, "key": "✅"}
+    return {"m.relates_to": rel}
+
+
+async def test_forged_reaction_decides_under_reactions(h: MatrixHarness) -> None:
+    thread, prompt, target = await prompt_for_a_write(h)
+    await forge(h, "m.reaction", forged_check(h, prompt))
+    await h.wait_text("Updated hello.py.", thread=thread)
+    assert target.read_text() == "new\n"
+
+
+async def test_verified_refuses_forged_reaction_and_unsigned_device(
+    hv: MatrixHarness, tmp_path: Path
+) -> None:
+    h = hv
+    await crosssign.ensure_cross_signed(
+        h.phone.client, password=h.phone.account.password, store_path=tmp_path / "phone-xsign"
+    )
+    thread, prompt, target = await prompt_for_a_write(h)
+    # 1. a forged ✅: refused, with a notice saying how to answer
+    await forge(h, "m.reaction", forged_check(h, prompt))
+    await h.wait_text("Reactions are not encrypted", thread=thread, timeout=20)
+    # 2. an encrypted "allow" from a second device of the owner, not cross-signed
+    second = await Phone(h.synapse.base_url, h.phone.account, tmp_path / "phone2").start()
+    try:
+        await second.say(h.room, "allow", thread=thread)
+        await h.wait_text("not sent from a device you have cross-signed", thread=thread, timeout=20)
+    finally:
+        await second.stop()
+    assert target.read_text() == "old\n" and "Allowed by" not in prompt.body
+    # 3. the same from the owner's cross-signed device decides it
+    await h.say("allow", thread=thread)
+    await h.wait_text("Updated hello.py.", thread=thread)
+    assert target.read_text() == "new\n"
+    actions = [a for a, _, _ in audit(h)]
+    assert "refused-notified" in actions, actions
