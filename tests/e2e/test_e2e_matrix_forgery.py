@@ -20,6 +20,7 @@ import aiohttp
 import pytest
 
 from adapters.matrix.e2ee import crosssign
+from tests.support.element_harness import start_world, stop_world
 from tests.support.fakes.anthropic import Text, ToolUse
 from tests.support.matrix_harness import MatrixHarness, start_matrix_harness, stop_matrix_harness
 from tests.support.matrix_phone import Phone, PhoneMessage
@@ -122,3 +123,46 @@ async def test_verified_refuses_forged_reaction_and_unsigned_device(
     assert target.read_text() == "new\n"
     actions = [a for a, _, _ in audit(h)]
     assert "refused-notified" in actions, actions
+
+
+async def forge_as(base_url: str, user: str, password: str, room: str, content: Any) -> None:
+    """A plaintext `m.reaction` in `user`'s name from a fresh login: what the
+    homeserver's admin could inject."""
+    async with aiohttp.ClientSession() as http:
+        login = {"type": "m.login.password", "user": user, "password": password}
+        async with http.post(f"{base_url}/_matrix/client/v3/login", json=login) as resp:
+            resp.raise_for_status()
+            token = (await resp.json())["access_token"]
+        path = f"/_matrix/client/v3/rooms/{quote(room)}/send/m.reaction/{uuid.uuid4().hex}"
+        headers = {"Authorization": f"Bearer {token}"}
+        async with http.put(base_url + path, json=content, headers=headers) as resp:
+            resp.raise_for_status()
+
+
+async def test_element_verified_refuses_a_forged_check_and_takes_an_encrypted_allow(
+    tmp_path: Path, synapse: Synapse
+) -> None:
+    """Element's own crypto (matrix-js-sdk + Rust crypto) as the owner's phone, its
+    device cross-signed by Element's bootstrap: a forged ✅ is refused, the encrypted
+    `allow` Element sends decides."""
+    w = await start_world(tmp_path, synapse, matrix_extra='approvals = "verified"')
+    try:
+        target = w.root / "app" / "hello.py"
+        w.model.on(
+            "write hello",
+            ToolUse("Write", {"file_path": str(target), "content": "hi\n"}),
+            Text("Wrote hello.py."),
+        )
+        thread = await w.new_session("write hello")
+        prompt = await w.wait_text("React ✅ Allow", thread=thread, timeout=60)
+        rel = {"rel_type": "m.annotation", "event_id": prompt.event_id, "key": "✅"}
+        await forge_as(
+            synapse.base_url, w.person.user_id, w.person.password, w.room, {"m.relates_to": rel}
+        )
+        notice = await w.wait_text("Reactions are not encrypted", thread=thread)
+        assert notice.event.encrypted and not target.exists()
+        await w.phone.send(w.room, "allow", thread=thread)
+        await w.wait_text("Wrote hello.py.", thread=thread, timeout=60)
+        assert target.read_text() == "hi\n"
+    finally:
+        await stop_world(w)

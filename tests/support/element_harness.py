@@ -91,14 +91,18 @@ class World:
         await self.bridge.start()
 
 
-async def start_world(tmp_path: Path, synapse: Synapse, rate: RateLimit = FAST) -> World:
+async def start_world(
+    tmp_path: Path, synapse: Synapse, rate: RateLimit = FAST, matrix_extra: str = ""
+) -> World:
     require_element()
     bot, person = synapse.register(), synapse.register()
     model = FakeAnthropic()
     await model.start()
     root = tmp_path / "code"
     (root / "app").mkdir(parents=True)
-    config = make_config(synapse=synapse, bot=bot, owner=person.user_id, root=root, tmp=tmp_path)
+    config = make_config(
+        synapse=synapse, bot=bot, owner=person.user_id, root=root, tmp=tmp_path, extra=matrix_extra
+    )
     db = Database(config.storage.url)
     db.migrate()
     env = claude_env(tmp_path / "claude-home", model.base_url)
