@@ -112,6 +112,24 @@ class DeviceTrust:
         self.pins.parent.mkdir(parents=True, exist_ok=True)
         self.pins.write_text(json.dumps(pins))
 
+    async def verdicts(self, client: nio.AsyncClient, user_id: str) -> dict[str, str | None]:
+        """Curve25519 key → why that device of `user_id` is not cross-signed (``None``:
+        it is), for all the devices the homeserver lists; ``{}`` without an answer."""
+        try:
+            query = await _keys_query(client, user_id)
+        except Exception as e:
+            log.warning("Matrix: no /keys/query answer for %s: %s", user_id, e)
+            return {}
+        pinned = self._pinned().get(user_id)
+        devices = query.get("device_keys", {}).get(user_id, {})
+        out: dict[str, str | None] = {}
+        for device_id, device in devices.items() if isinstance(devices, dict) else ():
+            keys = device.get("keys", {}) if isinstance(device, dict) else {}
+            curve = keys.get(f"curve25519:{device_id}")
+            if isinstance(curve, str):
+                out[curve] = check_device(query, user_id, curve, pinned)
+        return out
+
     async def why_not(self, client: nio.AsyncClient, user_id: str, sender_key: str) -> str | None:
         """``None`` if the device behind `sender_key` is cross-signed by `user_id`."""
         if time.monotonic() - self._ok.get((user_id, sender_key), -CACHE_S) < CACHE_S:

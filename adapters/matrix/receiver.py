@@ -13,7 +13,12 @@ daemon killed before saving its position repeats nothing).  A message in an
 unencrypted room while `encryption = "required"` is not handed on: the room is told
 why instead (at most every `REFUSAL_INTERVAL_S`).  An event that could not be
 decrypted yet (its room key is still on the way) is kept, in the inbox too, and
-retried after later syncs for `UNDECRYPTED_KEEP_S`.  Reactions become `ButtonPress`es
+retried after later syncs for `UNDECRYPTED_KEEP_S`; if the sender's client withheld
+its key (`m.room_key.withheld`, `withheld.py`), the sender is told why once instead.
+What a homeserver could have forged is refused (`trust_gate.py`): a plaintext message
+in an encrypted room under `encryption = "required"`, and under `approvals =
+"verified"` a deciding reaction or an owner's message not encrypted by a device the
+owner cross-signed.  Reactions become `ButtonPress`es
 through the `ButtonMap` (the bridge refuses one on a prompt that expired meanwhile);
 taking back a reaction on a multi-select option (its redaction) presses it again,
 which unselects it; messages become `UserMessage`s via `inbound.py`, their
@@ -88,6 +93,7 @@ class Receiver:
         self.invite_open: Callable[[str], bool] = lambda _inviter: False
         self._refused: dict[str, float] = {}
         self.trust = TrustGate()  # what a homeserver could have forged is refused
+        self._guarded: set[tuple[str, str]] = set()  # owner devices checked (verified)
         self.withheld = Withheld()  # room keys a sender's client would not share with us
         # (room, event, first seen: wall clock, so that it counts across a restart)
         self._undecrypted: list[tuple[str, MegolmEvent, float]] = []
@@ -109,7 +115,10 @@ class Receiver:
         if not self.open():
             return
         await mx_client.housekeeping(self.client)
-        mx_client.trust_owners(self.client, self.owners)
+        if self.trust.verified:  # no TOFU: only devices the owner cross-signed
+            await self._guard_owner_devices(resp)
+        else:
+            mx_client.trust_owners(self.client, self.owners)
         self.withheld.note(resp.to_device_events)
         for room_id, info in resp.rooms.invite.items():
             await self._invite(room_id, info.invite_state)
@@ -308,6 +317,42 @@ class Receiver:
             attachments = tuple(mx_client.attachment(self.client, ref) for ref in parsed.files)
             msg = replace(msg, attachments=attachments)
         await self.deliver(msg)
+
+    async def _guard_owner_devices(self, resp: SyncResponse) -> None:
+        """approvals = "verified": an owner device gets the bot's room keys only if the
+        owner cross-signed it (nio shares with every device not blacklisted); checked
+        for new devices and again whenever the owner's keys change."""
+        if self.client.olm is None:
+            return
+        changed = set(resp.device_list.changed)
+        for user_id in self.owners:
+            devices = [
+                d
+                for d in self.client.device_store.active_user_devices(user_id)
+                if d.id != self.client.device_id
+            ]
+            if user_id not in changed and all((user_id, d.id) in self._guarded for d in devices):
+                continue
+            verdicts = await self.trust.devices.verdicts(self.client, user_id)
+            if not verdicts:
+                continue  # no answer: decide after a later sync
+            for device in devices:
+                reason = verdicts.get(device.curve25519, "not listed by the homeserver")
+                self._guarded.add((user_id, device.id))
+                if reason is None:
+                    if device.blacklisted:
+                        self.client.unblacklist_device(device)
+                    if not device.verified:
+                        log.info("Matrix: %s's device %s is cross-signed", user_id, device.id)
+                        self.client.verify_device(device)
+                elif not device.blacklisted:
+                    log.warning(
+                        "Matrix: not sharing keys with %s's device %s: %s",
+                        user_id,
+                        device.id,
+                        reason,
+                    )
+                    self.client.blacklist_device(device)
 
     async def _from_verified_device(self, room: MatrixRoom, event: Any) -> bool:
         """approvals = "verified": an owner's message counts only if a device the

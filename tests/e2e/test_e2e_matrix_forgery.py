@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 import aiohttp
 import pytest
+from nio import MegolmEvent
 
 from adapters.matrix.e2ee import crosssign
 from tests.support.element_harness import start_world, stop_world
@@ -113,7 +114,14 @@ async def test_verified_refuses_forged_reaction_and_unsigned_device(
     second = await Phone(h.synapse.base_url, h.phone.account, tmp_path / "phone2").start()
     try:
         await second.say(h.room, "allow", thread=thread)
-        await h.wait_text("not sent from a device you have cross-signed", thread=thread, timeout=20)
+        refusal = await h.wait_text(
+            "not sent from a device you have cross-signed", thread=thread, timeout=20
+        )
+        # and the bot did not share its room key with that device: it cannot read the answer
+        seen = await second.wait(
+            lambda: next((e for _, e in second.events if e.event_id == refusal.event_id), None)
+        )
+        assert isinstance(seen, MegolmEvent), "the bot's keys went to a device not cross-signed"
     finally:
         await second.stop()
     assert target.read_text() == "old\n" and "Allowed by" not in prompt.body
