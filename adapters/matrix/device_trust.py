@@ -8,7 +8,9 @@ that Olm authenticated for the event's megolm session) must be signed by the use
 self-signing key, which must be signed by the user's master key.  The homeserver can
 publish any keys, so the master key is pinned the first time it is seen (stored
 next to the bot's crypto store); a different master key later is refused until the
-pin file is removed on the machine (the owner reset their cross-signing).  Without
+pin file is removed on the machine (the owner reset their cross-signing).  `guard`
+applies the same check to the room keys the bot shares: an owner device that is not
+cross-signed is blacklisted in nio (no TOFU), so it cannot read the bot either.  Without
 the private keys of that identity the homeserver cannot sign a device of its own.
 """
 
@@ -18,6 +20,7 @@ import base64
 import json
 import logging
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +132,45 @@ class DeviceTrust:
             if isinstance(curve, str):
                 out[curve] = check_device(query, user_id, curve, pinned)
         return out
+
+    async def guard(
+        self,
+        client: nio.AsyncClient,
+        owners: Iterable[str],
+        changed: set[str],
+        guarded: set[tuple[str, str]],
+    ) -> None:
+        """An owner device gets the bot's room keys only if the owner cross-signed it
+        (nio shares with every device not blacklisted): checked for devices not in
+        `guarded` yet, and again for owners whose keys `changed` in this sync."""
+        for user_id in owners:
+            devices = [
+                d
+                for d in client.device_store.active_user_devices(user_id)
+                if d.id != client.device_id
+            ]
+            if user_id not in changed and all((user_id, d.id) in guarded for d in devices):
+                continue
+            verdicts = await self.verdicts(client, user_id)
+            if not verdicts:
+                continue  # no answer: decide after a later sync
+            for device in devices:
+                reason = verdicts.get(device.curve25519, "not listed by the homeserver")
+                guarded.add((user_id, device.id))
+                if reason is None:
+                    if device.blacklisted:
+                        client.unblacklist_device(device)
+                    if not device.verified:
+                        log.info("Matrix: %s's device %s is cross-signed", user_id, device.id)
+                        client.verify_device(device)
+                elif not device.blacklisted:
+                    log.warning(
+                        "Matrix: not sharing keys with %s's device %s: %s",
+                        user_id,
+                        device.id,
+                        reason,
+                    )
+                    client.blacklist_device(device)
 
     async def why_not(self, client: nio.AsyncClient, user_id: str, sender_key: str) -> str | None:
         """``None`` if the device behind `sender_key` is cross-signed by `user_id`."""

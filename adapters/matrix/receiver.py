@@ -319,40 +319,10 @@ class Receiver:
         await self.deliver(msg)
 
     async def _guard_owner_devices(self, resp: SyncResponse) -> None:
-        """approvals = "verified": an owner device gets the bot's room keys only if the
-        owner cross-signed it (nio shares with every device not blacklisted); checked
-        for new devices and again whenever the owner's keys change."""
-        if self.client.olm is None:
-            return
-        changed = set(resp.device_list.changed)
-        for user_id in self.owners:
-            devices = [
-                d
-                for d in self.client.device_store.active_user_devices(user_id)
-                if d.id != self.client.device_id
-            ]
-            if user_id not in changed and all((user_id, d.id) in self._guarded for d in devices):
-                continue
-            verdicts = await self.trust.devices.verdicts(self.client, user_id)
-            if not verdicts:
-                continue  # no answer: decide after a later sync
-            for device in devices:
-                reason = verdicts.get(device.curve25519, "not listed by the homeserver")
-                self._guarded.add((user_id, device.id))
-                if reason is None:
-                    if device.blacklisted:
-                        self.client.unblacklist_device(device)
-                    if not device.verified:
-                        log.info("Matrix: %s's device %s is cross-signed", user_id, device.id)
-                        self.client.verify_device(device)
-                elif not device.blacklisted:
-                    log.warning(
-                        "Matrix: not sharing keys with %s's device %s: %s",
-                        user_id,
-                        device.id,
-                        reason,
-                    )
-                    self.client.blacklist_device(device)
+        """approvals = "verified": room keys only for owner devices cross-signed."""
+        if self.client.olm is not None:
+            changed = set(resp.device_list.changed)
+            await self.trust.devices.guard(self.client, self.owners, changed, self._guarded)
 
     async def _from_verified_device(self, room: MatrixRoom, event: Any) -> bool:
         """approvals = "verified": an owner's message counts only if a device the
