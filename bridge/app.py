@@ -77,6 +77,7 @@ from bridge.sources.importer import ClaudeSessions, Importer
 from bridge.sources.scheduler import Scheduler, TriggerFactory, cron_trigger
 from bridge.threads import Threads
 from bridge.turn_router import TurnRouter
+from bridge.verify_desk import VerificationDesk
 from storage.db import Database
 from storage.models import utcnow
 from storage.notify import INBOX, Listener
@@ -116,6 +117,9 @@ class Bridge:
             set_gate = getattr(adapter, "set_receive_gate", None)
             if callable(set_gate):
                 set_gate(functools.partial(self.gateways.may_receive, adapter.platform))
+            set_hook = getattr(adapter, "set_verification_hook", None)
+            if callable(set_hook):  # emoji verification answered by the person
+                set_hook(VerificationDesk(db.sas, adapter.platform).watch)
         # Wake-ups from the other hosts on this database (PostgreSQL LISTEN).
         self.listener = Listener(db.url)
         self.outbox = Outbox(
