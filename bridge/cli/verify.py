@@ -59,7 +59,8 @@ def decide(db: Database, key: str, decision: str) -> str:
         err.print(f"no verification {key} (see `threadline verify`)")
         raise typer.Exit(1)
     if not db.sas.decide(row.id, decision, by=f"cli:{getpass.getuser()}"):
-        err.print(f"verification #{row.id} is not waiting any more ({row.state})")
+        why = f"answered already: {row.decision} by {row.decided_by}" if row.decision else row.state
+        err.print(f"verification #{row.id} is not waiting any more ({why})")
         raise typer.Exit(1)
     if decision == "confirm":
         return f"#{row.id} confirmed: the bot now tells {row.user_id}'s device they match."

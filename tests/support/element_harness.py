@@ -12,8 +12,11 @@ for issue 15's baseline).
 
 from __future__ import annotations
 
+import asyncio
 import re
+import sys
 import time
+from asyncio.subprocess import PIPE
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,6 +170,23 @@ def bot_emoji(caplog: pytest.LogCaptureFixture, txn: str) -> list[str]:
     return []
 
 
+def cli_config(w: World) -> Path:
+    """A config file for `threadline verify` on the daemon's database (DB-only)."""
+    path = w.root.parent / "cli.toml"
+    path.write_text(f'[storage]\nurl = "{w.config.storage.url}"\n')
+    return path
+
+
+async def threadline(w: World, *args: str) -> tuple[int, str, str]:
+    """The real `threadline` console script, as the person runs it on the machine."""
+    exe = Path(sys.executable).with_name("threadline")
+    proc = await asyncio.create_subprocess_exec(
+        str(exe), *args, "--config", str(cli_config(w)), stdout=PIPE, stderr=PIPE
+    )
+    out, err = await proc.communicate()
+    return int(proc.returncode or 0), out.decode(), err.decode()
+
+
 async def verify(
     w: World, caplog: pytest.LogCaptureFixture, cmd: str, **args: Any
 ) -> dict[str, float]:
@@ -181,6 +201,9 @@ async def verify(
     logged = await w.phone.wait(lambda: bot_emoji(caplog, txn), 10)
     assert [e for e, _ in emoji] == logged, "the same emoji on both sides"
     await w.phone.call("verify_confirm", vid=vid)
+    # the bot says "they match" only once the person did on the machine
+    row = await w.phone.wait(lambda: w.db.sas.get(txn), 10)
+    assert row.id is not None and w.db.sas.decide(row.id, "confirm", by="test")
     await w.phone.wait(lambda: w.phone.phase_seen(vid, "Verified"), 30)
     done = time.time()
     assert not w.phone.phase_seen(vid, "Cancelled") and not w.phone.phase_seen(vid, "Failed")
