@@ -117,9 +117,6 @@ class Bridge:
             set_gate = getattr(adapter, "set_receive_gate", None)
             if callable(set_gate):
                 set_gate(functools.partial(self.gateways.may_receive, adapter.platform))
-            set_hook = getattr(adapter, "set_verification_hook", None)
-            if callable(set_hook):  # emoji verification answered by the person
-                set_hook(VerificationDesk(db.sas, adapter.platform).watch)
         # Wake-ups from the other hosts on this database (PostgreSQL LISTEN).
         self.listener = Listener(db.url)
         self.outbox = Outbox(
@@ -131,6 +128,11 @@ class Bridge:
             listener=self.listener,
         )
         self.threads = Threads(db, self.outbox)
+        for adapter in self.adapters.values():  # emoji verification answered by the person
+            set_hook = getattr(adapter, "set_verification_hook", None)
+            if callable(set_hook):
+                desk = VerificationDesk(db.sas, adapter.platform, self.outbox, config.access.owners)
+                set_hook(desk.watch)
         # Offline / back notices in the threads of a dead host's sessions.
         self.host_notices = HostNotices(
             db, self.threads, host=config.daemon.host, interval=heartbeat_s, now=now

@@ -17,7 +17,15 @@ from pathlib import Path
 import pytest
 
 from adapters.matrix.e2ee.room_verification import RoomSasResponder
-from tests.support.element_harness import World, start_world, stop_world, threadline, timing
+from tests.support.element_harness import (
+    TG_OWNER,
+    World,
+    start_world,
+    stop_world,
+    threadline,
+    timing,
+)
+from tests.support.fakes.telegram import FakeTelegram
 from tests.support.synapse import Synapse
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
@@ -73,6 +81,7 @@ async def test_threadline_verify_shows_the_phones_emoji_and_confirm_verifies(w: 
     assert code == 0 and "confirmed" in out, out
     await w.phone.wait(lambda: w.phone.phase_seen(vid, "Verified"), 30)
     timing("user verification with threadline verify: request -> verified", time.time() - t0)
+    await w.phone.wait_trusted(w.bot.user_id)
     user = await w.phone.user_status(w.bot.user_id)
     assert user["is_verified"] and user["cross_signing_verified"], user
     done = await w.phone.wait(lambda: (r := w.db.sas.get(txn)) and r.state == "verified" and r, 10)
@@ -106,3 +115,47 @@ async def test_an_unanswered_verification_times_out_and_is_marked_so(w: World) -
     assert not bot_sent(w, "mac") and not w.phone.phase_seen(vid, "Verified")
     ended = await w.phone.wait(lambda: (r := w.db.sas.get(txn)) and r.state != "pending" and r)
     assert ended.state == "timed_out"
+
+
+@pytest.fixture()
+async def wt(tmp_path: Path, synapse: Synapse) -> AsyncIterator[tuple[World, FakeTelegram]]:
+    tg = await FakeTelegram().start()
+    world = await start_world(tmp_path, synapse, tg=tg)
+    yield world, tg
+    await stop_world(world)
+    await tg.stop()
+
+
+async def test_with_telegram_too_the_owner_confirms_there(
+    wt: tuple[World, FakeTelegram],
+) -> None:
+    w, tg = wt
+    t0 = time.time()
+    vid, txn, emoji = await start(w)
+    msg = await tg.wait_for(lambda m: "is verifying this bot" in (m.visible_text or ""), 20)
+    assert msg.chat_id == TG_OWNER and w.person.user_id in msg.visible_text
+    assert all(e in msg.visible_text for e, _ in emoji), "the emoji the phone shows"
+    assert ", ".join(n for _, n in emoji) in msg.visible_text, "with the spec's names"
+    await w.phone.call("verify_confirm", vid=vid)
+    await w.phone.wait(lambda: responder(w)._runs[txn].their_mac, 20)
+    assert not bot_sent(w, "mac") and not w.phone.phase_seen(vid, "Verified"), "no MAC yet"
+
+    tg.press_button(TG_OWNER, msg.message_id, msg.callback_data("✅ They match"), TG_OWNER)
+    await w.phone.wait(lambda: w.phone.phase_seen(vid, "Verified"), 30)
+    timing("user verification confirmed on Telegram: request -> verified", time.time() - t0)
+    await w.phone.wait_trusted(w.bot.user_id)  # Element shows the bot user verified
+    row = await w.phone.wait(lambda: (r := w.db.sas.get(txn)) and r.state == "verified" and r)
+    assert row.decided_by == f"telegram:{TG_OWNER}"
+    # the CLI comes too late: the first decision won
+    code, _, err = await threadline(w, "verify", "cancel", str(row.id))
+    assert code == 1 and "not waiting" in err
+
+
+async def test_a_dont_match_press_on_telegram_cancels(wt: tuple[World, FakeTelegram]) -> None:
+    w, tg = wt
+    vid, _, _ = await start(w)
+    msg = await tg.wait_for(lambda m: "is verifying this bot" in (m.visible_text or ""), 20)
+    tg.press_button(TG_OWNER, msg.message_id, msg.callback_data("❌ They don't match"), TG_OWNER)
+    await w.phone.wait(lambda: w.phone.phase_seen(vid, "Cancelled"), 20)
+    assert w.phone.verification(vid)["cancel_code"] == "m.mismatched_sas"
+    assert not bot_sent(w, "mac")
