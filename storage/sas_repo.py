@@ -9,15 +9,18 @@ two deciders (the CLI, a button on another platform) wins and the other learns i
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import update
 from sqlmodel import col, select
 
 from storage.base import Repo
+from storage.host_repo import as_utc
 from storage.models import SasVerificationRow
 
 OPEN = "pending"
+MAX_AGE_S = 600.0  # the spec's 10 minutes: older runs are over even if a hard-killed
+# daemon never marked them, so they are neither listed nor decidable
 DECISIONS = ("confirm", "cancel")
 
 
@@ -56,7 +59,11 @@ class SasRepo(Repo):
         """The verifications still waiting for a decision, oldest first."""
         R = SasVerificationRow
         with self._session() as s:
-            query = select(R).where(R.state == OPEN, R.decision == "").order_by(col(R.id))
+            query = (
+                select(R)
+                .where(R.state == OPEN, R.decision == "", col(R.created_at) > _cutoff())
+                .order_by(col(R.id))
+            )
             return list(s.exec(query))
 
     def decide(self, row_id: int, decision: str, by: str) -> bool:
@@ -67,7 +74,12 @@ class SasRepo(Repo):
         with self._session() as s:
             result = s.exec(
                 update(R)
-                .where(col(R.id) == row_id, col(R.state) == OPEN, col(R.decision) == "")
+                .where(
+                    col(R.id) == row_id,
+                    col(R.state) == OPEN,
+                    col(R.decision) == "",
+                    col(R.created_at) > _cutoff(),
+                )
                 .values(decision=decision, decided_by=by, updated_at=datetime.now(UTC))
             )
             s.commit()
@@ -83,6 +95,10 @@ class SasRepo(Repo):
                 .values(state=state, cancel_code=code, updated_at=datetime.now(UTC))
             )
             s.commit()
+
+
+def _cutoff() -> datetime:
+    return as_utc(datetime.now(UTC) - timedelta(seconds=MAX_AGE_S))
 
 
 def emoji_of(row: SasVerificationRow) -> list[tuple[str, str]]:

@@ -4,8 +4,10 @@ runs with Element's phone are in tests/e2e/test_e2e_element_verify.py."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy import text
 from typer.testing import CliRunner
 
 from bridge.cli.main import app
@@ -52,4 +54,19 @@ def test_unknown_or_finished_verifications_are_refused(tmp_path: Path) -> None:
     assert late.exit_code == 1 and "timed_out" in late.output
     missing = runner.invoke(app, ["verify", "cancel", "99", "-c", str(config)])
     assert missing.exit_code == 1 and "no verification 99" in missing.output
+    db.close()
+
+
+def test_a_run_older_than_ten_minutes_is_over(tmp_path: Path) -> None:
+    """A hard-killed daemon never marks its runs: the spec's 10 minutes end them."""
+    db, config = _setup(tmp_path)
+    row = db.sas.add("$old", platform="matrix", user_id="@a:x", device_id="D", emoji=[])
+    assert row.id is not None
+    with db.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE sas_verifications SET created_at = :t"),
+            {"t": datetime.now(UTC) - timedelta(minutes=11)},
+        )
+    assert db.sas.pending() == []
+    assert not db.sas.decide(row.id, "confirm", by="cli:x")
     db.close()
