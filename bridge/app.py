@@ -77,6 +77,7 @@ from bridge.sources.importer import ClaudeSessions, Importer
 from bridge.sources.scheduler import Scheduler, TriggerFactory, cron_trigger
 from bridge.threads import Threads
 from bridge.turn_router import TurnRouter
+from bridge.verify_desk import VerificationDesk
 from storage.db import Database
 from storage.models import utcnow
 from storage.notify import INBOX, Listener
@@ -127,6 +128,11 @@ class Bridge:
             listener=self.listener,
         )
         self.threads = Threads(db, self.outbox)
+        for adapter in self.adapters.values():  # emoji verification answered by the person
+            set_hook = getattr(adapter, "set_verification_hook", None)
+            if callable(set_hook):
+                desk = VerificationDesk(db.sas, adapter.platform, self.outbox, config.access.owners)
+                set_hook(desk.watch)
         # Offline / back notices in the threads of a dead host's sessions.
         self.host_notices = HostNotices(
             db, self.threads, host=config.daemon.host, interval=heartbeat_s, now=now

@@ -34,6 +34,7 @@ from storage.outbox_repo import OutboxRepo
 from storage.pairing_repo import PairingRepo
 from storage.project_rule_repo import ProjectRuleRepo
 from storage.repos import AuditRepo, BindingRepo, PermissionRepo, SessionRepo, TurnRepo
+from storage.sas_repo import SasRepo
 from storage.schedule_repo import ScheduleRepo
 from storage.trust_repo import TrustRepo
 
@@ -312,6 +313,17 @@ def _migration_15(engine: Engine) -> None:
 MIGRATIONS.append(_migration_15)
 
 
+# --- migration 16 (emoji verifications waiting for their person) -----------------------
+
+
+def _migration_16(engine: Engine) -> None:
+    """The `sas_verifications` table (`storage/sas_repo.py`, `threadline verify`)."""
+    SQLModel.metadata.create_all(engine, tables=[models.SasVerificationRow.__table__])  # type: ignore[attr-defined]
+
+
+MIGRATIONS.append(_migration_16)
+
+
 MIGRATION_LOCK = 0x7468_7265_6164  # "thread": the advisory lock key migrations hold
 
 
@@ -364,6 +376,7 @@ class Database:
         self.hosts = HostRepo(engine, sealed)
         self.gateways = GatewayRepo(engine, sealed)
         self.inbox = InboxRepo(engine, sealed)
+        self.sas = SasRepo(engine, sealed)
 
     def session(self) -> AbstractContextManager[Session]:
         """A sqlmodel session for tests and tools that read rows raw."""

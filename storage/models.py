@@ -346,6 +346,30 @@ class InboxRow(SQLModel, table=True):
     done_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
 
 
+class SasVerificationRow(SQLModel, table=True):
+    """An emoji (SAS) verification of the bot that waits for its person
+    (`storage/sas_repo.py`, `bridge/verify_desk.py`, `threadline verify`): the daemon
+    records it with its emoji; the CLI (or a message on another platform) writes the
+    decision, which the daemon reads and acts on.  `state`: pending, confirmed,
+    verified, cancelled, timed_out.  `decision`: "", "confirm" or "cancel" - the
+    first one written wins.  Added by migration 16."""
+
+    __tablename__ = "sas_verifications"
+
+    id: int | None = Field(default=None, primary_key=True)
+    transaction_id: str = Field(max_length=255, sa_type=AutoString(255), unique=True)
+    platform: str = Field(max_length=32, sa_type=AutoString(32))
+    user_id: str = Field(max_length=255, sa_type=AutoString(255))
+    device_id: str = Field(max_length=255, sa_type=AutoString(255))
+    emoji: str = ""  # JSON: [[emoji, name], ...]
+    state: str = Field(default="pending", max_length=16, sa_type=AutoString(16))
+    decision: str = Field(default="", max_length=16, sa_type=AutoString(16))
+    decided_by: str = Field(default="", max_length=64, sa_type=AutoString(64))
+    cancel_code: str = Field(default="", max_length=64, sa_type=AutoString(64))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+
+
 class SchemaVersion(SQLModel, table=True):
     __tablename__ = "schema_version"
 

@@ -34,7 +34,7 @@ from adapters.matrix import render as mx_render
 from adapters.matrix.buttons import ButtonMap
 from adapters.matrix.config import MatrixConfig
 from adapters.matrix.e2ee import crosssign, room_verification, verification
-from adapters.matrix.e2ee.sas_core import owner_ids
+from adapters.matrix.e2ee.sas_core import DecisionHook, owner_ids
 from adapters.matrix.e2ee.store import MatrixStore
 from adapters.matrix.errors import MatrixErrors
 from adapters.matrix.inbox import Inbox
@@ -83,6 +83,7 @@ class MatrixAdapter(ChatAdapter):
         self._invite_check: Callable[[str], bool] | None = None
         self._report: Report | None = None
         self._gate: Callable[[], bool] | None = None
+        self._sas_hook: DecisionHook | None = None
         self.outgoing = self._outgoing()
 
     def add_owner(self, user_id: str) -> None:
@@ -125,6 +126,13 @@ class MatrixAdapter(ChatAdapter):
         if self.receiver is not None:
             self.receiver.gate = gate
 
+    def set_verification_hook(self, hook: DecisionHook) -> None:
+        """Where the person answers an emoji verification (`bridge/verify_desk.py`):
+        the bot says "they match" only after they did there."""
+        self._sas_hook = hook
+        if self._room_sas is not None:
+            self._room_sas.on_pending = hook
+
     def _outgoing(self) -> Outgoing:
         return Outgoing(
             lambda: self.client,
@@ -159,7 +167,11 @@ class MatrixAdapter(ChatAdapter):
             self._sas = verification.SasResponder(client, self.owners, master_key=master_key)
             self._sas.register()
             self._room_sas = room_verification.RoomSasResponder(
-                client, self.owners, master_key=master_key, pace=self.pacer.wait
+                client,
+                self.owners,
+                master_key=master_key,
+                pace=self.pacer.wait,
+                on_pending=self._sas_hook,
             )
             self._room_sas.register()
             self.inbox = inbox = Inbox(self.store.path / "inbox.db")

@@ -503,6 +503,8 @@ def claude(
     os.execve(cli, [cli, *ctx.args], claude_environment(cfg))
 
 
+from bridge.cli.verify import verify_app  # noqa: E402  (it imports this module lazily)
+
 service_app = typer.Typer(
     help="Run the daemon as a service: a systemd user unit (Linux) or a launchd agent (macOS).",
     no_args_is_help=True,
@@ -510,6 +512,7 @@ service_app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(service_app, name="service")
+app.add_typer(verify_app, name="verify")
 
 
 def _service(config: str | None) -> service.Service:

@@ -16,7 +16,7 @@ import logging
 from typing import Final
 
 from adapters.messages import ButtonPress, ChatCommand, UserMessage
-from bridge import files, render
+from bridge import files, render, verify_desk
 from bridge.approvals import rules_cmd, trust
 from bridge.commands import help as help_cmd
 from bridge.commands import hosts, imports, pair, parse, schedules, sessions, turn
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 # The modules whose decorators fill the registry (imported for that alone).
 DECLARING: Final = (
-    sessions, turn, imports, files, schedules, trust, rules_cmd, pair, hosts, help_cmd
+    sessions, turn, imports, files, schedules, trust, rules_cmd, pair, hosts, help_cmd, verify_desk
 )  # fmt: skip
 
 

@@ -25,6 +25,7 @@ import vodozemac
 from nio.crypto import Sas
 from nio.event_builders import ToDeviceMessage
 
+from adapters.matrix.e2ee import sas_core
 from adapters.matrix.e2ee.crosssign import ensure_cross_signed
 from adapters.matrix.e2ee.verification import SasResponder, Verification
 from tests.support.synapse import Synapse
@@ -165,7 +166,7 @@ async def test_owner_verifies_bot_with_nio_sas(world: dict[str, Any]) -> None:
     assert sas.established_sas is not None
     # Both sides show the same short string (from the same shared secret).
     indices = sas.established_sas.bytes(sas._extra_info).emoji_indices
-    assert session.emoji == [Sas.emoji[i] for i in indices] and len(session.emoji) == 7
+    assert session.emoji == [sas_core.EMOJI[i] for i in indices] and len(session.emoji) == 7
     assert session.decimals == tuple(sas.get_decimals())
     assert world["shown"] == [session]
     # The bot waits for the owner: no MAC from it before the owner confirms.
@@ -218,7 +219,7 @@ class SpecPhone:
             f"MATRIX_KEY_VERIFICATION_SAS|{me.user_id}|{me.device_id}|{self.pub}"
             f"|{bot.user_id}|{bot.device_id}|{key}|{txn}"
         )
-        return [Sas.emoji[i] for i in self.established.bytes(info).emoji_indices]
+        return [sas_core.EMOJI[i] for i in self.established.bytes(info).emoji_indices]
 
     async def confirm(self) -> None:
         me, bot = self.phone.client, self.bot

@@ -12,8 +12,11 @@ for issue 15's baseline).
 
 from __future__ import annotations
 
+import asyncio
 import re
+import sys
 import time
+from asyncio.subprocess import PIPE
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,15 +25,18 @@ import pytest
 
 from adapters.matrix.adapter import MatrixAdapter
 from adapters.matrix.limits import RateLimit
+from adapters.telegram.adapter import TelegramAdapter
 from bridge.app import Bridge
 from bridge.config import Config
 from storage.db import Database
 from tests.support.element_js import ElementMessage, ElementPhone, require_element
 from tests.support.fakes.anthropic import Computed, FakeAnthropic, Text, ToolUse
 from tests.support.fakes.claude_env import claude_env
+from tests.support.fakes.telegram import FakeTelegram
 from tests.support.matrix_harness import FAST, _bridge, make_config
 from tests.support.synapse import Account, Synapse
 
+TG_OWNER = 424242  # the owner's Telegram id when Telegram is configured too
 SAS_LOG = re.compile(r"verification (\S+) with (\S+): (.+)$")
 
 
@@ -92,21 +98,47 @@ class World:
 
 
 async def start_world(
-    tmp_path: Path, synapse: Synapse, rate: RateLimit = FAST, matrix_extra: str = ""
+    tmp_path: Path,
+    synapse: Synapse,
+    rate: RateLimit = FAST,
+    *,
+    tg: FakeTelegram | None = None,
+    matrix_extra: str = "",
 ) -> World:
+    """`tg`: Telegram configured too (the fake Bot API), its owner `TG_OWNER`;
+    `matrix_extra`: more `[matrix]` keys (e.g. `approvals = "verified"`)."""
     require_element()
     bot, person = synapse.register(), synapse.register()
     model = FakeAnthropic()
     await model.start()
     root = tmp_path / "code"
     (root / "app").mkdir(parents=True)
+    extra = "" if tg is None else f'[telegram]\ntoken = "{tg.token}"\nbase_url = "{tg.base_url}"\n'
     config = make_config(
-        synapse=synapse, bot=bot, owner=person.user_id, root=root, tmp=tmp_path, extra=matrix_extra
+        synapse=synapse,
+        bot=bot,
+        owner=person.user_id,
+        root=root,
+        tmp=tmp_path,
+        extra=f"{matrix_extra}\n{extra}",
     )
     db = Database(config.storage.url)
     db.migrate()
     env = claude_env(tmp_path / "claude-home", model.base_url)
     bridge = _bridge(config, db, env, rate)
+    if tg is not None:
+        tg.add_chat(TG_OWNER, "private", first_name="Owner")
+        config.access.owners.append(f"telegram:{TG_OWNER}")
+        bridge = Bridge(
+            config,
+            db,
+            {
+                "matrix": MatrixAdapter(config.matrix, owners_hint=config.access.owners, rate=rate),
+                "telegram": TelegramAdapter(config.telegram, owners_hint=config.access.owners),
+            },
+            agent_env=env,
+            stream_interval=0.3,
+        )
     phone = ElementPhone(tmp_path / "element-phone.log")
     try:
         await bridge.start()
@@ -171,6 +203,23 @@ def bot_emoji(caplog: pytest.LogCaptureFixture, txn: str) -> list[str]:
     return []
 
 
+def cli_config(w: World) -> Path:
+    """A config file for `threadline verify` on the daemon's database (DB-only)."""
+    path = w.root.parent / "cli.toml"
+    path.write_text(f'[storage]\nurl = "{w.config.storage.url}"\n')
+    return path
+
+
+async def threadline(w: World, *args: str) -> tuple[int, str, str]:
+    """The real `threadline` console script, as the person runs it on the machine."""
+    exe = Path(sys.executable).with_name("threadline")
+    proc = await asyncio.create_subprocess_exec(
+        str(exe), *args, "--config", str(cli_config(w)), stdout=PIPE, stderr=PIPE
+    )
+    out, err = await proc.communicate()
+    return int(proc.returncode or 0), out.decode(), err.decode()
+
+
 async def verify(
     w: World, caplog: pytest.LogCaptureFixture, cmd: str, **args: Any
 ) -> dict[str, float]:
@@ -185,6 +234,9 @@ async def verify(
     logged = await w.phone.wait(lambda: bot_emoji(caplog, txn), 10)
     assert [e for e, _ in emoji] == logged, "the same emoji on both sides"
     await w.phone.call("verify_confirm", vid=vid)
+    if cmd == "verify_user":  # the bot says "they match" once the person did on the machine
+        row = await w.phone.wait(lambda: w.db.sas.get(txn), 10)
+        assert row.id is not None and w.db.sas.decide(row.id, "confirm", by="test")
     await w.phone.wait(lambda: w.phone.phase_seen(vid, "Verified"), 30)
     done = time.time()
     assert not w.phone.phase_seen(vid, "Cancelled") and not w.phone.phase_seen(vid, "Failed")

@@ -21,7 +21,8 @@ from typing import Any
 
 import nio
 import vodozemac
-from nio.crypto import Sas
+
+from adapters.matrix.e2ee import sas_core
 
 V = "m.key.verification."
 ENCRYPTION = {
@@ -184,7 +185,7 @@ class ElementPhone:
             f"MATRIX_KEY_VERIFICATION_SAS|{me.user_id}|{me.device_id}|{self.pub}"
             f"|{bot.user_id}|{bot.device_id}|{key}|{txn}"
         )
-        return [Sas.emoji[i] for i in self.established.bytes(info).emoji_indices]
+        return [sas_core.EMOJI[i] for i in self.established.bytes(info).emoji_indices]
 
     async def confirm(self, *, wrong_key: bool = False) -> None:
         """The owner says the emoji match: MAC over our device key and master key."""

@@ -151,7 +151,7 @@ def test_help_covers_every_command_and_fits_the_telegram_menu() -> None:
         assert 3 <= len(spec.help) <= 256
         assert parse_command("/" + spec.synopsis).name == name  # type: ignore[union-attr]
     assert {c.name for c in menu()} == REGISTRY.names() - {"pair", "trust", "untrust", "rules"}
-    kinds = {"p", "x", "m", "n", "i", "t", "r", "q", "l", "rp", "nd", "nh"}
+    kinds = {"p", "x", "m", "n", "i", "t", "r", "q", "l", "rp", "nd", "nh", "sas"}
     assert REGISTRY.button_kinds() == kinds
 
 

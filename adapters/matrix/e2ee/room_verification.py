@@ -13,11 +13,15 @@ its `Sas` is to-device only, so SAS runs here on vodozemac, with `sas_core`:
   (`m.user`); requests over 10 minutes old or 5 ahead are ignored (spec);
 * the requesting device's `start` gets a spec `accept` (`hkdf-hmac-sha256.v2` if
   offered); after its `key` we send ours and show the emoji (`on_emoji`, `sessions`);
-* nobody looks at the bot's emoji, so its MAC (over its device key and, when given,
-  its cross-signing master key, so Element trusts the bot *user*) is sent only after
-  the owner's MAC arrived and verified, i.e. after the owner confirmed the emoji;
-  then the owner's device is marked verified in nio's store and `done` sent.  A MAC
-  that does not verify is cancelled (`m.key_mismatch`), an event out of turn too;
+* nobody sits at the bot, so with a `DecisionHook` (`on_pending`, set by the bridge)
+  the emoji go to the person elsewhere (`threadline verify`, another platform) and the
+  bot's MAC (over its device key and, when given, its cross-signing master key, so
+  Element trusts the bot *user*) is sent only once the person said "they match"
+  there AND the owner's MAC arrived and verified; "they don't match" cancels with
+  `m.mismatched_sas`.  Without a hook (bare responder, tests) the owner's verified MAC
+  alone confirms.  Then the owner's device is marked verified in nio's store and
+  `done` sent.  A MAC that does not verify is cancelled (`m.key_mismatch`), an event
+  out of turn too;
 * an owner's `cancel` ends the run with nothing verified; no start within
   `request_timeout` of the request, or no MAC within `sas_timeout` of the start,
   cancels it (`m.timeout`).  Our own echoes and other users' runs are ignored; an
@@ -39,7 +43,7 @@ import nio
 import vodozemac
 
 from adapters.matrix.e2ee import sas_core
-from adapters.matrix.e2ee.sas_core import EmojiCallback, Verification
+from adapters.matrix.e2ee.sas_core import DecisionHook, EmojiCallback, Verification
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +62,8 @@ class _Run:
     agreement: str = ""
     mac_method: str = ""
     timer: asyncio.Task[None] | None = None
+    confirmed: bool = False  # the person said "they match" (through the hook)
+    their_mac: nio.OlmDevice | None = None  # the owner's device, once its MAC verified
 
     @property
     def public_key(self) -> str:
@@ -78,6 +84,7 @@ class RoomSasResponder:
         master_key: str | None = None,
         on_emoji: EmojiCallback | None = None,
         pace: Callable[[], Awaitable[None]] | None = None,
+        on_pending: DecisionHook | None = None,
     ) -> None:
         self.client = client
         self._me = (client.user_id, client.device_id or "")  # logged in already
@@ -85,6 +92,7 @@ class RoomSasResponder:
         self.master_key = master_key  # unpadded base64 public key (CrossSigningState)
         self.on_emoji = on_emoji
         self.pace = pace  # the adapter's rate budget: these are room events too
+        self.on_pending = on_pending  # where the person confirms; None: their MAC does
         self.sessions: dict[str, Verification] = {}
         self._runs: dict[str, _Run] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -211,6 +219,31 @@ class RoomSasResponder:
         session.state = "keys"
         await self._send(run, "key", {"key": run.public_key})
         await sas_core.show(self.on_emoji, session)
+        if self.on_pending is not None:
+            self._spawn(self._ask(run, self.on_pending))
+
+    async def _ask(self, run: _Run, hook: DecisionHook) -> None:
+        async def decide(match: bool) -> None:
+            await self.decide(run.session.transaction_id, match)
+
+        try:
+            await hook(run.session, decide)
+        except Exception:  # the run then times out, as an unanswered one does
+            log.exception("in-room verification %s: the decision hook failed", run.session)
+
+    async def decide(self, transaction_id: str, match: bool) -> bool:
+        """The person's answer to a run's emoji; False if the run is unknown or over."""
+        run = self._runs.get(transaction_id)
+        if run is None or run.session.finished.is_set() or run.session.state != "keys":
+            return False
+        if not match:
+            await self._cancel(run, "m.mismatched_sas", "the emoji do not match")
+            return True
+        run.confirmed = True
+        log.info("in-room verification %s: the person confirmed the emoji", transaction_id)
+        if run.their_mac is not None:
+            await self._confirm(run, run.their_mac)
+        return True
 
     async def _on_mac(self, run: _Run, content: dict[str, Any]) -> None:
         session, olm, established = run.session, self.client.olm, run.established
@@ -225,7 +258,22 @@ class RoomSasResponder:
         if device is None or not sas_core.mac_matches(mac, info, content, theirs):
             await self._cancel(run, "m.key_mismatch", "the MAC does not match the device's key")
             return
-        # The owner compared the emoji and confirmed; their MAC proves the same keys.
+        # The owner confirmed on their device; their MAC proves the same keys.  The bot's
+        # own "they match" is the person's answer through the hook, if there is one.
+        run.their_mac = device
+        if self.on_pending is None or run.confirmed:
+            await self._confirm(run, device)
+
+    async def _confirm(self, run: _Run, device: nio.OlmDevice) -> None:
+        """Both sides confirmed: send our MAC and done, and trust the owner's device."""
+        session, olm, established = run.session, self.client.olm, run.established
+        if session.finished.is_set() or olm is None or established is None:
+            return
+        if session.state != "keys":
+            return  # already confirming (the answer and the MAC raced)
+        session.state = "confirming"
+        me, them = self._me, (session.user_id, session.device_id)
+        mac, txn = sas_core.mac_function(established, run.mac_method), session.transaction_id
         ours = {f"ed25519:{me[1]}": olm.account.identity_keys["ed25519"]}
         if self.master_key:
             ours[f"ed25519:{self.master_key}"] = self.master_key

@@ -6,7 +6,14 @@ in-room ones (the owner verifies the bot *user* in their DM; vodozemac directly)
 Both need the same record of a run, the same notion of owner, and the same spec
 strings: the HKDF info of the short string, the info and layout of the MAC, the
 accept's commitment, and the emoji table (indexed by vodozemac's emoji indices, as
-Element does; nio's own `Sas.get_emoji()` is off, see `verification.py`).
+Element does; nio's own `Sas.get_emoji()` is off, see `verification.py`).  The table
+is the spec's, names included: nio's says "Wrench", "Thumbs up", "Airplane" where the
+spec and Element say "Spanner", "Thumbs Up", "Aeroplane", and the person compares
+names too.
+
+Nobody sits at the bot, so its side of "They match" comes from the person through a
+`DecisionHook` (set by the bridge at composition): it gets each run once its emoji are
+known and a `decide(match)` to call with the person's answer.
 """
 
 from __future__ import annotations
@@ -23,7 +30,6 @@ from typing import Any
 
 import nio
 import vodozemac
-from nio.crypto import Sas
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +40,27 @@ MAX_KEPT = 20  # finished runs kept in `sessions`
 Party = tuple[str, str, str]  # (user id, device id, SAS public key)
 MacFunction = Callable[[str, str], str]  # (input, info) -> unpadded base64 MAC
 EmojiCallback = Callable[["Verification"], Awaitable[None] | None]
+Decide = Callable[[bool], Awaitable[None]]  # the person's answer: True "they match"
+DecisionHook = Callable[["Verification", Decide], Awaitable[None]]
+
+# The spec's SAS emoji table (Client-Server API, "SAS method: emoji"), by index.
+EMOJI: tuple[tuple[str, str], ...] = tuple(
+    (e, n)
+    for e, n in (
+        line.split(" ", 1)
+        for line in (
+            "🐶 Dog|🐱 Cat|🦁 Lion|🐎 Horse|🦄 Unicorn|🐷 Pig|🐘 Elephant|🐰 Rabbit|"
+            "🐼 Panda|🐓 Rooster|🐧 Penguin|🐢 Turtle|🐟 Fish|🐙 Octopus|🦋 Butterfly|"
+            "🌷 Flower|🌳 Tree|🌵 Cactus|🍄 Mushroom|🌏 Globe|🌙 Moon|☁️ Cloud|🔥 Fire|"
+            "🍌 Banana|🍎 Apple|🍓 Strawberry|🌽 Corn|🍕 Pizza|🎂 Cake|❤️ Heart|😀 Smiley|"
+            "🤖 Robot|🎩 Hat|👓 Glasses|🔧 Spanner|🎅 Santa|👍 Thumbs Up|☂️ Umbrella|"
+            "⌛ Hourglass|⏰ Clock|🎁 Gift|💡 Light Bulb|📕 Book|✏️ Pencil|📎 Paperclip|"
+            "✂️ Scissors|🔒 Lock|🔑 Key|🔨 Hammer|☎️ Telephone|🏁 Flag|🚂 Train|🚲 Bicycle|"
+            "✈️ Aeroplane|🚀 Rocket|🏆 Trophy|⚽ Ball|🎸 Guitar|🎺 Trumpet|🔔 Bell|⚓ Anchor|"
+            "🎧 Headphones|📁 Folder|📌 Pin"
+        ).split("|")
+    )
+)
 
 
 @dataclass(slots=True)
@@ -67,7 +94,7 @@ def finished_beyond(sessions: dict[str, Verification], keep: int = MAX_KEPT) -> 
 
 def emoji(indices: Iterable[int]) -> list[tuple[str, str]]:
     """The spec's emoji (and their names) for vodozemac's emoji indices."""
-    return [Sas.emoji[i] for i in indices]
+    return [EMOJI[i] for i in indices]
 
 
 def sas_info(agreement: str, starter: Party, acceptor: Party, txn: str) -> str:

@@ -269,6 +269,24 @@ const commands = {
     return { phase: PHASES[v.request.phase] };
   },
 
+  // An encrypted attachment (an m.file's `file`), fetched over authenticated media and
+  // decrypted as Element does (AES-256-CTR, SHA-256 of the ciphertext checked first).
+  async download_encrypted({ file }) {
+    const c = need();
+    const { webcrypto, createHash } = await import("node:crypto");
+    const [server, mediaId] = String(file.url).replace("mxc://", "").split("/");
+    const url = `${c.baseUrl}/_matrix/client/v1/media/download/${server}/${mediaId}`;
+    const resp = await fetch(url, { headers: { Authorization: `Bearer ${c.getAccessToken()}` } });
+    if (!resp.ok) throw new Error(`download ${resp.status}`);
+    const cipher = Buffer.from(await resp.arrayBuffer());
+    const digest = createHash("sha256").update(cipher).digest("base64").replace(/=+$/, "");
+    if (digest !== String(file.hashes.sha256).replace(/=+$/, "")) throw new Error("sha256 mismatch");
+    const key = await webcrypto.subtle.importKey("jwk", file.key, { name: "AES-CTR" }, false, ["decrypt"]);
+    const iv = Buffer.from(String(file.iv), "base64");
+    const plain = await webcrypto.subtle.decrypt({ name: "AES-CTR", counter: iv, length: 64 }, key, cipher);
+    return { data_b64: Buffer.from(plain).toString("base64"), ciphertext_len: cipher.length };
+  },
+
   async stop() {
     if (client) client.stopClient();
     setTimeout(() => process.exit(0), 10);
