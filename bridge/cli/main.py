@@ -18,13 +18,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from adapters.registry import BY_NAME, PLATFORMS
 from bridge.cli import service
-from bridge.config import Config, ConfigError, config_path, load_config
+from bridge.cli.consoles import err, out
+from bridge.cli.consoles import load_config_or_exit as _load
+from bridge.cli.verify import verify_app
+from bridge.config import Config, config_path
 
 # Plain help (no rich panels): rich's help shows `--help <bool>` and rewraps docstrings.
 app = typer.Typer(
@@ -34,11 +36,6 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-# Piped output (scripts, tests) gets wide lines instead of a table squeezed to 80 columns.
-# No rich markup: every line may carry text from config, chats or Claude (`[telegram]`,
-# a regex like `[/a-z]`), which markup would eat or choke on.  Styles are given as styles.
-out = Console(width=None if sys.stdout.isatty() else 200, markup=False)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 200, markup=False)
 
 ConfigOpt = Annotated[
     str | None,
@@ -70,18 +67,6 @@ def _options(
     ] = False,
 ) -> None:
     """Claude Code sessions as chat threads."""
-
-
-def _load(config: str | None, *, chat: bool = True) -> Config:
-    """The config, or its errors one line each and exit status 2.  `chat=False`: the
-    command only uses the local database, so chat credentials are not required."""
-    path = config_path(config)
-    try:
-        return load_config(path, chat=chat)
-    except ConfigError as e:
-        for line in e.lines:
-            err.print(Text.assemble(("config error:", "red"), " ", line), highlight=False)
-        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -502,8 +487,6 @@ def claude(
     sys.stdout.flush()
     os.execve(cli, [cli, *ctx.args], claude_environment(cfg))
 
-
-from bridge.cli.verify import verify_app  # noqa: E402  (it imports this module lazily)
 
 service_app = typer.Typer(
     help="Run the daemon as a service: a systemd user unit (Linux) or a launchd agent (macOS).",

@@ -30,8 +30,8 @@ ConfigOpt = Annotated[
 
 
 def _db(config: str | None) -> Database:
+    from bridge.cli.consoles import load_config_or_exit as _load
     from bridge.cli.daemon import open_database
-    from bridge.cli.main import _load
 
     return open_database(_load(config, chat=False))
 
@@ -52,7 +52,7 @@ def describe(row: SasVerificationRow) -> str:
 
 def decide(db: Database, key: str, decision: str) -> str:
     """Write a decision; the line to print (raises typer.Exit(1) when it cannot)."""
-    from bridge.cli.main import err
+    from bridge.cli.consoles import err
 
     row = db.sas.get(key)
     if row is None or row.id is None:
@@ -78,7 +78,7 @@ def verify(
     """List the verifications waiting for you, with their emoji."""
     if ctx.invoked_subcommand is not None:
         return
-    from bridge.cli.main import out
+    from bridge.cli.consoles import out
 
     db = _db(config)
     try:
@@ -98,7 +98,7 @@ def verify(
 
 
 def _answer(key: str, config: str | None, decision: str) -> None:
-    from bridge.cli.main import out
+    from bridge.cli.consoles import out
 
     db = _db(config)
     try:
