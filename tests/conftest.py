@@ -19,6 +19,7 @@ default (CI runs everything); `THREADLINE_SKIP_SLOW=1` skips them for a quicker 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 
@@ -32,3 +33,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("slow") is not None:
             item.add_marker(skip)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Hostile input (fuzzing) can put lone surrogates into captured logs; pytest-xdist
+    cannot send such a report to the controller and the whole run aborts.  Escape them
+    in the report's sections (the test's outcome is unchanged)."""
+    outcome = yield
+    report = outcome.get_result()
+    report.sections = [
+        (title, text.encode("utf-8", "backslashreplace").decode("utf-8"))
+        for title, text in report.sections
+    ]

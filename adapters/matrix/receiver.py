@@ -222,7 +222,7 @@ class Receiver:
         if kind in HANDLED_KINDS and isinstance(event_id, str) and event_id:
             # claimed before it is handed on: after a kill -9 it is never handed on twice
             if not self.inbox.claim(event_id):
-                log.info("Matrix: %s was handled before; skipping it", event_id)
+                log.info("Matrix: %r was handled before; skipping it", event_id)
                 return
         if kind == "m.reaction":
             await self._reaction(room, source)
@@ -311,7 +311,7 @@ class Receiver:
         msg = parsed.message
         age = catchup.age_s(source)
         if self.catching_up and age > catchup.LATE_S and msg.sender.user_id in self.owners:
-            log.info("Matrix: %s waited %.0f s for the daemon", msg.message_id, age)
+            log.info("Matrix: %r waited %.0f s for the daemon", msg.message_id, age)
             self.notify_in(msg.thread, catchup.late_notice(age))
         if parsed.files:  # downloaded by the bridge, and only for an owner
             attachments = tuple(mx_client.attachment(self.client, ref) for ref in parsed.files)

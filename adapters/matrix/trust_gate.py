@@ -81,7 +81,7 @@ class TrustGate:
         """Record a refused event; True if its sender should be told why now: once an
         hour for each kind of refusal (`action`), so that a refused reaction does not
         keep the next refused reply unexplained."""
-        log.warning("Matrix: refused %s from %s: %s", action, sender.user_id, detail[:200])
+        log.warning("Matrix: refused %s from %r: %r", action, sender.user_id, detail[:200])
         told = True
         if self.report is not None:  # the audit row; its answer counts across restarts
             told = self.report(sender, action, detail) or action != "plaintext"
