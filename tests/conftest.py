@@ -35,14 +35,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+def _escaped(value: Any) -> Any:
+    """`value` with lone surrogates in its strings escaped (containers rebuilt)."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, list):
+        return [_escaped(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_escaped(v) for v in value)
+    if isinstance(value, dict):
+        return {_escaped(k): _escaped(v) for k, v in value.items()}
+    return value
+
+
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    """Hostile input (fuzzing) can put lone surrogates into captured logs; pytest-xdist
-    cannot send such a report to the controller and the whole run aborts.  Escape them
-    in the report's sections (the test's outcome is unchanged)."""
+def pytest_report_to_serializable(config: pytest.Config, report: pytest.TestReport) -> Any:
+    """Hostile input (fuzzing) can put lone surrogates into a report (captured logs,
+    hypothesis' statistics); pytest-xdist cannot send such a report to the controller
+    and the whole run aborts.  Escape them in the serialised report (the outcome is
+    unchanged)."""
     outcome = yield
-    report = outcome.get_result()
-    report.sections = [
-        (title, text.encode("utf-8", "backslashreplace").decode("utf-8"))
-        for title, text in report.sections
-    ]
+    data = outcome.get_result()
+    if data is not None:
+        outcome.force_result(_escaped(data))

@@ -220,6 +220,9 @@ class Receiver:
         kind = source.get("type")
         event_id = source.get("event_id")
         if kind in HANDLED_KINDS and isinstance(event_id, str) and event_id:
+            if not _well_formed(event_id):  # no homeserver sends one; hostile input
+                log.info("Matrix: ignoring an event with a malformed id %r", event_id[:100])
+                return
             # claimed before it is handed on: after a kill -9 it is never handed on twice
             if not self.inbox.claim(event_id):
                 log.info("Matrix: %r was handled before; skipping it", event_id)
@@ -405,3 +408,12 @@ class Receiver:
             if room is not None and not isinstance(decrypted, MegolmEvent):
                 await self._event(room, decrypted)
         self._undecrypted = keep
+
+
+def _well_formed(event_id: str) -> bool:
+    """An event id that can be stored: valid UTF-8, no control characters, bounded."""
+    try:
+        event_id.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return len(event_id) <= 255 and event_id.isprintable()
