@@ -41,7 +41,7 @@ async def test_matrix_plan_sent_back_by_text_then_auto_accepted_by_reaction(
         Text("Built it."),
     )
     thread, sid = await h.new_session(str(h.root / "app"), "greet me")
-    first = await h.phone.wait_message(lambda m: "Plan: greet" in m.body)
+    first = await h.phone.wait_message(lambda m: "Plan: greet" in m.body and "Approve" in m.body)
     assert "React ✅ Approve" in first.body and "or reply approve, auto" in first.body
     await h.phone.wait(lambda: len(first.reaction_keys(h.bot.user_id)) == 3 or None)
     assert first.reaction_keys(h.bot.user_id) == ["✅", "⏩", "✏️"]
